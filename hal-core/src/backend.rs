@@ -1,0 +1,172 @@
+//! The interface a backend implements: the semantics of the hook, written down.
+//!
+//! # For backend authors
+//! [`RawMmu`] speaks frame numbers, not typed frames; it is an `unsafe trait` because hal-core's
+//! type states are only as true as the promises below. The typed layer
+//! ([`Mmu`](crate::mmu::Mmu)) is the only caller of the `unsafe fn`s and upholds their
+//! preconditions; its safe methods move frames between states only after the backend has
+//! returned `Ok`.
+//!
+//! Operations may be *queued*: a backend is free to collect writes and submit them in batches,
+//! as long as (a) queued operations take effect in the order they were issued and (b) every
+//! queued operation has taken effect when [`RawMmu::flush`] returns `Ok`. The typed layer hands
+//! the caller a `#[must_use]` [`Pending`](crate::mmu::Pending) for that.
+//!
+//! | operation | bare metal (`backend-native`) | Xen PV (`backend-xen-pv`) |
+//! |---|---|---|
+//! | [`protect`](RawMmu::protect) | nothing: the memblock reservation hal-core made is all | every writable mapping of the frames becomes read-only (`mmu_update` batches) |
+//! | [`write`](RawMmu::write) | stores through a mapping of the frame | `mmu_update` entries, P2M-translated, 512 to a batch |
+//! | [`pin`](RawMmu::pin) | nothing | `MMUEXT_PIN_Ln_TABLE` (Xen validates the tree) |
+//! | [`switch_root`](RawMmu::switch_root) | `mov cr3` | `MMUEXT_NEW_BASEPTR` |
+//! | [`release`](RawMmu::release) | nothing | every read-only mapping becomes writable (`mmu_update` batches) |
+//! | [`retire`](RawMmu::retire) | nothing | `MMUEXT_UNPIN_TABLE` if pinned, then as `release` |
+
+use crate::addr::{Mfn, Pfn, PfnRange};
+use crate::error::BackendError;
+use crate::level::TableLevel;
+use crate::pte::Pte;
+
+bitflags::bitflags! {
+    /// Leaf page sizes a backend can map.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct PageSizes: u8 {
+        /// 4 KiB pages (always).
+        const SIZE_4K = 1;
+        /// 2 MiB pages (L2 entries with PS).
+        const SIZE_2M = 2;
+        /// 1 GiB pages (L3 entries with PS).
+        const SIZE_1G = 4;
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for PageSizes {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "PageSizes({=u8:#x})", self.bits())
+    }
+}
+
+/// What a backend allows and requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Caps {
+    /// Leaf sizes the backend accepts. 64-bit Xen PV: 4 KiB only.
+    pub page_sizes: PageSizes,
+    /// Whether a page-table frame must have no writable mapping anywhere (Xen PV). When set,
+    /// the direct-map builder maps page-table frames read-only.
+    pub tables_read_only: bool,
+    /// Root-table slots `[start, end)` the kernel may not use (Xen PV: 256..272).
+    pub reserved_root_slots: (u16, u16),
+    /// Whether the NX bit may be set in entries.
+    pub nx: bool,
+}
+
+/// A backend: the primitive page-table operations of one platform.
+///
+/// # Safety
+/// The implementer promises, for every method that returns `Ok` (for queued operations: once a
+/// later [`flush`](RawMmu::flush) has returned `Ok`):
+/// - [`protect`](RawMmu::protect): no writable mapping of any frame of the range exists, and
+///   none is created until [`release`](RawMmu::release) is called for that frame, except through
+///   [`write`](RawMmu::write) entries that the caller asked for;
+/// - [`release`](RawMmu::release): every mapping of the frames that the backend made read-only
+///   because of `protect` or because the frames were tables is writable again, and the frames
+///   are no page tables for the hardware or hypervisor any more;
+/// - [`write`](RawMmu::write) stores exactly the entries given, translated to the platform's
+///   frame numbers, and nothing else;
+/// - [`caps`](RawMmu::caps) is constant and true.
+pub unsafe trait RawMmu {
+    /// The backend's error, with its raw cause inside.
+    type Error: BackendError;
+
+    /// What the backend allows. Constant over the backend's life.
+    fn caps(&self) -> Caps;
+
+    /// A short name, for logs.
+    fn name(&self) -> &'static str;
+
+    /// The frame the hardware / hypervisor sees for `pfn` (native: the same; Xen: the P2M).
+    fn machine_frame(&self, pfn: Pfn) -> Result<Mfn, Self::Error>;
+
+    /// The root table in use now (CR3), as a frame number.
+    fn current_root(&self) -> Pfn;
+
+    /// Frames that are page tables already, not made by hal-core (Xen: the bootstrap tables the
+    /// domain builder made). With [`Caps::tables_read_only`] they must only be mapped read-only.
+    fn foreign_tables(&self) -> &[PfnRange];
+
+    /// Makes `frames` page-table-ready: afterwards no writable mapping of them exists.
+    ///
+    /// Pre: the caller owns the frames and nothing else uses them.
+    /// Post (native): nothing changes. Post (Xen PV): every mapping the backend knows of
+    /// (the initial mapping, windows) is read-only; a later `write` that maps one of these
+    /// frames read-only is remembered, so `release` finds it again.
+    ///
+    /// # Safety
+    /// The caller owns `frames` and stops using them as memory.
+    unsafe fn protect(&mut self, frames: PfnRange) -> Result<(), Self::Error>;
+
+    /// Queues writing `entries` into table `table` (of level `level`) from slot `first` on.
+    ///
+    /// Pre: `first + entries.len() <= 512`. `table` was protected (or is a foreign table); it
+    /// is either not yet hooked anywhere (the write is a plain store) or live (the platform
+    /// validates the entries). Leaf entries at level 2 or 3 have `HUGE_PAGE` and are allowed by
+    /// [`Caps::page_sizes`].
+    ///
+    /// # Safety
+    /// The caller owns `table` as a page table of level `level`, and the entries map only
+    /// memory the caller may map, pointing only at tables of level `level - 1`.
+    unsafe fn write(
+        &mut self,
+        table: Pfn,
+        level: TableLevel,
+        first: u16,
+        entries: &[Pte],
+    ) -> Result<(), Self::Error>;
+
+    /// Reads entry `index` of table `table` (after any queued writes), in pseudo-physical terms.
+    /// Fails with [`ErrorKind::NotMapped`](crate::error::ErrorKind::NotMapped) if the backend
+    /// cannot reach the frame.
+    fn read(&mut self, table: Pfn, level: TableLevel, index: u16) -> Result<Pte, Self::Error>;
+
+    /// Pins `table` as a table of `level` (Xen validates it and everything under it). Native:
+    /// nothing.
+    ///
+    /// # Safety
+    /// `table` is a complete, protected table of level `level` owned by the caller, not
+    /// pinned yet.
+    unsafe fn pin(&mut self, table: Pfn, level: TableLevel) -> Result<(), Self::Error>;
+
+    /// Retires table `table`: unpins it if [`pin`](RawMmu::pin) pinned it, then makes every
+    /// mapping of it writable again. Post: the frame is ordinary memory.
+    ///
+    /// # Safety
+    /// `table` is hooked nowhere and is not the current root; nothing will use it as a table.
+    unsafe fn retire(&mut self, table: Pfn, level: TableLevel) -> Result<(), Self::Error>;
+
+    /// Switches to root `root` (flushes queued operations first).
+    ///
+    /// # Safety
+    /// `root` is a pinned level-4 table that maps the running kernel (code, stack, data).
+    unsafe fn switch_root(&mut self, root: Pfn) -> Result<(), Self::Error>;
+
+    /// Makes `frames` writable again everywhere the backend mapped them read-only.
+    ///
+    /// Pre: none of the frames is a page table any more (never hooked, or unhooked and
+    /// unpinned). Post: every mapping of them is writable; the frames are ordinary memory.
+    ///
+    /// # Safety
+    /// The caller owns the frames, and no table hooked anywhere or pinned is among them.
+    unsafe fn release(&mut self, frames: PfnRange) -> Result<(), Self::Error>;
+
+    /// Tells the backend that `pfns` are mapped, contiguously, from virtual address `va` in the
+    /// current root, so it can reach frames through that mapping (to read or write tables, or
+    /// find mappings to protect or release).
+    ///
+    /// # Safety
+    /// The mapping exists in the current root and stays for the backend's life.
+    unsafe fn add_window(&mut self, va: u64, pfns: PfnRange) -> Result<(), Self::Error>;
+
+    /// Submits every queued operation. `Ok` means all of them took effect.
+    fn flush(&mut self) -> Result<(), Self::Error>;
+}

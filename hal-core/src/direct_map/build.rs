@@ -1,0 +1,524 @@
+//! Building the direct map through the typed layer.
+//!
+//! Tables are opened as the (ascending) runs reach them and closed when the runs leave them;
+//! a table that did not exist is filled completely in memory ([`TableBuilder`]) and written
+//! once, all 512 entries, when it is closed, then adopted by its parent (or hooked, if the
+//! parent is live). Children are therefore complete before any parent points at them, and on
+//! Xen PV a subtree is validated once, when it is hooked under the live root (or when the new
+//! root is pinned).
+
+use heapless::Vec;
+use typenum::{U1, U2, U3, U4};
+use x86_64::structures::paging::PageTableFlags;
+
+use super::plan::{count_tables, DirectMapSpec, PageSize, PlanError, Runs, TableCount};
+use crate::addr::{Pfn, PfnRange};
+use crate::backend::RawMmu;
+use crate::error::{BackendError, ErrorKind, Failed};
+use crate::level::{ChildOf, HasChild, Level, TableLevel};
+use crate::mmu::{Mmu, Pending, WriteError};
+use crate::pgt_buf::{Exhausted, PgtBuf};
+use crate::pte::Pte;
+use crate::state::PinnedRO;
+use crate::table::{EntryError, LeafLevel, TableBuilder, TableRef};
+use crate::Frame;
+
+/// Where the direct map goes.
+pub enum Target<'r, 'b> {
+    /// A root being built (not live yet): its slots are filled in memory.
+    New(&'b mut TableBuilder<U4>),
+    /// A live root: existing tables under it are reused.
+    Live(TableRef<'r, U4>),
+}
+
+/// What [`build`] did.
+#[derive(Debug)]
+#[must_use = "the Pending inside must be flushed"]
+pub struct Built {
+    /// Tables made, per level.
+    pub made: TableCount,
+    /// Existing tables reused.
+    pub reused: u64,
+    /// Pages mapped: 4 KiB, 2 MiB, 1 GiB.
+    pub pages: [u64; 3],
+    /// Frames mapped read-only (page tables, or reserved for them).
+    pub read_only_frames: u64,
+    /// The queued writes.
+    pub pending: Pending,
+}
+
+/// Why the direct map could not be built.
+#[derive(Debug)]
+pub enum BuildError<E> {
+    /// The ranges or the base are unusable.
+    Plan(PlanError),
+    /// The buffer cannot cover the tables: checked before anything is touched.
+    Exhausted {
+        /// Tables the ranges need (exact for an empty target).
+        needed: u64,
+        /// Frames left in the buffer.
+        remaining: u64,
+    },
+    /// Leaf flags must contain `PRESENT` and not `HUGE_PAGE` (added where needed), and `NO_EXECUTE`
+    /// only where the backend allows it.
+    BadFlags,
+    /// Too many read-only ranges to track.
+    Capacity,
+    /// Something is mapped already where the direct map goes (virtual address).
+    AlreadyMapped(u64),
+    /// The backend refused. Tables made so far stay in the used part of the buffer (reserved,
+    /// read-only): nothing is handed out as memory.
+    Backend(E),
+}
+
+impl<E: BackendError> BackendError for BuildError<E> {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Backend(e) => e.kind(),
+            Self::Exhausted { .. } | Self::Capacity => ErrorKind::Capacity,
+            Self::Plan(_) | Self::BadFlags | Self::AlreadyMapped(_) => ErrorKind::OutOfRange,
+        }
+    }
+}
+
+impl<E> From<PlanError> for BuildError<E> {
+    fn from(e: PlanError) -> Self {
+        Self::Plan(e)
+    }
+}
+
+impl<E> From<Exhausted> for BuildError<E> {
+    fn from(e: Exhausted) -> Self {
+        Self::Exhausted {
+            needed: e.capacity + 1,
+            remaining: 0,
+        }
+    }
+}
+
+impl<T, E> From<Failed<T, E>> for BuildError<E> {
+    fn from(f: Failed<T, E>) -> Self {
+        Self::Backend(f.error)
+    }
+}
+
+impl<E> From<WriteError<E>> for BuildError<E> {
+    fn from(e: WriteError<E>) -> Self {
+        match e {
+            WriteError::Backend(e) => Self::Backend(e),
+            WriteError::Entry(EntryError::Occupied(_)) => Self::AlreadyMapped(0),
+            WriteError::Entry(_) => Self::BadFlags,
+        }
+    }
+}
+
+/// The read-only set: the buffer, the backend's own tables and the caller's extra ranges,
+/// sorted and merged. Empty when the backend does not need read-only tables.
+pub fn read_only_set<B: RawMmu>(
+    mmu: &Mmu<B>,
+    buf: &PgtBuf,
+    extra: &[PfnRange],
+) -> Result<Vec<PfnRange, 64>, BuildError<B::Error>> {
+    let mut v: Vec<PfnRange, 64> = Vec::new();
+    if !mmu.caps().tables_read_only {
+        return Ok(v);
+    }
+    for r in core::iter::once(&buf.range())
+        .chain(mmu.raw().foreign_tables())
+        .chain(extra)
+    {
+        if !r.is_empty() {
+            v.push(*r).map_err(|_| BuildError::Capacity)?;
+        }
+    }
+    v.sort_unstable_by_key(|r| r.start());
+    let mut out: Vec<PfnRange, 64> = Vec::new();
+    for r in v {
+        match out.last_mut() {
+            Some(last) if r.start().as_u64() <= last.end() => {
+                *last = PfnRange::new(last.start(), last.end().max(r.end())).expect("ordered");
+            }
+            _ => out.push(r).map_err(|_| BuildError::Capacity)?,
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the direct map of `ranges` (sorted, disjoint) at `spec.base` under `target`,
+/// taking new tables from `buf`. `flags` are the leaf flags (`PRESENT | WRITABLE`, plus
+/// `NO_EXECUTE` or `GLOBAL` as wanted); frames that must be read-only lose `WRITABLE`.
+///
+/// Before touching anything it checks that `buf` holds the exact number of tables needed.
+///
+/// # Safety
+/// The virtual range `[spec.base, spec.base + end of the last range)` is used by nothing else,
+/// and every frame of `ranges` may be mapped with `flags`.
+pub unsafe fn build<B: RawMmu>(
+    mmu: &mut Mmu<B>,
+    buf: &mut PgtBuf,
+    target: Target<'_, '_>,
+    ranges: &[PfnRange],
+    extra_read_only: &[PfnRange],
+    spec: &DirectMapSpec,
+    flags: PageTableFlags,
+) -> Result<Built, BuildError<B::Error>> {
+    let caps = mmu.caps();
+    if !flags.contains(PageTableFlags::PRESENT)
+        || flags.contains(PageTableFlags::HUGE_PAGE)
+        || (flags.contains(PageTableFlags::NO_EXECUTE) && !caps.nx)
+    {
+        return Err(BuildError::BadFlags);
+    }
+    let ro = read_only_set(mmu, buf, extra_read_only)?;
+    let needed = count_tables(ranges, &ro, spec, &caps)?.total();
+    if needed > buf.remaining() {
+        return Err(BuildError::Exhausted {
+            needed,
+            remaining: buf.remaining(),
+        });
+    }
+    let mut b = Builder {
+        mmu,
+        buf,
+        target,
+        flags,
+        l3: None,
+        l2: None,
+        l1: None,
+        made: TableCount::default(),
+        reused: 0,
+        pending: Pending::none(),
+    };
+    let mut pages = [0u64; 3];
+    let mut read_only_frames = 0;
+    for run in Runs::new(ranges, &ro, spec, &caps)? {
+        let mut pfn = run.pfn;
+        let end = run.pfn + run.pages * run.size.frames();
+        if run.read_only {
+            read_only_frames += run.pages;
+        }
+        while pfn < end {
+            let va = spec.base + (pfn << 12);
+            let n = b.map_chunk(va, pfn, end, run.size, run.read_only)?;
+            pages[run.size as usize] += n;
+            pfn += n * run.size.frames();
+        }
+    }
+    b.close_l3()?;
+    Ok(Built {
+        made: b.made,
+        reused: b.reused,
+        pages,
+        read_only_frames,
+        pending: b.pending,
+    })
+}
+
+/// A table the cursor has open: made here (in memory) or found live. The in-memory variant
+/// is 4 KiB by design: three of them (L3, L2, L1) are all the builder ever holds.
+#[allow(clippy::large_enum_variant)]
+enum Open<'r, L: Level> {
+    New { key: u64, table: TableBuilder<L> },
+    Live { key: u64, table: TableRef<'r, L> },
+}
+
+impl<L: Level> Open<'_, L> {
+    fn key(&self) -> u64 {
+        match self {
+            Self::New { key, .. } | Self::Live { key, .. } => *key,
+        }
+    }
+}
+
+struct Builder<'m, 'r, 'b, B: RawMmu> {
+    mmu: &'m mut Mmu<B>,
+    buf: &'m mut PgtBuf,
+    target: Target<'r, 'b>,
+    flags: PageTableFlags,
+    l3: Option<Open<'r, U3>>,
+    l2: Option<Open<'r, U2>>,
+    l1: Option<Open<'r, U1>>,
+    made: TableCount,
+    reused: u64,
+    pending: Pending,
+}
+
+/// The key of the table of level `L` that covers `va`: va >> (span of an entry one level up).
+fn key_of(level: TableLevel, va: u64) -> u64 {
+    va >> (level.entry_shift() + 9)
+}
+
+impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
+    /// Maps pages of `size` from `pfn` (at `va`) up to `end` or the end of the table they fall
+    /// in; returns how many pages it mapped.
+    fn map_chunk(
+        &mut self,
+        va: u64,
+        pfn: u64,
+        end: u64,
+        size: PageSize,
+        read_only: bool,
+    ) -> Result<u64, BuildError<B::Error>> {
+        let level = size.level();
+        let first = level.index_of(va);
+        let room = 512 - u64::from(first);
+        let n = ((end - pfn) / size.frames()).min(room);
+        let mut flags = self.flags;
+        if read_only {
+            flags.remove(PageTableFlags::WRITABLE);
+        }
+        if size != PageSize::Size4K {
+            flags.insert(PageTableFlags::HUGE_PAGE);
+        }
+        let pte = |i: u64| {
+            let f = Pfn::new(pfn + i * size.frames()).expect("checked by the plan");
+            Pte::new(f, flags)
+        };
+        match size {
+            PageSize::Size4K => {
+                self.open_l1(va)?;
+                let slot = self.l1.as_mut().expect("opened");
+                fill(self.mmu, slot, first, n, pte, va)?;
+            }
+            PageSize::Size2M => {
+                self.open_l2(va)?;
+                let slot = self.l2.as_mut().expect("opened");
+                fill(self.mmu, slot, first, n, pte, va)?;
+            }
+            PageSize::Size1G => {
+                self.open_l3(va)?;
+                let slot = self.l3.as_mut().expect("opened");
+                fill(self.mmu, slot, first, n, pte, va)?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn open_l3(&mut self, va: u64) -> Result<(), BuildError<B::Error>> {
+        let key = key_of(TableLevel::L3, va);
+        if self.l3.as_ref().is_some_and(|o| o.key() == key) {
+            return Ok(());
+        }
+        self.close_l3()?;
+        let idx = TableLevel::L4.index_of(va);
+        let existing = match &mut self.target {
+            Target::New(root) => match root.entry(idx) {
+                Some(e) if e.is_present() && !e.is_huge() => {
+                    // SAFETY: the root builder's entries are tables the caller vouched for.
+                    Some(unsafe { TableRef::<U3>::from_pfn(e.pfn()) })
+                }
+                Some(e) if e.is_present() => return Err(BuildError::AlreadyMapped(va)),
+                _ => None,
+            },
+            Target::Live(root) => live_child(self.mmu, *root, idx, va)?,
+        };
+        self.l3 = Some(self.open_at(key, existing)?);
+        Ok(())
+    }
+
+    fn open_l2(&mut self, va: u64) -> Result<(), BuildError<B::Error>> {
+        let key = key_of(TableLevel::L2, va);
+        if self.l2.as_ref().is_some_and(|o| o.key() == key) {
+            return Ok(());
+        }
+        self.close_l2()?;
+        self.open_l3(va)?;
+        let idx = TableLevel::L3.index_of(va);
+        let existing = match self.l3.as_ref().expect("opened") {
+            Open::New { .. } => None,
+            Open::Live { table, .. } => live_child(self.mmu, *table, idx, va)?,
+        };
+        self.l2 = Some(self.open_at(key, existing)?);
+        Ok(())
+    }
+
+    fn open_l1(&mut self, va: u64) -> Result<(), BuildError<B::Error>> {
+        let key = key_of(TableLevel::L1, va);
+        if self.l1.as_ref().is_some_and(|o| o.key() == key) {
+            return Ok(());
+        }
+        self.close_l1()?;
+        self.open_l2(va)?;
+        let idx = TableLevel::L2.index_of(va);
+        let existing = match self.l2.as_ref().expect("opened") {
+            Open::New { .. } => None,
+            Open::Live { table, .. } => live_child(self.mmu, *table, idx, va)?,
+        };
+        self.l1 = Some(self.open_at(key, existing)?);
+        Ok(())
+    }
+
+    fn open_at<L: Level>(
+        &mut self,
+        key: u64,
+        existing: Option<TableRef<'r, L>>,
+    ) -> Result<Open<'r, L>, BuildError<B::Error>> {
+        Ok(match existing {
+            Some(table) => {
+                self.reused += 1;
+                Open::Live { key, table }
+            }
+            None => Open::New {
+                key,
+                table: TableBuilder::new(self.buf.alloc()?),
+            },
+        })
+    }
+
+    fn close_l1(&mut self) -> Result<(), BuildError<B::Error>> {
+        let Some(open) = self.l1.take() else {
+            return Ok(());
+        };
+        let Some((frame, va)) = self.make(open, TableLevel::L1)? else {
+            return Ok(());
+        };
+        self.made.l1 += 1;
+        let idx = TableLevel::L2.index_of(va);
+        let parent = self.l2.as_mut().expect("a child's parent stays open");
+        attach(self.mmu, &mut self.pending, parent, idx, frame)
+    }
+
+    fn close_l2(&mut self) -> Result<(), BuildError<B::Error>> {
+        self.close_l1()?;
+        let Some(open) = self.l2.take() else {
+            return Ok(());
+        };
+        let Some((frame, va)) = self.make(open, TableLevel::L2)? else {
+            return Ok(());
+        };
+        self.made.l2 += 1;
+        let idx = TableLevel::L3.index_of(va);
+        let parent = self.l3.as_mut().expect("a child's parent stays open");
+        attach(self.mmu, &mut self.pending, parent, idx, frame)
+    }
+
+    fn close_l3(&mut self) -> Result<(), BuildError<B::Error>> {
+        self.close_l2()?;
+        let Some(open) = self.l3.take() else {
+            return Ok(());
+        };
+        let Some((frame, va)) = self.make(open, TableLevel::L3)? else {
+            return Ok(());
+        };
+        self.made.l3 += 1;
+        let idx = TableLevel::L4.index_of(va);
+        match &mut self.target {
+            Target::New(root) => root.adopt(idx, frame).map_err(|(e, f)| {
+                crate::frame::handed_over(f);
+                BuildError::from(WriteError::<B::Error>::Entry(e))
+            }),
+            Target::Live(root) => {
+                let p = self.mmu.hook(*root, idx, frame).map_err(|f| {
+                    crate::frame::handed_over(f.value);
+                    BuildError::from(f.error)
+                })?;
+                self.pending = core::mem::replace(&mut self.pending, Pending::none()).join(p);
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes a table made here; returns it with a virtual address it covers. Live tables
+    /// need nothing.
+    #[allow(clippy::type_complexity)]
+    fn make<L: Level>(
+        &mut self,
+        open: Open<'r, L>,
+        level: TableLevel,
+    ) -> Result<Option<(Frame<PinnedRO<L>>, u64)>, BuildError<B::Error>> {
+        let Open::New { key, table } = open else {
+            return Ok(None);
+        };
+        let va = key << (level.entry_shift() + 9);
+        let (frame, p) = self.mmu.new_table(table).map_err(|f| {
+            // The frame stays in the buffer's used part, read-only: nothing is handed out.
+            let _ = f.value.into_frame();
+            BuildError::Backend(f.error)
+        })?;
+        self.pending = core::mem::replace(&mut self.pending, Pending::none()).join(p);
+        Ok(Some((frame, sign_extend(va))))
+    }
+}
+
+fn sign_extend(va: u64) -> u64 {
+    if va & (1 << 47) != 0 {
+        va | 0xffff_0000_0000_0000
+    } else {
+        va
+    }
+}
+
+fn live_child<'r, L: HasChild, B: RawMmu>(
+    mmu: &mut Mmu<B>,
+    table: TableRef<'r, L>,
+    idx: u16,
+    va: u64,
+) -> Result<Option<TableRef<'r, ChildOf<L>>>, BuildError<B::Error>> {
+    let e = mmu.entry(table, idx).map_err(BuildError::Backend)?;
+    if e.is_present() && e.is_huge() {
+        return Err(BuildError::AlreadyMapped(va));
+    }
+    mmu.child(table, idx).map_err(BuildError::Backend)
+}
+
+fn attach<L: HasChild, B: RawMmu>(
+    mmu: &mut Mmu<B>,
+    pending: &mut Pending,
+    parent: &mut Open<'_, L>,
+    idx: u16,
+    frame: Frame<PinnedRO<ChildOf<L>>>,
+) -> Result<(), BuildError<B::Error>> {
+    match parent {
+        Open::New { table, .. } => table.adopt(idx, frame).map_err(|(e, f)| {
+            crate::frame::handed_over(f);
+            BuildError::from(WriteError::<B::Error>::Entry(e))
+        }),
+        Open::Live { table, .. } => {
+            let p = mmu.hook(*table, idx, frame).map_err(|f| {
+                crate::frame::handed_over(f.value);
+                BuildError::from(f.error)
+            })?;
+            *pending = core::mem::replace(pending, Pending::none()).join(p);
+            Ok(())
+        }
+    }
+}
+
+/// Writes `n` leaves from slot `first` into an open table.
+fn fill<L: LeafLevel, B: RawMmu>(
+    mmu: &mut Mmu<B>,
+    open: &mut Open<'_, L>,
+    first: u16,
+    n: u64,
+    pte: impl Fn(u64) -> Pte,
+    va: u64,
+) -> Result<(), BuildError<B::Error>> {
+    match open {
+        Open::New { table, .. } => {
+            for i in 0..n {
+                // SAFETY: the caller of `build` vouched for the virtual range and the frames.
+                unsafe { table.set_leaf(first + i as u16, pte(i)) }.map_err(|e| match e {
+                    EntryError::Occupied(_) => BuildError::AlreadyMapped(va),
+                    _ => BuildError::BadFlags,
+                })?;
+            }
+            Ok(())
+        }
+        Open::Live { table, .. } => {
+            let mut buf = [Pte::EMPTY; 512];
+            for (i, slot) in buf.iter_mut().enumerate().take(n as usize) {
+                *slot = pte(i as u64);
+            }
+            // SAFETY: as above.
+            let p =
+                unsafe { mmu.map_leaves(*table, first, &buf[..n as usize]) }.map_err(
+                    |e| match e {
+                        WriteError::Entry(EntryError::Occupied(_)) => BuildError::AlreadyMapped(va),
+                        other => BuildError::from(other),
+                    },
+                )?;
+            p.defer();
+            Ok(())
+        }
+    }
+}

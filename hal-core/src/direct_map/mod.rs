@@ -1,0 +1,14 @@
+//! The direct map: all RAM mapped linearly at a virtual base (Linux's `init_memory_mapping`).
+//!
+//! - [`plan`]: split physical ranges by alignment into 1 GiB / 2 MiB / 4 KiB runs (large pages
+//!   only where the backend allows them and no frame in the page must be read-only), and count
+//!   *exactly* how many table frames that needs, so `pgt_buf` is sized by computation.
+//! - [`build`]: take the tables from [`PgtBuf`](crate::pgt_buf::PgtBuf), fill each one
+//!   completely before it exists for the platform, and install them through [`Mmu`](crate::mmu::Mmu),
+//!   reusing tables that already exist.
+
+pub mod build;
+pub mod plan;
+
+pub use build::{build, BuildError, Built, Target};
+pub use plan::{count_tables, DirectMapSpec, PageSize, PlanError, Run, Runs, TableCount};

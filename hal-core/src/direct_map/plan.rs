@@ -1,0 +1,295 @@
+//! Splitting physical ranges into page runs, and the exact table count.
+
+use crate::addr::{PfnRange, MAX_PFN};
+use crate::backend::{Caps, PageSizes};
+use crate::level::TableLevel;
+
+/// A leaf page size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PageSize {
+    /// 4 KiB, an L1 entry.
+    Size4K,
+    /// 2 MiB, an L2 entry with PS.
+    Size2M,
+    /// 1 GiB, an L3 entry with PS.
+    Size1G,
+}
+
+impl PageSize {
+    /// Frames in one page.
+    pub const fn frames(self) -> u64 {
+        match self {
+            Self::Size4K => 1,
+            Self::Size2M => 512,
+            Self::Size1G => 512 * 512,
+        }
+    }
+
+    /// The level whose entries map pages of this size.
+    pub const fn level(self) -> TableLevel {
+        match self {
+            Self::Size4K => TableLevel::L1,
+            Self::Size2M => TableLevel::L2,
+            Self::Size1G => TableLevel::L3,
+        }
+    }
+}
+
+/// Where and how to map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DirectMapSpec {
+    /// Virtual address of physical address 0 (Linux: 0xffff888000000000). 1 GiB-aligned.
+    pub base: u64,
+    /// Leaf page sizes to use (intersected with the backend's).
+    pub page_sizes: PageSizes,
+}
+
+/// The direct map's base address Linux uses on x86-64 (L4 slot 273).
+pub const LINUX_PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;
+
+/// A run of equally sized, equally protected pages mapping consecutive frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Run {
+    /// First frame.
+    pub pfn: u64,
+    /// Number of pages.
+    pub pages: u64,
+    /// Their size.
+    pub size: PageSize,
+    /// Mapped read-only (the frames are page tables, or reserved for them, on a backend that
+    /// forbids writable mappings of those).
+    pub read_only: bool,
+}
+
+/// Why a set of ranges cannot be mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PlanError {
+    /// The base is not 1 GiB-aligned, or not canonical.
+    BadBase(u64),
+    /// Range `index` starts before the previous one ends (ranges must be sorted and disjoint).
+    Unsorted {
+        /// Position of the range.
+        index: usize,
+    },
+    /// Mapping a frame this high would leave the canonical half of the base, or hit a slot
+    /// the backend reserves (Xen's L4 slots 256–271).
+    OutOfVirtualSpace {
+        /// The first frame that does not fit.
+        pfn: u64,
+    },
+}
+
+/// Iterator over the runs of a set of ranges. Deterministic: [`count_tables`] and
+/// [`build`](super::build) walk the same runs.
+#[derive(Clone)]
+pub struct Runs<'a> {
+    ranges: &'a [PfnRange],
+    read_only: &'a [PfnRange],
+    sizes: PageSizes,
+    idx: usize,
+    pos: u64,
+}
+
+impl<'a> Runs<'a> {
+    /// The runs for `ranges` (sorted, disjoint) with the frames in `read_only` (sorted,
+    /// disjoint) mapped read-only and never inside a large page.
+    pub fn new(
+        ranges: &'a [PfnRange],
+        read_only: &'a [PfnRange],
+        spec: &DirectMapSpec,
+        caps: &Caps,
+    ) -> Result<Self, PlanError> {
+        check_ranges(ranges, spec, caps)?;
+        Ok(Self {
+            ranges,
+            read_only,
+            sizes: spec.page_sizes & caps.page_sizes,
+            idx: 0,
+            pos: ranges.first().map_or(0, |r| r.start().as_u64()),
+        })
+    }
+
+    /// The first read-only range that ends after `p`.
+    fn ro_after(&self, p: u64) -> Option<PfnRange> {
+        let i = self.read_only.partition_point(|r| r.end() <= p);
+        self.read_only.get(i).copied()
+    }
+}
+
+impl Iterator for Runs<'_> {
+    type Item = Run;
+
+    fn next(&mut self) -> Option<Run> {
+        let mut range = *self.ranges.get(self.idx)?;
+        while self.pos >= range.end() {
+            self.idx += 1;
+            range = *self.ranges.get(self.idx)?;
+            self.pos = range.start().as_u64();
+        }
+        let p = self.pos.max(range.start().as_u64());
+        let e = range.end();
+        let ro = self.ro_after(p);
+        let in_ro = ro.is_some_and(|r| r.start().as_u64() <= p);
+        // Where the protection changes.
+        let prot_edge = match ro {
+            Some(r) if in_ro => r.end(),
+            Some(r) => r.start().as_u64(),
+            None => MAX_PFN,
+        };
+        if !in_ro {
+            for (size, flag) in [
+                (PageSize::Size1G, PageSizes::SIZE_1G),
+                (PageSize::Size2M, PageSizes::SIZE_2M),
+            ] {
+                let n = size.frames();
+                if self.sizes.contains(flag) && p % n == 0 && p + n <= e.min(prot_edge) {
+                    let pages = (e.min(prot_edge) - p) / n;
+                    // A 2 MiB run stops where a 1 GiB page could start.
+                    let pages =
+                        if size == PageSize::Size2M && self.sizes.contains(PageSizes::SIZE_1G) {
+                            let next_1g =
+                                (p / PageSize::Size1G.frames() + 1) * PageSize::Size1G.frames();
+                            pages.min((next_1g - p) / n)
+                        } else {
+                            pages
+                        };
+                    self.pos = p + pages * n;
+                    return Some(Run {
+                        pfn: p,
+                        pages,
+                        size,
+                        read_only: false,
+                    });
+                }
+            }
+        }
+        // 4 KiB pages up to the next place a large page could start, or the protection edge.
+        let smallest_large = if self.sizes.contains(PageSizes::SIZE_2M) {
+            Some(PageSize::Size2M.frames())
+        } else if self.sizes.contains(PageSizes::SIZE_1G) {
+            Some(PageSize::Size1G.frames())
+        } else {
+            None
+        };
+        let mut stop = e.min(prot_edge);
+        if let Some(n) = smallest_large {
+            stop = stop.min((p / n + 1) * n);
+        }
+        self.pos = stop;
+        Some(Run {
+            pfn: p,
+            pages: stop - p,
+            size: PageSize::Size4K,
+            read_only: in_ro,
+        })
+    }
+}
+
+fn check_ranges(ranges: &[PfnRange], spec: &DirectMapSpec, caps: &Caps) -> Result<(), PlanError> {
+    let gib = PageSize::Size1G.frames() << 12;
+    let canonical = |va: u64| {
+        let top = va >> 47;
+        top == 0 || top == 0x1ffff
+    };
+    if spec.base % gib != 0 || !canonical(spec.base) {
+        return Err(PlanError::BadBase(spec.base));
+    }
+    let mut prev_end = 0;
+    for (index, r) in ranges.iter().enumerate() {
+        if r.is_empty() {
+            continue;
+        }
+        if r.start().as_u64() < prev_end {
+            return Err(PlanError::Unsorted { index });
+        }
+        prev_end = r.end();
+        // Last byte of the range must stay in the base's half and out of reserved slots.
+        let last = r.end() - 1;
+        let va_last = (last << 12).checked_add(spec.base);
+        let fits = va_last.is_some_and(|v| canonical(v) && (v >> 47) == (spec.base >> 47));
+        if !fits {
+            return Err(PlanError::OutOfVirtualSpace { pfn: last });
+        }
+        let (lo, hi) = caps.reserved_root_slots;
+        let first_slot = TableLevel::L4.index_of(spec.base + (r.start().as_u64() << 12));
+        let last_slot = TableLevel::L4.index_of(va_last.unwrap_or(0));
+        if first_slot < hi && lo <= last_slot && lo < hi {
+            let bad = if first_slot >= lo {
+                r.start().as_u64()
+            } else {
+                ((u64::from(lo) << 39) - spec.base) >> 12
+            };
+            return Err(PlanError::OutOfVirtualSpace { pfn: bad });
+        }
+    }
+    Ok(())
+}
+
+/// Table frames a direct map needs, per level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TableCount {
+    /// Level-3 tables (one per 512 GiB slot of the root touched).
+    pub l3: u64,
+    /// Level-2 tables (one per 1 GiB touched by 2 MiB or 4 KiB pages).
+    pub l2: u64,
+    /// Level-1 tables (one per 2 MiB touched by 4 KiB pages).
+    pub l1: u64,
+}
+
+impl TableCount {
+    /// All levels together.
+    pub const fn total(&self) -> u64 {
+        self.l3 + self.l2 + self.l1
+    }
+}
+
+/// Counts, exactly, the tables below the root that mapping `ranges` at `spec.base` needs when
+/// none of them exists yet (a root whose slots for the range are empty). The root itself is
+/// not counted.
+pub fn count_tables(
+    ranges: &[PfnRange],
+    read_only: &[PfnRange],
+    spec: &DirectMapSpec,
+    caps: &Caps,
+) -> Result<TableCount, PlanError> {
+    let mut count = TableCount::default();
+    // The last table counted at each level, as va >> (shift of the level above's entry).
+    let mut last: [Option<u64>; 3] = [None; 3];
+    let mut note = |level: TableLevel, va: u64, count: &mut TableCount| {
+        let key = va
+            >> TableLevel::from_u8(level.as_u8() + 1)
+                .expect("l1..l3")
+                .entry_shift();
+        let slot = &mut last[usize::from(level.as_u8() - 1)];
+        if *slot != Some(key) {
+            *slot = Some(key);
+            match level {
+                TableLevel::L1 => count.l1 += 1,
+                TableLevel::L2 => count.l2 += 1,
+                _ => count.l3 += 1,
+            }
+        }
+    };
+    for run in Runs::new(ranges, read_only, spec, caps)? {
+        let first_va = spec.base + (run.pfn << 12);
+        let last_va = first_va + ((run.pages * run.size.frames() - 1) << 12);
+        // Every table level from L3 down to the run's level is needed for every slot the run
+        // touches; tables are reached in ascending order, so counting key changes is exact.
+        let lowest = run.size.level().as_u8();
+        for lvl in (lowest..=3).rev() {
+            let level = TableLevel::from_u8(lvl).expect("1..=3");
+            let span = TableLevel::from_u8(lvl + 1).expect("2..=4").entry_span();
+            let mut va = first_va & !(span - 1);
+            while va <= last_va {
+                note(level, va, &mut count);
+                va += span;
+            }
+        }
+    }
+    Ok(count)
+}

@@ -1,0 +1,378 @@
+//! [`Mmu<B>`]: the typed, safe face of a backend. Every state transition that needs a side
+//! effect is a method here; it calls the backend and changes the frame's type only on `Ok`.
+//!
+//! # For application authors
+//! ```text
+//!  Frame<Free> ──PgtBuf::new / Mmu::protect──▶ Frame<PgtReserved> ──Mmu::new_table──▶ Frame<PinnedRO<L>>
+//!       ▲                                             │                                    │
+//!       │ into_free (pure)                            │ PgtBuf::finish (tail)              │ Mmu::retire
+//!       └────────────────── Frame<ReleasedRW> ◀───────┴────────────────────────────────────┘
+//! ```
+//! Writes may be queued by the backend; the methods that queue return a [`Pending`] that must
+//! be flushed (or joined into one that is).
+
+use typenum::U4;
+
+use crate::addr::{Mfn, Pfn};
+use crate::backend::{Caps, RawMmu};
+use crate::error::Failed;
+use crate::frame::Frame;
+use crate::level::{ChildOf, HasChild, Level};
+use crate::pte::Pte;
+use crate::range::FrameRange;
+use crate::state::{Free, PgtReserved, PinnedRO, ReleasedRW};
+use crate::table::{EntryError, LeafLevel, TableBuilder, TableRef, ENTRIES};
+
+/// Queued page-table updates: they take effect when flushed.
+///
+/// Like `x86_64`'s `MapperFlush`, this is an obligation as a value. Join several with
+/// [`join`](Pending::join), then [`flush`](Pending::flush) once.
+#[must_use = "queued page-table updates take effect only when flushed"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Pending {
+    ops: u64,
+}
+
+impl Pending {
+    /// Nothing queued.
+    pub const fn none() -> Self {
+        Self { ops: 0 }
+    }
+
+    /// One obligation for both.
+    pub const fn join(self, other: Pending) -> Self {
+        Self {
+            ops: self.ops + other.ops,
+        }
+    }
+
+    /// Operations this stands for.
+    pub const fn ops(&self) -> u64 {
+        self.ops
+    }
+
+    /// Submits everything the backend has queued.
+    pub fn flush<B: RawMmu>(self, mmu: &mut Mmu<B>) -> Result<(), B::Error> {
+        mmu.raw.flush()
+    }
+
+    /// Drops the obligation without flushing: the updates take effect at the backend's next
+    /// flush (every operation that needs them flushed first, such as `switch_root`, does so).
+    pub fn defer(self) {}
+
+    fn one() -> Self {
+        Self { ops: 1 }
+    }
+}
+
+/// Why an entry operation on a live table failed.
+#[derive(Debug)]
+pub enum WriteError<E> {
+    /// The entry itself was refused before reaching the backend.
+    Entry(EntryError),
+    /// The backend refused it.
+    Backend(E),
+}
+
+/// A backend, wrapped so that only typed transitions reach it.
+pub struct Mmu<B: RawMmu> {
+    raw: B,
+}
+
+impl<B: RawMmu> Mmu<B> {
+    /// Wraps a backend.
+    pub fn new(raw: B) -> Self {
+        Self { raw }
+    }
+
+    /// The backend (its safe methods: counters, caps, flush).
+    pub fn raw(&self) -> &B {
+        &self.raw
+    }
+
+    /// The backend, mutably. Its state-changing methods are `unsafe`; calling them directly is
+    /// the escape hatch around the type states.
+    pub fn raw_mut(&mut self) -> &mut B {
+        &mut self.raw
+    }
+
+    /// Unwraps the backend.
+    pub fn into_raw(self) -> B {
+        self.raw
+    }
+
+    /// What the backend allows.
+    pub fn caps(&self) -> Caps {
+        self.raw.caps()
+    }
+
+    /// The frame the platform sees for `pfn`.
+    pub fn machine_frame(&self, pfn: Pfn) -> Result<Mfn, B::Error> {
+        self.raw.machine_frame(pfn)
+    }
+
+    /// The root table in use now.
+    ///
+    /// The handle's lifetime is the borrow of `self`: switching roots needs `&mut self`.
+    pub fn current_root(&self) -> TableRef<'_, U4> {
+        // SAFETY: the backend reports the live root; it stays the root while `self` is
+        // borrowed shared (switching needs `&mut self`).
+        unsafe { TableRef::from_pfn(self.raw.current_root()) }
+    }
+
+    /// `Free` → `PgtReserved`: makes frames page-table-ready (no writable mapping anywhere).
+    ///
+    /// On failure the frames come back as `PgtReserved`: some may already be read-only, so
+    /// they need [`release`](Self::release) before they are memory again.
+    pub fn protect(
+        &mut self,
+        frames: FrameRange<Free>,
+    ) -> Result<FrameRange<PgtReserved>, Failed<FrameRange<PgtReserved>, B::Error>> {
+        // SAFETY: we own the frames (the range is ours) and stop using them as memory: they
+        // change type right here whatever the outcome.
+        let res = unsafe { self.raw.protect(frames.pfns()) };
+        let frames = frames.into_state::<PgtReserved>();
+        match res {
+            Ok(()) => Ok(frames),
+            Err(error) => Err(Failed {
+                error,
+                value: frames,
+            }),
+        }
+    }
+
+    /// `PgtReserved` → `ReleasedRW`: writable again everywhere, in batches; flushes.
+    pub fn release(
+        &mut self,
+        frames: FrameRange<PgtReserved>,
+    ) -> Result<FrameRange<ReleasedRW>, Failed<FrameRange<PgtReserved>, B::Error>> {
+        // SAFETY: we own the frames; a PgtReserved frame was never made a table (that would
+        // have turned it into PinnedRO), so none is hooked or pinned.
+        let res = unsafe { self.raw.release(frames.pfns()) }.and_then(|()| self.raw.flush());
+        match res {
+            Ok(()) => Ok(frames.into_state()),
+            Err(error) => Err(Failed {
+                error,
+                value: frames,
+            }),
+        }
+    }
+
+    /// `PgtReserved` → `PinnedRO<L>`: writes the builder's 512 entries into its frame, which is
+    /// a level-`L` table from then on (owned by the caller, hooked nowhere yet).
+    pub fn new_table<L: Level>(
+        &mut self,
+        builder: TableBuilder<L>,
+    ) -> Result<(Frame<PinnedRO<L>>, Pending), Failed<TableBuilder<L>, B::Error>> {
+        let pfn = builder.pfn();
+        // SAFETY: the frame is PgtReserved (protected, ours), becomes a level-L table here;
+        // the builder's entries are leaves the caller vouched for (set_leaf/set_raw are
+        // unsafe) or adopted children of level L-1.
+        let res = unsafe { self.raw.write(pfn, L::LEVEL, 0, builder.entries()) };
+        match res {
+            Ok(()) => {
+                let (frame, _) = builder.into_parts();
+                Ok((frame.into_state(), Pending::one()))
+            }
+            Err(error) => Err(Failed {
+                error,
+                value: builder,
+            }),
+        }
+    }
+
+    /// Pins a table as level `L` (Xen validates the tree under it; native: nothing).
+    pub fn pin<L: Level>(&mut self, table: &Frame<PinnedRO<L>>) -> Result<(), B::Error> {
+        self.raw.flush()?;
+        // SAFETY: the frame is a complete level-L table we own (queued writes flushed above).
+        unsafe { self.raw.pin(table.pfn(), L::LEVEL) }
+    }
+
+    /// Makes `root` the live root. The root must map the running kernel: build it from
+    /// [`inherit_root`](Self::inherit_root).
+    ///
+    /// # Safety
+    /// `root` maps the running code, stack and data at their current addresses (for example
+    /// through entries inherited from the current root), and was pinned.
+    pub unsafe fn switch_root(&mut self, root: &Frame<PinnedRO<U4>>) -> Result<(), B::Error> {
+        self.raw.flush()?;
+        // SAFETY: the caller's promise above; the frame is a level-4 table we own.
+        unsafe { self.raw.switch_root(root.pfn()) }
+    }
+
+    /// Copies the current root's present entries into `builder`, except the slots in `skip`
+    /// (`[start, end)`) and the backend's reserved slots: the new root then maps the running
+    /// kernel as the current one does.
+    pub fn inherit_root(
+        &mut self,
+        builder: &mut TableBuilder<U4>,
+        skip: (u16, u16),
+    ) -> Result<u16, WriteError<B::Error>> {
+        let root = self.raw.current_root();
+        let reserved = self.caps().reserved_root_slots;
+        let mut copied = 0;
+        for i in 0..ENTRIES as u16 {
+            let in_range = |r: (u16, u16)| i >= r.0 && i < r.1;
+            if in_range(skip) || in_range(reserved) {
+                continue;
+            }
+            let e = self
+                .raw
+                .read(root, crate::level::TableLevel::L4, i)
+                .map_err(WriteError::Backend)?;
+            if e.is_present() {
+                // SAFETY: the entry is live in the current root, which the platform accepted;
+                // the tables it points at stay (we never retire the boot tables).
+                unsafe { builder.set_raw(i, e) }.map_err(WriteError::Entry)?;
+                copied += 1;
+            }
+        }
+        Ok(copied)
+    }
+
+    /// Reads entry `index` of a live table.
+    pub fn entry<L: Level>(&mut self, table: TableRef<'_, L>, index: u16) -> Result<Pte, B::Error> {
+        self.raw.read(table.pfn(), L::LEVEL, index)
+    }
+
+    /// The table behind entry `index` of `table`, if the entry points at one.
+    pub fn child<'a, L: HasChild>(
+        &mut self,
+        table: TableRef<'a, L>,
+        index: u16,
+    ) -> Result<Option<TableRef<'a, ChildOf<L>>>, B::Error> {
+        let e = self.raw.read(table.pfn(), L::LEVEL, index)?;
+        Ok((e.is_present() && !e.is_huge()).then(|| table.child(e.pfn())))
+    }
+
+    /// Hooks `child` under slot `index` of the live table `parent`; the tree owns the child
+    /// from then on. On Xen, if `parent` is validated, Xen validates `child` (and everything
+    /// under it) here. The child comes back if the slot is taken or the backend refuses.
+    #[allow(clippy::type_complexity)]
+    pub fn hook<L: HasChild>(
+        &mut self,
+        parent: TableRef<'_, L>,
+        index: u16,
+        child: Frame<PinnedRO<ChildOf<L>>>,
+    ) -> Result<Pending, Failed<Frame<PinnedRO<ChildOf<L>>>, WriteError<B::Error>>> {
+        let fail = |error, value| Err(Failed { error, value });
+        if usize::from(index) >= ENTRIES {
+            return fail(WriteError::Entry(EntryError::IndexOutOfRange(index)), child);
+        }
+        match self.raw.read(parent.pfn(), L::LEVEL, index) {
+            Ok(e) if e.is_present() => {
+                return fail(WriteError::Entry(EntryError::Occupied(index)), child)
+            }
+            Ok(_) => {}
+            Err(e) => return fail(WriteError::Backend(e), child),
+        }
+        let entry = [Pte::table(child.pfn())];
+        // SAFETY: `parent` is a live level-L table (TableRef), `child` a level L-1 table we
+        // own and hand to the tree.
+        match unsafe { self.raw.write(parent.pfn(), L::LEVEL, index, &entry) } {
+            Ok(()) => {
+                crate::frame::handed_over(child);
+                Ok(Pending::one())
+            }
+            Err(e) => fail(WriteError::Backend(e), child),
+        }
+    }
+
+    /// Writes leaf entries into a live table from slot `first` on. Every target slot must be
+    /// empty.
+    ///
+    /// # Safety
+    /// The virtual pages the slots cover are not otherwise in use, and the frames may be mapped
+    /// with the given flags.
+    pub unsafe fn map_leaves<L: LeafLevel>(
+        &mut self,
+        table: TableRef<'_, L>,
+        first: u16,
+        entries: &[Pte],
+    ) -> Result<Pending, WriteError<B::Error>> {
+        let end = usize::from(first) + entries.len();
+        if end > ENTRIES {
+            return Err(WriteError::Entry(EntryError::IndexOutOfRange(end as u16)));
+        }
+        for (i, e) in (first..).zip(entries) {
+            let huge = e.is_huge();
+            if !e.is_present() {
+                return Err(WriteError::Entry(EntryError::NotPresent(i)));
+            }
+            if huge != (L::LEVEL != crate::level::TableLevel::L1) {
+                return Err(WriteError::Entry(EntryError::BadLeaf(i)));
+            }
+            let old = self
+                .raw
+                .read(table.pfn(), L::LEVEL, i)
+                .map_err(WriteError::Backend)?;
+            if old.is_present() {
+                return Err(WriteError::Entry(EntryError::Occupied(i)));
+            }
+        }
+        // SAFETY: a live level-L table; the caller vouches for the mappings.
+        unsafe { self.raw.write(table.pfn(), L::LEVEL, first, entries) }
+            .map_err(WriteError::Backend)?;
+        Ok(Pending::one())
+    }
+
+    /// Takes the child table behind slot `index` out of the tree and back into the caller's
+    /// ownership (the slot becomes empty).
+    ///
+    /// # Safety
+    /// No [`TableRef`] into the child's subtree is used afterwards.
+    #[allow(clippy::type_complexity)]
+    pub unsafe fn unhook<L: HasChild>(
+        &mut self,
+        parent: TableRef<'_, L>,
+        index: u16,
+    ) -> Result<Option<(Frame<PinnedRO<ChildOf<L>>>, Pending)>, B::Error> {
+        let e = self.raw.read(parent.pfn(), L::LEVEL, index)?;
+        if !e.is_present() || e.is_huge() {
+            return Ok(None);
+        }
+        // SAFETY: the slot belongs to a live table; clearing an entry maps nothing.
+        unsafe { self.raw.write(parent.pfn(), L::LEVEL, index, &[Pte::EMPTY]) }?;
+        // SAFETY: the entry pointed at a level L-1 table owned by the tree; it is out of the
+        // tree now and ownership moves to the caller.
+        let child = unsafe { Frame::from_pfn_unchecked(e.pfn()) };
+        Ok(Some((child, Pending::one())))
+    }
+
+    /// `PinnedRO<L>` → `ReleasedRW`: unpins the table if pinned and makes it writable again.
+    /// Owning the frame proves it is hooked nowhere (hooking gives it to the tree); the current
+    /// root is refused.
+    pub fn retire<L: Level>(
+        &mut self,
+        table: Frame<PinnedRO<L>>,
+    ) -> Result<Frame<ReleasedRW>, Failed<Frame<PinnedRO<L>>, RetireError<B::Error>>> {
+        if table.pfn() == self.raw.current_root() {
+            return Err(Failed {
+                error: RetireError::CurrentRoot,
+                value: table,
+            });
+        }
+        // SAFETY: we own the table, so it is hooked nowhere, and it is not the current root.
+        let res = self
+            .raw
+            .flush()
+            .and_then(|()| unsafe { self.raw.retire(table.pfn(), L::LEVEL) })
+            .and_then(|()| self.raw.flush());
+        match res {
+            Ok(()) => Ok(table.into_state()),
+            Err(e) => Err(Failed {
+                error: RetireError::Backend(e),
+                value: table,
+            }),
+        }
+    }
+}
+
+/// Why a table could not be retired.
+#[derive(Debug)]
+pub enum RetireError<E> {
+    /// It is the live root.
+    CurrentRoot,
+    /// The backend refused.
+    Backend(E),
+}

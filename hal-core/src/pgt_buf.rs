@@ -1,0 +1,154 @@
+//! [`PgtBuf`]: the buffer page tables are taken from, `[start, end, top)`.
+//!
+//! # The hook, as a type
+//! Linux had a runtime hook, `x86_init.mapping.pagetable_reserve(start, end)`, called once the
+//! direct map was built, whose meaning lived in a commit message: *[start, end) of the page-table
+//! buffer are page tables now and stay reserved; the rest up to top is no page table and must be
+//! made writable again (on Xen PV) before anyone else may use it*. Here that is
+//! [`PgtBuf::finish`], and it consumes the buffer:
+//!
+//! - [`PgtBuf::new`] takes [`Free`] frames and makes every one of them page-table-ready
+//!   through the backend (Xen PV: read-only everywhere) before any table is built;
+//! - [`PgtBuf::alloc`] hands out [`PgtReserved`] frames from `start` upward; `end` moves up;
+//! - [`PgtBuf::finish`] releases the tail `[end, top)` through the backend in batches
+//!   (Xen PV: writable again everywhere) and gives it back to memblock as free memory.
+//!   `[start, end)` stays reserved in memblock: those frames are tables now.
+//!
+//! A tail frame cannot reach anyone as memory before `finish`: the buffer holds it as
+//! `PgtReserved`, and there is no conversion from `PgtReserved` to `Free`.
+
+use crate::addr::{Pfn, PfnRange};
+use crate::backend::RawMmu;
+use crate::error::Failed;
+use crate::frame::Frame;
+use crate::memblock::{Memblock, MemblockError};
+use crate::mmu::Mmu;
+use crate::range::FrameRange;
+use crate::state::{Free, PgtReserved};
+
+/// The page-table buffer. Not `Copy`, not `Clone`; [`finish`](PgtBuf::finish) consumes it.
+#[derive(Debug)]
+#[must_use = "a PgtBuf must be finished, or its tail stays read-only and reserved"]
+pub struct PgtBuf {
+    /// Frames not handed out yet, `[end, top)`.
+    rest: FrameRange<PgtReserved>,
+    start: Pfn,
+}
+
+/// The buffer has no frame left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Exhausted {
+    /// Frames the buffer had in all.
+    pub capacity: u64,
+}
+
+/// Why [`PgtBuf::finish`] could not complete. The tail is in the error, in the state its type
+/// says; the used part `[start, end)` stays reserved as tables either way.
+#[derive(Debug)]
+pub enum FinishError<E> {
+    /// The backend could not make the tail writable: it is still `PgtReserved`.
+    Release(Failed<FrameRange<PgtReserved>, E>),
+    /// memblock could not take the tail back: it is `Free` and yours.
+    Memblock(Failed<FrameRange<Free>, MemblockError>),
+}
+
+/// What [`PgtBuf::finish`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Finished {
+    /// `[start, end)`: the frames that became page tables; they stay reserved.
+    pub used: PfnRange,
+    /// `[end, top)`: released, writable, free in memblock.
+    pub released: PfnRange,
+}
+
+impl PgtBuf {
+    /// Makes `frames` page-table-ready through the backend and turns them into a buffer.
+    ///
+    /// On failure the frames come back as `PgtReserved` (some may be read-only already): give
+    /// them to [`Mmu::release`] before using them as memory.
+    pub fn new<B: RawMmu>(
+        mmu: &mut Mmu<B>,
+        frames: FrameRange<Free>,
+    ) -> Result<Self, Failed<FrameRange<PgtReserved>, B::Error>> {
+        let start = frames.pfns().start();
+        let rest = mmu.protect(frames)?;
+        Ok(Self { rest, start })
+    }
+
+    /// Hands out the next frame, from `start` upward.
+    pub fn alloc(&mut self) -> Result<Frame<PgtReserved>, Exhausted> {
+        let capacity = self.capacity();
+        self.rest.pop_front().ok_or(Exhausted { capacity })
+    }
+
+    /// Takes back the frame handed out last (for a builder that has to give up), so that it
+    /// is part of the tail again. Any other frame is refused and returned.
+    pub fn unalloc(&mut self, frame: Frame<PgtReserved>) -> Result<(), Frame<PgtReserved>> {
+        if frame.pfn().as_u64() + 1 != self.rest.pfns().start().as_u64() || self.used() == 0 {
+            return Err(frame);
+        }
+        let rest = core::mem::replace(&mut self.rest, FrameRange::empty(self.start));
+        match FrameRange::from_frame(frame).join(rest) {
+            Ok(joined) => {
+                self.rest = joined;
+                Ok(())
+            }
+            Err(_) => unreachable!("adjacent by the check above"),
+        }
+    }
+
+    /// `start`.
+    pub fn start(&self) -> Pfn {
+        self.start
+    }
+
+    /// `end`: the first frame not handed out.
+    pub fn end(&self) -> Pfn {
+        self.rest.pfns().start()
+    }
+
+    /// `top`: one past the buffer.
+    pub fn top(&self) -> u64 {
+        self.rest.pfns().end()
+    }
+
+    /// The whole buffer `[start, top)`.
+    pub fn range(&self) -> PfnRange {
+        PfnRange::new(self.start, self.top()).expect("start <= top")
+    }
+
+    /// Frames handed out.
+    pub fn used(&self) -> u64 {
+        self.end().as_u64() - self.start.as_u64()
+    }
+
+    /// Frames left.
+    pub fn remaining(&self) -> u64 {
+        self.rest.len()
+    }
+
+    /// Frames in all.
+    pub fn capacity(&self) -> u64 {
+        self.top() - self.start.as_u64()
+    }
+
+    /// The `pagetable_reserve` hook: `[start, end)` stays reserved as page tables; the tail
+    /// `[end, top)` is released through the backend (batched; Xen PV: writable again
+    /// everywhere) and returned to memblock as free memory. Consumes the buffer.
+    pub fn finish<B: RawMmu, const N: usize>(
+        self,
+        mmu: &mut Mmu<B>,
+        memblock: &mut Memblock<N>,
+    ) -> Result<Finished, FinishError<B::Error>> {
+        let used = PfnRange::new(self.start, self.end().as_u64()).expect("start <= end");
+        let tail = self.rest;
+        let released = tail.pfns();
+        let tail = mmu.release(tail).map_err(FinishError::Release)?;
+        memblock
+            .free_frames(tail.into_free())
+            .map_err(FinishError::Memblock)?;
+        Ok(Finished { used, released })
+    }
+}
