@@ -55,6 +55,19 @@ pub struct TableBuilder<L: Level> {
     _level: PhantomData<L>,
 }
 
+impl<L: Level> core::fmt::Debug for TableBuilder<L> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let present = self.entries.iter().filter(|e| e.is_present()).count();
+        write!(
+            f,
+            "TableBuilder<L{}>({:?}, {} present)",
+            L::LEVEL.as_u8(),
+            self.frame.pfn(),
+            present
+        )
+    }
+}
+
 impl<L: Level> TableBuilder<L> {
     /// An empty table in `frame`.
     pub fn new(frame: Frame<PgtReserved>) -> Self {

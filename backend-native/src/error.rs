@@ -1,0 +1,25 @@
+//! The native backend's errors.
+
+use hal_core::{BackendError, ErrorKind, Pfn};
+
+/// Why the native backend refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum NativeError {
+    /// No window maps this frame: the backend cannot store into it.
+    NotMapped(Pfn),
+    /// Entry index beyond 511, or a write running past the end of the table.
+    BadIndex(u16),
+    /// No room for another window.
+    TooManyWindows,
+}
+
+impl BackendError for NativeError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotMapped(_) => ErrorKind::NotMapped,
+            Self::BadIndex(_) => ErrorKind::OutOfRange,
+            Self::TooManyWindows => ErrorKind::Capacity,
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! [`Native`]: `RawMmu` with direct stores into table frames.
+
+use hal_core::backend::{Caps, PageSizes, RawMmu};
+use hal_core::{Mfn, Pfn, PfnRange, Pte, TableLevel};
+use heapless::Vec;
+
+use crate::cpu::Cpu;
+use crate::error::NativeError;
+use crate::window::Window;
+
+/// What the backend did, for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Counters {
+    /// Entries stored.
+    pub entries_written: u64,
+    /// Tables pinned (a no-op here, counted for comparison).
+    pub pins: u64,
+    /// Root switches.
+    pub root_switches: u64,
+    /// TLB flushes.
+    pub tlb_flushes: u64,
+}
+
+/// The bare-metal backend.
+pub struct Native<C: Cpu> {
+    cpu: C,
+    windows: Vec<Window, 8>,
+    /// A present entry was changed since the last flush: the TLB may hold it.
+    stale_tlb: bool,
+    counters: Counters,
+}
+
+impl<C: Cpu> Native<C> {
+    /// A backend storing into table frames through `windows`.
+    ///
+    /// # Safety
+    /// Every window maps its frames writable at its address, for the backend's whole life, and
+    /// the caller gives the backend the exclusive right to change page tables.
+    pub unsafe fn new(cpu: C, windows: &[Window]) -> Result<Self, NativeError> {
+        Ok(Self {
+            cpu,
+            windows: Vec::from_slice(windows).map_err(|()| NativeError::TooManyWindows)?,
+            stale_tlb: false,
+            counters: Counters::default(),
+        })
+    }
+
+    /// What the backend did so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The windows the backend stores through.
+    pub fn windows(&self) -> &[Window] {
+        &self.windows
+    }
+
+    fn table_ptr(&self, table: Pfn) -> Result<*mut u64, NativeError> {
+        self.windows
+            .iter()
+            .find_map(|w| w.address_of(table))
+            .map(|va| va as *mut u64)
+            .ok_or(NativeError::NotMapped(table))
+    }
+}
+
+// SAFETY: `protect`/`release` have nothing to do on bare metal (no frame needs to be unmapped
+// to be a page table); `write` stores exactly the entries given (pfn == machine frame); caps
+// are constant.
+unsafe impl<C: Cpu> RawMmu for Native<C> {
+    type Error = NativeError;
+
+    fn caps(&self) -> Caps {
+        Caps {
+            page_sizes: PageSizes::all(),
+            tables_read_only: false,
+            reserved_root_slots: (0, 0),
+            nx: false,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn machine_frame(&self, pfn: Pfn) -> Result<Mfn, NativeError> {
+        Ok(Mfn(pfn.as_u64()))
+    }
+
+    fn current_root(&self) -> Pfn {
+        self.cpu.root()
+    }
+
+    fn foreign_tables(&self) -> &[PfnRange] {
+        &[]
+    }
+
+    unsafe fn protect(&mut self, _frames: PfnRange) -> Result<(), NativeError> {
+        Ok(())
+    }
+
+    unsafe fn write(
+        &mut self,
+        table: Pfn,
+        _level: TableLevel,
+        first: u16,
+        entries: &[Pte],
+    ) -> Result<(), NativeError> {
+        let end = usize::from(first) + entries.len();
+        if end > 512 {
+            return Err(NativeError::BadIndex(first));
+        }
+        let base = self.table_ptr(table)?;
+        for (i, e) in (usize::from(first)..).zip(entries) {
+            // SAFETY: the window maps the table frame writable (constructor's promise) and
+            // `i < 512` keeps the store inside the frame; the caller owns the table.
+            let slot = unsafe { base.add(i) };
+            // SAFETY: as above; volatile because the hardware, not the compiler, reads it.
+            let old = unsafe { slot.read_volatile() };
+            if old & 1 != 0 && old != e.bits() {
+                self.stale_tlb = true;
+            }
+            // SAFETY: as above.
+            unsafe { slot.write_volatile(e.bits()) };
+        }
+        self.counters.entries_written += entries.len() as u64;
+        Ok(())
+    }
+
+    fn read(&mut self, table: Pfn, _level: TableLevel, index: u16) -> Result<Pte, NativeError> {
+        if index >= 512 {
+            return Err(NativeError::BadIndex(index));
+        }
+        let base = self.table_ptr(table)?;
+        // SAFETY: the window maps the frame; `index < 512` keeps the load inside it.
+        Ok(Pte::from_bits(unsafe {
+            base.add(usize::from(index)).read_volatile()
+        }))
+    }
+
+    unsafe fn pin(&mut self, _table: Pfn, _level: TableLevel) -> Result<(), NativeError> {
+        self.counters.pins += 1;
+        Ok(())
+    }
+
+    unsafe fn retire(&mut self, _table: Pfn, _level: TableLevel) -> Result<(), NativeError> {
+        // The table is hooked nowhere (caller's promise): once the TLB forgets it, it is memory.
+        self.stale_tlb = true;
+        self.flush()
+    }
+
+    unsafe fn switch_root(&mut self, root: Pfn) -> Result<(), NativeError> {
+        self.flush()?;
+        // SAFETY: the caller promises `root` maps the running kernel.
+        unsafe { self.cpu.set_root(root) };
+        self.counters.root_switches += 1;
+        self.stale_tlb = false;
+        Ok(())
+    }
+
+    unsafe fn release(&mut self, _frames: PfnRange) -> Result<(), NativeError> {
+        Ok(())
+    }
+
+    unsafe fn add_window(&mut self, va: u64, pfns: PfnRange) -> Result<(), NativeError> {
+        self.windows
+            .push(Window { va, pfns })
+            .map_err(|_| NativeError::TooManyWindows)
+    }
+
+    fn flush(&mut self) -> Result<(), NativeError> {
+        if self.stale_tlb {
+            self.cpu.flush_tlb();
+            self.counters.tlb_flushes += 1;
+            self.stale_tlb = false;
+        }
+        Ok(())
+    }
+}
