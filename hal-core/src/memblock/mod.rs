@@ -129,6 +129,18 @@ impl<const N: usize> Memblock<N> {
         limit: u64,
         dir: Direction,
     ) -> Result<u64, MemblockError> {
+        self.alloc_in(size, align, 0, limit, dir)
+    }
+
+    /// As [`alloc`](Self::alloc), inside `[min, limit)`.
+    pub fn alloc_in(
+        &mut self,
+        size: u64,
+        align: u64,
+        min: u64,
+        limit: u64,
+        dir: Direction,
+    ) -> Result<u64, MemblockError> {
         if size == 0 {
             return Err(MemblockError::ZeroLength);
         }
@@ -140,14 +152,15 @@ impl<const N: usize> Memblock<N> {
             .ok_or(MemblockError::Overflow)?
             & !(PAGE_SIZE - 1);
         let fits = |r: Region| -> Option<u64> {
+            let lo = r.start().max(min);
             let end = r.end().min(limit);
             match dir {
                 Direction::TopDown => {
                     let start = end.checked_sub(size)? & !(align - 1);
-                    (start >= r.start()).then_some(start)
+                    (start >= lo).then_some(start)
                 }
                 Direction::BottomUp => {
-                    let start = r.start().checked_add(align - 1)? & !(align - 1);
+                    let start = lo.checked_add(align - 1)? & !(align - 1);
                     (start.checked_add(size)? <= end).then_some(start)
                 }
             }
@@ -159,6 +172,18 @@ impl<const N: usize> Memblock<N> {
         let start = found.ok_or(MemblockError::OutOfMemory { size, limit })?;
         self.reserve(start, start + size)?;
         Ok(start)
+    }
+
+    /// Allocates exactly the frames of `pfns`, which must all be free.
+    pub fn alloc_exact(&mut self, pfns: PfnRange) -> Result<FrameRange<Free>, MemblockError> {
+        if pfns.is_empty() {
+            return Err(MemblockError::ZeroLength);
+        }
+        let (s, e) = pfns.bytes();
+        let start = self.alloc_in(e - s, PAGE_SIZE, s, e, Direction::BottomUp)?;
+        debug_assert_eq!(start, s);
+        // SAFETY: the frames were free and are reserved now on behalf of the caller.
+        Ok(unsafe { FrameRange::from_pfns_unchecked(pfns) })
     }
 
     /// Allocates `count` contiguous frames below `limit` as owned [`Free`] frames.
