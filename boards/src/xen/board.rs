@@ -1,0 +1,130 @@
+//! [`XenBoard`]: the [`Platform`] of a 64-bit Xen PV guest, and what a Xen MMU backend needs
+//! from the boot.
+
+use hal_core::memmap::MemRegion;
+
+use backend_xen_pv::{BootstrapLayout, P2m, RawHypercall, StartInfo, XenHypercalls};
+
+use super::bootstrap::InitialMapping;
+use crate::Platform;
+
+const PAGE_SIZE: u64 = 4096;
+
+/// A Xen PV guest, as the boot found it.
+///
+/// # Pseudo-physical memory
+/// The domain owns pfns `0..nr_pages`; [`Platform::memory_map`] is that one RAM range
+/// (`[0, nr_pages * 4096)`). [`Platform::reserved`] is `[0, bootstrap_end)`: pfns below the
+/// image (mapped, unused), the kernel image, the P2M list, start_info, the bootstrap page
+/// tables and Xen's boot stack, plus the frames of a P2M placed outside the initial mapping if
+/// Xen made one (`first_p2m_pfn`, `nr_p2m_frames`; not for our images).
+///
+/// # Virtual memory at entry
+/// `[0, layout().mapped_end)` maps pfn `n` at `n * 4096` (4 KiB pages only), all writable
+/// except the bootstrap page tables; nothing else in the guest half is mapped. The board
+/// checked this against the tables themselves ([`XenBoard::initial_mapping`]). One page of the
+/// image (the shared_info window) has since been remapped to shared_info.
+pub struct XenBoard {
+    pub(super) hv: XenHypercalls,
+    pub(super) start_info: StartInfo<'static>,
+    pub(super) start_info_va: u64,
+    pub(super) layout: BootstrapLayout,
+    pub(super) p2m: P2m<'static>,
+    pub(super) initial_mapping: InitialMapping,
+    pub(super) shared_info_va: u64,
+    pub(super) image: (u64, u64),
+    pub(super) memory_map: [MemRegion; 1],
+    pub(super) reserved: heapless::Vec<(u64, u64), 2>,
+    pub(super) iopl: bool,
+}
+
+impl XenBoard {
+    /// The hypercalls, through the page Xen filled.
+    pub fn hypercalls(&self) -> &XenHypercalls {
+        &self.hv
+    }
+
+    /// The validated start_info.
+    pub fn start_info(&self) -> &StartInfo<'static> {
+        &self.start_info
+    }
+
+    /// The virtual address of the start_info page (`rsi` at entry).
+    pub fn start_info_va(&self) -> u64 {
+        self.start_info_va
+    }
+
+    /// The validated P2M list (pfn → mfn for every pfn of the domain).
+    pub fn p2m(&self) -> &P2m<'static> {
+        &self.p2m
+    }
+
+    /// Where the bootstrap elements are and how far the initial mapping goes.
+    pub fn layout(&self) -> &BootstrapLayout {
+        &self.layout
+    }
+
+    /// Virtual address of the bootstrap L4 (first of the bootstrap page-table frames, which are
+    /// contiguous, mapped read-only, pinned, L4 first).
+    pub fn pt_base(&self) -> u64 {
+        self.start_info.pt_base()
+    }
+
+    /// The pfn of the bootstrap L4; the table frames are pfns `pt_base_pfn()..+nr_pt_frames()`.
+    pub fn pt_base_pfn(&self) -> u64 {
+        (self.start_info.pt_base() - self.layout.virt_base) / PAGE_SIZE
+    }
+
+    /// Number of bootstrap page-table frames.
+    pub fn nr_pt_frames(&self) -> u64 {
+        self.start_info.nr_pt_frames()
+    }
+
+    /// The pfns the initial mapping covers: `0..initial_mapped_pfns()`, at `va = pfn * 4096`.
+    pub fn initial_mapped_pfns(&self) -> u64 {
+        self.layout.mapped_pages()
+    }
+
+    /// What the boot-time walk of the bootstrap tables found.
+    pub fn initial_mapping(&self) -> &InitialMapping {
+        &self.initial_mapping
+    }
+
+    /// The virtual (= pseudo-physical) range of the kernel image, `.bss` included.
+    pub fn image(&self) -> (u64, u64) {
+        self.image
+    }
+
+    /// Where shared_info is mapped (a page inside the image).
+    pub fn shared_info_va(&self) -> u64 {
+        self.shared_info_va
+    }
+
+    /// Whether `PHYSDEVOP_set_iopl(1)` succeeded (COM2 and port 0xf4 usable).
+    pub fn has_io_privilege(&self) -> bool {
+        self.iopl
+    }
+}
+
+impl Platform for XenBoard {
+    fn name(&self) -> &'static str {
+        "xen-pv"
+    }
+
+    fn memory_map(&self) -> &[MemRegion] {
+        &self.memory_map
+    }
+
+    fn reserved(&self) -> &[(u64, u64)] {
+        &self.reserved
+    }
+
+    fn console_write(&mut self, s: &str) {
+        self.hv.console_write(s.as_bytes());
+    }
+
+    fn cycles(&self) -> u64 {
+        // SAFETY: rdtsc is available on every x86-64 CPU and Xen lets PV guests use it.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+}

@@ -1,0 +1,176 @@
+//! The Rust half of the Xen PV entry: from `start_info` to `main::<XenBoard>` and the exit.
+//!
+//! Order matters: I/O privilege first (COM2 and the exit port need it), then the console and
+//! exit hooks, the trap table, start_info / P2M / layout validation and the walk of the
+//! bootstrap tables (before the shared_info window changes one mapping), shared_info, and
+//! the defmt logger last.
+
+use core::fmt::Write;
+
+use backend_xen_pv::hypercall::abi::shutdown;
+use backend_xen_pv::{BootstrapLayout, P2m, RawHypercall, StartInfo, XenErrno, XenHypercalls};
+use hal_core::memmap::{MemRegion, RegionKind};
+use x86_64::instructions::port::Port;
+
+use super::{bootstrap, entry, shared, traps, XenBoard};
+use crate::common::{console, console::Console, exit, logger};
+use crate::Outcome;
+
+/// `VIRT_BASE` of our images (the note is absent, so Xen uses 0).
+const VIRT_BASE: u64 = 0;
+const PAGE_SIZE: u64 = 4096;
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+fn hypercalls() -> XenHypercalls {
+    // SAFETY: only the Xen entry reaches this module's code, so we run as a PV guest whose
+    // HYPERCALL_PAGE note names this page, which Xen filled before the entry.
+    unsafe { XenHypercalls::new(entry::hypercall_page()) }
+}
+
+fn console_write(s: &str) {
+    hypercalls().console_write(s.as_bytes());
+}
+
+/// The exit hook: isa-debug-exit (needs I/O privilege), then, if QEMU is still running,
+/// SCHEDOP_shutdown(reboot): Xen resets the machine and QEMU (`-no-reboot`) exits 0.
+fn xen_exit(outcome: Outcome) -> ! {
+    // SAFETY: port 0xf4 is QEMU's debug-exit device (or nothing); the write touches no memory.
+    // This hook is only registered once `set_iopl` succeeded, so the write does not fault.
+    unsafe { Port::<u32>::new(exit::ISA_DEBUG_EXIT_PORT).write(exit::code(outcome)) };
+    hypercalls().sched_shutdown(shutdown::REBOOT);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+fn fail(what: &str, err: impl core::fmt::Debug) -> ! {
+    let _ = writeln!(Console, "xen-pv: {what}: {err:?}");
+    exit::exit(Outcome::Fail)
+}
+
+/// Runs the board's boot, then `main`, then exits with its outcome.
+///
+/// # Safety
+/// Called once, by the entry stub, as the first code of a Xen PV guest: `start_info` is the
+/// `rsi` and `boot_rsp` the `rsp` Xen started it with.
+pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> Outcome) -> ! {
+    let hv = hypercalls();
+    let iopl = XenErrno::check(hv.physdev_set_iopl(1)).is_ok();
+    console::set(console_write);
+    if iopl {
+        exit::set_hook(xen_exit);
+    } else {
+        exit::set_hook(|_| {
+            hypercalls().sched_shutdown(shutdown::REBOOT);
+            loop {
+                core::hint::spin_loop();
+            }
+        });
+    }
+    if let Err(e) = traps::install(&hv) {
+        fail("set_trap_table failed", e);
+    }
+
+    // SAFETY: Xen passes the start_info page in rsi; it stays mapped and unwritten while the
+    // board runs on the bootstrap mapping.
+    let si = unsafe { StartInfo::parse(start_info as *const u8) }
+        .unwrap_or_else(|e| fail("bad start_info", e));
+    let layout =
+        BootstrapLayout::new(&si, start_info, VIRT_BASE).unwrap_or_else(|e| fail("bad layout", e));
+    if boot_rsp != layout.boot_stack.1 {
+        fail("boot stack is not after the page tables", boot_rsp);
+    }
+    // SAFETY: `si` is Xen's start_info and the bootstrap mapping (with the P2M list) stays in
+    // place; the board never writes the list.
+    let p2m = unsafe { P2m::from_start_info(&si) }.unwrap_or_else(|e| fail("bad P2M", e));
+    let (cr3, _) = x86_64::registers::control::Cr3::read_raw();
+    // SAFETY: nothing has changed the bootstrap mapping yet.
+    let initial_mapping = unsafe { bootstrap::check(&layout, &p2m, cr3.start_address().as_u64()) }
+        .unwrap_or_else(|e| fail("initial mapping differs from start_info", e));
+
+    let shared_info_va =
+        shared::map(&hv, si.shared_info()).unwrap_or_else(|e| fail("cannot map shared_info", e));
+    if iopl {
+        logger::init(&shared::EVENT_MASK);
+    }
+
+    let image = (
+        &raw const __image_start as u64,
+        &raw const __image_end as u64,
+    );
+    if image.0 < layout.virt_base || image.1 > layout.p2m.0 {
+        fail("the image overlaps the boot structures", image);
+    }
+    let mut board = XenBoard {
+        hv,
+        memory_map: memory_map(&si),
+        reserved: reserved(&si, &layout),
+        start_info: si,
+        start_info_va: start_info,
+        layout,
+        p2m,
+        initial_mapping,
+        shared_info_va,
+        image,
+        iopl,
+    };
+    report(&board);
+    let outcome = main(&mut board);
+    exit::exit(outcome)
+}
+
+/// The domain's pseudo-physical memory: one RAM range, pfns `0..nr_pages`.
+fn memory_map(si: &StartInfo<'_>) -> [MemRegion; 1] {
+    [MemRegion {
+        start: 0,
+        len: si.nr_pages() * PAGE_SIZE,
+        kind: RegionKind::Ram,
+    }]
+}
+
+/// `[0, bootstrap_end)`, plus the frames of a P2M Xen placed outside the initial mapping.
+fn reserved(si: &StartInfo<'_>, layout: &BootstrapLayout) -> heapless::Vec<(u64, u64), 2> {
+    let mut r = heapless::Vec::new();
+    let _ = r.push((0, layout.bootstrap_end() - layout.virt_base));
+    if si.nr_p2m_frames() != 0 {
+        let start = si.first_p2m_pfn() * PAGE_SIZE;
+        let _ = r.push((start, start + si.nr_p2m_frames() * PAGE_SIZE));
+    }
+    r
+}
+
+fn report(b: &XenBoard) {
+    let (si, l) = (b.start_info(), b.layout());
+    let version = XenErrno::check(b.hv.xen_version()).unwrap_or(0);
+    defmt::info!(
+        "xen-pv: Xen {=u64}.{=u64}, flags {=u32:#x}, nr_pages {=u64}, upcall mask {=u8}",
+        version >> 16,
+        version & 0xffff,
+        si.flags(),
+        si.nr_pages(),
+        shared::upcall_mask().unwrap_or(0xff)
+    );
+    defmt::info!(
+        "xen-pv: image {=u64:#x}..{=u64:#x}, p2m {=u64:#x}..{=u64:#x}, start_info {=u64:#x}",
+        b.image().0,
+        b.image().1,
+        l.p2m.0,
+        l.p2m.1,
+        l.start_info.0
+    );
+    defmt::info!(
+        "xen-pv: page tables {=u64:#x}..{=u64:#x} ({=u64} frames, L4 pfn {=u64:#x}), boot stack {=u64:#x}..{=u64:#x}, mapped 0..{=u64:#x}",
+        l.page_tables.0,
+        l.page_tables.1,
+        si.nr_pt_frames(),
+        b.pt_base_pfn(),
+        l.boot_stack.0,
+        l.boot_stack.1,
+        l.mapped_end
+    );
+    defmt::info!("xen-pv: initial mapping {}", b.initial_mapping());
+}

@@ -1,0 +1,164 @@
+//! Checks, at boot, the initial mapping Xen built against what `start_info` and `xen.h` say:
+//! walks the bootstrap page tables (readable at `pt_base`) and confirms that exactly
+//! `[virt_base, mapped_end)` is mapped with 4 KiB pages, `va = virt_base + pfn * 4096` onto
+//! `P2M[pfn]`, read-only for the page-table frames and writable for everything else, and that
+//! CR3 is the frame at `pt_base`.
+//!
+//! Table entries hold machine frames; a table's virtual address is found by looking its mfn up
+//! among the bootstrap frames (`P2M[pfn(pt_base) + i]`), so no M2P access is needed.
+
+use backend_xen_pv::{BootstrapLayout, Mfn, P2m};
+
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const HUGE: u64 = 1 << 7;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// L4 slots 256..272 belong to Xen.
+const XEN_SLOTS: core::ops::Range<usize> = 256..272;
+
+/// What the walk found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+pub struct InitialMapping {
+    /// 4 KiB pages mapped in the guest's part of the address space.
+    pub mapped_pages: u64,
+    /// Of those, mapped read-only (the bootstrap page tables).
+    pub read_only_pages: u64,
+    /// The machine frame CR3 names.
+    pub cr3_mfn: Mfn,
+}
+
+/// How the initial mapping differs from the documented one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+pub enum MappingError {
+    /// CR3 is not the frame at `pt_base`.
+    Cr3NotPtBase,
+    /// A table entry names a frame outside the bootstrap page tables.
+    ForeignTable {
+        /// The entry's virtual address range start.
+        va: u64,
+    },
+    /// A superpage entry (64-bit PV has none).
+    Superpage {
+        /// Its virtual address.
+        va: u64,
+    },
+    /// A page mapped outside `[virt_base, mapped_end)`, or onto another frame than `P2M[pfn]`.
+    WrongFrame {
+        /// Its virtual address.
+        va: u64,
+    },
+    /// A page writable that should be read-only, or the reverse.
+    WrongAccess {
+        /// Its virtual address.
+        va: u64,
+    },
+    /// The count of mapped pages is not the layout's.
+    Count {
+        /// Pages found mapped.
+        found: u64,
+    },
+}
+
+struct Walk<'a> {
+    layout: &'a BootstrapLayout,
+    p2m: &'a P2m<'a>,
+    pt_pfn: u64,
+    mapped: u64,
+    read_only: u64,
+}
+
+impl Walk<'_> {
+    /// The virtual address of bootstrap table frame `mfn`.
+    fn table_va(&self, mfn: u64, va: u64) -> Result<u64, MappingError> {
+        let frames = (self.layout.page_tables.1 - self.layout.page_tables.0) / 4096;
+        (0..frames)
+            .find(|i| self.p2m.pfn_to_mfn(self.pt_pfn + i) == Ok(Mfn(mfn)))
+            .map(|i| self.layout.page_tables.0 + i * 4096)
+            .ok_or(MappingError::ForeignTable { va })
+    }
+
+    fn entries(table_va: u64) -> impl Iterator<Item = (u64, u64)> {
+        (0..512u64).map(move |i| {
+            // SAFETY: `table_va` is a bootstrap page-table frame, mapped read-only in the
+            // initial mapping (checked by `table_va`) for as long as the board runs on it.
+            (i, unsafe {
+                core::ptr::read_volatile((table_va as *const u64).add(i as usize))
+            })
+        })
+    }
+
+    fn level(&mut self, table_va: u64, level: u32, base: u64) -> Result<(), MappingError> {
+        let shift = 12 + 9 * (level - 1);
+        for (i, e) in Self::entries(table_va) {
+            if level == 4 && XEN_SLOTS.contains(&(i as usize)) || e & PRESENT == 0 {
+                continue;
+            }
+            let mut va = base | (i << shift);
+            if level == 4 && i >= 256 {
+                va |= 0xffff_0000_0000_0000; // canonical upper half
+            }
+            let mfn = (e & ADDR_MASK) >> 12;
+            if level == 1 {
+                self.leaf(va, mfn, e)?;
+            } else if e & HUGE != 0 && level != 4 {
+                return Err(MappingError::Superpage { va });
+            } else {
+                let next = self.table_va(mfn, va)?;
+                self.level(next, level - 1, va)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn leaf(&mut self, va: u64, mfn: u64, e: u64) -> Result<(), MappingError> {
+        let pfn = self
+            .layout
+            .va_to_pfn(va)
+            .ok_or(MappingError::WrongFrame { va })?;
+        if self.p2m.pfn_to_mfn(pfn) != Ok(Mfn(mfn)) {
+            return Err(MappingError::WrongFrame { va });
+        }
+        let is_table = (self.layout.page_tables.0..self.layout.page_tables.1).contains(&va);
+        if (e & WRITABLE != 0) == is_table {
+            return Err(MappingError::WrongAccess { va });
+        }
+        self.mapped += 1;
+        self.read_only += u64::from(is_table);
+        Ok(())
+    }
+}
+
+/// Walks the bootstrap tables; `cr3` is the value `mov cr3` gives (a machine address).
+///
+/// # Safety
+/// The bootstrap page tables are still mapped where `layout` says (nothing has unmapped or
+/// reused them).
+pub unsafe fn check(
+    layout: &BootstrapLayout,
+    p2m: &P2m<'_>,
+    cr3: u64,
+) -> Result<InitialMapping, MappingError> {
+    let pt_pfn = layout
+        .va_to_pfn(layout.page_tables.0)
+        .ok_or(MappingError::Cr3NotPtBase)?;
+    let cr3_mfn = Mfn((cr3 & ADDR_MASK) >> 12);
+    if p2m.pfn_to_mfn(pt_pfn) != Ok(cr3_mfn) {
+        return Err(MappingError::Cr3NotPtBase);
+    }
+    let mut walk = Walk {
+        layout,
+        p2m,
+        pt_pfn,
+        mapped: 0,
+        read_only: 0,
+    };
+    walk.level(layout.page_tables.0, 4, 0)?;
+    if walk.mapped != layout.mapped_pages() {
+        return Err(MappingError::Count { found: walk.mapped });
+    }
+    Ok(InitialMapping {
+        mapped_pages: walk.mapped,
+        read_only_pages: walk.read_only,
+        cr3_mfn,
+    })
+}

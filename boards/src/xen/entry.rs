@@ -1,0 +1,156 @@
+//! The Xen PV board's assembly, all of it: the ELF notes Xen's domain builder reads, the
+//! hypercall page, the entry point and the exception stubs.
+//!
+//! - Notes (`.note.Xen`, name "Xen"): GUEST_OS "pvmmu", XEN_VERSION "xen-3.0", LOADER
+//!   "generic", ENTRY, HYPERCALL_PAGE. VIRT_BASE and PADDR_OFFSET are left out, so both are 0:
+//!   Xen maps the image at its link addresses and the initial mapping starts at virtual 0
+//!   (pfn n at `n * 4096`). FEATURES is left out: for a 64-bit PV dom0 it changes nothing we
+//!   use (it does not enable any `vm_assist`).
+//! - Entry: Xen starts the guest in long mode, kernel mode (ring 3), `rsi` = start_info,
+//!   `rsp` = end of its one-page boot stack, event upcalls masked. `.bss` needs no clearing:
+//!   Xen's ELF loader zeroes every PT_LOAD's `p_memsz - p_filesz` tail (libelf
+//!   `elf_load_image`). The stub moves to a 64 KiB stack in `.bss` and calls the Rust entry
+//!   that `boards::entry!` defines (`__pvmmu_xen_main(start_info, boot_rsp)`).
+//! - Exceptions: Xen delivers them on the current stack with the frame
+//!   `rcx, r11, [error code], rip, cs, rflags, rsp, ss` (lowest address first). Each stub
+//!   calls `__pvmmu_xen_trap(vector, error_code or !0, &frame.rip)`, which reports and exits.
+//!   The stubs also emit the trap table (`struct trap_info[]`, 0-terminated) for
+//!   `HYPERVISOR_set_trap_table`.
+
+use backend_xen_pv::hypercall::TrapInfo;
+
+/// Bytes of the stack the entry code switches to.
+pub const STACK_SIZE: usize = 64 * 1024;
+/// Vectors with a stub in the trap table (2 NMI, 8 #DF, 18 #MC are not delivered this way).
+pub const TRAP_VECTORS: usize = 18;
+
+core::arch::global_asm!(
+    r#"
+    .macro XEN_NOTE_BEGIN type
+    .pushsection .note.Xen, "a", @note
+    .balign 4
+    .long 4, 2f - 1f, \type
+    .asciz "Xen"
+    .balign 4
+1:
+    .endm
+    .macro XEN_NOTE_END
+2:  .balign 4
+    .popsection
+    .endm
+    .macro XEN_NOTE_STR type, value
+    XEN_NOTE_BEGIN \type
+    .asciz "\value"
+    XEN_NOTE_END
+    .endm
+    .macro XEN_NOTE_ADDR type, symbol
+    XEN_NOTE_BEGIN \type
+    .quad \symbol
+    XEN_NOTE_END
+    .endm
+
+    XEN_NOTE_STR 6, pvmmu
+    XEN_NOTE_STR 5, xen-3.0
+    XEN_NOTE_STR 8, generic
+    XEN_NOTE_ADDR 1, __pvmmu_xen_entry
+    XEN_NOTE_ADDR 2, __pvmmu_xen_hypercall_page
+
+    .pushsection .text.xen_hypercall_page, "ax", @progbits
+    .balign 4096
+    .globl __pvmmu_xen_hypercall_page
+__pvmmu_xen_hypercall_page:
+    .fill 4096, 1, 0xcc
+    .popsection
+
+    .pushsection .bss.xen_stack, "aw", @nobits
+    .balign 4096
+__pvmmu_xen_stack_bottom:
+    .skip {stack_size}
+__pvmmu_xen_stack_top:
+    .popsection
+
+    .pushsection .text.xen_entry, "ax", @progbits
+    .globl __pvmmu_xen_entry
+__pvmmu_xen_entry:
+    cld
+    mov rdi, rsi
+    mov rsi, rsp
+    lea rsp, [rip + __pvmmu_xen_stack_top]
+    xor ebp, ebp
+    call __pvmmu_xen_main
+    ud2
+    .popsection
+
+    .pushsection .rodata.xen_trap_table, "a", @progbits
+    .balign 16
+    .globl __pvmmu_xen_trap_table
+__pvmmu_xen_trap_table:
+    .popsection
+
+    .macro XEN_TRAP vec, has_ec
+    .pushsection .text.xen_traps, "ax", @progbits
+__pvmmu_xen_trap_\vec:
+    .if \has_ec
+    mov esi, [rsp + 16]
+    lea rdx, [rsp + 24]
+    .else
+    mov rsi, -1
+    lea rdx, [rsp + 16]
+    .endif
+    mov edi, \vec
+    and rsp, -16
+    call __pvmmu_xen_trap
+    ud2
+    .popsection
+    .pushsection .rodata.xen_trap_table, "a", @progbits
+    .byte \vec, {trap_flags}
+    .short {kernel_cs}
+    .long 0
+    .quad __pvmmu_xen_trap_\vec
+    .popsection
+    .endm
+
+    XEN_TRAP 0, 0
+    XEN_TRAP 1, 0
+    XEN_TRAP 3, 0
+    XEN_TRAP 4, 0
+    XEN_TRAP 5, 0
+    XEN_TRAP 6, 0
+    XEN_TRAP 7, 0
+    XEN_TRAP 9, 0
+    XEN_TRAP 10, 1
+    XEN_TRAP 11, 1
+    XEN_TRAP 12, 1
+    XEN_TRAP 13, 1
+    XEN_TRAP 14, 1
+    XEN_TRAP 16, 0
+    XEN_TRAP 17, 1
+    XEN_TRAP 19, 0
+    XEN_TRAP 20, 0
+    XEN_TRAP 21, 1
+
+    .pushsection .rodata.xen_trap_table, "a", @progbits
+    .quad 0, 0
+    .popsection
+    "#,
+    stack_size = const STACK_SIZE,
+    trap_flags = const TrapInfo::MASK_EVENTS,
+    kernel_cs = const backend_xen_pv::hypercall::abi::FLAT_KERNEL_CS,
+);
+
+unsafe extern "C" {
+    static __pvmmu_xen_hypercall_page: u8;
+    static __pvmmu_xen_trap_table: [TrapInfo; TRAP_VECTORS + 1];
+}
+
+/// The hypercall page (the address the HYPERCALL_PAGE note names).
+pub fn hypercall_page() -> *const u8 {
+    &raw const __pvmmu_xen_hypercall_page
+}
+
+/// The trap table the stubs emitted, terminator included.
+pub fn trap_table() -> &'static [TrapInfo] {
+    // SAFETY: the asm above emits exactly TRAP_VECTORS entries plus the terminator, 16-byte
+    // aligned, in read-only data that nothing writes.
+    unsafe { &__pvmmu_xen_trap_table }
+}

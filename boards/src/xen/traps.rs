@@ -1,0 +1,58 @@
+//! Exceptions under Xen PV: the trap table and the report every exception ends in.
+//!
+//! Xen delivers an exception to the handler the trap table names, on the current stack, with
+//! event upcalls masked (our entries ask for it). For a #PF the faulting address is not in a
+//! register: Xen stores it in vCPU 0's `vcpu_info.arch.cr2` in shared_info (read through
+//! [`super::shared`]). The handler reports vector, error code, rip, rsp and that address with
+//! the boards' shared exception report (console and defmt), then exits with `Outcome::Fail`.
+//!
+//! A fault Xen cannot deliver (no stack to push the frame on, a fault before the trap table is
+//! set, a double fault) still crashes the domain; Xen then reboots the machine after 5 seconds
+//! (QEMU with `-no-reboot` exits 0, which the runner counts as a failure).
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use backend_xen_pv::{RawHypercall, XenErrno, XenHypercalls};
+
+use super::shared;
+use crate::common::exit;
+use crate::common::fault::{report_exception, ExceptionReport, PAGE_FAULT};
+use crate::Outcome;
+
+/// Installs the trap table the entry stubs emitted.
+pub fn install(hv: &XenHypercalls) -> Result<(), XenErrno> {
+    // SAFETY: every entry points at a stub in `entry.rs`, written for the frame Xen builds,
+    // that never returns.
+    let ret = unsafe { hv.set_trap_table(super::entry::trap_table()) };
+    XenErrno::check(ret).map(|_| ())
+}
+
+/// Set by the first exception: a fault while reporting one exits at once.
+static IN_TRAP: AtomicBool = AtomicBool::new(false);
+
+/// Called by the stubs: `frame` points at `rip, cs, rflags, rsp, ss`; `error` is `!0` for
+/// vectors without an error code.
+///
+/// # Safety
+/// Only the stubs in `entry.rs` call this, with `frame` pointing at the frame Xen pushed.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn __pvmmu_xen_trap(vector: u64, error: u64, frame: *const [u64; 5]) -> ! {
+    if IN_TRAP.swap(true, Ordering::Relaxed) {
+        exit::exit(Outcome::Fail);
+    }
+    // SAFETY: the stub passes the address of the five words Xen pushed.
+    let [rip, _cs, _rflags, rsp, _ss] = unsafe { frame.read() };
+    let vector = vector as u8;
+    report_exception(&ExceptionReport {
+        vector,
+        error_code: if error == !0 { 0 } else { error },
+        rip,
+        rsp,
+        cr2: if vector == PAGE_FAULT {
+            shared::fault_address()
+        } else {
+            None
+        },
+    });
+    exit::exit(Outcome::Fail)
+}
