@@ -88,3 +88,75 @@ pub unsafe trait RawHypercall {
     /// `HYPERVISOR_xen_version(XENVER_version, NULL)`: `major << 16 | minor`.
     fn xen_version(&self) -> i64;
 }
+
+#[cfg(test)]
+mod tests {
+    use core::cell::Cell;
+
+    use super::abi::{mmuext, DOMID_SELF};
+    use super::*;
+
+    /// A stand-in for the host model: counts calls, fails pins with -EINVAL.
+    #[derive(Default)]
+    struct Fake {
+        calls: Cell<u32>,
+    }
+
+    // SAFETY: test double; nothing relies on its effects.
+    unsafe impl RawHypercall for Fake {
+        unsafe fn mmu_update(&self, reqs: &[MmuUpdate], done: &mut u32, _: u16) -> i64 {
+            self.calls.set(self.calls.get() + 1);
+            *done = reqs.len() as u32;
+            0
+        }
+        unsafe fn mmuext_op(&self, _: &[MmuextOp], done: &mut u32, _: u16) -> i64 {
+            self.calls.set(self.calls.get() + 1);
+            *done = 0;
+            -(XenErrno::EINVAL.0 as i64)
+        }
+        unsafe fn update_va_mapping(&self, _: u64, _: u64, _: u64) -> i64 {
+            0
+        }
+        unsafe fn multicall(&self, _: &mut [MulticallEntry]) -> i64 {
+            0
+        }
+        unsafe fn set_trap_table(&self, _: &[TrapInfo]) -> i64 {
+            0
+        }
+        fn console_write(&self, bytes: &[u8]) -> i64 {
+            bytes.len() as i64
+        }
+        fn sched_shutdown(&self, _: u32) -> i64 {
+            0
+        }
+        fn physdev_set_iopl(&self, _: u32) -> i64 {
+            0
+        }
+        fn vm_assist(&self, _: u32, _: u32) -> i64 {
+            0
+        }
+        fn xen_version(&self) -> i64 {
+            0x4_0011
+        }
+    }
+
+    #[test]
+    fn the_trait_works_as_a_trait_object() {
+        let fake = Fake::default();
+        let hv: &dyn RawHypercall = &fake;
+        let mut done = 7;
+        let pin = MmuextOp {
+            cmd: mmuext::PIN_L1_TABLE,
+            arg1: 0x1234,
+            arg2: 0,
+        };
+        // SAFETY: the fake changes no mapping.
+        let ret = unsafe { hv.mmuext_op(&[pin], &mut done, DOMID_SELF) };
+        assert_eq!((XenErrno::check(ret), done), (Err(XenErrno::EINVAL), 0));
+        // SAFETY: as above.
+        let ret = unsafe { hv.mmu_update(&[MmuUpdate::default(); 3], &mut done, DOMID_SELF) };
+        assert_eq!((ret, done), (0, 3));
+        assert_eq!(XenErrno::check(hv.xen_version()), Ok(0x4_0011));
+        assert_eq!(fake.calls.get(), 2);
+    }
+}
