@@ -1,4 +1,6 @@
-#![no_std]
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 //! Boards: what a kernel image is built for.
 //!
 //! - `native` (bare metal, QEMU booting the ELF through the PVH entry note);
@@ -6,7 +8,26 @@
 //!
 //! Features are additive: with both, one image carries both entry notes and the entry that
 //! runs decides the board.
+//!
+//! An example is written once against [`Platform`] and registered with [`entry!`]:
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! boards::entry!(main);
+//! fn main<P: boards::Platform>(p: &mut P) -> boards::Outcome {
+//!     p.console_write("hello\n");
+//!     boards::Outcome::Pass
+//! }
+//! ```
 
+pub mod common;
+mod entry;
+#[cfg(feature = "native")]
+pub mod native;
 pub mod platform;
+#[cfg(feature = "xen-pv")]
+pub mod xen;
 
+pub use common::console::PlatformWriter;
 pub use platform::{Outcome, Platform};

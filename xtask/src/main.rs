@@ -1,1 +1,72 @@
-fn main() {}
+//! `cargo xtask`: the project's task runner, and (through `.cargo/runner.sh`) the cargo runner
+//! for kernel ELFs.
+//!
+//! ```text
+//! xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] [--quiet] ELF [-- GUEST_ARGS]
+//! ```
+//! Exit status: 0 the example passed; 1 it reported failure (Fail, panic, CPU exception);
+//! 2 the run ended without a verdict (triple fault, reset, timeout); 3 setup error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use xtask::boot::{self, BootOptions};
+
+const USAGE: &str = "usage: xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] \
+                     [--quiet] ELF [-- GUEST_ARGS...]";
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn real_main() -> Result<ExitCode> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("boot") => boot_cmd(args.collect()),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
+    let mut opts = BootOptions {
+        echo: true,
+        ..Default::default()
+    };
+    let mut elf: Option<PathBuf> = None;
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--board" => opts.board = Some(value("--board")?.parse().map_err(anyhow::Error::msg)?),
+            "--mem" => opts.mem = Some(value("--mem")?.parse().map_err(anyhow::Error::msg)?),
+            "--timeout" => {
+                let secs: f64 = value("--timeout")?.parse().context("--timeout: seconds")?;
+                opts.timeout = Some(Duration::from_secs_f64(secs));
+            }
+            "--quiet" => opts.echo = false,
+            "--" => opts.guest_args.extend(it.by_ref()),
+            s if s.starts_with('-') => bail!("unknown option {s:?}\n{USAGE}"),
+            s if elf.is_none() => elf = Some(PathBuf::from(s)),
+            s => bail!("unexpected argument {s:?} (guest arguments go after `--`)\n{USAGE}"),
+        }
+    }
+    let elf = elf.with_context(|| format!("no ELF given\n{USAGE}"))?;
+    let result = boot::boot(&elf, &opts)?;
+    eprintln!("xtask: {}: {}", elf.display(), result.summary());
+    if let Some(frames) = &result.frames_file {
+        eprintln!("xtask: raw defmt frames kept in {}", frames.display());
+    }
+    Ok(ExitCode::from(result.verdict.exit_code()))
+}

@@ -16,7 +16,7 @@ pub use region::Region;
 
 use heapless::Vec;
 
-use crate::addr::{Pfn, PfnRange, PAGE_SIZE};
+use crate::addr::{Pfn, PfnRange, MAX_PFN, PAGE_SHIFT, PAGE_SIZE};
 use crate::error::Failed;
 use crate::frame::Frame;
 use crate::range::FrameRange;
@@ -196,6 +196,8 @@ impl<const N: usize> Memblock<N> {
         let bytes = count
             .checked_mul(PAGE_SIZE)
             .ok_or(MemblockError::Overflow)?;
+        // Only memory below MAX_PFN has frame numbers: never reserve what cannot be handed out.
+        let limit = limit.min(MAX_PFN << PAGE_SHIFT);
         let start = self.alloc(bytes, PAGE_SIZE, limit, dir)?;
         let first = Pfn::containing(start).ok_or(MemblockError::Overflow)?;
         let pfns = PfnRange::new(first, first.as_u64() + count).ok_or(MemblockError::Overflow)?;

@@ -1,0 +1,110 @@
+//! [`NativeBoard`]: the [`Platform`] of a PVH-booted bare-metal kernel.
+
+use hal_core::memmap::MemRegion;
+
+use super::start_info::{self, HvmMemmapEntry, HvmStartInfo, MemmapTable, StartInfoError};
+use crate::common::console;
+use crate::Platform;
+
+/// How many reserved ranges the board reports.
+pub const MAX_RESERVED: usize = 4;
+/// Everything below this is left alone (real-mode IVT, BDA, EBDA, option ROMs, BIOS).
+pub const LOW_MEMORY_END: u64 = 1 << 20;
+const PAGE: u64 = 4096;
+
+/// The bare-metal board, booted through the PVH entry.
+#[derive(Debug)]
+pub struct NativeBoard {
+    map: heapless::Vec<MemRegion, { start_info::MAX_REGIONS }>,
+    reserved: heapless::Vec<(u64, u64), MAX_RESERVED>,
+}
+
+impl NativeBoard {
+    /// Reads `hvm_start_info` at `paddr` and its memory map.
+    ///
+    /// `image` is the kernel image `[start, end)`, `.bss` included.
+    ///
+    /// # Safety
+    /// `paddr` must be the `hvm_start_info` the PVH loader passed, and it and the memory map
+    /// must be readable through the identity map (the boot page tables map `[0, 4 GiB)`).
+    pub unsafe fn from_start_info(paddr: u64, image: (u64, u64)) -> Result<Self, StartInfoError> {
+        // SAFETY: the caller's contract; unaligned reads need no alignment from the loader.
+        let info = unsafe { (paddr as *const HvmStartInfo).read_unaligned() };
+        let table = info.memmap()?;
+        let mut entries = [HvmMemmapEntry::default(); start_info::MAX_REGIONS];
+        let base = table.paddr as *const HvmMemmapEntry;
+        for (i, e) in entries[..table.entries].iter_mut().enumerate() {
+            // SAFETY: `memmap()` bounded the table to `entries` entries below 4 GiB, and the
+            // caller promised the loader's table is readable there.
+            *e = unsafe { base.add(i).read_unaligned() };
+        }
+        Ok(Self {
+            map: start_info::regions(&entries[..table.entries]),
+            reserved: reserved_ranges(image, paddr, &table),
+        })
+    }
+}
+
+/// The ranges memblock must keep out of the allocator: the first MiB, the kernel image, the
+/// `hvm_start_info` page(s) and the memory map table, each rounded out to pages.
+pub fn reserved_ranges(
+    image: (u64, u64),
+    start_info_paddr: u64,
+    table: &MemmapTable,
+) -> heapless::Vec<(u64, u64), MAX_RESERVED> {
+    let info_end = start_info_paddr + core::mem::size_of::<HvmStartInfo>() as u64;
+    let pages = |start: u64, end: u64| (start & !(PAGE - 1), end.div_ceil(PAGE) * PAGE);
+    heapless::Vec::from_slice(&[
+        (0, LOW_MEMORY_END),
+        pages(image.0, image.1),
+        pages(start_info_paddr, info_end),
+        pages(table.paddr, table.paddr + table.size()),
+    ])
+    .unwrap_or_default()
+}
+
+impl Platform for NativeBoard {
+    fn name(&self) -> &'static str {
+        "native-pvh"
+    }
+
+    fn memory_map(&self) -> &[MemRegion] {
+        &self.map
+    }
+
+    fn reserved(&self) -> &[(u64, u64)] {
+        &self.reserved
+    }
+
+    fn console_write(&mut self, s: &str) {
+        console::write(s);
+    }
+
+    fn cycles(&self) -> u64 {
+        // SAFETY: RDTSC only reads the time-stamp counter (CR4.TSD is clear at boot).
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_ranges_are_page_rounded() {
+        let table = MemmapTable {
+            paddr: 0x6f00,
+            entries: 16,
+        };
+        let r = reserved_ranges((0x200000, 0x260000), 0x6e10, &table);
+        assert_eq!(
+            r.as_slice(),
+            &[
+                (0, 0x100000),
+                (0x200000, 0x260000),
+                (0x6000, 0x7000),
+                (0x6000, 0x8000)
+            ]
+        );
+    }
+}

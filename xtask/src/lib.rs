@@ -1,0 +1,21 @@
+//! The project's task runner: boots example kernels in QEMU, bare metal through the PVH entry
+//! or as a Xen PV dom0 under Xen-in-QEMU, decodes their defmt frames and maps their result to
+//! an exit status.
+//!
+//! [`boot::boot`] is the reusable core (the `boot` subcommand and a boot-test matrix both call
+//! it); the other modules are its parts.
+
+pub mod boot;
+pub mod defmt_stream;
+pub mod elf;
+pub mod mem_size;
+pub mod qemu;
+pub mod xen;
+
+/// The workspace root (the directory holding `xtask/`).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
