@@ -221,7 +221,14 @@ fn check_ranges(ranges: &[PfnRange], spec: &DirectMapSpec, caps: &Caps) -> Resul
             let bad = if first_slot >= lo {
                 r.start().as_u64()
             } else {
-                ((u64::from(lo) << 39) - spec.base) >> 12
+                // Slot `lo`'s address, sign-extended like the base (upper-half slots).
+                let slot_va = u64::from(lo) << 39;
+                let slot_va = if slot_va & (1 << 47) != 0 {
+                    slot_va | 0xffff_0000_0000_0000
+                } else {
+                    slot_va
+                };
+                (slot_va - spec.base) >> 12
             };
             return Err(PlanError::OutOfVirtualSpace { pfn: bad });
         }
