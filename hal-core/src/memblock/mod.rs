@@ -102,7 +102,7 @@ impl<const N: usize> Memblock<N> {
     /// reservations merge (reserving twice is not an error, as in Linux). Reservations
     /// outside memory are kept: they stop a later `add_memory` from handing the range out.
     pub fn reserve(&mut self, start: u64, end: u64) -> Result<(), MemblockError> {
-        let r = Region::new(start, end)?.round_out();
+        let r = Region::new(start, end)?.round_out()?;
         let merged = region::insert_merged(&self.reserved, r)?;
         self.reserved = merged;
         Ok(())

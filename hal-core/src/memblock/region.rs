@@ -59,10 +59,15 @@ impl Region {
         self.start % PAGE_SIZE == 0 && self.end % PAGE_SIZE == 0
     }
 
-    pub(crate) fn round_out(self) -> Self {
+    /// Rounded out to whole pages; `Overflow` if the end would pass the address space.
+    pub(crate) fn round_out(self) -> Result<Self, MemblockError> {
         let start = self.start & !(PAGE_SIZE - 1);
-        let end = self.end.div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE);
-        Self { start, end }
+        let end = self
+            .end
+            .div_ceil(PAGE_SIZE)
+            .checked_mul(PAGE_SIZE)
+            .ok_or(MemblockError::Overflow)?;
+        Ok(Self { start, end })
     }
 
     pub(crate) fn contains(&self, o: &Region) -> bool {
