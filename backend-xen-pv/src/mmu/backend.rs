@@ -1,0 +1,616 @@
+//! [`XenPv`]: hal-core's [`RawMmu`] on a 64-bit Xen PV guest.
+
+use hal_core::backend::{Caps, PageSizes, RawMmu};
+use hal_core::{Mfn as HalMfn, Pfn, PfnRange, Pte, TableLevel};
+use heapless::Vec;
+
+use crate::hypercall::abi::{mmu, mmuext};
+use crate::hypercall::{MmuUpdate, MmuextOp};
+use crate::p2m::P2m;
+use crate::start_info::{BootstrapLayout, StartInfo};
+
+use super::counters::{Counters, Phase};
+use super::error::{Call, Capacity, Cause, Op, Refusal, Rollback, Unsupported, XenPvError};
+use super::platform::PvPlatform;
+use super::queue::{Calls, Outcome, Queue, BATCH};
+use super::records::{Pinned, RangeSet, RoRuns, MAX_PROTECTED};
+use super::window::Window;
+
+/// Windows the backend can hold.
+pub const MAX_WINDOWS: usize = 8;
+
+pub(crate) const P: u64 = 1 << 0;
+pub(crate) const RW: u64 = 1 << 1;
+pub(crate) const PSE: u64 = 1 << 7;
+pub(crate) const ADDR: u64 = 0x000f_ffff_ffff_f000;
+/// Xen's L4 slots.
+const XEN_SLOTS: core::ops::Range<u16> = 256..272;
+/// Xen's part of the address space, `[start, end)`.
+const XEN_AREA: (u64, u64) = (0xFFFF_8000_0000_0000, 0xFFFF_8800_0000_0000);
+
+/// How [`release`](RawMmu::release) makes mappings writable again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ReleaseStrategy {
+    /// `mmu_update` batches of 512 entries, up to
+    /// [`RELEASE_BATCHES`](super::RELEASE_BATCHES) of them in one `multicall`: releasing `K`
+    /// frames mapped `m` times costs at most `ceil(m * K / 1024) + 1` hypercalls.
+    Batched,
+    /// One `update_va_mapping` per mapping reachable through a window, as Linux did in 2011
+    /// for the `pgt_buf` tail (`make_lowmem_page_readwrite` per page); mappings no window
+    /// reaches go in batches. For measurements.
+    PerPage,
+}
+
+/// Where the domain builder left things: the bootstrap tables and the initial mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Bootstrap {
+    /// The bootstrap L4, the current root (`start_info.pt_base`).
+    pub root: Pfn,
+    /// The bootstrap page-table frames (`pt_base`, `nr_pt_frames`).
+    pub tables: PfnRange,
+    /// The domain builder's initial mapping (`va = virt_base + pfn * 4096`).
+    pub initial_mapping: Window,
+}
+
+impl Bootstrap {
+    /// From a validated `start_info` and the layout derived from it. `None` if `pt_base` is not
+    /// in the initial mapping.
+    pub fn from_start_info(si: &StartInfo<'_>, layout: &BootstrapLayout) -> Option<Self> {
+        let root = Pfn::new(layout.va_to_pfn(si.pt_base())?)?;
+        let tables = PfnRange::new(root, root.as_u64().checked_add(si.nr_pt_frames())?)?;
+        let pfns = PfnRange::new(Pfn::new(0)?, layout.mapped_pages())?;
+        Some(Self {
+            root,
+            tables,
+            initial_mapping: Window {
+                va: layout.virt_base,
+                pfns,
+            },
+        })
+    }
+}
+
+/// The Xen PV MMU backend.
+///
+/// It owns the guest's page tables: every change goes through it (`mmu_update`, `mmuext_op`,
+/// `update_va_mapping`), P2M-translated, batched 512 entries to a hypercall. It remembers the
+/// read-only mappings it made (or wrote) for protected frames, as runs, so that `release`
+/// finds them again without walking anything.
+///
+/// Size: about 18 KiB (the queue); keep it in a static rather than on a small stack.
+pub struct XenPv<'a, H: PvPlatform> {
+    pub(super) hv: H,
+    pub(super) p2m: P2m<'a>,
+    /// The lowest and highest machine frame of the domain.
+    pub(super) mfn_span: (u64, u64),
+    pub(super) root: Pfn,
+    pub(super) boot_tables: [PfnRange; 1],
+    pub(super) windows: Vec<Window, MAX_WINDOWS>,
+    pub(super) queue: Queue,
+    pub(super) records: RoRuns,
+    pub(super) protected: RangeSet<MAX_PROTECTED>,
+    pub(super) pinned: Pinned,
+    pub(super) strategy: ReleaseStrategy,
+    pub(super) counters: Counters,
+    pub(super) phase: Phase,
+}
+
+pub(super) fn err(op: Op, cause: Cause) -> XenPvError {
+    XenPvError::new(op, cause)
+}
+
+pub(super) fn refused(
+    op: Op,
+    out: &Outcome,
+    at: u32,
+    errno: crate::XenErrno,
+    call: Call,
+) -> XenPvError {
+    err(
+        op,
+        Cause::Refused(Refusal {
+            errno,
+            call,
+            submitted: out.submitted,
+            applied: out.applied,
+            failed_at: at,
+            rollback: Rollback::NotNeeded,
+        }),
+    )
+}
+
+impl<'a, H: PvPlatform> XenPv<'a, H> {
+    /// The backend of a guest whose P2M is `p2m`, booted as `boot` says; the initial mapping
+    /// is its first window. Release strategy [`ReleaseStrategy::Batched`], phase
+    /// [`Phase::Other`].
+    ///
+    /// # Safety
+    /// `boot` is true: `root` is the current root, the initial mapping exists in it. From now on
+    /// the backend is the only one to change page tables, pin, unpin or switch roots.
+    pub unsafe fn new(hv: H, p2m: P2m<'a>, boot: &Bootstrap) -> Result<Self, XenPvError> {
+        let op = Op::AddWindow;
+        let n = p2m.nr_pages();
+        if boot.tables.end() > n || !boot.tables.contains(boot.root) {
+            return Err(err(
+                op,
+                Cause::P2m(crate::P2mError::PfnOutOfRange {
+                    pfn: boot.tables.end(),
+                    nr_pages: n,
+                }),
+            ));
+        }
+        let mfn_span = p2m
+            .entries()
+            .iter()
+            .fold((u64::MAX, 0), |(lo, hi), &m| (lo.min(m), hi.max(m)));
+        let mut s = Self {
+            hv,
+            p2m,
+            mfn_span,
+            root: boot.root,
+            boot_tables: [boot.tables],
+            windows: Vec::new(),
+            queue: Queue::new(),
+            records: RoRuns::new(),
+            protected: RangeSet::new(),
+            pinned: Pinned::new(),
+            strategy: ReleaseStrategy::Batched,
+            counters: Counters::default(),
+            phase: Phase::Other,
+        };
+        // SAFETY: the caller guarantees the initial mapping exists in the current root.
+        unsafe { s.add_window(boot.initial_mapping.va, boot.initial_mapping.pfns) }?;
+        Ok(s)
+    }
+
+    /// Starts counting hypercalls under `phase`.
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+    }
+
+    /// The phase hypercalls are counted under.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Hypercalls so far, per phase.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Zeroes the counters.
+    pub fn reset_counters(&mut self) {
+        self.counters.reset();
+    }
+
+    /// Chooses how `release` works.
+    pub fn set_release_strategy(&mut self, strategy: ReleaseStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// How `release` works.
+    pub fn release_strategy(&self) -> ReleaseStrategy {
+        self.strategy
+    }
+
+    /// The hypercall layer (the real one, or the model).
+    pub fn hypervisor(&self) -> &H {
+        &self.hv
+    }
+
+    /// The P2M.
+    pub fn p2m(&self) -> &P2m<'a> {
+        &self.p2m
+    }
+
+    /// The windows the backend reads through.
+    pub fn windows(&self) -> &[Window] {
+        &self.windows
+    }
+
+    /// `mmu_update` requests queued and not submitted yet.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Runs of read-only mappings remembered for release.
+    pub fn read_only_runs(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Frames remembered as mapped read-only by the backend, counted per mapping.
+    pub fn read_only_mappings(&self) -> u64 {
+        (0..self.records.len())
+            .filter_map(|i| self.records.get(i))
+            .map(|r| r.len)
+            .sum()
+    }
+
+    /// Tables this backend pinned (pfns).
+    pub fn pinned(&self) -> &[u64] {
+        self.pinned.as_slice()
+    }
+
+    pub(super) fn mfn(&self, pfn: u64, op: Op) -> Result<u64, XenPvError> {
+        self.p2m
+            .pfn_to_mfn(pfn)
+            .map(|m| m.0)
+            .map_err(|e| err(op, Cause::P2m(e)))
+    }
+
+    pub(super) fn calls(&mut self) -> Calls<'_, H> {
+        Calls {
+            hv: &self.hv,
+            counters: &mut self.counters,
+            phase: self.phase,
+        }
+    }
+
+    /// Queues one request; submits the queue when it holds `limit` entries.
+    pub(super) fn push(&mut self, req: MmuUpdate, op: Op) -> Result<(), XenPvError> {
+        self.queue.push(req, op);
+        if self.queue.len() >= BATCH {
+            self.submit()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Submits the queue (protect and write entries). On a refusal the queue is empty, the
+    /// applied entries stay applied, and the remembered read-only mappings of entries that
+    /// were not applied are forgotten (they do not exist).
+    pub(super) fn submit(&mut self) -> Result<(), XenPvError> {
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        let reqs_ptr = self.queue.reqs().as_ptr();
+        let n = self.queue.len();
+        // SAFETY: `reqs_ptr..+n` is the queue's initialized part, which nothing changes
+        // during the call (the queue is a field we do not touch until `clear`). Every request
+        // was queued by an `unsafe` RawMmu method whose caller vouched for it.
+        let out = unsafe {
+            let reqs = core::slice::from_raw_parts(reqs_ptr, n);
+            self.calls().updates(reqs)
+        };
+        let result = match out.failure {
+            None => Ok(()),
+            Some((at, errno, call)) => {
+                let op = self.queue.origin(at as usize);
+                for i in at as usize..n {
+                    let ptr = self.queue.reqs()[i].ptr & !7;
+                    self.forget_ptes(ptr, ptr + 8);
+                }
+                Err(refused(op, &out, at, errno, call))
+            }
+        };
+        self.queue.clear();
+        result
+    }
+
+    /// Forgets remembered mappings held by entries `[lo, hi)`; if splitting a run finds no
+    /// room, the whole run is forgotten (its frames then stay read-only: safe).
+    pub(super) fn forget_ptes(&mut self, lo: u64, hi: u64) {
+        if self.records.remove_ptes(lo, hi).is_err() {
+            let mut i = 0;
+            while let Some(r) = self.records.get(i) {
+                let (s, e) = (r.pte, r.pte + 8 * r.len);
+                if s < hi && lo < e {
+                    let _ = self.records.remove_pfns(r.pfn, r.pfn_end());
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    fn check_window(va: u64, pfns: PfnRange) -> Result<(), XenPvError> {
+        let bad = || err(Op::AddWindow, Cause::Unsupported(Unsupported::Window(va)));
+        let len = pfns.len().checked_mul(4096).ok_or_else(bad)?;
+        let end = va.checked_add(len).ok_or_else(bad)?;
+        let canonical = |a: u64| matches!(a >> 47, 0 | 0x1ffff);
+        if va % 4096 != 0
+            || !canonical(va)
+            || (len > 0 && !canonical(end - 1))
+            || (len > 0 && (va >> 47) != ((end - 1) >> 47))
+            || (va < XEN_AREA.1 && XEN_AREA.0 < end)
+        {
+            return Err(bad());
+        }
+        Ok(())
+    }
+}
+
+/// The machine value of `e`: the same bits with the pfn replaced by its mfn.
+fn translate(e: Pte, mfn: u64) -> u64 {
+    (e.bits() & !ADDR) | (mfn << 12)
+}
+
+// SAFETY: `protect` makes every writable L1 entry mapping the frames through any window
+// read-only (and flushes), and `write` records the read-only leaves it writes for protected
+// frames, so `release` can make exactly those writable again; Xen's type system refuses any
+// writable mapping of a frame while it is a page table. `write` queues exactly the entries
+// given, P2M-translated, in order, and every queued entry has been submitted once `flush`
+// returns `Ok`. `caps` is a constant.
+unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
+    type Error = XenPvError;
+
+    fn caps(&self) -> Caps {
+        Caps {
+            page_sizes: PageSizes::SIZE_4K,
+            tables_read_only: true,
+            reserved_root_slots: (XEN_SLOTS.start, XEN_SLOTS.end),
+            nx: true,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "xen-pv"
+    }
+
+    fn machine_frame(&self, pfn: Pfn) -> Result<HalMfn, XenPvError> {
+        self.mfn(pfn.as_u64(), Op::Translate).map(HalMfn)
+    }
+
+    fn current_root(&self) -> Pfn {
+        self.root
+    }
+
+    fn foreign_tables(&self) -> &[PfnRange] {
+        &self.boot_tables
+    }
+
+    unsafe fn protect(&mut self, frames: PfnRange) -> Result<(), XenPvError> {
+        let op = Op::Protect;
+        let (lo, hi) = (frames.start().as_u64(), frames.end());
+        self.protected
+            .insert(frames)
+            .map_err(|_| err(op, Cause::Capacity(Capacity::Protected)))?;
+        let windows = self.windows.clone();
+        for w in &windows {
+            let Some((s, e)) = w.overlap(lo, hi) else {
+                continue;
+            };
+            let mut cache: Option<(u64, Option<u64>)> = None;
+            for pfn in s..e {
+                let va = w.va_of(pfn).expect("in the window");
+                let key = va >> 21;
+                let l1 = match cache {
+                    Some((k, l1)) if k == key => l1,
+                    _ => {
+                        let l1 = self.l1_table(va, op)?;
+                        cache = Some((key, l1));
+                        l1
+                    }
+                };
+                let Some(l1) = l1 else { continue };
+                let idx = TableLevel::L1.index_of(va);
+                let raw = self.read_machine(l1, idx, op)?;
+                if raw & P == 0 || raw & RW == 0 || (raw & ADDR) >> 12 != self.mfn(pfn, op)? {
+                    continue;
+                }
+                let ptr = (self.mfn(l1, op)? << 12) + 8 * u64::from(idx);
+                let ro = raw & !RW;
+                if self.records.room() < 2 {
+                    self.submit()?;
+                    return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
+                }
+                self.forget_ptes(ptr, ptr + 8);
+                self.records
+                    .add(pfn, ptr, ro & !ADDR)
+                    .map_err(|_| err(op, Cause::Capacity(Capacity::ReadOnlyRuns)))?;
+                self.push(
+                    MmuUpdate {
+                        ptr: ptr | mmu::NORMAL_PT_UPDATE,
+                        val: ro,
+                    },
+                    op,
+                )?;
+            }
+        }
+        self.submit()
+    }
+
+    unsafe fn write(
+        &mut self,
+        table: Pfn,
+        level: TableLevel,
+        first: u16,
+        entries: &[Pte],
+    ) -> Result<(), XenPvError> {
+        let op = Op::Write;
+        let end = usize::from(first) + entries.len();
+        if end > 512 {
+            return Err(err(op, Cause::Unsupported(Unsupported::Index(end as u16))));
+        }
+        let base = (self.mfn(table.as_u64(), op)? << 12) + 8 * u64::from(first);
+        // Check everything before queuing anything.
+        let mut runs = 0;
+        let mut prev: Option<(u64, u64)> = None;
+        for (slot, e) in (first..).zip(entries) {
+            let bits = e.bits();
+            if bits & P == 0 {
+                if bits != 0 {
+                    return Err(err(
+                        op,
+                        Cause::Unsupported(Unsupported::NonZeroNotPresent(slot)),
+                    ));
+                }
+                prev = None;
+                continue;
+            }
+            if level == TableLevel::L4 && XEN_SLOTS.contains(&slot) {
+                return Err(err(op, Cause::Unsupported(Unsupported::XenSlot(slot))));
+            }
+            if matches!(level, TableLevel::L2 | TableLevel::L3) && bits & PSE != 0 {
+                return Err(err(op, Cause::Unsupported(Unsupported::LargePage(slot))));
+            }
+            let pfn = e.pfn().as_u64();
+            self.mfn(pfn, op)?;
+            if self.remembered(level, e) {
+                let flags = bits & !ADDR;
+                if prev != Some((pfn.wrapping_sub(1), flags)) {
+                    runs += 1;
+                }
+                prev = Some((pfn, flags));
+            } else {
+                prev = None;
+            }
+        }
+        let hi = base + 8 * entries.len() as u64;
+        if self.records.room() < runs + self.records.splits_for_ptes(base, hi) {
+            return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
+        }
+        self.forget_ptes(base, hi);
+        for (ptr, e) in (base..).step_by(8).zip(entries) {
+            let val = if e.is_present() {
+                translate(*e, self.mfn(e.pfn().as_u64(), op)?)
+            } else {
+                0
+            };
+            if self.remembered(level, e) {
+                self.records
+                    .add(e.pfn().as_u64(), ptr, val & !ADDR)
+                    .map_err(|_| err(op, Cause::Capacity(Capacity::ReadOnlyRuns)))?;
+            }
+            self.push(
+                MmuUpdate {
+                    ptr: ptr | mmu::NORMAL_PT_UPDATE,
+                    val,
+                },
+                op,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, table: Pfn, level: TableLevel, index: u16) -> Result<Pte, XenPvError> {
+        let op = Op::Read;
+        if index >= 512 {
+            return Err(err(op, Cause::Unsupported(Unsupported::Index(index))));
+        }
+        if level == TableLevel::L4 && XEN_SLOTS.contains(&index) {
+            return Err(err(op, Cause::Unsupported(Unsupported::XenSlot(index))));
+        }
+        let raw = self.read_machine(table.as_u64(), index, op)?;
+        if raw & P == 0 {
+            return Ok(Pte::from_bits(raw));
+        }
+        let pfn = self.pfn_of((raw & ADDR) >> 12, op)?;
+        Ok(Pte::from_bits((raw & !ADDR) | (pfn << 12)))
+    }
+
+    unsafe fn pin(&mut self, table: Pfn, level: TableLevel) -> Result<(), XenPvError> {
+        let op = Op::Pin;
+        if self.pinned.is_full() {
+            return Err(err(op, Cause::Capacity(Capacity::Pinned)));
+        }
+        self.submit()?;
+        let mfn = self.mfn(table.as_u64(), op)?;
+        let cmd = mmuext::PIN_L1_TABLE + u32::from(level.as_u8() - 1);
+        let ops = [MmuextOp {
+            cmd,
+            arg1: mfn,
+            arg2: 0,
+        }];
+        // SAFETY: the caller guarantees `table` is a complete, protected level-`level` table.
+        let out = unsafe { self.calls().ext(&ops) };
+        if let Some((at, errno, call)) = out.failure {
+            return Err(refused(op, &out, at, errno, call));
+        }
+        let _ = self.pinned.insert(table.as_u64());
+        Ok(())
+    }
+
+    unsafe fn retire(&mut self, table: Pfn, _level: TableLevel) -> Result<(), XenPvError> {
+        let op = Op::Retire;
+        let t = table.as_u64();
+        if table == self.root {
+            return Err(err(op, Cause::Unsupported(Unsupported::CurrentRoot)));
+        }
+        self.submit()?;
+        let mfn = self.mfn(t, op)?;
+        if self.pinned.contains(t) {
+            let ops = [MmuextOp {
+                cmd: mmuext::UNPIN_TABLE,
+                arg1: mfn,
+                arg2: 0,
+            }];
+            // SAFETY: the caller guarantees the table is hooked nowhere and not the root.
+            let out = unsafe { self.calls().ext(&ops) };
+            if let Some((at, errno, call)) = out.failure {
+                return Err(refused(op, &out, at, errno, call));
+            }
+            self.pinned.remove(t);
+        }
+        // Its entries are no mappings any more.
+        self.forget_ptes(mfn << 12, (mfn + 1) << 12);
+        let range = PfnRange::new(table, t + 1).expect("below MAX_PFN");
+        self.release_range(range, op)
+    }
+
+    unsafe fn switch_root(&mut self, root: Pfn) -> Result<(), XenPvError> {
+        let op = Op::SwitchRoot;
+        self.submit()?;
+        let r = root.as_u64();
+        let mfn = self.mfn(r, op)?;
+        let pin = !self.pinned.contains(r);
+        if pin && self.pinned.is_full() {
+            return Err(err(op, Cause::Capacity(Capacity::Pinned)));
+        }
+        let ops = [
+            MmuextOp {
+                cmd: mmuext::PIN_L4_TABLE,
+                arg1: mfn,
+                arg2: 0,
+            },
+            MmuextOp {
+                cmd: mmuext::NEW_BASEPTR,
+                arg1: mfn,
+                arg2: 0,
+            },
+        ];
+        let ops = if pin { &ops[..] } else { &ops[1..] };
+        // SAFETY: the caller guarantees `root` is a complete level-4 table that maps the
+        // running kernel; pinning it first keeps it a table while it is the root.
+        let out = unsafe { self.calls().ext(ops) };
+        if pin && out.applied >= 1 {
+            let _ = self.pinned.insert(r);
+        }
+        if let Some((at, errno, call)) = out.failure {
+            return Err(refused(op, &out, at, errno, call));
+        }
+        self.root = root;
+        Ok(())
+    }
+
+    unsafe fn release(&mut self, frames: PfnRange) -> Result<(), XenPvError> {
+        self.release_range(frames, Op::Release)
+    }
+
+    unsafe fn add_window(&mut self, va: u64, pfns: PfnRange) -> Result<(), XenPvError> {
+        Self::check_window(va, pfns)?;
+        if pfns.is_empty() {
+            return Ok(());
+        }
+        self.windows
+            .push(Window { va, pfns })
+            .map_err(|_| err(Op::AddWindow, Cause::Capacity(Capacity::Windows)))
+    }
+
+    fn flush(&mut self) -> Result<(), XenPvError> {
+        self.submit()
+    }
+}
+
+impl<H: PvPlatform> XenPv<'_, H> {
+    /// Whether `write` remembers entry `e` of a level-`level` table: a read-only leaf for a
+    /// protected frame.
+    fn remembered(&self, level: TableLevel, e: &Pte) -> bool {
+        level == TableLevel::L1
+            && e.is_present()
+            && e.bits() & RW == 0
+            && self.protected.contains(e.pfn().as_u64())
+    }
+}

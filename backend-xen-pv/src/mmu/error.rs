@@ -1,0 +1,194 @@
+//! [`XenPvError`]: which backend operation failed, and Xen's own cause.
+
+use hal_core::error::{BackendError, ErrorKind};
+
+use crate::hypercall::XenErrno;
+use crate::p2m::P2mError;
+
+/// The backend operation during which an error happened.
+///
+/// Entries queued by one operation can be submitted by a later one (a full queue, or a
+/// `flush`): a refusal names the operation that *queued* the refused entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Op {
+    /// `protect`: making mappings read-only.
+    Protect,
+    /// `write`: table entries.
+    Write,
+    /// `read`: a table entry.
+    Read,
+    /// `pin`.
+    Pin,
+    /// `retire`: unpin, then writable again.
+    Retire,
+    /// `switch_root`: pin (if needed) and new base pointer.
+    SwitchRoot,
+    /// `release`: mappings writable again.
+    Release,
+    /// `add_window`.
+    AddWindow,
+    /// `machine_frame`: a P2M lookup.
+    Translate,
+    /// A rollback after a refused release (the read-only entries written back).
+    Rollback,
+}
+
+/// The hypercall that carried a refused entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Call {
+    /// `mmu_update`.
+    MmuUpdate,
+    /// `mmuext_op`.
+    MmuextOp,
+    /// `update_va_mapping`.
+    UpdateVaMapping,
+    /// `multicall` (the batch itself failed, not one of its entries).
+    Multicall,
+}
+
+/// What happened to the entries of a refused submission besides the refused one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Rollback {
+    /// Nothing to undo: entries not applied were dropped, applied ones stay applied, and the
+    /// frames' type states say what that means (see [`Refusal`]).
+    NotNeeded,
+    /// The applied entries were undone: every mapping of the frames is read-only again.
+    Done,
+    /// Undoing failed too, with this errno: some mappings of the frames may be writable.
+    Failed(XenErrno),
+}
+
+/// Xen refused an entry of a submission.
+///
+/// After a refusal the backend's queue is empty. Of the `submitted` entries, `applied` took
+/// effect, entry number `failed_at` (counted from the first entry of the submission) was
+/// refused with `errno`, and the others were dropped — except in a multicall, where Xen runs
+/// the batches after a failing one too (their applied entries are counted in `applied`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Refusal {
+    /// Xen's error number.
+    pub errno: XenErrno,
+    /// The hypercall that carried the refused entry.
+    pub call: Call,
+    /// Entries in the submission (mmu_update requests, mmuext ops, or 1 for update_va_mapping).
+    pub submitted: u32,
+    /// Entries Xen applied (its `success_count`s, summed).
+    pub applied: u32,
+    /// The refused entry's position in the submission.
+    pub failed_at: u32,
+    /// What the backend did about the applied entries.
+    pub rollback: Rollback,
+}
+
+/// Something the backend tracks in fixed-capacity storage ran out of room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Capacity {
+    /// Windows ([`MAX_WINDOWS`](super::MAX_WINDOWS)).
+    Windows,
+    /// Runs of read-only mappings to release ([`MAX_RO_RUNS`](super::MAX_RO_RUNS)).
+    ReadOnlyRuns,
+    /// Protected frame ranges ([`MAX_PROTECTED`](super::MAX_PROTECTED)).
+    Protected,
+    /// Pinned tables ([`MAX_PINNED`](super::MAX_PINNED)).
+    Pinned,
+}
+
+/// An entry or request the backend does not support.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Unsupported {
+    /// A large page: 64-bit Xen PV has none (entry index).
+    LargePage(u16),
+    /// A non-present entry that is not all zeros (entry index): Xen's L1TF checks would
+    /// treat it as a threat.
+    NonZeroNotPresent(u16),
+    /// A slot of the root that Xen owns (256..272).
+    XenSlot(u16),
+    /// A slot index of 512 or more, or a write running past slot 511.
+    Index(u16),
+    /// A window that is not page aligned or wraps around.
+    Window(u64),
+    /// The operation is not allowed on the current root.
+    CurrentRoot,
+}
+
+/// Why an operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Cause {
+    /// Xen refused an entry.
+    Refused(Refusal),
+    /// A frame the P2M does not know.
+    P2m(P2mError),
+    /// No window maps this frame, so the backend cannot read it.
+    NotMapped {
+        /// The frame.
+        pfn: u64,
+    },
+    /// A table entry names a machine frame that is not this domain's (the M2P and the P2M
+    /// disagree), or that the M2P does not know.
+    ForeignFrame {
+        /// The machine frame.
+        mfn: u64,
+    },
+    /// Out of fixed-capacity room; nothing was changed.
+    Capacity(Capacity),
+    /// An entry or request outside what Xen PV allows; nothing was changed.
+    Unsupported(Unsupported),
+}
+
+/// An error of the Xen PV backend: the operation, and the cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct XenPvError {
+    /// What the backend was doing.
+    pub op: Op,
+    /// Why it failed.
+    pub cause: Cause,
+}
+
+impl XenPvError {
+    pub(crate) const fn new(op: Op, cause: Cause) -> Self {
+        Self { op, cause }
+    }
+
+    /// Xen's errno, if Xen refused something.
+    pub fn errno(&self) -> Option<XenErrno> {
+        match self.cause {
+            Cause::Refused(r) => Some(r.errno),
+            _ => None,
+        }
+    }
+
+    /// The refusal's details, if Xen refused something.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match &self.cause {
+            Cause::Refused(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl BackendError for XenPvError {
+    fn kind(&self) -> ErrorKind {
+        match self.cause {
+            Cause::Refused(r) => match r.errno {
+                XenErrno::EINVAL | XenErrno::EPERM => ErrorKind::Refused,
+                XenErrno::EBUSY => ErrorKind::Busy,
+                XenErrno::ENOMEM => ErrorKind::Capacity,
+                XenErrno::ENOSYS => ErrorKind::Unsupported,
+                _ => ErrorKind::Other,
+            },
+            Cause::P2m(_) | Cause::ForeignFrame { .. } => ErrorKind::OutOfRange,
+            Cause::NotMapped { .. } => ErrorKind::NotMapped,
+            Cause::Capacity(_) => ErrorKind::Capacity,
+            Cause::Unsupported(Unsupported::Index(_)) => ErrorKind::OutOfRange,
+            Cause::Unsupported(_) => ErrorKind::Unsupported,
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The Xen PV MMU backend: hal-core's [`RawMmu`](hal_core::RawMmu) through `mmu_update`,
+//! `mmuext_op`, `update_va_mapping` and `multicall`.
+//!
+//! # For board authors
+//! ```text
+//! let boot = Bootstrap::from_start_info(&start_info, &layout)?;      // root, tables, window
+//! let raw  = unsafe { XenPv::new(hypercalls, p2m, &boot) }?;           // exclusive control
+//! let mut mmu = hal_core::Mmu::new(raw);
+//! mmu.raw_mut().set_phase(Phase::MakeReadOnly);                        // count per phase
+//! ... PgtBuf::new, direct_map::build, new_table(root), switch_root ...
+//! unsafe { mmu.raw_mut().add_window(PAGE_OFFSET, ram) }?;              // the new direct map
+//! mmu.raw().counters().get(Phase::Release).hypercalls
+//! ```
+//!
+//! # What each operation costs
+//! | operation | hypercalls |
+//! |---|---|
+//! | `protect(K frames)` | `ceil(m * K / 512)` `mmu_update`s, `m` = writable mappings per frame in the windows |
+//! | `write` (a table of 512 entries) | one `mmu_update` per 512 queued entries (queued across calls) |
+//! | `pin` | one `mmuext_op` (after submitting the queue) |
+//! | `switch_root` | one `mmuext_op`: `PIN_L4_TABLE` (if not pinned yet) + `NEW_BASEPTR` |
+//! | `release(K frames)` | at most `ceil(m * K / 1024) + 1`: the queue, then multicalls of two 512-entry batches |
+//! | `retire` | `UNPIN` (if pinned) + a release of one frame |
+//!
+//! # State after a refusal
+//! The queue is always empty after a submission, successful or not; [`Refusal`] says how many
+//! entries were applied and which one was refused. Mappings remembered for release that a
+//! refused `protect` or `write` submission did not make are forgotten. A refused `release`
+//! writes every remembered mapping of its range read-only again ([`Rollback`]), so the frames
+//! are `PgtReserved` as hal-core's `Failed` value says; releasing them again resumes.
+
+mod backend;
+mod counters;
+mod error;
+mod platform;
+mod queue;
+mod records;
+mod release;
+mod walk;
+mod window;
+
+pub use backend::{Bootstrap, ReleaseStrategy, XenPv, MAX_WINDOWS};
+pub use counters::{Counters, Phase, PhaseCount};
+pub use error::{Call, Capacity, Cause, Op, Refusal, Rollback, Unsupported, XenPvError};
+pub use platform::{PvPlatform, M2P_BYTES, M2P_VIRT_START};
+pub use queue::{BATCH, QUEUE_CAP, RELEASE_BATCHES};
+pub use records::{MAX_PINNED, MAX_PROTECTED, MAX_RO_RUNS};
+pub use window::Window;

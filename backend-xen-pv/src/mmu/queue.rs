@@ -1,0 +1,204 @@
+//! The update queue and the submission of its contents as hypercalls.
+//!
+//! Entries are queued in order; [`BATCH`] of them fill one `mmu_update` hypercall. Ordinary
+//! operations submit the queue as soon as it holds a full batch (so every hypercall carries 512
+//! entries except the last), and before anything that needs their effect (pin, switch, reads
+//! by Xen). A release fills up to [`QUEUE_CAP`] entries and submits them as one `multicall`
+//! of [`RELEASE_BATCHES`] `mmu_update` batches: its entries are independent of each other, so
+//! Xen running the batches after a failing one (as multicall does) does no harm.
+
+use crate::hypercall::abi::{nr, DOMID_SELF};
+use crate::hypercall::{MmuUpdate, MmuextOp, MulticallEntry, RawHypercall, XenErrno};
+
+use super::counters::{Counters, Kind, Phase};
+use super::error::{Call, Op};
+
+/// Entries in one `mmu_update` hypercall.
+pub const BATCH: usize = 512;
+/// `mmu_update` batches a release puts into one `multicall`.
+pub const RELEASE_BATCHES: usize = 2;
+/// Entries the queue holds: one multicall's worth.
+pub const QUEUE_CAP: usize = BATCH * RELEASE_BATCHES;
+
+/// Queued `mmu_update` requests, each tagged with the operation that queued it.
+pub(crate) struct Queue {
+    reqs: [MmuUpdate; QUEUE_CAP],
+    origin: [Op; QUEUE_CAP],
+    len: usize,
+}
+
+impl Queue {
+    pub(crate) const fn new() -> Self {
+        Self {
+            reqs: [MmuUpdate { ptr: 0, val: 0 }; QUEUE_CAP],
+            origin: [Op::Write; QUEUE_CAP],
+            len: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends; the caller submits before the queue is full.
+    pub(crate) fn push(&mut self, req: MmuUpdate, op: Op) {
+        self.reqs[self.len] = req;
+        self.origin[self.len] = op;
+        self.len += 1;
+    }
+
+    pub(crate) fn reqs(&self) -> &[MmuUpdate] {
+        &self.reqs[..self.len]
+    }
+
+    pub(crate) fn origin(&self, i: usize) -> Op {
+        self.origin[i.min(self.len.saturating_sub(1))]
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The value the queue will write to the entry at machine address `maddr`, if any (the
+    /// last one queued wins).
+    pub(crate) fn pending(&self, maddr: u64) -> Option<u64> {
+        self.reqs()
+            .iter()
+            .rev()
+            .find(|r| r.ptr & !7 == maddr)
+            .map(|r| r.val)
+    }
+}
+
+/// What a submission did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// Entries submitted.
+    pub submitted: u32,
+    /// Entries applied.
+    pub applied: u32,
+    /// The first refusal: entry position, errno, hypercall.
+    pub failure: Option<(u32, XenErrno, Call)>,
+}
+
+impl Outcome {
+    pub(crate) const NOTHING: Self = Self {
+        submitted: 0,
+        applied: 0,
+        failure: None,
+    };
+}
+
+/// Hypercalls, counted.
+pub(crate) struct Calls<'a, H: RawHypercall> {
+    pub hv: &'a H,
+    pub counters: &'a mut Counters,
+    pub phase: Phase,
+}
+
+fn check(ret: i64) -> Result<(), XenErrno> {
+    XenErrno::check(ret).map(|_| ())
+}
+
+impl<H: RawHypercall> Calls<'_, H> {
+    /// Submits `reqs`: one `mmu_update` for up to [`BATCH`] entries, otherwise one multicall of
+    /// `mmu_update` batches.
+    ///
+    /// # Safety
+    /// As [`RawHypercall::mmu_update`], for every request.
+    pub(crate) unsafe fn updates(&mut self, reqs: &[MmuUpdate]) -> Outcome {
+        let submitted = reqs.len() as u32;
+        if reqs.is_empty() {
+            return Outcome::NOTHING;
+        }
+        if reqs.len() <= BATCH {
+            let mut done = 0u32;
+            // SAFETY: the caller's contract.
+            let ret = unsafe { self.hv.mmu_update(reqs, &mut done, DOMID_SELF) };
+            self.counters
+                .record(self.phase, Kind::MmuUpdate, u64::from(submitted));
+            return Outcome {
+                submitted,
+                applied: done,
+                failure: check(ret).err().map(|e| (done, e, Call::MmuUpdate)),
+            };
+        }
+        assert!(reqs.len() <= QUEUE_CAP, "one multicall's worth at most");
+        let mut done = [0u32; RELEASE_BATCHES];
+        let mut entries = [MulticallEntry::default(); RELEASE_BATCHES];
+        let chunks = reqs.chunks(BATCH);
+        let n = chunks.len();
+        for ((e, chunk), d) in entries.iter_mut().zip(chunks).zip(done.iter_mut()) {
+            e.op = u64::from(nr::MMU_UPDATE);
+            e.args = [
+                chunk.as_ptr() as u64,
+                chunk.len() as u64,
+                d as *mut u32 as u64,
+                u64::from(DOMID_SELF),
+                0,
+                0,
+            ];
+        }
+        // SAFETY: every entry is an mmu_update of a chunk of `reqs` with a live success
+        // counter in `done`, both outliving the call; the requests are the caller's contract.
+        let ret = unsafe { self.hv.multicall(&mut entries[..n]) };
+        self.counters
+            .record(self.phase, Kind::Multicall, u64::from(submitted));
+        if let Err(e) = check(ret) {
+            return Outcome {
+                submitted,
+                applied: 0,
+                failure: Some((0, e, Call::Multicall)),
+            };
+        }
+        let mut out = Outcome {
+            submitted,
+            applied: 0,
+            failure: None,
+        };
+        for (b, (e, d)) in entries[..n].iter().zip(done).enumerate() {
+            out.applied += d;
+            if let (Err(errno), None) = (check(e.result as i64), out.failure) {
+                out.failure = Some(((b * BATCH) as u32 + d, errno, Call::MmuUpdate));
+            }
+        }
+        out
+    }
+
+    /// Submits `ops` in one `mmuext_op`.
+    ///
+    /// # Safety
+    /// As [`RawHypercall::mmuext_op`].
+    pub(crate) unsafe fn ext(&mut self, ops: &[MmuextOp]) -> Outcome {
+        let mut done = 0u32;
+        // SAFETY: the caller's contract.
+        let ret = unsafe { self.hv.mmuext_op(ops, &mut done, DOMID_SELF) };
+        self.counters
+            .record(self.phase, Kind::MmuextOp, ops.len() as u64);
+        Outcome {
+            submitted: ops.len() as u32,
+            applied: done,
+            failure: check(ret).err().map(|e| (done, e, Call::MmuextOp)),
+        }
+    }
+
+    /// One `update_va_mapping`.
+    ///
+    /// # Safety
+    /// As [`RawHypercall::update_va_mapping`].
+    pub(crate) unsafe fn va(&mut self, va: u64, pte: u64, flags: u64) -> Outcome {
+        // SAFETY: the caller's contract.
+        let ret = unsafe { self.hv.update_va_mapping(va, pte, flags) };
+        self.counters.record(self.phase, Kind::UpdateVaMapping, 1);
+        let failure = check(ret).err().map(|e| (0, e, Call::UpdateVaMapping));
+        Outcome {
+            submitted: 1,
+            applied: u32::from(failure.is_none()),
+            failure,
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! What the backend remembers between calls: the read-only mappings it must make writable
+//! again on release, the protected frames, the pinned tables.
+
+use hal_core::PfnRange;
+use heapless::Vec;
+
+/// Runs of read-only mappings remembered for release.
+pub const MAX_RO_RUNS: usize = 256;
+/// Protected frame ranges.
+pub const MAX_PROTECTED: usize = 32;
+/// Pinned tables.
+pub const MAX_PINNED: usize = 16;
+
+/// Consecutive frames mapped read-only by consecutive entries: frame `pfn + i` by the entry
+/// at machine address `pte + 8 * i`, each with flags `flags` (address bits clear, `RW`
+/// clear).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RoRun {
+    pub pfn: u64,
+    pub pte: u64,
+    pub len: u64,
+    pub flags: u64,
+}
+
+impl RoRun {
+    pub(crate) fn pfn_end(&self) -> u64 {
+        self.pfn + self.len
+    }
+
+    fn pte_end(&self) -> u64 {
+        self.pte + 8 * self.len
+    }
+
+    /// The part of the run for frames `[lo, hi)`.
+    pub(crate) fn clip_pfns(&self, lo: u64, hi: u64) -> Option<RoRun> {
+        let s = self.pfn.max(lo);
+        let e = self.pfn_end().min(hi);
+        (s < e).then(|| RoRun {
+            pfn: s,
+            pte: self.pte + 8 * (s - self.pfn),
+            len: e - s,
+            flags: self.flags,
+        })
+    }
+
+    /// The part of the run whose entries lie in `[lo, hi)` (machine addresses, 8-aligned).
+    fn clip_ptes(&self, lo: u64, hi: u64) -> Option<RoRun> {
+        let s = self.pte.max(lo);
+        let e = self.pte_end().min(hi);
+        (s < e)
+            .then(|| self.clip_pfns(self.pfn + (s - self.pte) / 8, self.pfn + (e - self.pte) / 8))
+            .flatten()
+    }
+}
+
+/// The read-only mappings to restore, as runs.
+pub(crate) struct RoRuns {
+    runs: Vec<RoRun, MAX_RO_RUNS>,
+}
+
+/// Out of room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Full;
+
+impl RoRuns {
+    pub(crate) const fn new() -> Self {
+        Self { runs: Vec::new() }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    pub(crate) fn room(&self) -> usize {
+        MAX_RO_RUNS - self.runs.len()
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<RoRun> {
+        self.runs.get(i).copied()
+    }
+
+    /// Remembers that the entry at `pte` maps `pfn` read-only with `flags`.
+    pub(crate) fn add(&mut self, pfn: u64, pte: u64, flags: u64) -> Result<(), Full> {
+        if let Some(last) = self.runs.last_mut() {
+            if last.pfn_end() == pfn && last.pte_end() == pte && last.flags == flags {
+                last.len += 1;
+                return Ok(());
+            }
+        }
+        self.runs
+            .push(RoRun {
+                pfn,
+                pte,
+                len: 1,
+                flags,
+            })
+            .map_err(|_| Full)
+    }
+
+    /// How many runs a removal of frames `[lo, hi)` would add (runs it splits in two).
+    pub(crate) fn splits_for_pfns(&self, lo: u64, hi: u64) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| r.pfn < lo && r.pfn_end() > hi)
+            .count()
+    }
+
+    /// How many runs a removal of entries `[lo, hi)` would add.
+    pub(crate) fn splits_for_ptes(&self, lo: u64, hi: u64) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| r.pte < lo && r.pte_end() > hi)
+            .count()
+    }
+
+    /// Forgets the mappings of frames `[lo, hi)`.
+    pub(crate) fn remove_pfns(&mut self, lo: u64, hi: u64) -> Result<(), Full> {
+        self.remove_by(|r| {
+            (
+                r.clip_pfns(r.pfn, lo.max(r.pfn)),
+                r.clip_pfns(hi.min(r.pfn_end()), r.pfn_end()),
+                r.pfn < hi && lo < r.pfn_end(),
+            )
+        })
+    }
+
+    /// Forgets the mappings held by entries at machine addresses `[lo, hi)`.
+    pub(crate) fn remove_ptes(&mut self, lo: u64, hi: u64) -> Result<(), Full> {
+        self.remove_by(|r| {
+            (
+                r.clip_ptes(r.pte, lo.max(r.pte)),
+                r.clip_ptes(hi.min(r.pte_end()), r.pte_end()),
+                r.pte < hi && lo < r.pte_end(),
+            )
+        })
+    }
+
+    /// `f(run)` = (part left before, part left after, whether the run is affected).
+    fn remove_by(
+        &mut self,
+        f: impl Fn(&RoRun) -> (Option<RoRun>, Option<RoRun>, bool),
+    ) -> Result<(), Full> {
+        let mut i = 0;
+        while i < self.runs.len() {
+            let (before, after, hit) = f(&self.runs[i]);
+            if !hit {
+                i += 1;
+                continue;
+            }
+            match (before, after) {
+                (Some(b), Some(a)) => {
+                    self.runs[i] = b;
+                    self.runs.push(a).map_err(|_| Full)?;
+                    i += 1;
+                }
+                (Some(one), None) | (None, Some(one)) => {
+                    self.runs[i] = one;
+                    i += 1;
+                }
+                (None, None) => {
+                    self.runs.swap_remove(i);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A set of frame ranges, sorted and merged.
+pub(crate) struct RangeSet<const N: usize> {
+    ranges: Vec<PfnRange, N>,
+}
+
+impl<const N: usize> RangeSet<N> {
+    pub(crate) const fn new() -> Self {
+        Self { ranges: Vec::new() }
+    }
+
+    pub(crate) fn contains(&self, pfn: u64) -> bool {
+        self.ranges
+            .iter()
+            .any(|r| r.start().as_u64() <= pfn && pfn < r.end())
+    }
+
+    /// Adds `r`, merging with overlapping or adjacent ranges.
+    pub(crate) fn insert(&mut self, r: PfnRange) -> Result<(), Full> {
+        if r.is_empty() {
+            return Ok(());
+        }
+        let (mut lo, mut hi) = (r.start().as_u64(), r.end());
+        let mut out: Vec<PfnRange, N> = Vec::new();
+        let mut placed = false;
+        for x in &self.ranges {
+            let (s, e) = (x.start().as_u64(), x.end());
+            if e < lo {
+                out.push(*x).map_err(|_| Full)?;
+            } else if hi < s {
+                if !placed {
+                    out.push(make(lo, hi)).map_err(|_| Full)?;
+                    placed = true;
+                }
+                out.push(*x).map_err(|_| Full)?;
+            } else {
+                lo = lo.min(s);
+                hi = hi.max(e);
+            }
+        }
+        if !placed {
+            out.push(make(lo, hi)).map_err(|_| Full)?;
+        }
+        self.ranges = out;
+        Ok(())
+    }
+
+    /// Removes `[lo, hi)`.
+    pub(crate) fn remove(&mut self, lo: u64, hi: u64) -> Result<(), Full> {
+        let mut out: Vec<PfnRange, N> = Vec::new();
+        for x in &self.ranges {
+            let (s, e) = (x.start().as_u64(), x.end());
+            if e <= lo || hi <= s {
+                out.push(*x).map_err(|_| Full)?;
+                continue;
+            }
+            if s < lo {
+                out.push(make(s, lo)).map_err(|_| Full)?;
+            }
+            if hi < e {
+                out.push(make(hi, e)).map_err(|_| Full)?;
+            }
+        }
+        self.ranges = out;
+        Ok(())
+    }
+}
+
+fn make(lo: u64, hi: u64) -> PfnRange {
+    let start = hal_core::Pfn::new(lo).expect("below MAX_PFN");
+    PfnRange::new(start, hi).expect("ordered")
+}
+
+/// Pinned tables, by machine frame... by pfn.
+pub(crate) struct Pinned {
+    pfns: Vec<u64, MAX_PINNED>,
+}
+
+impl Pinned {
+    pub(crate) const fn new() -> Self {
+        Self { pfns: Vec::new() }
+    }
+
+    pub(crate) fn contains(&self, pfn: u64) -> bool {
+        self.pfns.contains(&pfn)
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.pfns.is_full()
+    }
+
+    pub(crate) fn insert(&mut self, pfn: u64) -> Result<(), Full> {
+        if self.contains(pfn) {
+            return Ok(());
+        }
+        self.pfns.push(pfn).map_err(|_| Full)
+    }
+
+    pub(crate) fn remove(&mut self, pfn: u64) {
+        self.pfns.retain(|&p| p != pfn);
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u64] {
+        &self.pfns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_extend_split_and_shrink() {
+        let mut r = RoRuns::new();
+        for i in 0..10 {
+            r.add(100 + i, 0x5000 + 8 * i, 0x1).unwrap();
+        }
+        assert_eq!(r.len(), 1);
+        r.add(110, 0x9000, 0x1).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.splits_for_pfns(103, 105), 1);
+        r.remove_pfns(103, 105).unwrap();
+        assert_eq!(r.len(), 3);
+        let total: u64 = (0..r.len()).map(|i| r.get(i).unwrap().len).sum();
+        assert_eq!(total, 9);
+        r.remove_ptes(0x5000, 0x5000 + 8 * 2).unwrap();
+        let total: u64 = (0..r.len()).map(|i| r.get(i).unwrap().len).sum();
+        assert_eq!(total, 7);
+        r.remove_pfns(0, 1000).unwrap();
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn range_set_merges_and_splits() {
+        let mut s: RangeSet<4> = RangeSet::new();
+        s.insert(make(10, 20)).unwrap();
+        s.insert(make(20, 30)).unwrap();
+        s.insert(make(40, 50)).unwrap();
+        assert!(s.contains(29) && !s.contains(30) && s.contains(40));
+        s.remove(15, 45).unwrap();
+        assert!(s.contains(14) && !s.contains(15) && !s.contains(44) && s.contains(45));
+    }
+}

@@ -1,0 +1,471 @@
+//! The simulated machine: frames with contents, Xen's per-frame type bookkeeping, and the
+//! checked operations built on it (`mod_lN_entry`, type references, validation).
+//!
+//! Modelled on Xen's x86 memory code (`xen/arch/x86/mm.c`): a frame has a type (none, writable,
+//! L1..L4 page table) and a type count; the type can change only while the count is 0; a
+//! page-table type is *validated* when its count goes 0 → 1 (every entry takes a reference on
+//! what it points at) and *devalidated* when it drops back to 0. What the model leaves out:
+//! general (non-type) references, segment-descriptor and shared types, linear page tables,
+//! preemption, `_PAGE_USER` adjustment of guest entries, MMIO.
+
+use std::boxed::Box;
+use std::vec::Vec;
+
+use super::errno::{EBUSY, EINVAL};
+
+/// Entry bits the model looks at.
+pub mod bits {
+    /// Present.
+    pub const P: u64 = 1 << 0;
+    /// Writable.
+    pub const RW: u64 = 1 << 1;
+    /// User.
+    pub const USER: u64 = 1 << 2;
+    /// Write-through.
+    pub const PWT: u64 = 1 << 3;
+    /// Cache disable.
+    pub const PCD: u64 = 1 << 4;
+    /// Accessed.
+    pub const A: u64 = 1 << 5;
+    /// Dirty.
+    pub const D: u64 = 1 << 6;
+    /// PSE at L2/L3, PAT at L1.
+    pub const PSE: u64 = 1 << 7;
+    /// Global.
+    pub const GLOBAL: u64 = 1 << 8;
+    /// Software bits 9..11.
+    pub const AVAIL: u64 = 0x7 << 9;
+    /// Software bits 52..62.
+    pub const AVAIL_HIGH: u64 = 0x7ff << 52;
+    /// Xen's `_PAGE_GNTTAB` (bit 62), refused in L1 entries.
+    pub const GNTTAB: u64 = 1 << 62;
+    /// No-execute.
+    pub const NX: u64 = 1 << 63;
+    /// Address bits 51:12.
+    pub const ADDR: u64 = 0x000f_ffff_ffff_f000;
+}
+use bits::*;
+
+/// Flags Xen accepts in any entry (`base_disallow_mask` is the complement).
+const BASE_ALLOWED: u64 = P | RW | USER | A | D | AVAIL | AVAIL_HIGH | NX;
+/// Flags whose change alone takes Xen's fast path (no new references) in an L1 entry.
+const FASTPATH_L1: u64 = NX | AVAIL_HIGH | AVAIL | GLOBAL | D | A | USER;
+
+/// Xen's L4 slots (256..272): the guest may not write them; Xen fills them on validation.
+pub const XEN_SLOTS: core::ops::Range<usize> = 256..272;
+/// A machine frame of Xen's own, which the model puts in L4 slot 256 (the M2P) of every
+/// root it validates.
+pub const XEN_M2P_L3_MFN: u64 = 0x1;
+
+/// A frame's type (Xen's `PGT_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageType {
+    /// Never typed.
+    None,
+    /// Mapped writable (or written through `mmu_update` as plain memory).
+    Writable,
+    /// Level-1 page table.
+    L1,
+    /// Level-2 page table.
+    L2,
+    /// Level-3 page table.
+    L3,
+    /// Level-4 page table.
+    L4,
+}
+
+impl PageType {
+    /// Whether this is a page-table type.
+    pub const fn is_table(self) -> bool {
+        matches!(self, Self::L1 | Self::L2 | Self::L3 | Self::L4)
+    }
+
+    /// The page-table type of level `n` (1..=4).
+    pub const fn table(n: u8) -> Self {
+        match n {
+            1 => Self::L1,
+            2 => Self::L2,
+            3 => Self::L3,
+            _ => Self::L4,
+        }
+    }
+
+    const fn child(self) -> Self {
+        match self {
+            Self::L4 => Self::L3,
+            Self::L3 => Self::L2,
+            Self::L2 => Self::L1,
+            other => other,
+        }
+    }
+}
+
+/// One machine frame of the domain.
+#[derive(Debug)]
+pub struct FrameInfo {
+    /// Its type.
+    pub ty: PageType,
+    /// Its type count (for `Writable`: the writable mappings in validated L1 tables).
+    pub count: u32,
+    /// Pinned (holds one type reference).
+    pub pinned: bool,
+    data: Option<Box<[u64; 512]>>,
+}
+
+/// Counts the model keeps of what it was asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Hypercalls (a multicall counts once, its entries not).
+    pub hypercalls: u64,
+    /// `mmu_update` requests applied.
+    pub updates_applied: u64,
+    /// `mmuext_op` commands applied.
+    pub ext_ops_applied: u64,
+    /// Non-present entries that were not all zeros (Xen's L1TF checks would act on them).
+    pub nonzero_not_present: u64,
+}
+
+/// The machine: frames `[mfn_base, mfn_base + nr_frames)` belong to the domain.
+#[derive(Debug)]
+pub struct Machine {
+    pub(super) mfn_base: u64,
+    pub(super) frames: Vec<FrameInfo>,
+    /// pfn → mfn.
+    pub(super) p2m: Vec<u64>,
+    /// (mfn - mfn_base) → pfn.
+    pub(super) m2p: Vec<u64>,
+    /// The machine frame of the current root.
+    pub(super) cr3: u64,
+    /// Whether PWT/PCD/PAT are allowed in L1 entries (Xen: `cache_flush_permitted`, dom0).
+    pub(super) cache_attrs: bool,
+    pub(super) stats: Stats,
+}
+
+impl Machine {
+    /// A machine whose frames back `p2m` (pfn → mfn; every mfn in `[mfn_base, mfn_base + n)`).
+    pub fn new(p2m: Vec<u64>, mfn_base: u64, cache_attrs: bool) -> Self {
+        let n = p2m.len();
+        let mut m2p = std::vec![u64::MAX; n];
+        for (pfn, &mfn) in p2m.iter().enumerate() {
+            let i = usize::try_from(mfn - mfn_base).expect("mfn in range");
+            assert_eq!(m2p[i], u64::MAX, "the P2M maps two pfns to mfn {mfn:#x}");
+            m2p[i] = pfn as u64;
+        }
+        let frames = (0..n)
+            .map(|_| FrameInfo {
+                ty: PageType::None,
+                count: 0,
+                pinned: false,
+                data: None,
+            })
+            .collect();
+        Self {
+            mfn_base,
+            frames,
+            p2m,
+            m2p,
+            cr3: 0,
+            cache_attrs,
+            stats: Stats::default(),
+        }
+    }
+
+    fn index(&self, mfn: u64) -> Option<usize> {
+        let i = mfn.checked_sub(self.mfn_base)?;
+        (i < self.frames.len() as u64).then_some(i as usize)
+    }
+
+    /// Whether `mfn` is one of the domain's frames.
+    pub fn owns(&self, mfn: u64) -> bool {
+        self.index(mfn).is_some()
+    }
+
+    /// The frame `mfn`, if the domain's.
+    pub fn frame(&self, mfn: u64) -> Option<&FrameInfo> {
+        self.index(mfn).map(|i| &self.frames[i])
+    }
+
+    fn frame_mut(&mut self, mfn: u64) -> Option<&mut FrameInfo> {
+        self.index(mfn).map(|i| &mut self.frames[i])
+    }
+
+    /// The pfn of `mfn`, if the domain's.
+    pub fn m2p(&self, mfn: u64) -> Option<u64> {
+        self.index(mfn).map(|i| self.m2p[i])
+    }
+
+    /// Entry `idx` of frame `mfn` (zero for a frame never written). Panics if not the
+    /// domain's.
+    pub fn entry(&self, mfn: u64, idx: usize) -> u64 {
+        let f = self.frame(mfn).expect("a frame of the domain");
+        f.data.as_ref().map_or(0, |d| d[idx])
+    }
+
+    /// All 512 entries of frame `mfn`.
+    pub fn entries(&self, mfn: u64) -> [u64; 512] {
+        let f = self.frame(mfn).expect("a frame of the domain");
+        f.data.as_deref().copied().unwrap_or([0; 512])
+    }
+
+    /// Stores `val` into entry `idx` of frame `mfn` without any check.
+    pub(super) fn poke(&mut self, mfn: u64, idx: usize, val: u64) {
+        let f = self.frame_mut(mfn).expect("a frame of the domain");
+        if f.data.is_none() && val == 0 {
+            return;
+        }
+        f.data.get_or_insert_with(|| Box::new([0; 512]))[idx] = val;
+    }
+
+    /// Takes a type reference of type `want` on `mfn` (Xen's `get_page_and_type_from_mfn`):
+    /// 0 → 1 may change the type and validates a page-table type.
+    pub(super) fn get_type(&mut self, mfn: u64, want: PageType) -> Result<(), i64> {
+        let f = self.frame_mut(mfn).ok_or(EINVAL)?;
+        if f.count == 0 {
+            f.ty = want;
+            f.count = 1;
+            if want.is_table() {
+                if let Err(e) = self.validate(mfn, want) {
+                    self.frame_mut(mfn).expect("checked").count = 0;
+                    return Err(e);
+                }
+            }
+            Ok(())
+        } else if f.ty == want {
+            f.count += 1;
+            Ok(())
+        } else {
+            Err(EINVAL)
+        }
+    }
+
+    /// Drops a type reference; a page-table type dropping to 0 is devalidated.
+    pub(super) fn put_type(&mut self, mfn: u64) {
+        let f = self.frame_mut(mfn).expect("a typed frame of the domain");
+        assert!(f.count > 0, "type count underflow on mfn {mfn:#x}");
+        f.count -= 1;
+        if f.count == 0 && f.ty.is_table() {
+            let ty = f.ty;
+            let entries = self.entries(mfn);
+            for (i, &e) in entries.iter().enumerate() {
+                if !(ty == PageType::L4 && XEN_SLOTS.contains(&i)) {
+                    self.put_entry_ref(ty, e);
+                }
+            }
+        }
+    }
+
+    /// Validation of a new page-table type: every entry takes its reference; on failure the
+    /// references taken so far are dropped again.
+    fn validate(&mut self, mfn: u64, ty: PageType) -> Result<(), i64> {
+        let entries = self.entries(mfn);
+        for (i, &e) in entries.iter().enumerate() {
+            if ty == PageType::L4 && XEN_SLOTS.contains(&i) {
+                continue;
+            }
+            if e & P == 0 {
+                if e != 0 {
+                    self.stats.nonzero_not_present += 1;
+                }
+                continue;
+            }
+            if let Err(err) = self.get_entry_ref(ty, e) {
+                for (j, &done) in entries.iter().enumerate().take(i) {
+                    if !(ty == PageType::L4 && XEN_SLOTS.contains(&j)) {
+                        self.put_entry_ref(ty, done);
+                    }
+                }
+                return Err(err);
+            }
+        }
+        if ty == PageType::L4 {
+            // Xen writes its own slots into every root it validates.
+            for i in XEN_SLOTS {
+                self.poke(mfn, i, 0);
+            }
+            self.poke(mfn, XEN_SLOTS.start, (XEN_M2P_L3_MFN << 12) | P | USER | A);
+        }
+        Ok(())
+    }
+
+    fn l1_disallowed(&self) -> u64 {
+        let cache = PWT | PCD | PSE;
+        let mut d = !(BASE_ALLOWED) & !GLOBAL | GNTTAB;
+        if self.cache_attrs {
+            d &= !cache;
+        }
+        d & !ADDR
+    }
+
+    /// The reference entry `e` of a validated table of type `ty` holds (Xen's
+    /// `get_page_from_lNe`).
+    fn get_entry_ref(&mut self, ty: PageType, e: u64) -> Result<(), i64> {
+        debug_assert!(e & P != 0);
+        let target = (e & ADDR) >> 12;
+        if ty == PageType::L1 {
+            if e & self.l1_disallowed() != 0 {
+                return Err(EINVAL);
+            }
+            if !self.owns(target) {
+                return Err(EBUSY);
+            }
+            if e & RW != 0 && self.get_type(target, PageType::Writable).is_err() {
+                return Err(EBUSY);
+            }
+            return Ok(());
+        }
+        if e & !BASE_ALLOWED & !ADDR != 0 {
+            return Err(EINVAL);
+        }
+        self.get_type(target, ty.child())
+    }
+
+    fn put_entry_ref(&mut self, ty: PageType, e: u64) {
+        if e & P == 0 {
+            return;
+        }
+        let target = (e & ADDR) >> 12;
+        if ty == PageType::L1 {
+            if e & RW != 0 {
+                self.put_type(target);
+            }
+        } else {
+            self.put_type(target);
+        }
+    }
+
+    /// A checked update of entry `idx` of validated table `mfn` (Xen's `mod_lN_entry`).
+    pub(super) fn mod_entry(&mut self, mfn: u64, idx: usize, new: u64) -> Result<(), i64> {
+        let ty = self.frame(mfn).expect("a table of the domain").ty;
+        if ty == PageType::L4 && XEN_SLOTS.contains(&idx) {
+            return Err(EINVAL);
+        }
+        let old = self.entry(mfn, idx);
+        if new & P != 0 {
+            let disallowed = if ty == PageType::L1 {
+                self.l1_disallowed()
+            } else {
+                !BASE_ALLOWED & !ADDR
+            };
+            if new & disallowed != 0 {
+                return Err(EINVAL);
+            }
+            let fast = if ty == PageType::L1 {
+                FASTPATH_L1
+            } else {
+                FASTPATH_L1 | RW
+            };
+            if old & P != 0 && (old ^ new) & !fast == 0 {
+                self.poke(mfn, idx, new);
+                return Ok(());
+            }
+            self.get_entry_ref(ty, new)?;
+        } else if new != 0 {
+            self.stats.nonzero_not_present += 1;
+        }
+        self.poke(mfn, idx, new);
+        self.put_entry_ref(ty, old);
+        Ok(())
+    }
+
+    /// One `mmu_update` request (`MMU_NORMAL_PT_UPDATE` semantics): a checked update if the
+    /// frame is a validated table, a plain write if it can be typed writable, -EINVAL
+    /// otherwise.
+    pub(super) fn update(&mut self, ptr: u64, val: u64) -> Result<(), i64> {
+        let mfn = ptr >> 12;
+        let idx = ((ptr & 0xfff) >> 3) as usize;
+        let f = self.frame_mut(mfn).ok_or(EINVAL)?;
+        if f.ty.is_table() && f.count > 0 {
+            self.mod_entry(mfn, idx, val)
+        } else if f.count == 0 || f.ty == PageType::Writable {
+            if f.count == 0 {
+                f.ty = PageType::Writable;
+            }
+            self.poke(mfn, idx, val);
+            Ok(())
+        } else {
+            Err(EINVAL)
+        }
+    }
+
+    /// The L1 table and slot that map `va` in the current root, if there is one.
+    pub(super) fn l1_slot(&self, va: u64) -> Option<(u64, usize)> {
+        let mut table = self.cr3;
+        for level in (2..=4u32).rev() {
+            let idx = ((va >> (12 + 9 * (level - 1))) & 0x1ff) as usize;
+            let e = self.entry_or_zero(table, idx);
+            if e & P == 0 || (level < 4 && e & PSE != 0) {
+                return None;
+            }
+            table = (e & ADDR) >> 12;
+        }
+        Some((table, ((va >> 12) & 0x1ff) as usize))
+    }
+
+    fn entry_or_zero(&self, mfn: u64, idx: usize) -> u64 {
+        if self.owns(mfn) {
+            self.entry(mfn, idx)
+        } else {
+            0
+        }
+    }
+
+    /// Recounts every type reference from the validated tables, the pins and CR3, and
+    /// compares with the stored counts. Returns the first disagreement.
+    pub fn audit(&self) -> Result<(), std::string::String> {
+        let n = self.frames.len();
+        let mut want = std::vec![0u32; n];
+        let mut want_ty = std::vec![None::<PageType>; n];
+        let mut note = |i: usize, ty: PageType| -> Result<(), std::string::String> {
+            if let Some(t) = want_ty[i] {
+                if t != ty {
+                    return Err(std::format!(
+                        "frame {:#x} referenced as {t:?} and {ty:?}",
+                        i as u64 + self.mfn_base
+                    ));
+                }
+            }
+            want_ty[i] = Some(ty);
+            want[i] += 1;
+            Ok(())
+        };
+        for (i, f) in self.frames.iter().enumerate() {
+            if f.pinned {
+                note(i, f.ty)?;
+            }
+            if !(f.ty.is_table() && f.count > 0) {
+                continue;
+            }
+            let mfn = i as u64 + self.mfn_base;
+            for (slot, e) in self.entries(mfn).iter().enumerate() {
+                if e & P == 0 || (f.ty == PageType::L4 && XEN_SLOTS.contains(&slot)) {
+                    continue;
+                }
+                let t = self
+                    .index((e & ADDR) >> 12)
+                    .ok_or_else(|| std::format!("mfn {mfn:#x} slot {slot} maps a foreign frame"))?;
+                match f.ty {
+                    PageType::L1 if e & RW != 0 => note(t, PageType::Writable)?,
+                    PageType::L1 => {}
+                    ty => note(t, ty.child())?,
+                }
+            }
+        }
+        if let Some(i) = self.index(self.cr3) {
+            note(i, PageType::L4)?;
+        }
+        for (i, f) in self.frames.iter().enumerate() {
+            if f.count != want[i] || (want[i] > 0 && want_ty[i] != Some(f.ty)) {
+                return Err(std::format!(
+                    "mfn {:#x}: stored {:?} x{} (pinned {}), recounted {:?} x{}",
+                    i as u64 + self.mfn_base,
+                    f.ty,
+                    f.count,
+                    f.pinned,
+                    want_ty[i],
+                    want[i]
+                ));
+            }
+        }
+        Ok(())
+    }
+}

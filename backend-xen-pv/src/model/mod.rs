@@ -1,0 +1,409 @@
+//! A host-side model of Xen's page-table rules behind the same [`RawHypercall`] and
+//! [`PvPlatform`] traits as the real hypervisor, so that the backend's logic runs unchanged in
+//! host tests.
+//!
+//! # What it models
+//! - Simulated machine memory: the domain's frames, each 512 `u64` entries (allocated on first
+//!   write), and a P2M that is *not* the identity ([`DomainConfig::mfn_base`]).
+//! - Per machine frame, Xen's bookkeeping: type (none, writable, L1..L4), type count, pinned.
+//!   A writable mapping in a validated L1 holds a `writable` type reference, so the count of a
+//!   writable frame is the number of its writable mappings.
+//! - `mmu_update`: a checked update of a validated table, a plain write to any other frame
+//!   that can be typed writable, `success_count` on error. The checks: a writable L1 entry
+//!   for a frame that is a page table → -EBUSY; an entry in L2..L4 (or pinning) that makes a
+//!   frame a page table while it has a writable mapping → -EINVAL, validating the child's
+//!   subtree first; PSE (and PWT/PCD/GLOBAL) in L2..L4 → -EINVAL; L4 slots 256..272 → -EINVAL.
+//! - `mmuext_op`: PIN_L1..L4 (-EINVAL if pinned already, or if validation fails), UNPIN
+//!   (-EINVAL if not pinned), NEW_BASEPTR (validates the new root; the old one's reference is
+//!   dropped), TLB operations (no-ops).
+//! - `update_va_mapping` through the current root (-EINVAL without an L1), `multicall` with a
+//!   result per entry (a failing entry does not stop the batch).
+//! - The guest itself: [`Model::store`] is a store through the current root (the #PF of a
+//!   read-only mapping), [`PvPlatform::read_u64`] a load, [`PvPlatform::mfn_to_pfn`] the M2P.
+//!
+//! # What it leaves out
+//! General references, linear page tables, preemption/continuations, segment descriptors,
+//! grant and foreign mappings, MMIO, `_PAGE_USER` adjustment, TLBs. Frame contents other than
+//! page-table entries are not kept.
+
+mod domain;
+mod errno;
+mod machine;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::string::String;
+
+pub use domain::{BootImage, DomainConfig};
+pub use machine::{bits, PageType, Stats, XEN_SLOTS};
+
+use machine::Machine;
+
+use crate::hypercall::abi::{mmu, mmuext, nr, DOMID_SELF};
+use crate::hypercall::{MmuUpdate, MmuextOp, MulticallEntry, RawHypercall, TrapInfo};
+use crate::mmu::PvPlatform;
+use errno::{EINVAL, ENOSYS, ESRCH};
+
+/// Why a guest store (or load) through the current root faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The address is not canonical.
+    NonCanonical,
+    /// It lies in Xen's part of the address space (L4 slots 256..272).
+    XenArea,
+    /// The entry at `level` is not present.
+    NotPresent {
+        /// Level of the entry (4..1).
+        level: u8,
+    },
+    /// The entry at `level` is read-only (for a store).
+    ReadOnly {
+        /// Level of the entry (4..1).
+        level: u8,
+    },
+    /// A large-page entry (64-bit PV has none).
+    LargePage {
+        /// Level of the entry.
+        level: u8,
+    },
+}
+
+/// What the model knows about one frame of the domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameState {
+    /// Its machine frame.
+    pub mfn: u64,
+    /// Its type.
+    pub ty: PageType,
+    /// Its type count.
+    pub count: u32,
+    /// Whether it is pinned.
+    pub pinned: bool,
+}
+
+impl FrameState {
+    /// Writable mappings of the frame in validated tables.
+    pub fn writable_mappings(&self) -> u32 {
+        if self.ty == PageType::Writable {
+            self.count
+        } else {
+            0
+        }
+    }
+
+    /// Whether Xen sees the frame as a page table now.
+    pub fn is_table(&self) -> bool {
+        self.ty.is_table() && self.count > 0
+    }
+}
+
+/// The model: a domain on a simulated Xen. Interior mutability, because the hypercall traits
+/// take `&self`.
+#[derive(Debug)]
+pub struct Model {
+    m: RefCell<Machine>,
+    boot: BootImage,
+}
+
+impl Model {
+    /// A domain built as Xen's domain builder does (see [`DomainConfig`]).
+    pub fn new(cfg: DomainConfig) -> Self {
+        let (m, boot) = domain::build(cfg);
+        Self {
+            m: RefCell::new(m),
+            boot,
+        }
+    }
+
+    /// What the domain builder handed the guest.
+    pub fn boot(&self) -> &BootImage {
+        &self.boot
+    }
+
+    /// The state of pseudo-physical frame `pfn`.
+    pub fn frame(&self, pfn: u64) -> FrameState {
+        let m = self.m.borrow();
+        let mfn = m.p2m[pfn as usize];
+        let f = m.frame(mfn).expect("the domain's frame");
+        FrameState {
+            mfn,
+            ty: f.ty,
+            count: f.count,
+            pinned: f.pinned,
+        }
+    }
+
+    /// The pfn of the current root.
+    pub fn current_root(&self) -> u64 {
+        let m = self.m.borrow();
+        m.m2p(m.cr3).expect("the root is the domain's")
+    }
+
+    /// What the model counted.
+    pub fn stats(&self) -> Stats {
+        self.m.borrow().stats
+    }
+
+    /// Recounts every type reference and compares with the bookkeeping (see
+    /// `Machine::audit`): `Err` names the first frame whose count or type is wrong, or a frame
+    /// that is a page table and mapped writable at once.
+    pub fn audit(&self) -> Result<(), String> {
+        self.m.borrow().audit()
+    }
+
+    /// A guest store of 8 bytes at `va` through the current root: `Ok(pfn)` of the frame
+    /// written, or the fault the CPU would raise.
+    pub fn store(&self, va: u64) -> Result<u64, Fault> {
+        self.walk(va, true)
+    }
+
+    /// A guest load at `va`: `Ok(pfn)` of the frame read, or the fault.
+    pub fn load(&self, va: u64) -> Result<u64, Fault> {
+        self.walk(va, false)
+    }
+
+    /// The entry `idx` of the frame `pfn`, raw (machine addresses).
+    pub fn raw_entry(&self, pfn: u64, idx: usize) -> u64 {
+        let m = self.m.borrow();
+        let mfn = m.p2m[pfn as usize];
+        m.entry(mfn, idx)
+    }
+
+    fn walk(&self, va: u64, write: bool) -> Result<u64, Fault> {
+        let m = self.m.borrow();
+        let (pfn, _) = walk(&m, va, write)?;
+        Ok(pfn)
+    }
+}
+
+/// Walks `va` through the current root: the pfn and the machine address it reaches.
+fn walk(m: &Machine, va: u64, write: bool) -> Result<(u64, u64), Fault> {
+    let top = va >> 47;
+    if top != 0 && top != 0x1ffff {
+        return Err(Fault::NonCanonical);
+    }
+    if XEN_SLOTS.contains(&(((va >> 39) & 0x1ff) as usize)) {
+        return Err(Fault::XenArea);
+    }
+    let mut table = m.cr3;
+    for level in (1..=4u8).rev() {
+        let idx = ((va >> (12 + 9 * u32::from(level - 1))) & 0x1ff) as usize;
+        let e = m.entry(table, idx);
+        if e & bits::P == 0 {
+            return Err(Fault::NotPresent { level });
+        }
+        if write && e & bits::RW == 0 {
+            return Err(Fault::ReadOnly { level });
+        }
+        if level > 1 && level < 4 && e & bits::PSE != 0 {
+            return Err(Fault::LargePage { level });
+        }
+        table = (e & bits::ADDR) >> 12;
+        if !m.owns(table) {
+            return Err(Fault::NotPresent { level });
+        }
+    }
+    let pfn = m.m2p(table).expect("owned");
+    Ok((pfn, (table << 12) | (va & 0xfff)))
+}
+
+fn run_mmu_update(m: &mut Machine, reqs: &[MmuUpdate], done: &mut u32, domid: u16) -> i64 {
+    m.stats.hypercalls += 1;
+    mmu_update_inner(m, reqs, done, domid)
+}
+
+fn mmu_update_inner(m: &mut Machine, reqs: &[MmuUpdate], done: &mut u32, domid: u16) -> i64 {
+    *done = 0;
+    if domid != DOMID_SELF {
+        return -ESRCH;
+    }
+    for r in reqs {
+        let cmd = r.ptr & 7;
+        if cmd != mmu::NORMAL_PT_UPDATE && cmd != mmu::PT_UPDATE_PRESERVE_AD {
+            return -ENOSYS;
+        }
+        if let Err(e) = m.update(r.ptr & !7, r.val) {
+            return -e;
+        }
+        m.stats.updates_applied += 1;
+        *done += 1;
+    }
+    0
+}
+
+fn mmuext_inner(m: &mut Machine, ops: &[MmuextOp], done: &mut u32, domid: u16) -> i64 {
+    *done = 0;
+    if domid != DOMID_SELF {
+        return -ESRCH;
+    }
+    for op in ops {
+        if let Err(e) = mmuext_one(m, op) {
+            return -e;
+        }
+        m.stats.ext_ops_applied += 1;
+        *done += 1;
+    }
+    0
+}
+
+fn mmuext_one(m: &mut Machine, op: &MmuextOp) -> Result<(), i64> {
+    let mfn = op.arg1;
+    match op.cmd {
+        mmuext::PIN_L1_TABLE..=mmuext::PIN_L4_TABLE => {
+            if !m.owns(mfn) {
+                return Err(EINVAL);
+            }
+            let ty = PageType::table((op.cmd - mmuext::PIN_L1_TABLE + 1) as u8);
+            m.get_type(mfn, ty)?;
+            let f = m
+                .frames
+                .get_mut((mfn - m.mfn_base) as usize)
+                .expect("owned");
+            if f.pinned {
+                m.put_type(mfn);
+                return Err(EINVAL);
+            }
+            f.pinned = true;
+            Ok(())
+        }
+        mmuext::UNPIN_TABLE => {
+            let base = m.mfn_base;
+            let f = m
+                .frames
+                .get_mut(mfn.wrapping_sub(base) as usize)
+                .ok_or(EINVAL)?;
+            if !f.pinned {
+                return Err(EINVAL);
+            }
+            f.pinned = false;
+            m.put_type(mfn);
+            Ok(())
+        }
+        mmuext::NEW_BASEPTR => {
+            if mfn == m.cr3 {
+                return Ok(());
+            }
+            m.get_type(mfn, PageType::L4)?;
+            let old = m.cr3;
+            m.cr3 = mfn;
+            m.put_type(old);
+            Ok(())
+        }
+        mmuext::TLB_FLUSH_LOCAL
+        | mmuext::INVLPG_LOCAL
+        | mmuext::TLB_FLUSH_ALL
+        | mmuext::INVLPG_ALL => Ok(()),
+        _ => Err(ENOSYS),
+    }
+}
+
+fn update_va_inner(m: &mut Machine, va: u64, pte: u64) -> i64 {
+    let Some((l1, idx)) = m.l1_slot(va) else {
+        return -EINVAL;
+    };
+    match m.mod_entry(l1, idx, pte) {
+        Ok(()) => {
+            m.stats.updates_applied += 1;
+            0
+        }
+        Err(e) => -e,
+    }
+}
+
+// SAFETY: every call acts on the model's own simulated memory with the semantics documented
+// above (Xen's, within the stated limits), writes `success_count` and multicall results as
+// Xen does, and touches no real memory except the argument arrays the caller hands it (for
+// `multicall`, through the pointers the caller's contract makes valid).
+unsafe impl RawHypercall for Model {
+    unsafe fn mmu_update(&self, reqs: &[MmuUpdate], success_count: &mut u32, domid: u16) -> i64 {
+        run_mmu_update(&mut self.m.borrow_mut(), reqs, success_count, domid)
+    }
+
+    unsafe fn mmuext_op(&self, ops: &[MmuextOp], success_count: &mut u32, domid: u16) -> i64 {
+        let mut m = self.m.borrow_mut();
+        m.stats.hypercalls += 1;
+        mmuext_inner(&mut m, ops, success_count, domid)
+    }
+
+    unsafe fn update_va_mapping(&self, va: u64, pte: u64, _flags: u64) -> i64 {
+        let mut m = self.m.borrow_mut();
+        m.stats.hypercalls += 1;
+        update_va_inner(&mut m, va, pte)
+    }
+
+    unsafe fn multicall(&self, entries: &mut [MulticallEntry]) -> i64 {
+        let mut m = self.m.borrow_mut();
+        m.stats.hypercalls += 1;
+        for e in entries.iter_mut() {
+            let a = e.args;
+            let ret = match e.op as u32 {
+                nr::MMU_UPDATE | nr::MMUEXT_OP => {
+                    let mut done = 0u32;
+                    let len = a[1] as usize;
+                    let ret = if e.op as u32 == nr::MMU_UPDATE {
+                        // SAFETY: the caller's contract: `a[0]` points at `a[1]` requests.
+                        let reqs =
+                            unsafe { std::slice::from_raw_parts(a[0] as *const MmuUpdate, len) };
+                        mmu_update_inner(&mut m, reqs, &mut done, a[3] as u16)
+                    } else {
+                        // SAFETY: as above, for mmuext_op commands.
+                        let ops =
+                            unsafe { std::slice::from_raw_parts(a[0] as *const MmuextOp, len) };
+                        mmuext_inner(&mut m, ops, &mut done, a[3] as u16)
+                    };
+                    if a[2] != 0 {
+                        // SAFETY: the caller's contract: a non-null `a[2]` points at a u32.
+                        unsafe { *(a[2] as *mut u32) = done };
+                    }
+                    ret
+                }
+                nr::UPDATE_VA_MAPPING => update_va_inner(&mut m, a[0], a[1]),
+                _ => -ENOSYS,
+            };
+            e.result = ret as u64;
+        }
+        0
+    }
+
+    unsafe fn set_trap_table(&self, _table: &[TrapInfo]) -> i64 {
+        0
+    }
+
+    fn console_write(&self, bytes: &[u8]) -> i64 {
+        bytes.len() as i64
+    }
+
+    fn sched_shutdown(&self, _reason: u32) -> i64 {
+        -ENOSYS
+    }
+
+    fn physdev_set_iopl(&self, _iopl: u32) -> i64 {
+        0
+    }
+
+    fn vm_assist(&self, _cmd: u32, _assist: u32) -> i64 {
+        0
+    }
+
+    fn xen_version(&self) -> i64 {
+        (4 << 16) | 17
+    }
+}
+
+// SAFETY: loads go through the model's current root as the CPU's would (a load the model
+// cannot translate panics: the caller broke `read_u64`'s contract), and the M2P is the
+// inverse of the model's P2M.
+unsafe impl PvPlatform for Model {
+    unsafe fn read_u64(&self, va: u64) -> u64 {
+        let m = self.m.borrow();
+        match walk(&m, va, false) {
+            Ok((_, maddr)) => m.entry(maddr >> 12, ((maddr & 0xfff) >> 3) as usize),
+            Err(f) => panic!("backend read {va:#x}, which is not mapped: {f:?}"),
+        }
+    }
+
+    unsafe fn mfn_to_pfn(&self, mfn: u64) -> u64 {
+        self.m.borrow().m2p(mfn).unwrap_or(u64::MAX)
+    }
+}

@@ -1,0 +1,150 @@
+//! A Xen PV guest on the model, booted the way the Xen board boots, and the direct-map
+//! scenario of the example, step by step (so that tests can stop or misbehave in between).
+
+#![allow(dead_code)]
+
+use backend_xen_pv::model::{DomainConfig, Model};
+use backend_xen_pv::{Bootstrap, BootstrapLayout, P2m, Phase, StartInfo, XenPv};
+use hal_core::direct_map::{self, count_tables, plan::LINUX_PAGE_OFFSET, DirectMapSpec, Target};
+use hal_core::memblock::{Direction, Memblock};
+use hal_core::pgt_buf::Finished;
+use hal_core::{
+    Frame, Mmu, PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf, PinnedRO, RawMmu, TableBuilder,
+    TableLevel,
+};
+use typenum::U4;
+
+pub const BASE: u64 = LINUX_PAGE_OFFSET;
+
+pub type Backend = XenPv<'static, Model>;
+
+pub struct Guest {
+    pub mmu: Mmu<Backend>,
+    pub mb: Memblock<64>,
+    pub ram: PfnRange,
+    pub layout: BootstrapLayout,
+    pub boot_tables: PfnRange,
+}
+
+impl Guest {
+    /// The model.
+    pub fn xen(&self) -> &Model {
+        self.mmu.raw().hypervisor()
+    }
+
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.mmu.raw_mut().set_phase(phase);
+    }
+
+    /// The direct-map address of `pfn`.
+    pub fn va(pfn: u64) -> u64 {
+        BASE + pfn * 4096
+    }
+
+    pub fn spec() -> DirectMapSpec {
+        DirectMapSpec {
+            base: BASE,
+            page_sizes: PageSizes::all(),
+        }
+    }
+}
+
+/// Boots a guest: the model's domain builder, then what the Xen board does with start_info.
+pub fn boot(cfg: DomainConfig) -> Guest {
+    let model = Model::new(cfg);
+    let image = model.boot().clone();
+    let si = StartInfo::from_bytes(&image.start_info).expect("a valid start_info");
+    let layout = BootstrapLayout::new(&si, image.start_info_va, image.virt_base).unwrap();
+    assert_eq!(layout.mapped_end, image.mapped_end);
+    let list: &'static [u64] = Box::leak(image.p2m.clone().into_boxed_slice());
+    let p2m = P2m::new(list).unwrap();
+    let bootstrap = Bootstrap::from_start_info(&si, &layout).unwrap();
+    // SAFETY: the model's domain is as start_info says, and nothing else changes its tables.
+    let raw = unsafe { XenPv::new(model, p2m, &bootstrap) }.unwrap();
+    let mut mb = Memblock::new();
+    mb.add_memory(0, si.nr_pages() * 4096).unwrap();
+    mb.reserve(0, layout.bootstrap_end()).unwrap();
+    Guest {
+        mmu: Mmu::new(raw),
+        mb,
+        ram: PfnRange::new(Pfn::new(0).unwrap(), si.nr_pages()).unwrap(),
+        layout,
+        boot_tables: bootstrap.tables,
+    }
+}
+
+/// Tables the direct map of all RAM needs (below the root).
+pub fn needed(g: &Guest) -> u64 {
+    let foreign: Vec<PfnRange> = g.mmu.raw().foreign_tables().to_vec();
+    count_tables(&[g.ram], &foreign, &Guest::spec(), &g.mmu.caps())
+        .unwrap()
+        .total()
+}
+
+/// `pgt_buf`: the exact count + the root + `headroom`, bottom-up like the example, made
+/// read-only.
+pub fn make_buf(g: &mut Guest, headroom: u64) -> PgtBuf {
+    let n = needed(g) + 1 + headroom;
+    let frames = g.mb.alloc_frames(n, u64::MAX, Direction::BottomUp).unwrap();
+    g.set_phase(Phase::MakeReadOnly);
+    let buf = PgtBuf::new(&mut g.mmu, frames).unwrap();
+    g.set_phase(Phase::Other);
+    buf
+}
+
+/// A new root inheriting the kernel's mappings, the direct map under it, all written.
+pub fn fill(g: &mut Guest, buf: &mut PgtBuf) -> Frame<PinnedRO<U4>> {
+    g.set_phase(Phase::FillInstall);
+    let mut root = TableBuilder::new(buf.alloc().unwrap());
+    let spec = Guest::spec();
+    let first = TableLevel::L4.index_of(spec.base);
+    let last = TableLevel::L4.index_of(spec.base + g.ram.end() * 4096 - 1);
+    g.mmu.inherit_root(&mut root, (first, last + 1)).unwrap();
+    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+    // SAFETY: the direct map's slots were skipped when inheriting; all RAM is the guest's.
+    let built = unsafe {
+        direct_map::build(
+            &mut g.mmu,
+            buf,
+            Target::New(&mut root),
+            &[g.ram],
+            &[],
+            &spec,
+            flags,
+        )
+    }
+    .unwrap();
+    built.pending.flush(&mut g.mmu).unwrap();
+    let (root, p) = g.mmu.new_table(root).unwrap();
+    p.flush(&mut g.mmu).unwrap();
+    g.set_phase(Phase::Other);
+    root
+}
+
+/// Pin, switch, and the direct map as a window.
+pub fn switch(g: &mut Guest, root: &Frame<PinnedRO<U4>>) {
+    g.set_phase(Phase::Switch);
+    g.mmu.pin(root).unwrap();
+    // SAFETY: the root inherited every slot of the current root outside the direct map.
+    unsafe { g.mmu.switch_root(root) }.unwrap();
+    g.set_phase(Phase::Other);
+    // SAFETY: the new root is live and maps all RAM at BASE.
+    unsafe { g.mmu.raw_mut().add_window(BASE, g.ram) }.unwrap();
+}
+
+/// `finish`: the tail released and given back to memblock.
+pub fn finish(g: &mut Guest, buf: PgtBuf) -> Finished {
+    g.set_phase(Phase::Release);
+    let fin = buf.finish(&mut g.mmu, &mut g.mb).unwrap();
+    g.set_phase(Phase::Other);
+    fin
+}
+
+/// The whole scenario; returns the root and what `finish` did.
+pub fn direct_map(g: &mut Guest, headroom: u64) -> (Frame<PinnedRO<U4>>, Finished) {
+    let mut buf = make_buf(g, headroom);
+    let root = fill(g, &mut buf);
+    switch(g, &root);
+    let fin = finish(g, buf);
+    (root, fin)
+}
