@@ -1,11 +1,14 @@
 //! The bare-metal board: QEMU (or any PVH loader) boots the ELF through its
 //! `XEN_ELFNOTE_PHYS32_ENTRY` note.
 //!
-//! Boot sequence: [`boot`] (the only inline assembly of this board) enters in 32-bit protected
+//! Boot sequence: `boot` (the only inline assembly of this board) enters in 32-bit protected
 //! mode with `EBX` = `hvm_start_info`, zeroes `.bss`, identity-maps the first 4 GiB with 2 MiB
 //! pages, enables SSE, PAE, long mode and paging, and calls the example's `entry!` glue, which
-//! calls [`start`]: COM1 console, GDT/TSS/IDT ([`cpu`], faults reported by [`fault`]), the
-//! defmt logger on COM2, the memory map from [`start_info`], then the example.
+//! calls `start`: COM1 console, GDT/TSS/IDT (`cpu`, faults reported by `fault`), the defmt
+//! logger on COM2, the memory map from [`start_info`], then the example.
+//!
+//! `boot`, `cpu`, `fault` and `start` exist only in kernel builds (`panic = "abort"`, not
+//! `cfg(test)`).
 
 mod board;
 #[cfg(all(panic = "abort", not(test)))]
