@@ -1,0 +1,321 @@
+//! The model refusing the seed's bug and its relatives, and the backend's typed errors:
+//! (a) a tail frame written while still read-only faults; (b) a table hooked or pinned while
+//! still writable is -EINVAL; (c) a writable mapping of a table is -EBUSY; (d) a hypercall
+//! refused mid-batch gives errno and applied count, and leaves every frame in the state its
+//! type says.
+
+mod common;
+
+use backend_xen_pv::mmu::{Call, Op, Rollback};
+use backend_xen_pv::model::{DomainConfig, Fault, PageType};
+use backend_xen_pv::{ReleaseStrategy, XenErrno};
+use common::{boot, direct_map, fill, make_buf, switch, Guest, BASE};
+use hal_core::memblock::Direction;
+use hal_core::pgt_buf::FinishError;
+use hal_core::{
+    BackendError, ErrorKind, Frame, FrameRange, Free, PageTableFlags, Pfn, PfnRange, PgtReserved,
+    Pte, RawMmu, TableBuilder, TableLevel,
+};
+use typenum::U1;
+
+const HEADROOM: u64 = 64;
+
+fn pfn(n: u64) -> Pfn {
+    Pfn::new(n).unwrap()
+}
+
+#[test]
+fn a_tail_frame_used_before_release_faults() {
+    let mut g = boot(DomainConfig::mib(64));
+    let mut buf = make_buf(&mut g, HEADROOM);
+    let root = fill(&mut g, &mut buf);
+    switch(&mut g, &root);
+    let tail = PfnRange::new(buf.end(), buf.top()).unwrap();
+    assert_eq!(tail.len(), HEADROOM);
+    for p in tail.iter().map(Pfn::as_u64) {
+        assert_eq!(
+            g.xen().store(Guest::va(p)),
+            Err(Fault::ReadOnly { level: 1 })
+        );
+        if let Some(va) = g.layout.pfn_to_va(p) {
+            assert_eq!(g.xen().store(va), Err(Fault::ReadOnly { level: 1 }));
+        }
+        assert_eq!(g.xen().load(Guest::va(p)), Ok(p), "readable, though");
+    }
+    // The seed's bug, through the escape hatch: the tail given back as memory unreleased.
+    // SAFETY: deliberately false (the frames are read-only): this is the bug under test.
+    let unreleased = unsafe { FrameRange::<Free>::from_pfns_unchecked(tail) };
+    g.mb.free_frames(unreleased).unwrap();
+    let victim = g.mb.alloc_frame(u64::MAX, Direction::BottomUp).unwrap();
+    assert!(tail.contains(victim.pfn()));
+    let va = Guest::va(victim.pfn().as_u64());
+    assert_eq!(
+        g.xen().store(va),
+        Err(Fault::ReadOnly { level: 1 }),
+        "the #PF"
+    );
+    let _ = (buf, root);
+}
+
+/// The live direct-map L2 for the first GiB, and the direct-map L1 that maps `p`.
+fn direct_map_l2(g: &mut Guest) -> hal_core::TableRef<'static, typenum::U2> {
+    let root = g.mmu.raw().current_root();
+    let l4 = TableLevel::L4.index_of(BASE);
+    let l3 = g
+        .mmu
+        .raw_mut()
+        .read(root, TableLevel::L4, l4)
+        .unwrap()
+        .pfn();
+    let l2 = g.mmu.raw_mut().read(l3, TableLevel::L3, 0).unwrap().pfn();
+    // SAFETY: a live level-2 table of the current tree, which the test does not retire.
+    unsafe { hal_core::TableRef::from_pfn(l2) }
+}
+
+#[test]
+fn a_table_hooked_or_pinned_while_writable_is_einval() {
+    let mut g = boot(DomainConfig::mib(64));
+    let (_root, _) = direct_map(&mut g, HEADROOM);
+    // A frame nobody protected: still mapped writable by the initial mapping.
+    let f = g.mb.alloc_frame(u64::MAX, Direction::BottomUp).unwrap();
+    assert!(g.layout.pfn_to_va(f.pfn().as_u64()).is_some());
+    assert_eq!(g.xen().frame(f.pfn().as_u64()).writable_mappings(), 2);
+    // SAFETY: deliberately false: the frame was never made read-only.
+    let unprotected = unsafe { Frame::<PgtReserved>::from_pfn_unchecked(f.pfn()) };
+    let _ = f;
+    let (child, p) = g
+        .mmu
+        .new_table(TableBuilder::<U1>::new(unprotected))
+        .unwrap();
+    p.flush(&mut g.mmu).unwrap(); // a plain write: it is no table yet
+
+    let e = g.mmu.pin(&child).unwrap_err();
+    assert_eq!(
+        (e.op, e.errno(), e.kind()),
+        (Op::Pin, Some(XenErrno::EINVAL), ErrorKind::Refused)
+    );
+    let r = e.refusal().unwrap();
+    assert_eq!(
+        (r.call, r.submitted, r.applied, r.failed_at),
+        (Call::MmuextOp, 1, 0, 0)
+    );
+
+    let l2 = direct_map_l2(&mut g);
+    let before = g.xen().raw_entry(l2.pfn().as_u64(), 100);
+    let pending = g.mmu.hook(l2, 100, child).unwrap();
+    let e = pending.flush(&mut g.mmu).unwrap_err();
+    assert_eq!(
+        (e.op, e.errno(), e.kind()),
+        (Op::Write, Some(XenErrno::EINVAL), ErrorKind::Refused)
+    );
+    let r = e.refusal().unwrap();
+    assert_eq!((r.call, r.submitted, r.applied), (Call::MmuUpdate, 1, 0));
+    assert_eq!(
+        g.xen().raw_entry(l2.pfn().as_u64(), 100),
+        before,
+        "nothing hooked"
+    );
+    assert_eq!(
+        g.mmu.raw().queued(),
+        0,
+        "the queue is empty after a refusal"
+    );
+    g.xen().audit().unwrap();
+
+    // The same, done right: protected first, then the hook validates it.
+    let f = g.mb.alloc_frames(1, u64::MAX, Direction::BottomUp).unwrap();
+    let p = f.pfns().start().as_u64();
+    let mut protected = g.mmu.protect(f).unwrap();
+    assert_eq!(g.xen().frame(p).writable_mappings(), 0);
+    let frame = protected.next().unwrap();
+    let (child, pend) = g.mmu.new_table(TableBuilder::<U1>::new(frame)).unwrap();
+    pend.flush(&mut g.mmu).unwrap();
+    g.mmu
+        .hook(l2, 101, child)
+        .unwrap()
+        .flush(&mut g.mmu)
+        .unwrap();
+    assert_eq!(g.xen().frame(p).ty, PageType::L1);
+    assert!(g.xen().frame(p).is_table());
+    g.xen().audit().unwrap();
+}
+
+#[test]
+fn a_writable_mapping_of_a_table_is_ebusy_mid_batch() {
+    let mut g = boot(DomainConfig::mib(64));
+    let (_root, fin) = direct_map(&mut g, HEADROOM);
+    // A table frame, and the direct-map L1 that maps it.
+    let t = fin.used.start().as_u64() + 2;
+    assert!(g.xen().frame(t).is_table());
+    let l2 = direct_map_l2(&mut g);
+    let l1 = g
+        .mmu
+        .raw_mut()
+        .read(l2.pfn(), TableLevel::L2, (t >> 9) as u16)
+        .unwrap()
+        .pfn();
+    let s = (t & 511) as u16;
+    assert!(s > 0 && s < 511);
+    let old: Vec<Pte> = (s - 1..=s + 1)
+        .map(|i| g.mmu.raw_mut().read(l1, TableLevel::L1, i).unwrap())
+        .collect();
+    assert_eq!(old[1].pfn().as_u64(), t);
+    assert!(!old[1].flags().contains(PageTableFlags::WRITABLE));
+    let bad = Pte::new(pfn(t), old[1].flags() | PageTableFlags::WRITABLE);
+    // SAFETY: deliberately wrong: maps a page-table frame writable (Xen must refuse).
+    unsafe {
+        g.mmu
+            .raw_mut()
+            .write(l1, TableLevel::L1, s - 1, &[old[0], bad, old[2]])
+    }
+    .unwrap();
+    assert_eq!(g.mmu.raw().queued(), 3);
+    let e = g.mmu.raw_mut().flush().unwrap_err();
+    assert_eq!(
+        (e.op, e.errno(), e.kind()),
+        (Op::Write, Some(XenErrno::EBUSY), ErrorKind::Busy)
+    );
+    let r = e.refusal().unwrap();
+    assert_eq!(
+        (r.call, r.submitted, r.applied, r.failed_at),
+        (Call::MmuUpdate, 3, 1, 1)
+    );
+    assert_eq!(r.rollback, Rollback::NotNeeded);
+    assert_eq!(g.mmu.raw().queued(), 0, "the third entry was dropped");
+    assert_eq!(
+        g.mmu.raw_mut().read(l1, TableLevel::L1, s).unwrap(),
+        old[1],
+        "unchanged"
+    );
+    assert_eq!(
+        g.xen().store(Guest::va(t)),
+        Err(Fault::ReadOnly { level: 1 })
+    );
+    assert!(g.xen().frame(t).is_table());
+    g.xen().audit().unwrap();
+}
+
+#[test]
+fn a_release_refused_mid_batch_rolls_back_to_read_only() {
+    for strategy in [ReleaseStrategy::Batched, ReleaseStrategy::PerPage] {
+        let mut g = boot(DomainConfig::mib(64));
+        g.mmu.raw_mut().set_release_strategy(strategy);
+        let mut buf = make_buf(&mut g, HEADROOM);
+        let root = fill(&mut g, &mut buf);
+        switch(&mut g, &root);
+        let tail = PfnRange::new(buf.end(), buf.top()).unwrap();
+        let bad = tail.start().as_u64() + 10;
+        // SAFETY: deliberately wrong: a tail frame made a page table behind hal-core's back
+        // (it is read-only everywhere and all zeros, so Xen accepts the pin).
+        unsafe { g.mmu.raw_mut().pin(pfn(bad), TableLevel::L1) }.unwrap();
+
+        let Err(FinishError::Release(failed)) = buf.finish(&mut g.mmu, &mut g.mb) else {
+            panic!("finish must fail");
+        };
+        let e = failed.error;
+        assert_eq!(
+            (e.op, e.errno(), e.kind()),
+            (Op::Release, Some(XenErrno::EBUSY), ErrorKind::Busy)
+        );
+        let r = e.refusal().unwrap();
+        let call = match strategy {
+            ReleaseStrategy::Batched => Call::MmuUpdate,
+            ReleaseStrategy::PerPage => Call::UpdateVaMapping,
+        };
+        assert_eq!(r.call, call);
+        assert!(r.applied > 0 && r.applied == r.failed_at, "{r:?}");
+        assert_eq!(r.rollback, Rollback::Done);
+        // Every tail frame is what PgtReserved says: no writable mapping anywhere.
+        assert_eq!(failed.value.pfns(), tail);
+        for p in tail.iter().map(Pfn::as_u64) {
+            assert_eq!(g.xen().frame(p).writable_mappings(), 0, "pfn {p:#x}");
+            assert_eq!(
+                g.xen().store(Guest::va(p)),
+                Err(Fault::ReadOnly { level: 1 })
+            );
+        }
+        assert_eq!(g.mmu.raw().queued(), 0);
+        g.xen().audit().unwrap();
+
+        // Undo the misdeed (unpin, writable again), then release resumes.
+        // SAFETY: the frame is hooked nowhere and not the root.
+        unsafe { g.mmu.raw_mut().retire(pfn(bad), TableLevel::L1) }.unwrap();
+        let released = g.mmu.release(failed.value).unwrap();
+        for p in released.pfns().iter().map(Pfn::as_u64) {
+            assert_eq!(g.xen().store(Guest::va(p)), Ok(p));
+        }
+        g.xen().audit().unwrap();
+        let _ = (root, released.into_free());
+    }
+}
+
+#[test]
+fn retire_unpins_and_makes_the_frame_writable() {
+    let mut g = boot(DomainConfig::mib(16));
+    let (_root, _) = direct_map(&mut g, HEADROOM);
+    let f = g.mb.alloc_frames(1, u64::MAX, Direction::BottomUp).unwrap();
+    let p = f.pfns().start().as_u64();
+    let mut reserved = g.mmu.protect(f).unwrap();
+    let (table, pend) = g
+        .mmu
+        .new_table(TableBuilder::<U1>::new(reserved.next().unwrap()))
+        .unwrap();
+    pend.flush(&mut g.mmu).unwrap();
+    g.mmu.pin(&table).unwrap();
+    assert!(g.xen().frame(p).pinned);
+    assert_eq!(
+        g.xen().store(Guest::va(p)),
+        Err(Fault::ReadOnly { level: 1 })
+    );
+    let freed = g.mmu.retire(table).unwrap().into_free();
+    assert!(!g.xen().frame(p).is_table() && !g.xen().frame(p).pinned);
+    assert_eq!(g.xen().store(Guest::va(p)), Ok(p));
+    assert_eq!(g.xen().store(g.layout.pfn_to_va(p).unwrap()), Ok(p));
+    assert!(g.mmu.raw().pinned().iter().all(|&q| q != p));
+    g.xen().audit().unwrap();
+    let _ = freed;
+}
+
+#[test]
+fn entries_xen_pv_cannot_take_are_refused_before_any_hypercall() {
+    let mut g = boot(DomainConfig::mib(16));
+    let (root, _) = direct_map(&mut g, HEADROOM);
+    let before = g.mmu.raw().counters().total().hypercalls;
+    let huge = Pte::new(pfn(0), PageTableFlags::PRESENT | PageTableFlags::HUGE_PAGE);
+    let l2 = direct_map_l2(&mut g);
+    // SAFETY: refused before anything is queued.
+    let e = unsafe {
+        g.mmu
+            .raw_mut()
+            .write(l2.pfn(), TableLevel::L2, 200, &[huge])
+    }
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    let xen_slot = Pte::table(pfn(0));
+    // SAFETY: as above.
+    let e = unsafe {
+        g.mmu
+            .raw_mut()
+            .write(root.pfn(), TableLevel::L4, 256, &[xen_slot])
+    }
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    let e = g
+        .mmu
+        .raw_mut()
+        .read(root.pfn(), TableLevel::L4, 256)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    let outside = Pte::new(pfn(g.ram.end()), PageTableFlags::PRESENT);
+    // SAFETY: as above.
+    let e = unsafe {
+        g.mmu
+            .raw_mut()
+            .write(l2.pfn(), TableLevel::L1, 0, &[outside])
+    }
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    assert_eq!(g.mmu.raw().queued(), 0);
+    assert_eq!(g.mmu.raw().counters().total().hypercalls, before);
+    let _ = root;
+}
