@@ -79,7 +79,8 @@ impl Bootstrap {
 /// read-only mappings it made (or wrote) for protected frames, as runs, so that `release`
 /// finds them again without walking anything.
 ///
-/// Size: about 18 KiB (the queue); keep it in a static rather than on a small stack.
+/// Size: about 27 KiB (the queue of 1024 requests, 256 remembered runs); keep it in a static
+/// rather than on a small stack.
 pub struct XenPv<'a, H: PvPlatform> {
     pub(super) hv: H,
     pub(super) p2m: P2m<'a>,

@@ -238,7 +238,7 @@ fn make(lo: u64, hi: u64) -> PfnRange {
     PfnRange::new(start, hi).expect("ordered")
 }
 
-/// Pinned tables, by machine frame... by pfn.
+/// The tables this backend pinned, by pfn.
 pub(crate) struct Pinned {
     pfns: Vec<u64, MAX_PINNED>,
 }

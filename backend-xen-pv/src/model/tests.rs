@@ -289,3 +289,10 @@ fn new_baseptr_validates_the_new_root_and_drops_the_old() {
     assert!(!d.m.frame(new).is_table());
     d.m.audit().unwrap();
 }
+
+#[test]
+fn backend_size_is_what_its_docs_say() {
+    let size = core::mem::size_of::<crate::XenPv<'static, Model>>();
+    std::println!("XenPv: {size} bytes");
+    assert!(size < 28 * 1024, "{size} bytes");
+}
