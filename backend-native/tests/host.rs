@@ -95,7 +95,7 @@ fn build_at(mem_bytes: u64, sizes: PageSizes) -> (u64, u64, [u64; 3]) {
     let k = translate(raw, root.pfn(), 0).unwrap();
     assert!(k.is_none() || k.unwrap().level != TableLevel::L4);
     assert!(mem[root.pfn().as_u64() as usize][0] == (1 << 12) | 3);
-    core::mem::forget(root);
+    let _live_root = root;
     (count.total(), raw.counters().entries_written, built.pages)
 }
 

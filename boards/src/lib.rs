@@ -30,4 +30,4 @@ pub mod platform;
 pub mod xen;
 
 pub use common::console::PlatformWriter;
-pub use platform::{Outcome, Platform};
+pub use platform::{MmuPlatform, Outcome, Phase, Platform};

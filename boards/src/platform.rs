@@ -28,3 +28,47 @@ pub trait Platform {
     /// The time-stamp counter.
     fn cycles(&self) -> u64;
 }
+
+/// The phases of the page-table lifecycle that backends count separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+pub enum Phase {
+    /// Anything else (start-up, verification).
+    Other,
+    /// `PgtBuf::new`: making the buffer page-table-ready (read-only).
+    MakeReadOnly,
+    /// Filling new tables and installing them.
+    FillInstall,
+    /// Pinning the new root and switching to it.
+    Switch,
+    /// `PgtBuf::finish`: releasing the unused tail, batched.
+    Release,
+    /// The same frames released again the way the 2011 seed did: one hypercall per page.
+    SeedRelease,
+}
+
+/// A board with an MMU backend: what the page-table examples need beyond [`Platform`].
+pub trait MmuPlatform: Platform {
+    /// The board's backend.
+    type Backend: hal_core::RawMmu;
+
+    /// The backend, wrapped in hal-core's typed layer.
+    fn mmu(&mut self) -> &mut hal_core::Mmu<Self::Backend>;
+
+    /// New page-table frames must lie below this physical address (bare metal: the end of the
+    /// boot identity map, through which the backend stores into them; Xen PV: no limit).
+    fn table_limit(&self) -> u64;
+
+    /// The boot mapping of physical memory: `(va, frames)`, frames mapped contiguously from
+    /// `va`, writable (bare metal: the identity map; Xen PV: the domain builder's mapping).
+    fn boot_window(&self) -> (u64, hal_core::PfnRange);
+
+    /// Starts counting a new phase (backends that count hypercalls count per phase).
+    fn set_phase(&mut self, phase: Phase);
+
+    /// Makes `release` use the seed's strategy (one hypercall per page) or the batched one.
+    /// Returns whether the backend distinguishes the two.
+    fn set_seed_release(&mut self, seed: bool) -> bool;
+
+    /// Logs the backend's counters, per phase.
+    fn log_counters(&mut self);
+}

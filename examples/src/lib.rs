@@ -1,1 +1,13 @@
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+//! The board-agnostic programs behind the example kernels. Each runs unchanged on bare metal
+//! and as a Xen PV guest; the files in this crate's root (`hello.rs`, `direct_map.rs`, ...)
+//! only register them with their board.
+
+pub mod direct_map;
+pub mod failure;
+pub mod memview;
+pub mod verify;
+
+pub use failure::Failure;

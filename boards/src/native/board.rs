@@ -1,5 +1,6 @@
 //! [`NativeBoard`]: the [`Platform`] of a PVH-booted bare-metal kernel.
 
+use backend_native::{HardwareCpu, Native};
 use hal_core::memmap::MemRegion;
 
 use super::start_info::{self, HvmMemmapEntry, HvmStartInfo, MemmapTable, StartInfoError};
@@ -13,10 +14,10 @@ pub const LOW_MEMORY_END: u64 = 1 << 20;
 const PAGE: u64 = 4096;
 
 /// The bare-metal board, booted through the PVH entry.
-#[derive(Debug)]
 pub struct NativeBoard {
     map: heapless::Vec<MemRegion, { start_info::MAX_REGIONS }>,
     reserved: heapless::Vec<(u64, u64), MAX_RESERVED>,
+    pub(super) mmu: hal_core::Mmu<Native<HardwareCpu>>,
 }
 
 impl NativeBoard {
@@ -38,9 +39,13 @@ impl NativeBoard {
             // caller promised the loader's table is readable there.
             *e = unsafe { base.add(i).read_unaligned() };
         }
+        // SAFETY: the boot stub identity-maps [0, 4 GiB) writable for the kernel's whole life,
+        // and this board is the only one changing page tables.
+        let native = unsafe { Native::new(HardwareCpu, &[super::mmu::identity_window()]) };
         Ok(Self {
             map: start_info::regions(&entries[..table.entries]),
             reserved: reserved_ranges(image, paddr, &table),
+            mmu: hal_core::Mmu::new(native.expect("one window fits")),
         })
     }
 }

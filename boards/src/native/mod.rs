@@ -18,6 +18,7 @@ mod cpu;
 mod entry;
 #[cfg(all(panic = "abort", not(test)))]
 mod fault;
+mod mmu;
 #[cfg(all(panic = "abort", not(test)))]
 mod start;
 pub mod start_info;

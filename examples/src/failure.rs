@@ -1,0 +1,56 @@
+//! Why an example failed: every check has its own variant, so the log says which.
+
+use hal_core::direct_map::PlanError;
+use hal_core::memblock::{MapError, MemblockError};
+use hal_core::ErrorKind;
+
+/// A failed step or check.
+#[derive(Debug, defmt::Format)]
+pub enum Failure {
+    /// The firmware memory map was refused.
+    Map(MapError),
+    /// memblock refused an operation.
+    Memblock(MemblockError),
+    /// The direct map cannot be planned.
+    Plan(PlanError),
+    /// The buffer cannot hold the tables.
+    Exhausted {
+        /// Tables needed.
+        needed: u64,
+        /// Frames left.
+        remaining: u64,
+    },
+    /// The backend refused a step (the log line before says which and why).
+    Backend(&'static str, ErrorKind),
+    /// The tables used differ from the computed count.
+    CountMismatch {
+        /// Computed.
+        computed: u64,
+        /// Used.
+        used: u64,
+    },
+    /// A virtual address translated wrongly (or not at all).
+    Translation {
+        /// The address.
+        va: u64,
+        /// The frame it should reach.
+        expected: u64,
+        /// The frame it reached (`u64::MAX`: not mapped).
+        got: u64,
+    },
+    /// A mapping has the wrong page size or protection.
+    Mapping {
+        /// The address.
+        va: u64,
+    },
+    /// What was written to a frame did not read back.
+    Pattern {
+        /// The frame.
+        pfn: u64,
+    },
+    /// A frame seen through two mappings differs.
+    Alias {
+        /// The frame.
+        pfn: u64,
+    },
+}

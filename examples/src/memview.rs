@@ -1,0 +1,58 @@
+//! memblock's view of the firmware map, shared by the examples.
+
+use boards::Platform;
+use hal_core::memblock::Memblock;
+use hal_core::PfnRange;
+use heapless::Vec;
+
+use crate::Failure;
+
+/// Region capacity of the examples' memblock.
+pub const REGIONS: usize = 128;
+
+/// memblock from the board's firmware map, with the board's reservations.
+pub fn memblock<P: Platform>(p: &P) -> Result<Memblock<REGIONS>, Failure> {
+    let (mut mb, report) = Memblock::<REGIONS>::from_firmware(p.memory_map()).map_err(|e| {
+        defmt::error!("firmware memory map refused: {}", e);
+        Failure::Map(e)
+    })?;
+    defmt::info!(
+        "memblock: {=usize} RAM entries, {=u64} KiB RAM, {=u64} bytes trimmed to whole pages",
+        report.ram_entries,
+        report.ram_bytes >> 10,
+        report.trimmed_bytes
+    );
+    for &(s, e) in p.reserved() {
+        mb.reserve(s, e).map_err(|e| {
+            defmt::error!("memblock: reserving a boot range failed: {}", e);
+            Failure::Memblock(e)
+        })?;
+    }
+    Ok(mb)
+}
+
+/// The RAM of `mb` as frame ranges.
+pub fn ram_ranges(mb: &Memblock<REGIONS>) -> Vec<PfnRange, REGIONS> {
+    mb.memory()
+        .iter()
+        .filter_map(|r| PfnRange::inside_bytes(r.start(), r.end()))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// Logs memory, reserved and free regions.
+pub fn log(mb: &Memblock<REGIONS>) {
+    defmt::info!("memblock.memory ({=usize}):", mb.memory().len());
+    for r in mb.memory() {
+        defmt::info!("  [{=u64:#x}, {=u64:#x})", r.start(), r.end());
+    }
+    defmt::info!("memblock.reserved ({=usize}):", mb.reserved().len());
+    for r in mb.reserved() {
+        defmt::info!("  [{=u64:#x}, {=u64:#x})", r.start(), r.end());
+    }
+    defmt::info!(
+        "memblock: {=u64} KiB memory, {=u64} KiB free",
+        mb.memory_bytes() >> 10,
+        mb.free_bytes() >> 10
+    );
+}
