@@ -18,6 +18,8 @@ pub mod p2m;
 pub mod start_info;
 
 pub use hypercall::{RawHypercall, XenErrno, XenHypercalls};
-pub use mmu::{Bootstrap, Counters, Phase, PvPlatform, ReleaseStrategy, XenPv, XenPvError};
+pub use mmu::{
+    Bootstrap, Counters, Phase, PvPlatform, ReleaseStrategy, Storage, XenPv, XenPvError,
+};
 pub use p2m::{Mfn, P2m, P2mError};
 pub use start_info::{BootstrapLayout, StartInfo, StartInfoError};

@@ -12,8 +12,9 @@ use crate::start_info::{BootstrapLayout, StartInfo};
 use super::counters::{Counters, Phase};
 use super::error::{Call, Capacity, Cause, Op, Refusal, Rollback, Unsupported, XenPvError};
 use super::platform::PvPlatform;
-use super::queue::{Calls, Outcome, Queue, BATCH};
-use super::records::{Pinned, RangeSet, RoRuns, MAX_PROTECTED};
+use super::queue::{Calls, Outcome, BATCH};
+use super::records::{Pinned, RangeSet, MAX_PROTECTED};
+use super::storage::Storage;
 use super::window::Window;
 
 /// Windows the backend can hold.
@@ -79,8 +80,8 @@ impl Bootstrap {
 /// read-only mappings it made (or wrote) for protected frames, as runs, so that `release`
 /// finds them again without walking anything.
 ///
-/// Size: about 27 KiB (the queue of 1024 requests, 256 remembered runs); keep it in a static
-/// rather than on a small stack.
+/// The value itself is small (about 1.5 KiB); its large buffers are in a [`Storage`] it
+/// borrows.
 pub struct XenPv<'a, H: PvPlatform> {
     pub(super) hv: H,
     pub(super) p2m: P2m<'a>,
@@ -89,8 +90,7 @@ pub struct XenPv<'a, H: PvPlatform> {
     pub(super) root: Pfn,
     pub(super) boot_tables: [PfnRange; 1],
     pub(super) windows: Vec<Window, MAX_WINDOWS>,
-    pub(super) queue: Queue,
-    pub(super) records: RoRuns,
+    pub(super) st: &'a mut Storage,
     pub(super) protected: RangeSet<MAX_PROTECTED>,
     pub(super) pinned: Pinned,
     pub(super) strategy: ReleaseStrategy,
@@ -124,13 +124,19 @@ pub(super) fn refused(
 
 impl<'a, H: PvPlatform> XenPv<'a, H> {
     /// The backend of a guest whose P2M is `p2m`, booted as `boot` says; the initial mapping
-    /// is its first window. Release strategy [`ReleaseStrategy::Batched`], phase
-    /// [`Phase::Other`].
+    /// is its first window; its queue and remembered mappings live in `storage` (emptied
+    /// here; a board takes [`Storage::take_static`]). Release strategy
+    /// [`ReleaseStrategy::Batched`], phase [`Phase::Other`].
     ///
     /// # Safety
     /// `boot` is true: `root` is the current root, the initial mapping exists in it. From now on
     /// the backend is the only one to change page tables, pin, unpin or switch roots.
-    pub unsafe fn new(hv: H, p2m: P2m<'a>, boot: &Bootstrap) -> Result<Self, XenPvError> {
+    pub unsafe fn new(
+        hv: H,
+        p2m: P2m<'a>,
+        boot: &Bootstrap,
+        storage: &'a mut Storage,
+    ) -> Result<Self, XenPvError> {
         let op = Op::AddWindow;
         let n = p2m.nr_pages();
         if boot.tables.end() > n || !boot.tables.contains(boot.root) {
@@ -142,6 +148,7 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
                 }),
             ));
         }
+        *storage = Storage::new();
         let mfn_span = p2m
             .entries()
             .iter()
@@ -153,8 +160,7 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
             root: boot.root,
             boot_tables: [boot.tables],
             windows: Vec::new(),
-            queue: Queue::new(),
-            records: RoRuns::new(),
+            st: storage,
             protected: RangeSet::new(),
             pinned: Pinned::new(),
             strategy: ReleaseStrategy::Batched,
@@ -213,18 +219,18 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
 
     /// `mmu_update` requests queued and not submitted yet.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.st.queue.len()
     }
 
     /// Runs of read-only mappings remembered for release.
     pub fn read_only_runs(&self) -> usize {
-        self.records.len()
+        self.st.records.len()
     }
 
     /// Frames remembered as mapped read-only by the backend, counted per mapping.
     pub fn read_only_mappings(&self) -> u64 {
-        (0..self.records.len())
-            .filter_map(|i| self.records.get(i))
+        (0..self.st.records.len())
+            .filter_map(|i| self.st.records.get(i))
             .map(|r| r.len)
             .sum()
     }
@@ -249,10 +255,23 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
         }
     }
 
+    /// Submits the queued requests as they are (one `mmu_update`, or one multicall).
+    pub(super) fn submit_queue(&mut self) -> Outcome {
+        let mut calls = Calls {
+            hv: &self.hv,
+            counters: &mut self.counters,
+            phase: self.phase,
+        };
+        // SAFETY: every queued request was built by an `unsafe` RawMmu method of this backend
+        // under its caller's contract (protect: read-only entries; write: the caller's
+        // entries; release and rollback: mappings of frames the caller owns).
+        unsafe { calls.updates(self.st.queue.reqs()) }
+    }
+
     /// Queues one request; submits the queue when it holds `limit` entries.
     pub(super) fn push(&mut self, req: MmuUpdate, op: Op) -> Result<(), XenPvError> {
-        self.queue.push(req, op);
-        if self.queue.len() >= BATCH {
+        self.st.queue.push(req, op);
+        if self.st.queue.len() >= BATCH {
             self.submit()
         } else {
             Ok(())
@@ -263,42 +282,35 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
     /// applied entries stay applied, and the remembered read-only mappings of entries that
     /// were not applied are forgotten (they do not exist).
     pub(super) fn submit(&mut self) -> Result<(), XenPvError> {
-        if self.queue.is_empty() {
+        if self.st.queue.is_empty() {
             return Ok(());
         }
-        let reqs_ptr = self.queue.reqs().as_ptr();
-        let n = self.queue.len();
-        // SAFETY: `reqs_ptr..+n` is the queue's initialized part, which nothing changes
-        // during the call (the queue is a field we do not touch until `clear`). Every request
-        // was queued by an `unsafe` RawMmu method whose caller vouched for it.
-        let out = unsafe {
-            let reqs = core::slice::from_raw_parts(reqs_ptr, n);
-            self.calls().updates(reqs)
-        };
+        let n = self.st.queue.len();
+        let out = self.submit_queue();
         let result = match out.failure {
             None => Ok(()),
             Some((at, errno, call)) => {
-                let op = self.queue.origin(at as usize);
+                let op = self.st.queue.origin(at as usize);
                 for i in at as usize..n {
-                    let ptr = self.queue.reqs()[i].ptr & !7;
+                    let ptr = self.st.queue.reqs()[i].ptr & !7;
                     self.forget_ptes(ptr, ptr + 8);
                 }
                 Err(refused(op, &out, at, errno, call))
             }
         };
-        self.queue.clear();
+        self.st.queue.clear();
         result
     }
 
     /// Forgets remembered mappings held by entries `[lo, hi)`; if splitting a run finds no
     /// room, the whole run is forgotten (its frames then stay read-only: safe).
     pub(super) fn forget_ptes(&mut self, lo: u64, hi: u64) {
-        if self.records.remove_ptes(lo, hi).is_err() {
+        if self.st.records.remove_ptes(lo, hi).is_err() {
             let mut i = 0;
-            while let Some(r) = self.records.get(i) {
+            while let Some(r) = self.st.records.get(i) {
                 let (s, e) = (r.pte, r.pte + 8 * r.len);
                 if s < hi && lo < e {
-                    let _ = self.records.remove_pfns(r.pfn, r.pfn_end());
+                    let _ = self.st.records.remove_pfns(r.pfn, r.pfn_end());
                 } else {
                     i += 1;
                 }
@@ -393,12 +405,13 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
                 }
                 let ptr = (self.mfn(l1, op)? << 12) + 8 * u64::from(idx);
                 let ro = raw & !RW;
-                if self.records.room() < 2 {
+                if self.st.records.room() < 2 {
                     self.submit()?;
                     return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
                 }
                 self.forget_ptes(ptr, ptr + 8);
-                self.records
+                self.st
+                    .records
                     .add(pfn, ptr, ro & !ADDR)
                     .map_err(|_| err(op, Cause::Capacity(Capacity::ReadOnlyRuns)))?;
                 self.push(
@@ -460,7 +473,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
             }
         }
         let hi = base + 8 * entries.len() as u64;
-        if self.records.room() < runs + self.records.splits_for_ptes(base, hi) {
+        if self.st.records.room() < runs + self.st.records.splits_for_ptes(base, hi) {
             return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
         }
         self.forget_ptes(base, hi);
@@ -471,7 +484,8 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
                 0
             };
             if self.remembered(level, e) {
-                self.records
+                self.st
+                    .records
                     .add(e.pfn().as_u64(), ptr, val & !ADDR)
                     .map_err(|_| err(op, Cause::Capacity(Capacity::ReadOnlyRuns)))?;
             }

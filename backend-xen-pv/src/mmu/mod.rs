@@ -4,7 +4,8 @@
 //! # For board authors
 //! ```text
 //! let boot = Bootstrap::from_start_info(&start_info, &layout)?;      // root, tables, window
-//! let raw  = unsafe { XenPv::new(hypercalls, p2m, &boot) }?;           // exclusive control
+//! let storage = Storage::take_static().unwrap();                       // 25 KiB, in .bss
+//! let raw  = unsafe { XenPv::new(hypercalls, p2m, &boot, storage) }?;  // exclusive control
 //! let mut mmu = hal_core::Mmu::new(raw);
 //! mmu.raw_mut().set_phase(Phase::MakeReadOnly);                        // count per phase
 //! ... PgtBuf::new, direct_map::build, new_table(root), switch_root ...
@@ -36,6 +37,7 @@ mod platform;
 mod queue;
 mod records;
 mod release;
+mod storage;
 mod walk;
 mod window;
 
@@ -45,4 +47,5 @@ pub use error::{Call, Capacity, Cause, Op, Refusal, Rollback, Unsupported, XenPv
 pub use platform::{PvPlatform, M2P_BYTES, M2P_VIRT_START};
 pub use queue::{BATCH, QUEUE_CAP, RELEASE_BATCHES};
 pub use records::{MAX_PINNED, MAX_PROTECTED, MAX_RO_RUNS};
+pub use storage::Storage;
 pub use window::Window;

@@ -31,7 +31,7 @@ impl Queue {
     pub(crate) const fn new() -> Self {
         Self {
             reqs: [MmuUpdate { ptr: 0, val: 0 }; QUEUE_CAP],
-            origin: [Op::Write; QUEUE_CAP],
+            origin: [Op::Protect; QUEUE_CAP],
             len: 0,
         }
     }

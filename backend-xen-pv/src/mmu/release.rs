@@ -24,7 +24,7 @@ impl<H: PvPlatform> XenPv<'_, H> {
     /// protection on success.
     pub(super) fn release_range(&mut self, range: PfnRange, op: Op) -> Result<(), XenPvError> {
         let (lo, hi) = (range.start().as_u64(), range.end());
-        if self.records.room() < self.records.splits_for_pfns(lo, hi) {
+        if self.st.records.room() < self.st.records.splits_for_pfns(lo, hi) {
             return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
         }
         self.submit()?;
@@ -35,7 +35,8 @@ impl<H: PvPlatform> XenPv<'_, H> {
         };
         match res {
             Ok(()) => {
-                self.records
+                self.st
+                    .records
                     .remove_pfns(lo, hi)
                     .expect("room checked above");
                 // Failing to shrink the protected set only makes later writes remember
@@ -44,7 +45,7 @@ impl<H: PvPlatform> XenPv<'_, H> {
                 Ok(())
             }
             Err(mut e) => {
-                self.queue.clear();
+                self.st.queue.clear();
                 let rollback = if progress.applied == 0 {
                     Rollback::NotNeeded
                 } else {
@@ -66,21 +67,21 @@ impl<H: PvPlatform> XenPv<'_, H> {
         progress: &mut Progress,
     ) -> Result<(), XenPvError> {
         let mut i = 0;
-        while let Some(run) = self.records.get(i) {
+        while let Some(run) = self.st.records.get(i) {
             i += 1;
             let Some(part) = run.clip_pfns(lo, hi) else {
                 continue;
             };
             for k in 0..part.len {
                 let val = (self.mfn(part.pfn + k, op)? << 12) | part.flags | RW;
-                self.queue.push(
+                self.st.queue.push(
                     MmuUpdate {
                         ptr: (part.pte + 8 * k) | mmu::NORMAL_PT_UPDATE,
                         val,
                     },
                     op,
                 );
-                if self.queue.len() == QUEUE_CAP {
+                if self.st.queue.len() == QUEUE_CAP {
                     self.release_submit(op, progress)?;
                 }
             }
@@ -97,7 +98,7 @@ impl<H: PvPlatform> XenPv<'_, H> {
     ) -> Result<(), XenPvError> {
         for pfn in lo..hi {
             let mut i = 0;
-            while let Some(run) = self.records.get(i) {
+            while let Some(run) = self.st.records.get(i) {
                 i += 1;
                 let Some(part) = run.clip_pfns(pfn, pfn + 1) else {
                     continue;
@@ -118,14 +119,14 @@ impl<H: PvPlatform> XenPv<'_, H> {
                     let out = unsafe { self.calls().va(va, val, uvmf::INVLPG | uvmf::LOCAL) };
                     self.account(op, &out, progress)?;
                 } else {
-                    self.queue.push(
+                    self.st.queue.push(
                         MmuUpdate {
                             ptr: part.pte | mmu::NORMAL_PT_UPDATE,
                             val,
                         },
                         op,
                     );
-                    if self.queue.len() == QUEUE_CAP {
+                    if self.st.queue.len() == QUEUE_CAP {
                         self.release_submit(op, progress)?;
                     }
                 }
@@ -136,18 +137,11 @@ impl<H: PvPlatform> XenPv<'_, H> {
 
     /// Submits the queued release entries (one mmu_update, or one multicall of batches).
     fn release_submit(&mut self, op: Op, progress: &mut Progress) -> Result<(), XenPvError> {
-        if self.queue.is_empty() {
+        if self.st.queue.is_empty() {
             return Ok(());
         }
-        let reqs_ptr = self.queue.reqs().as_ptr();
-        let n = self.queue.len();
-        // SAFETY: the queue's initialized part, unchanged during the call. Each request makes
-        // an entry that maps a released frame (owned by the caller, no page table) writable.
-        let out = unsafe {
-            let reqs = core::slice::from_raw_parts(reqs_ptr, n);
-            self.calls().updates(reqs)
-        };
-        self.queue.clear();
+        let out = self.submit_queue();
+        self.st.queue.clear();
         self.account(op, &out, progress)
     }
 
@@ -178,7 +172,7 @@ impl<H: PvPlatform> XenPv<'_, H> {
         let op = Op::Rollback;
         let mut progress = Progress::default();
         let mut i = 0;
-        while let Some(run) = self.records.get(i) {
+        while let Some(run) = self.st.records.get(i) {
             i += 1;
             let Some(part) = run.clip_pfns(lo, hi) else {
                 continue;
@@ -187,14 +181,14 @@ impl<H: PvPlatform> XenPv<'_, H> {
                 let Ok(mfn) = self.mfn(part.pfn + k, op) else {
                     continue;
                 };
-                self.queue.push(
+                self.st.queue.push(
                     MmuUpdate {
                         ptr: (part.pte + 8 * k) | mmu::NORMAL_PT_UPDATE,
                         val: (mfn << 12) | part.flags,
                     },
                     op,
                 );
-                if self.queue.len() == QUEUE_CAP {
+                if self.st.queue.len() == QUEUE_CAP {
                     if let Err(e) = self.release_submit(op, &mut progress) {
                         return Rollback::Failed(e.errno().unwrap_or(crate::XenErrno(0)));
                     }

@@ -16,7 +16,7 @@ impl<H: PvPlatform> XenPv<'_, H> {
     /// frame numbers).
     pub(super) fn read_machine(&self, table: u64, idx: u16, op: Op) -> Result<u64, XenPvError> {
         let maddr = (self.mfn(table, op)? << 12) + 8 * u64::from(idx);
-        if let Some(v) = self.queue.pending(maddr) {
+        if let Some(v) = self.st.queue.pending(maddr) {
             return Ok(v);
         }
         let va = self

@@ -293,6 +293,15 @@ fn new_baseptr_validates_the_new_root_and_drops_the_old() {
 #[test]
 fn backend_size_is_what_its_docs_say() {
     let size = core::mem::size_of::<crate::XenPv<'static, Model>>();
-    std::println!("XenPv: {size} bytes");
-    assert!(size < 28 * 1024, "{size} bytes");
+    let storage = core::mem::size_of::<crate::Storage>();
+    std::println!("XenPv: {size} bytes, Storage: {storage} bytes");
+    assert!(size < 2 * 1024, "{size} bytes");
+    assert!(storage < 26 * 1024, "{storage} bytes");
+}
+
+#[test]
+fn the_static_storage_is_handed_out_once() {
+    let first = crate::Storage::take_static();
+    assert!(first.is_some());
+    assert!(crate::Storage::take_static().is_none());
 }

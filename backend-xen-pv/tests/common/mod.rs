@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use backend_xen_pv::model::{DomainConfig, Model};
-use backend_xen_pv::{Bootstrap, BootstrapLayout, P2m, Phase, StartInfo, XenPv};
+use backend_xen_pv::{Bootstrap, BootstrapLayout, P2m, Phase, StartInfo, Storage, XenPv};
 use hal_core::direct_map::{self, count_tables, plan::LINUX_PAGE_OFFSET, DirectMapSpec, Target};
 use hal_core::memblock::{Direction, Memblock};
 use hal_core::pgt_buf::Finished;
@@ -59,8 +59,9 @@ pub fn boot(cfg: DomainConfig) -> Guest {
     let list: &'static [u64] = Box::leak(image.p2m.clone().into_boxed_slice());
     let p2m = P2m::new(list).unwrap();
     let bootstrap = Bootstrap::from_start_info(&si, &layout).unwrap();
+    let storage = Box::leak(Box::new(Storage::new()));
     // SAFETY: the model's domain is as start_info says, and nothing else changes its tables.
-    let raw = unsafe { XenPv::new(model, p2m, &bootstrap) }.unwrap();
+    let raw = unsafe { XenPv::new(model, p2m, &bootstrap, storage) }.unwrap();
     let mut mb = Memblock::new();
     mb.add_memory(0, si.nr_pages() * 4096).unwrap();
     mb.reserve(0, layout.bootstrap_end()).unwrap();
