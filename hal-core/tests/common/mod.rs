@@ -1,0 +1,93 @@
+//! Test support shared by hal-core's integration tests: the simulated backend, the oracles,
+//! the strategies, and the setup every lifecycle test starts from.
+#![allow(dead_code)]
+
+pub mod gen;
+pub mod oracle;
+pub mod sim;
+
+use hal_core::backend::Caps;
+use hal_core::direct_map::{count_tables, DirectMapSpec, TableCount};
+use hal_core::memblock::{Direction, Memblock};
+use hal_core::memmap::MemRegion;
+use hal_core::{FrameRange, Free, Mmu, PfnRange};
+
+use sim::{Sim, BOOT_FRAMES};
+
+/// memblock capacity used by the tests.
+pub const N: usize = 64;
+
+/// A machine at boot: memblock from the firmware map, the sim's boot tables reserved in it.
+pub struct World {
+    pub mb: Memblock<N>,
+    pub mmu: Mmu<Sim>,
+    /// The boot tables (root, L3, L2): foreign tables, reserved in memblock.
+    pub boot: PfnRange,
+    /// RAM as frame ranges (memblock's memory).
+    pub ranges: Vec<PfnRange>,
+}
+
+/// Sets a machine up; `None` if the map has too little RAM for the boot tables.
+pub fn world(map: &[MemRegion], caps: Caps) -> Option<World> {
+    let (mut mb, _) = Memblock::<N>::from_firmware(map).ok()?;
+    let ranges = oracle::pfn_ranges(&mb);
+    let boot = mb
+        .alloc_frames(BOOT_FRAMES, u64::MAX, Direction::BottomUp)
+        .ok()?;
+    let pfns = boot.pfns();
+    // The boot tables belong to the sim from now on (they are the firmware's tables).
+    let _ = boot;
+    let mmu = Mmu::new(Sim::new(caps, pfns.start()));
+    Some(World {
+        mb,
+        mmu,
+        boot: pfns,
+        ranges,
+    })
+}
+
+/// The read-only set the builder will use for a buffer at `buf`, plus `extra`.
+pub fn ro_set(caps: &Caps, boot: PfnRange, buf: PfnRange, extra: &[PfnRange]) -> Vec<PfnRange> {
+    if !caps.tables_read_only {
+        return Vec::new();
+    }
+    let mut v = vec![boot, buf];
+    v.extend_from_slice(extra);
+    oracle::merge(v)
+}
+
+/// Allocates a `pgt_buf` of exactly `count + 1 (root) + headroom` frames, where `count` is the
+/// table count for where the buffer lands (on a backend with read-only tables, the buffer's own
+/// frames are mapped read-only, which can split large pages and change the count). Returns the
+/// frames, the count for them, and the headroom actually given (`>= headroom`; equal unless the
+/// placement never settled).
+#[allow(clippy::too_many_arguments)]
+pub fn alloc_buf(
+    w: &mut World,
+    ranges: &[PfnRange],
+    spec: &DirectMapSpec,
+    headroom: u64,
+    root: bool,
+    dir: Direction,
+    extra_ro: &[PfnRange],
+) -> Option<(FrameRange<Free>, TableCount, u64)> {
+    let caps = w.mmu.caps();
+    let extra = u64::from(root) + headroom;
+    let empty = PfnRange::empty(w.boot.start());
+    let mut size = count_tables(ranges, &ro_set(&caps, w.boot, empty, extra_ro), spec, &caps)
+        .ok()?
+        .total()
+        + extra;
+    for attempt in 0..8 {
+        let frames = w.mb.alloc_frames(size, u64::MAX, dir).ok()?;
+        let ro = ro_set(&caps, w.boot, frames.pfns(), extra_ro);
+        let count = count_tables(ranges, &ro, spec, &caps).ok()?;
+        let want = count.total() + extra;
+        if want == size || (want < size && attempt >= 4) {
+            return Some((frames, count, size - count.total() - u64::from(root)));
+        }
+        w.mb.free_frames(frames).ok()?;
+        size = want;
+    }
+    None
+}

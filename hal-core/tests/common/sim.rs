@@ -1,0 +1,692 @@
+//! `Sim`: a host backend implementing `RawMmu` over simulated physical memory.
+//!
+//! It models what the type states promise, strictly enough to catch a builder that breaks
+//! them, in the spirit of Xen's page-type rules:
+//!
+//! - every frame is plain memory (writable in an implicit "initial mapping") unless the sim
+//!   records it as `Protected` (after `protect`) or `Table` (after a `write` made it one);
+//! - `write` refuses to make a table of a frame that was not protected (Xen: `-EINVAL` for a
+//!   table that still has a writable mapping), refuses a table entry that points at anything
+//!   but a table one level down, and, when `tables_read_only`, refuses a *writable* leaf that
+//!   maps a protected or table frame (Xen: `-EBUSY`); every refusal is also logged in
+//!   `violations`, so a test can assert that nothing was ever attempted;
+//! - `protect` / `release` / `retire` change the frame's state and, through the windows the
+//!   caller registered with `add_window`, flip the direct-map leaves of the frames to read-only
+//!   or back to writable (what Xen PV's `make_lowmem_page_readonly/readwrite` do);
+//! - any operation can be made to fail on its n-th call, after applying part of a batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use hal_core::backend::{Caps, PageSizes, RawMmu};
+use hal_core::{BackendError, ErrorKind, Mfn, PageTableFlags, Pfn, PfnRange, Pte, TableLevel};
+
+/// A multiplicative hasher for `u64` keys: the default SipHash is slow in debug builds.
+#[derive(Default)]
+pub struct PfnHasher(u64);
+
+impl Hasher for PfnHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<PfnHasher>>;
+
+/// The operations of `RawMmu`, for counters and fault injection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    Protect,
+    Write,
+    Read,
+    Pin,
+    Retire,
+    SwitchRoot,
+    Release,
+    AddWindow,
+    Flush,
+}
+
+impl Op {
+    pub const ALL: [Op; 9] = [
+        Op::Protect,
+        Op::Write,
+        Op::Read,
+        Op::Pin,
+        Op::Retire,
+        Op::SwitchRoot,
+        Op::Release,
+        Op::AddWindow,
+        Op::Flush,
+    ];
+}
+
+/// The sim's error: the kind, which operation, how much of a batch took effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimError {
+    pub op: Op,
+    pub kind: ErrorKind,
+    /// Frames (protect/release) or entries (write) applied before the failure.
+    pub applied: u64,
+    pub why: &'static str,
+}
+
+impl BackendError for SimError {
+    fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+/// What a frame is, for the sim. Frames not in the map are plain (writable) memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FState {
+    Protected,
+    Table { level: TableLevel, pinned: bool },
+}
+
+/// A fault to inject: the `nth` call (1-based, counted from when it was armed) of `op` fails
+/// with `kind`, after applying `applied` frames of its batch (protect/release).
+#[derive(Clone, Copy, Debug)]
+pub struct Fault {
+    pub op: Op,
+    pub nth: u64,
+    pub kind: ErrorKind,
+    pub applied: u64,
+}
+
+/// Counters of calls (and entries written).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub calls: FastMap<&'static str, u64>,
+    pub entries_written: u64,
+    pub frames_protected: u64,
+    pub frames_released: u64,
+}
+
+impl Counts {
+    pub fn get(&self, op: Op) -> u64 {
+        self.calls.get(op_name(op)).copied().unwrap_or(0)
+    }
+}
+
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Protect => "protect",
+        Op::Write => "write",
+        Op::Read => "read",
+        Op::Pin => "pin",
+        Op::Retire => "retire",
+        Op::SwitchRoot => "switch_root",
+        Op::Release => "release",
+        Op::AddWindow => "add_window",
+        Op::Flush => "flush",
+    }
+}
+
+/// The caps of the backends the tests play.
+pub mod caps {
+    use super::*;
+
+    /// Bare metal: every page size, nothing read-only, no reserved slots.
+    pub const NATIVE: Caps = Caps {
+        page_sizes: PageSizes::all(),
+        tables_read_only: false,
+        reserved_root_slots: (0, 0),
+        nx: true,
+    };
+    /// Bare metal without 1 GiB pages.
+    pub const NATIVE_2M: Caps = Caps {
+        page_sizes: PageSizes::SIZE_4K.union(PageSizes::SIZE_2M),
+        tables_read_only: false,
+        reserved_root_slots: (0, 0),
+        nx: true,
+    };
+    /// 64-bit Xen PV: 4 KiB only, tables read-only, Xen's root slots 256..272.
+    pub const XEN: Caps = Caps {
+        page_sizes: PageSizes::SIZE_4K,
+        tables_read_only: true,
+        reserved_root_slots: (256, 272),
+        nx: true,
+    };
+    /// A made-up backend with large pages *and* read-only tables, no NX: exercises large
+    /// pages split around read-only frames.
+    pub const HYBRID: Caps = Caps {
+        page_sizes: PageSizes::all(),
+        tables_read_only: true,
+        reserved_root_slots: (0, 0),
+        nx: false,
+    };
+}
+
+/// Where the sim's boot tables live: root (L4), kernel L3, kernel L2 (3 frames from `first`).
+pub const BOOT_FRAMES: u64 = 3;
+/// The root slot of the kernel image mapping (0xffffffff80000000).
+pub const KERNEL_SLOT: u16 = 511;
+/// The root slot the sim puts a Xen-owned entry in, when the caps reserve it.
+pub const XEN_SLOT: u16 = 256;
+/// The frame the Xen-owned entry points at (no table the sim holds: never walked).
+pub const XEN_PFN: u64 = (1 << 40) - 16;
+
+/// The simulated backend.
+pub struct Sim {
+    caps: Caps,
+    mfn_offset: u64,
+    tables: FastMap<u64, Box<[u64; 512]>>,
+    state: BTreeMap<u64, FState>,
+    root: u64,
+    foreign: Vec<PfnRange>,
+    windows: Vec<(u64, PfnRange)>,
+    faults: Vec<Fault>,
+    queued: u64,
+    pub counts: Counts,
+    pub violations: Vec<String>,
+}
+
+impl fmt::Debug for Sim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sim")
+            .field("caps", &self.caps)
+            .field("root", &self.root)
+            .field("tables", &self.tables.len())
+            .field("violations", &self.violations)
+            .finish()
+    }
+}
+
+fn entry_flags(e: u64) -> PageTableFlags {
+    Pte::from_bits(e).flags()
+}
+
+impl Sim {
+    /// A sim whose boot tables are the three frames from `boot` (root, kernel L3, kernel L2),
+    /// which the caller reserved. The boot root is pinned and current.
+    pub fn new(caps: Caps, boot: Pfn) -> Self {
+        let b = boot.as_u64();
+        let mut sim = Sim {
+            caps,
+            mfn_offset: if caps.tables_read_only { 0x10_0000 } else { 0 },
+            tables: FastMap::default(),
+            state: BTreeMap::new(),
+            root: b,
+            foreign: vec![PfnRange::new(boot, b + BOOT_FRAMES).unwrap()],
+            windows: Vec::new(),
+            faults: Vec::new(),
+            queued: 0,
+            counts: Counts::default(),
+            violations: Vec::new(),
+        };
+        for (i, level) in [TableLevel::L4, TableLevel::L3, TableLevel::L2]
+            .into_iter()
+            .enumerate()
+        {
+            sim.tables.insert(b + i as u64, Box::new([0; 512]));
+            sim.state.insert(
+                b + i as u64,
+                FState::Table {
+                    level,
+                    pinned: level == TableLevel::L4,
+                },
+            );
+        }
+        let table = |pfn: u64| Pte::table(Pfn::new(pfn).unwrap()).bits();
+        sim.tables.get_mut(&b).unwrap()[usize::from(KERNEL_SLOT)] = table(b + 1);
+        sim.tables.get_mut(&(b + 1)).unwrap()[510] = table(b + 2);
+        if (caps.reserved_root_slots.0..caps.reserved_root_slots.1).contains(&XEN_SLOT) {
+            sim.tables.get_mut(&b).unwrap()[usize::from(XEN_SLOT)] = table(XEN_PFN);
+        }
+        sim
+    }
+
+    /// Arms a fault.
+    pub fn fail(&mut self, op: Op, nth: u64, kind: ErrorKind, applied: u64) {
+        let already = self.counts.get(op);
+        self.faults.push(Fault {
+            op,
+            nth: already + nth,
+            kind,
+            applied,
+        });
+    }
+
+    /// Disarms every fault.
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// The sim's state of a frame (`None`: plain memory).
+    pub fn state_of(&self, pfn: u64) -> Option<FState> {
+        self.state.get(&pfn).copied()
+    }
+
+    /// Every frame the sim does not consider plain memory.
+    pub fn states(&self) -> &BTreeMap<u64, FState> {
+        &self.state
+    }
+
+    /// The root in use.
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// Entry `i` of table `t`, raw, without counting (for the tests' own walks).
+    pub fn peek(&self, t: u64, i: u16) -> Option<u64> {
+        self.tables.get(&t).map(|tb| tb[usize::from(i)])
+    }
+
+    /// Operations queued and not flushed.
+    pub fn queued(&self) -> u64 {
+        self.queued
+    }
+
+    fn count(&mut self, op: Op) -> Result<(), SimError> {
+        *self.counts.calls.entry(op_name(op)).or_default() += 1;
+        let n = self.counts.get(op);
+        if let Some(i) = self.faults.iter().position(|f| f.op == op && f.nth == n) {
+            let f = self.faults.remove(i);
+            return Err(SimError {
+                op,
+                kind: f.kind,
+                applied: f.applied,
+                why: "injected",
+            });
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, op: Op, kind: ErrorKind, why: &'static str, detail: String) -> SimError {
+        self.violations.push(format!("{op:?}: {why}: {detail}"));
+        SimError {
+            op,
+            kind,
+            applied: 0,
+            why,
+        }
+    }
+
+    fn is_protected_or_table(&self, pfn: u64) -> bool {
+        self.state.contains_key(&pfn)
+    }
+
+    fn any_protected_in(&self, start: u64, len: u64) -> Option<u64> {
+        self.state.range(start..start + len).next().map(|(p, _)| *p)
+    }
+
+    /// The leaf mapping `va` in the current root: (table, index, entry, level).
+    fn leaf_of(&self, va: u64) -> Option<(u64, u16, u64, TableLevel)> {
+        let mut t = self.root;
+        let mut level = TableLevel::L4;
+        loop {
+            let i = level.index_of(va);
+            let e = self.tables.get(&t)?[usize::from(i)];
+            let pte = Pte::from_bits(e);
+            if !pte.is_present() {
+                return None;
+            }
+            if level == TableLevel::L1 || (pte.is_huge() && level != TableLevel::L4) {
+                return Some((t, i, e, level));
+            }
+            t = pte.pfn().as_u64();
+            level = level.child()?;
+        }
+    }
+
+    /// Through the windows: sets or clears WRITABLE on the 4 KiB leaves mapping `pfn`.
+    /// A large page that maps it with the wrong protection cannot be changed: `Err`.
+    fn flip(&mut self, pfn: u64, writable: bool) -> Result<(), &'static str> {
+        let vas: Vec<u64> = self
+            .windows
+            .iter()
+            .filter(|(_, r)| r.contains(Pfn::new(pfn).unwrap()))
+            .map(|(va, r)| va + ((pfn - r.start().as_u64()) << 12))
+            .collect();
+        for va in vas {
+            let Some((t, i, e, level)) = self.leaf_of(va) else {
+                continue;
+            };
+            let is_w = entry_flags(e).contains(PageTableFlags::WRITABLE);
+            if is_w == writable {
+                continue;
+            }
+            if level != TableLevel::L1 {
+                return Err("a large page maps the frame");
+            }
+            let e = if writable {
+                e | PageTableFlags::WRITABLE.bits()
+            } else {
+                e & !PageTableFlags::WRITABLE.bits()
+            };
+            self.tables.get_mut(&t).unwrap()[usize::from(i)] = e;
+        }
+        Ok(())
+    }
+
+    fn check_entry(
+        &self,
+        level: TableLevel,
+        e: u64,
+        check_ro: bool,
+    ) -> Result<(), (ErrorKind, &'static str)> {
+        let pte = Pte::from_bits(e);
+        if !pte.is_present() {
+            return Ok(());
+        }
+        let f = pte.flags();
+        if f.contains(PageTableFlags::NO_EXECUTE) && !self.caps.nx {
+            return Err((ErrorKind::Unsupported, "NX without nx"));
+        }
+        let leaf = level == TableLevel::L1 || pte.is_huge();
+        if !leaf {
+            let child = pte.pfn().as_u64();
+            let want = level.child().unwrap();
+            if child == XEN_PFN {
+                return Ok(());
+            }
+            return match self.state.get(&child) {
+                Some(FState::Table { level: l, .. }) if *l == want => Ok(()),
+                _ => Err((
+                    ErrorKind::Refused,
+                    "table entry to a non-table or wrong level",
+                )),
+            };
+        }
+        let frames = match level {
+            TableLevel::L1 => 1,
+            TableLevel::L2 => {
+                if !self.caps.page_sizes.contains(PageSizes::SIZE_2M) {
+                    return Err((ErrorKind::Unsupported, "2 MiB page"));
+                }
+                512
+            }
+            TableLevel::L3 => {
+                if !self.caps.page_sizes.contains(PageSizes::SIZE_1G) {
+                    return Err((ErrorKind::Unsupported, "1 GiB page"));
+                }
+                512 * 512
+            }
+            TableLevel::L4 => return Err((ErrorKind::Refused, "large page at L4")),
+        };
+        let start = pte.pfn().as_u64();
+        if leaf && level != TableLevel::L1 && start % frames != 0 {
+            return Err((ErrorKind::Refused, "misaligned large page"));
+        }
+        if self.caps.tables_read_only
+            && check_ro
+            && f.contains(PageTableFlags::WRITABLE)
+            && self.any_protected_in(start, frames).is_some()
+        {
+            return Err((ErrorKind::Busy, "writable mapping of a page-table frame"));
+        }
+        Ok(())
+    }
+}
+
+// SAFETY: the sim keeps every promise of `RawMmu` about its simulated memory: protect and
+// release change the simulated mappings as documented, write stores exactly the entries, and
+// caps are constant.
+unsafe impl RawMmu for Sim {
+    type Error = SimError;
+
+    fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn machine_frame(&self, pfn: Pfn) -> Result<Mfn, SimError> {
+        Ok(Mfn(pfn.as_u64() + self.mfn_offset))
+    }
+
+    fn current_root(&self) -> Pfn {
+        Pfn::new(self.root).unwrap()
+    }
+
+    fn foreign_tables(&self) -> &[PfnRange] {
+        &self.foreign
+    }
+
+    unsafe fn protect(&mut self, frames: PfnRange) -> Result<(), SimError> {
+        let injected = self.count(Op::Protect);
+        for p in frames.iter() {
+            if self.is_protected_or_table(p.as_u64()) {
+                return Err(self.refuse(
+                    Op::Protect,
+                    ErrorKind::Busy,
+                    "frame protected twice or a table",
+                    format!("{p:?}"),
+                ));
+            }
+        }
+        let limit = match injected {
+            Ok(()) => frames.len(),
+            Err(e) => e.applied.min(frames.len()),
+        };
+        for (n, p) in frames.iter().enumerate() {
+            if n as u64 >= limit {
+                break;
+            }
+            if self.caps.tables_read_only {
+                if let Err(why) = self.flip(p.as_u64(), false) {
+                    return Err(self.refuse(Op::Protect, ErrorKind::Busy, why, format!("{p:?}")));
+                }
+            }
+            self.state.insert(p.as_u64(), FState::Protected);
+            self.counts.frames_protected += 1;
+        }
+        injected
+    }
+
+    unsafe fn write(
+        &mut self,
+        table: Pfn,
+        level: TableLevel,
+        first: u16,
+        entries: &[Pte],
+    ) -> Result<(), SimError> {
+        self.count(Op::Write)?;
+        let t = table.as_u64();
+        if usize::from(first) + entries.len() > 512 {
+            return Err(SimError {
+                op: Op::Write,
+                kind: ErrorKind::OutOfRange,
+                applied: 0,
+                why: "past the end of the table",
+            });
+        }
+        match self.state.get(&t) {
+            Some(FState::Protected) => {}
+            Some(FState::Table { level: l, .. }) if *l == level => {}
+            other => {
+                let detail = format!("{table:?} as {level:?}, state {other:?}");
+                return Err(self.refuse(
+                    Op::Write,
+                    ErrorKind::Refused,
+                    "table frame not protected or of another level",
+                    detail,
+                ));
+            }
+        }
+        // One range query for the whole batch when no page-table frame is anywhere near it.
+        let span = entries
+            .iter()
+            .filter(|e| e.is_present())
+            .map(|e| e.pfn().as_u64())
+            .fold(None, |acc: Option<(u64, u64)>, p| {
+                Some(acc.map_or((p, p), |(a, b)| (a.min(p), b.max(p))))
+            });
+        let check_ro = span.is_some_and(|(a, b)| {
+            self.any_protected_in(a, b - a + level.entry_span() / 4096)
+                .is_some()
+        });
+        for (i, e) in entries.iter().enumerate() {
+            if let Err((kind, why)) = self.check_entry(level, e.bits(), check_ro) {
+                let detail = format!("{table:?}[{}] = {e:?}", usize::from(first) + i);
+                return Err(self.refuse(Op::Write, kind, why, detail));
+            }
+        }
+        if self.state.get(&t) == Some(&FState::Protected) {
+            self.state.insert(
+                t,
+                FState::Table {
+                    level,
+                    pinned: false,
+                },
+            );
+        }
+        let tb = self.tables.entry(t).or_insert_with(|| Box::new([0; 512]));
+        for (i, e) in entries.iter().enumerate() {
+            tb[usize::from(first) + i] = e.bits();
+        }
+        self.counts.entries_written += entries.len() as u64;
+        self.queued += 1;
+        Ok(())
+    }
+
+    fn read(&mut self, table: Pfn, level: TableLevel, index: u16) -> Result<Pte, SimError> {
+        self.count(Op::Read)?;
+        let t = table.as_u64();
+        match self.state.get(&t) {
+            Some(FState::Table { level: l, .. }) if *l == level => {}
+            other => {
+                let detail = format!("{table:?} as {level:?}, state {other:?}");
+                return Err(self.refuse(
+                    Op::Read,
+                    ErrorKind::NotMapped,
+                    "read of a frame that is no table of that level",
+                    detail,
+                ));
+            }
+        }
+        let tb = self.tables.get(&t).expect("a table has contents");
+        let e = *tb.get(usize::from(index)).ok_or(SimError {
+            op: Op::Read,
+            kind: ErrorKind::OutOfRange,
+            applied: 0,
+            why: "index",
+        })?;
+        Ok(Pte::from_bits(e))
+    }
+
+    unsafe fn pin(&mut self, table: Pfn, level: TableLevel) -> Result<(), SimError> {
+        self.count(Op::Pin)?;
+        let t = table.as_u64();
+        match self.state.get_mut(&t) {
+            Some(FState::Table { level: l, pinned }) if *l == level && !*pinned => {
+                *pinned = true;
+                Ok(())
+            }
+            other => {
+                let detail = format!("{table:?} as {level:?}, state {other:?}");
+                Err(self.refuse(Op::Pin, ErrorKind::Refused, "pin", detail))
+            }
+        }
+    }
+
+    unsafe fn retire(&mut self, table: Pfn, level: TableLevel) -> Result<(), SimError> {
+        self.count(Op::Retire)?;
+        let t = table.as_u64();
+        if t == self.root {
+            return Err(self.refuse(
+                Op::Retire,
+                ErrorKind::Busy,
+                "retire of the current root",
+                format!("{table:?}"),
+            ));
+        }
+        match self.state.get(&t) {
+            Some(FState::Table { level: l, .. }) if *l == level => {}
+            other => {
+                let detail = format!("{table:?} as {level:?}, state {other:?}");
+                return Err(self.refuse(Op::Retire, ErrorKind::Refused, "retire", detail));
+            }
+        }
+        self.state.remove(&t);
+        if self.caps.tables_read_only {
+            if let Err(why) = self.flip(t, true) {
+                return Err(self.refuse(Op::Retire, ErrorKind::Busy, why, format!("{table:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    unsafe fn switch_root(&mut self, root: Pfn) -> Result<(), SimError> {
+        self.flush()?;
+        self.count(Op::SwitchRoot)?;
+        match self.state.get(&root.as_u64()) {
+            Some(FState::Table {
+                level: TableLevel::L4,
+                pinned: true,
+            }) => {
+                self.root = root.as_u64();
+                Ok(())
+            }
+            other => {
+                let detail = format!("{root:?}, state {other:?}");
+                Err(self.refuse(
+                    Op::SwitchRoot,
+                    ErrorKind::Refused,
+                    "not a pinned L4",
+                    detail,
+                ))
+            }
+        }
+    }
+
+    unsafe fn release(&mut self, frames: PfnRange) -> Result<(), SimError> {
+        let injected = self.count(Op::Release);
+        // Releasing a frame that is plain memory already is harmless (a retry after a partial
+        // failure does it); releasing a table is what Xen refuses.
+        for p in frames.iter() {
+            if let Some(FState::Table { .. }) = self.state.get(&p.as_u64()) {
+                let detail = format!("{p:?}: {:?}", self.state.get(&p.as_u64()));
+                return Err(self.refuse(
+                    Op::Release,
+                    ErrorKind::Busy,
+                    "release of a page-table frame",
+                    detail,
+                ));
+            }
+        }
+        let limit = match injected {
+            Ok(()) => frames.len(),
+            Err(e) => e.applied.min(frames.len()),
+        };
+        for (n, p) in frames.iter().enumerate() {
+            if n as u64 >= limit {
+                break;
+            }
+            if self.state.remove(&p.as_u64()).is_none() {
+                continue;
+            }
+            if self.caps.tables_read_only {
+                if let Err(why) = self.flip(p.as_u64(), true) {
+                    return Err(self.refuse(Op::Release, ErrorKind::Busy, why, format!("{p:?}")));
+                }
+            }
+            self.counts.frames_released += 1;
+        }
+        injected
+    }
+
+    unsafe fn add_window(&mut self, va: u64, pfns: PfnRange) -> Result<(), SimError> {
+        self.count(Op::AddWindow)?;
+        self.windows.push((va, pfns));
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SimError> {
+        self.count(Op::Flush)?;
+        self.queued = 0;
+        Ok(())
+    }
+}
