@@ -1,0 +1,493 @@
+//! Fault injection: a backend that refuses. Every failure is a typed error carrying the
+//! backend's cause, the frames come back in the state their type says, and memblock stays
+//! consistent: nothing is lost, nothing is handed out as memory while read-only.
+
+mod common;
+
+use common::sim::{caps, FState, Op, SimError};
+use common::{world, World};
+use hal_core::direct_map::plan::LINUX_PAGE_OFFSET;
+use hal_core::direct_map::{self, count_tables, BuildError, DirectMapSpec, Target};
+use hal_core::memblock::{Direction, Region};
+use hal_core::memmap::{MemRegion, RegionKind};
+use hal_core::mmu::{RetireError, WriteError};
+use hal_core::pgt_buf::FinishError;
+use hal_core::table::EntryError;
+use hal_core::{
+    AnyFrame, BackendError, Caps, ChildOf, ErrorKind, Frame, FrameRange, Free, PageSizes,
+    PageTableFlags, PgtBuf, PgtReserved, PinnedRO, Pte, RawMmu, ReleasedRW, Root, StateKind,
+    TableBuilder, TableLevel,
+};
+
+type L4 = Root;
+type L3 = ChildOf<L4>;
+type L2 = ChildOf<L3>;
+type L1 = ChildOf<L2>;
+
+const MIB: u64 = 1 << 20;
+const FLAGS: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
+
+fn small(caps: Caps) -> World {
+    let map = [MemRegion {
+        start: 0,
+        len: 64 * MIB,
+        kind: RegionKind::Ram,
+    }];
+    world(&map, caps).unwrap()
+}
+
+type Snapshot = (Vec<Region>, Vec<Region>);
+
+fn snap(w: &World) -> Snapshot {
+    (w.mb.memory().to_vec(), w.mb.reserved().to_vec())
+}
+
+fn spec() -> DirectMapSpec {
+    DirectMapSpec {
+        base: LINUX_PAGE_OFFSET,
+        page_sizes: PageSizes::all(),
+    }
+}
+
+/// A buffer of exactly count + 1 + `headroom` frames (bottom-up, right after the boot tables).
+fn buffer(w: &mut World, headroom: u64) -> (PgtBuf, u64) {
+    let c = w.mmu.caps();
+    let ro = if c.tables_read_only {
+        vec![w.boot]
+    } else {
+        vec![]
+    };
+    let count = count_tables(&w.ranges, &ro, &spec(), &c).unwrap().total();
+    let frames =
+        w.mb.alloc_frames(count + 1 + headroom, u64::MAX, Direction::BottomUp)
+            .unwrap();
+    (PgtBuf::new(&mut w.mmu, frames).unwrap(), count)
+}
+
+/// Builds the direct map under a new root, pins and switches to it, registers the windows.
+fn built(w: &mut World, buf: &mut PgtBuf) -> Frame<PinnedRO<L4>> {
+    let mut root = TableBuilder::new(buf.alloc().unwrap());
+    w.mmu.inherit_root(&mut root, (273, 274)).unwrap();
+    let ranges = w.ranges.clone();
+    // SAFETY: the direct map's slot is empty in the new root.
+    let b = unsafe {
+        direct_map::build(
+            &mut w.mmu,
+            buf,
+            Target::New(&mut root),
+            &ranges,
+            &[],
+            &spec(),
+            FLAGS,
+        )
+    }
+    .unwrap();
+    let (root, p) = w.mmu.new_table(root).unwrap();
+    p.join(b.pending).flush(&mut w.mmu).unwrap();
+    w.mmu.pin(&root).unwrap();
+    // SAFETY: the root inherited the kernel's slot.
+    unsafe { w.mmu.switch_root(&root) }.unwrap();
+    for r in &ranges {
+        // SAFETY: mapped at the base by the new root.
+        unsafe {
+            w.mmu
+                .raw_mut()
+                .add_window(LINUX_PAGE_OFFSET + r.start().addr(), *r)
+        }
+        .unwrap();
+    }
+    root
+}
+
+#[test]
+fn protect_refused_frames_come_back_reserved() {
+    for c in [caps::NATIVE, caps::XEN] {
+        let mut w = small(c);
+        let before = snap(&w);
+        let frames = w.mb.alloc_frames(8, u64::MAX, Direction::TopDown).unwrap();
+        let pfns = frames.pfns();
+        w.mmu.raw_mut().fail(Op::Protect, 1, ErrorKind::Busy, 3);
+        let f = PgtBuf::new(&mut w.mmu, frames).unwrap_err();
+        assert_eq!(f.kind(), ErrorKind::Busy);
+        assert_eq!(
+            (f.error.op, f.error.kind, f.error.applied),
+            (Op::Protect, ErrorKind::Busy, 3)
+        );
+        // The frames come back as PgtReserved: some may be read-only already.
+        let value: FrameRange<PgtReserved> = f.value;
+        assert_eq!(value.pfns(), pfns);
+        let protected: Vec<u64> = w.mmu.raw().states().keys().copied().collect();
+        assert!(pfns.iter().take(3).all(|p| protected.contains(&p.as_u64())));
+        // Only a release makes them memory again; then memblock takes them back.
+        let released: FrameRange<ReleasedRW> = w.mmu.release(value).unwrap();
+        assert!(pfns
+            .iter()
+            .all(|p| w.mmu.raw().state_of(p.as_u64()).is_none()));
+        w.mb.free_frames(released.into_free()).unwrap();
+        assert_eq!(snap(&w), before);
+        assert!(w.mmu.raw().violations.is_empty());
+    }
+}
+
+#[test]
+fn release_refused_then_retried() {
+    let mut w = small(caps::XEN);
+    let frames = w.mb.alloc_frames(4, u64::MAX, Direction::TopDown).unwrap();
+    let pfns = frames.pfns();
+    let reserved = w.mmu.protect(frames).unwrap();
+    w.mmu.raw_mut().fail(Op::Release, 1, ErrorKind::Refused, 1);
+    let f = w.mmu.release(reserved).unwrap_err();
+    assert_eq!(f.error.kind, ErrorKind::Refused);
+    let again: FrameRange<PgtReserved> = f.value;
+    assert_eq!(again.pfns(), pfns);
+    // The flush after a successful release can fail too: still PgtReserved.
+    w.mmu.raw_mut().fail(Op::Flush, 1, ErrorKind::Other, 0);
+    let f = w.mmu.release(again).unwrap_err();
+    assert_eq!((f.error.op, f.error.kind), (Op::Flush, ErrorKind::Other));
+    let free = w.mmu.release(f.value).unwrap().into_free();
+    w.mb.free_frames(free).unwrap();
+    assert!(w.mmu.raw().violations.is_empty());
+}
+
+#[test]
+fn finish_with_release_refused() {
+    let mut w = small(caps::XEN);
+    let (mut buf, count) = buffer(&mut w, 10);
+    let whole = buf.range();
+    let root = built(&mut w, &mut buf);
+    assert_eq!(buf.used(), count + 1);
+    let before = snap(&w);
+    w.mmu.raw_mut().fail(Op::Release, 1, ErrorKind::Refused, 4);
+    let err = buf.finish(&mut w.mmu, &mut w.mb).unwrap_err();
+    let FinishError::Release(f) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(f.error.op, Op::Release);
+    let tail: FrameRange<PgtReserved> = f.value;
+    assert_eq!(tail.pfns().end(), whole.end());
+    assert_eq!(tail.len(), 10);
+    // memblock untouched: the whole buffer is still reserved.
+    assert_eq!(snap(&w), before);
+    // No tail frame is plain memory but the four the backend got to; none is handed out.
+    let plain = tail
+        .pfns()
+        .iter()
+        .filter(|p| w.mmu.raw().state_of(p.as_u64()).is_none())
+        .count();
+    assert_eq!(plain, 4);
+    // Retry: released, then memblock takes them.
+    let tail = w.mmu.release(tail).unwrap().into_free();
+    let tail_pfns = tail.pfns();
+    w.mb.free_frames(tail).unwrap();
+    let free: Vec<_> = w.mb.free_ranges().collect();
+    let (s, e) = tail_pfns.bytes();
+    assert!(free.iter().any(|r| r.start() <= s && e <= r.end()));
+    assert!(w.mmu.raw().violations.is_empty());
+    let _ = root;
+}
+
+#[test]
+fn finish_with_memblock_full() {
+    let mut w = small(caps::XEN);
+    let (mut buf, _) = buffer(&mut w, 6);
+    let top = buf.range().end();
+    // A frame right after the buffer keeps its reservation merged past the tail, so giving
+    // the tail back splits a region.
+    let guard = w.mb.alloc_frame(u64::MAX, Direction::BottomUp).unwrap();
+    assert_eq!(guard.pfn().as_u64(), top);
+    let root = built(&mut w, &mut buf);
+    // Fill the reserved set (reservations outside memory are allowed).
+    let mut i = 0;
+    while w.mb.reserved().len() < common::N {
+        let a = (1 << 40) + i * 0x10000;
+        w.mb.reserve(a, a + 0x1000).unwrap();
+        i += 1;
+    }
+    let before = snap(&w);
+    let err = buf.finish(&mut w.mmu, &mut w.mb).unwrap_err();
+    let FinishError::Memblock(f) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(f.error, hal_core::memblock::MemblockError::Capacity);
+    assert_eq!(f.error.kind(), ErrorKind::Capacity);
+    // The tail was released: it is Free, ours, writable in the direct map.
+    let tail: FrameRange<Free> = f.value;
+    assert_eq!(tail.len(), 6);
+    assert_eq!(snap(&w), before);
+    for p in tail.pfns().iter() {
+        assert!(w.mmu.raw().state_of(p.as_u64()).is_none());
+        let t =
+            hal_core::walk::translate(w.mmu.raw_mut(), root.pfn(), LINUX_PAGE_OFFSET + p.addr())
+                .unwrap()
+                .unwrap();
+        assert!(t.leaf.flags().contains(PageTableFlags::WRITABLE), "{p:?}");
+    }
+    // Room again: memblock takes the tail.
+    w.mb.unreserve(1 << 40, (1 << 40) + 0x1000).unwrap();
+    w.mb.free_frames(tail).unwrap();
+    w.mb.free_frame(guard).unwrap();
+    assert!(w.mmu.raw().violations.is_empty());
+}
+
+#[test]
+fn build_with_writes_refused() {
+    for (c, nth) in [(caps::XEN, 1), (caps::XEN, 7), (caps::NATIVE, 2)] {
+        let mut w = small(c);
+        let (mut buf, count) = buffer(&mut w, 5);
+        let whole = buf.range();
+        let mut root = TableBuilder::new(buf.alloc().unwrap());
+        w.mmu.inherit_root(&mut root, (273, 274)).unwrap();
+        w.mmu.raw_mut().fail(Op::Write, nth, ErrorKind::Refused, 0);
+        let ranges = w.ranges.clone();
+        // SAFETY: the direct map's slot is empty in the new root.
+        let err = unsafe {
+            direct_map::build(
+                &mut w.mmu,
+                &mut buf,
+                Target::New(&mut root),
+                &ranges,
+                &[],
+                &spec(),
+                FLAGS,
+            )
+        }
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Refused);
+        let BuildError::Backend(SimError { op: Op::Write, .. }) = err else {
+            panic!("{err:?}")
+        };
+        assert!(buf.used() <= count + 1);
+        // The tables made so far stay in the used part: read-only, never memory.
+        let used_end = buf.end().as_u64();
+        let before = snap(&w);
+        let fin = buf.finish(&mut w.mmu, &mut w.mb).unwrap();
+        assert_eq!(fin.used.end(), used_end);
+        assert_eq!(fin.released.end(), whole.end());
+        for p in fin.used.iter() {
+            assert!(
+                w.mmu.raw().state_of(p.as_u64()).is_some(),
+                "{p:?} in the used part is plain memory"
+            );
+        }
+        for p in fin.released.iter() {
+            assert!(w.mmu.raw().state_of(p.as_u64()).is_none());
+        }
+        // memblock: exactly the tail came back.
+        assert_eq!(
+            w.mb.free_bytes(),
+            before_free(&before) + fin.released.len() * 4096
+        );
+        assert!(w.mmu.raw().violations.is_empty());
+        let _ = root;
+    }
+}
+
+fn before_free(s: &Snapshot) -> u64 {
+    let mut mb = hal_core::memblock::Memblock::<{ common::N }>::new();
+    for r in &s.0 {
+        mb.add_memory(r.start(), r.end()).unwrap();
+    }
+    for r in &s.1 {
+        mb.reserve(r.start(), r.end()).unwrap();
+    }
+    mb.free_bytes()
+}
+
+#[test]
+fn new_table_refused_builder_comes_back() {
+    let mut w = small(caps::XEN);
+    let (mut buf, _) = buffer(&mut w, 4);
+    let mut t = TableBuilder::<L1>::new(buf.alloc().unwrap());
+    let data = w.ranges[0].end() - 1;
+    // SAFETY: a test table, never hooked.
+    unsafe { t.set_leaf(7, Pte::new(hal_core::Pfn::new(data).unwrap(), FLAGS)) }.unwrap();
+    let pfn = t.pfn();
+    w.mmu.raw_mut().fail(Op::Write, 1, ErrorKind::Other, 0);
+    let f = w.mmu.new_table(t).unwrap_err();
+    assert_eq!(f.error.op, Op::Write);
+    let t: TableBuilder<L1> = f.value;
+    assert_eq!(t.pfn(), pfn);
+    assert_eq!(t.entry(7).unwrap().pfn().as_u64(), data);
+    assert_eq!(w.mmu.raw().state_of(pfn.as_u64()), Some(FState::Protected));
+    let (table, p) = w.mmu.new_table(t).unwrap();
+    p.flush(&mut w.mmu).unwrap();
+    let _: &Frame<PinnedRO<L1>> = &table;
+    assert_eq!(
+        w.mmu.raw().state_of(pfn.as_u64()),
+        Some(FState::Table {
+            level: TableLevel::L1,
+            pinned: false
+        })
+    );
+    // Retire it: writable again, then memory.
+    let free: Frame<Free> = w.mmu.retire(table).unwrap().into_free();
+    assert_eq!(w.mmu.raw().state_of(pfn.as_u64()), None);
+    let _ = (free, buf);
+}
+
+#[test]
+fn pin_and_switch_refused() {
+    let mut w = small(caps::XEN);
+    let (mut buf, _) = buffer(&mut w, 4);
+    let mut root = TableBuilder::<L4>::new(buf.alloc().unwrap());
+    w.mmu.inherit_root(&mut root, (273, 274)).unwrap();
+    let (root, p) = w.mmu.new_table(root).unwrap();
+    p.flush(&mut w.mmu).unwrap();
+    let boot = w.mmu.raw().root();
+    w.mmu.raw_mut().fail(Op::Pin, 1, ErrorKind::Refused, 0);
+    assert_eq!(w.mmu.pin(&root).unwrap_err().op, Op::Pin);
+    // Switching to an unpinned root is refused by the backend (Xen: -EINVAL).
+    // SAFETY: the root inherited the kernel's slot.
+    let e = unsafe { w.mmu.switch_root(&root) }.unwrap_err();
+    assert_eq!((e.op, e.kind), (Op::SwitchRoot, ErrorKind::Refused));
+    w.mmu.raw_mut().violations.clear();
+    w.mmu.pin(&root).unwrap();
+    w.mmu.raw_mut().fail(Op::SwitchRoot, 1, ErrorKind::Busy, 0);
+    // SAFETY: as above.
+    let e = unsafe { w.mmu.switch_root(&root) }.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy);
+    assert_eq!(w.mmu.raw().root(), boot, "still on the boot root");
+    // SAFETY: as above.
+    unsafe { w.mmu.switch_root(&root) }.unwrap();
+    assert_eq!(w.mmu.raw().root(), root.pfn().as_u64());
+    // The live root cannot be retired; it comes back.
+    let f = w.mmu.retire(root).unwrap_err();
+    assert!(matches!(f.error, RetireError::CurrentRoot));
+    let root: Frame<PinnedRO<L4>> = f.value;
+    assert!(w.mmu.raw().violations.is_empty());
+    let _ = (root, buf);
+}
+
+#[test]
+fn hook_refused_child_comes_back() {
+    let mut w = small(caps::XEN);
+    let (mut buf, _) = buffer(&mut w, 8);
+    let root = built(&mut w, &mut buf);
+    let (l3, p) = w
+        .mmu
+        .new_table(TableBuilder::<L3>::new(buf.alloc().unwrap()))
+        .unwrap();
+    p.flush(&mut w.mmu).unwrap();
+    let l3_pfn = l3.pfn();
+    // Slot 273 holds the direct map: occupied.
+    let f = w.mmu.hook(root.as_table(), 273, l3).unwrap_err();
+    assert!(matches!(
+        f.error,
+        WriteError::Entry(EntryError::Occupied(273))
+    ));
+    // Slot 512 does not exist.
+    let f = w.mmu.hook(root.as_table(), 512, f.value).unwrap_err();
+    assert!(matches!(
+        f.error,
+        WriteError::Entry(EntryError::IndexOutOfRange(512))
+    ));
+    // The backend refuses.
+    w.mmu.raw_mut().fail(Op::Write, 1, ErrorKind::Refused, 0);
+    let f = w.mmu.hook(root.as_table(), 300, f.value).unwrap_err();
+    assert!(matches!(
+        f.error,
+        WriteError::Backend(SimError {
+            op: Op::Write,
+            kind: ErrorKind::Refused,
+            ..
+        })
+    ));
+    let l3: Frame<PinnedRO<L3>> = f.value;
+    assert_eq!(l3.pfn(), l3_pfn);
+    // Hooked at last; the tree owns it. Unhook gives it back, retire makes it memory.
+    w.mmu.hook(root.as_table(), 300, l3).unwrap().defer();
+    let child = w.mmu.child(root.as_table(), 300).unwrap().unwrap();
+    assert_eq!(child.pfn(), l3_pfn);
+    // SAFETY: no TableRef into the child is used afterwards.
+    let (l3, p) = unsafe { w.mmu.unhook(root.as_table(), 300) }
+        .unwrap()
+        .unwrap();
+    p.flush(&mut w.mmu).unwrap();
+    w.mmu.raw_mut().fail(Op::Retire, 1, ErrorKind::Busy, 0);
+    let f = w.mmu.retire(l3).unwrap_err();
+    assert!(matches!(
+        f.error,
+        RetireError::Backend(SimError { op: Op::Retire, .. })
+    ));
+    let released: Frame<ReleasedRW> = w.mmu.retire(f.value).unwrap();
+    assert_eq!(released.pfn(), l3_pfn);
+    // Writable again in the direct map.
+    let t = hal_core::walk::translate(
+        w.mmu.raw_mut(),
+        root.pfn(),
+        LINUX_PAGE_OFFSET + l3_pfn.addr(),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(t.leaf.flags().contains(PageTableFlags::WRITABLE));
+    assert!(w.mmu.raw().violations.is_empty());
+    let _ = (released, buf);
+}
+
+#[test]
+fn sim_refuses_a_writable_mapping_of_a_table() {
+    // The sim would catch a builder that maps a page-table frame writable (Xen: -EBUSY).
+    let mut w = small(caps::XEN);
+    let (mut buf, _) = buffer(&mut w, 8);
+    let root = built(&mut w, &mut buf);
+    let l1_pfn = {
+        let l3 = w.mmu.child(root.as_table(), 273).unwrap().unwrap();
+        let l2 = w.mmu.child(l3, 0).unwrap().unwrap();
+        w.mmu.child(l2, 0).unwrap().unwrap().pfn()
+    };
+    // A fresh L1 at slot 511 of the kernel's L2 (empty), mapping the direct map's L1 frame.
+    let (l1, p) = w
+        .mmu
+        .new_table(TableBuilder::<L1>::new(buf.alloc().unwrap()))
+        .unwrap();
+    p.defer();
+    let l1_ref = l1.as_table();
+    // SAFETY: the slots are empty and the page is not in use.
+    let e = unsafe { w.mmu.map_leaves(l1_ref, 0, &[Pte::new(l1_pfn, FLAGS)]) }.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            WriteError::Backend(SimError {
+                kind: ErrorKind::Busy,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(w.mmu.raw().violations.len(), 1);
+    // Read-only is fine.
+    // SAFETY: as above.
+    unsafe {
+        w.mmu
+            .map_leaves(l1_ref, 0, &[Pte::new(l1_pfn, PageTableFlags::PRESENT)])
+    }
+    .unwrap()
+    .defer();
+    let _ = (l1, root, buf);
+}
+
+#[test]
+fn erased_frames_convert_back_checked() {
+    let mut w = small(caps::NATIVE);
+    let f = w.mb.alloc_frame(u64::MAX, Direction::TopDown).unwrap();
+    let pfn = f.pfn();
+    let any: AnyFrame = f.erase();
+    assert_eq!((any.pfn(), any.kind()), (pfn, StateKind::Free));
+    let any = any.into_typed::<PgtReserved>().unwrap_err();
+    let any = any.into_typed::<ReleasedRW>().unwrap_err();
+    let any = any.into_typed::<PinnedRO<L1>>().unwrap_err();
+    let f: Frame<Free> = any.into_typed().unwrap();
+    w.mb.free_frame(f).unwrap();
+    // A table's level is part of its tag.
+    let (mut buf, _) = buffer(&mut w, 2);
+    let (t, p) = w
+        .mmu
+        .new_table(TableBuilder::<L2>::new(buf.alloc().unwrap()))
+        .unwrap();
+    p.defer();
+    let any = t.erase();
+    assert_eq!(any.kind(), StateKind::PinnedRO(TableLevel::L2));
+    let any = any.into_typed::<PinnedRO<L1>>().unwrap_err();
+    let t: Frame<PinnedRO<L2>> = any.into_typed().unwrap();
+    let _ = (t, buf);
+}
