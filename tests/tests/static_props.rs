@@ -1,0 +1,35 @@
+//! What the types promise without running anything: frames are one word, and nothing that
+//! owns frames can be copied or cloned.
+
+use core::mem::size_of;
+
+use hal_core::mmu::Pending;
+use hal_core::{
+    AnyFrame, Frame, FrameRange, Free, PgtBuf, PgtReserved, PinnedRO, ReleasedRW, TableBuilder,
+};
+use static_assertions::{assert_eq_size, assert_not_impl_any};
+use typenum::{U1, U4};
+
+assert_eq_size!(Frame<Free>, u64);
+assert_eq_size!(Option<Frame<Free>>, u64);
+assert_eq_size!(Option<Frame<PinnedRO<U4>>>, u64);
+
+assert_not_impl_any!(Frame<Free>: Copy, Clone);
+assert_not_impl_any!(Frame<PgtReserved>: Copy, Clone);
+assert_not_impl_any!(Frame<PinnedRO<U1>>: Copy, Clone);
+assert_not_impl_any!(Frame<PinnedRO<U4>>: Copy, Clone);
+assert_not_impl_any!(Frame<ReleasedRW>: Copy, Clone);
+assert_not_impl_any!(FrameRange<Free>: Copy, Clone);
+assert_not_impl_any!(FrameRange<PgtReserved>: Copy, Clone);
+assert_not_impl_any!(PgtBuf: Copy, Clone);
+assert_not_impl_any!(AnyFrame: Copy, Clone);
+assert_not_impl_any!(TableBuilder<U4>: Copy, Clone);
+assert_not_impl_any!(Pending: Copy, Clone);
+
+#[test]
+fn frames_are_one_word() {
+    assert_eq!(size_of::<Frame<Free>>(), 8);
+    assert_eq!(size_of::<Option<Frame<Free>>>(), 8);
+    assert_eq!(size_of::<Frame<PinnedRO<U1>>>(), 8);
+    assert_eq!(size_of::<Option<Frame<PgtReserved>>>(), 8);
+}
