@@ -89,7 +89,8 @@ pub struct BootOptions {
     pub timeout: Option<Duration>,
     /// Print the console and decoded defmt lines as they arrive.
     pub echo: bool,
-    /// The guest's command line (Xen only: appended to the `-initrd` module).
+    /// The guest's command line: `-append` on bare metal, appended to the `-initrd` module
+    /// under Xen.
     pub guest_args: Vec<String>,
 }
 
@@ -196,7 +197,7 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
     let frames = frames_path();
     std::fs::File::create(&frames).with_context(|| format!("creating {}", frames.display()))?;
     let cmd = match board {
-        Board::Native => qemu::native_command(elf, mem, &frames),
+        Board::Native => qemu::native_command(elf, &opts.guest_args, mem, &frames),
         Board::Xen => {
             let xen = xen::provision(&crate::workspace_root().join("target/xen"))?;
             qemu::xen_command(&xen, elf, &opts.guest_args, mem, &frames)?

@@ -25,11 +25,16 @@ fn common(cmd: &mut Command, machine_mem: MemSize, frames: &Path) {
         .arg(format!("file:{}", frames.display()));
 }
 
-/// Bare metal: QEMU loads `elf` itself through its PVH note.
-pub fn native_command(elf: &Path, mem: MemSize, frames: &Path) -> Command {
+/// Bare metal: QEMU loads `elf` itself through its PVH note; `guest_args`, joined by spaces,
+/// become the kernel command line (`-append`, which QEMU hands over as
+/// `hvm_start_info.cmdline_paddr`).
+pub fn native_command(elf: &Path, guest_args: &[String], mem: MemSize, frames: &Path) -> Command {
     let mut cmd = Command::new(QEMU);
     common(&mut cmd, mem, frames);
     cmd.arg("-kernel").arg(elf);
+    if !guest_args.is_empty() {
+        cmd.arg("-append").arg(guest_args.join(" "));
+    }
     cmd
 }
 

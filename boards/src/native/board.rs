@@ -4,9 +4,12 @@ use backend_native::{HardwareCpu, Native};
 use hal_core::memmap::MemRegion;
 
 use super::start_info::{self, HvmMemmapEntry, HvmStartInfo, MemmapTable, StartInfoError};
+use super::test_memmap::Perturbation;
 use crate::common::console;
 use crate::Platform;
 
+/// The longest kernel command line the board keeps (longer ones are cut).
+pub const MAX_CMDLINE: usize = 256;
 /// How many reserved ranges the board reports.
 pub const MAX_RESERVED: usize = 4;
 /// Everything below this is left alone (real-mode IVT, BDA, EBDA, option ROMs, BIOS).
@@ -17,11 +20,16 @@ const PAGE: u64 = 4096;
 pub struct NativeBoard {
     map: heapless::Vec<MemRegion, { start_info::MAX_REGIONS }>,
     reserved: heapless::Vec<(u64, u64), MAX_RESERVED>,
+    cmdline: heapless::String<MAX_CMDLINE>,
+    test_memmap: Option<Perturbation>,
     pub(super) mmu: hal_core::Mmu<Native<HardwareCpu>>,
 }
 
 impl NativeBoard {
-    /// Reads `hvm_start_info` at `paddr` and its memory map.
+    /// Reads `hvm_start_info` at `paddr`, its memory map and the command line.
+    ///
+    /// A `pvmmu.test-memmap=` parameter on the command line applies the [test
+    /// hook](super::test_memmap) to the map the board reports.
     ///
     /// `image` is the kernel image `[start, end)`, `.bss` included.
     ///
@@ -39,14 +47,52 @@ impl NativeBoard {
             // caller promised the loader's table is readable there.
             *e = unsafe { base.add(i).read_unaligned() };
         }
+        let mut cmdline = heapless::String::new();
+        if info.cmdline_paddr != 0
+            && info.cmdline_paddr + MAX_CMDLINE as u64 <= start_info::IDENTITY_MAP_END
+        {
+            let text = info.cmdline_paddr as *const u8;
+            for i in 0..MAX_CMDLINE {
+                // SAFETY: the loader's NUL-terminated command line, read up to its NUL or
+                // MAX_CMDLINE bytes, all below 4 GiB (checked) where the caller promised the
+                // identity map makes the loader's data readable.
+                let b = unsafe { text.add(i).read() };
+                if b == 0
+                    || cmdline
+                        .push(if b.is_ascii() { b as char } else { '?' })
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        }
+        let test_memmap =
+            Perturbation::from_cmdline(&cmdline).map_err(|_| StartInfoError::UnknownTestMemmap)?;
+        let mut map = start_info::regions(&entries[..table.entries]);
+        if let Some(p) = test_memmap {
+            p.apply(&mut map, image);
+        }
         // SAFETY: the boot stub identity-maps [0, 4 GiB) writable for the kernel's whole life,
         // and this board is the only one changing page tables.
         let native = unsafe { Native::new(HardwareCpu, &[super::mmu::identity_window()]) };
         Ok(Self {
-            map: start_info::regions(&entries[..table.entries]),
+            map,
             reserved: reserved_ranges(image, paddr, &table),
+            cmdline,
+            test_memmap,
             mmu: hal_core::Mmu::new(native.expect("one window fits")),
         })
+    }
+
+    /// The kernel command line (`hvm_start_info.cmdline_paddr`; QEMU's `-append`), at most
+    /// [`MAX_CMDLINE`] bytes, non-ASCII bytes as `?`.
+    pub fn cmdline(&self) -> &str {
+        &self.cmdline
+    }
+
+    /// The test hook in effect, if the command line asked for one.
+    pub fn test_memmap(&self) -> Option<Perturbation> {
+        self.test_memmap
     }
 }
 

@@ -22,6 +22,7 @@ mod mmu;
 #[cfg(all(panic = "abort", not(test)))]
 mod start;
 pub mod start_info;
+pub mod test_memmap;
 
 pub use board::NativeBoard;
 #[cfg(all(panic = "abort", not(test)))]

@@ -66,6 +66,21 @@ pub unsafe fn start(start_info_paddr: u64, main: fn(&mut NativeBoard) -> Outcome
         }
     };
 
+    if !board.cmdline().is_empty() {
+        let _ = writeln!(Console, "native-pvh: command line: {}", board.cmdline());
+    }
+    if let Some(p) = board.test_memmap() {
+        let _ = writeln!(
+            Console,
+            "native-pvh: TEST HOOK pvmmu.test-memmap={}: reporting a deliberately broken memory map",
+            p.name()
+        );
+        defmt::warn!(
+            "native-pvh: TEST HOOK pvmmu.test-memmap={=str}: reporting a deliberately broken memory map",
+            p.name()
+        );
+    }
+
     let outcome = main(&mut board);
     let _ = writeln!(Console, "native-pvh: example returned {outcome:?}");
     defmt::info!("native-pvh: example returned {}", outcome);

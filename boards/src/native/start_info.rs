@@ -71,6 +71,8 @@ pub enum StartInfoError {
     TooManyEntries(u32),
     /// The table lies (partly) above the boot identity map.
     OutOfReach(u64),
+    /// The command line has a `pvmmu.test-memmap=` value the test hook does not know.
+    UnknownTestMemmap,
 }
 
 impl fmt::Display for StartInfoError {
@@ -91,6 +93,10 @@ impl fmt::Display for StartInfoError {
                 )
             }
             Self::OutOfReach(a) => write!(f, "memory map at {a:#x} is above the 4 GiB boot map"),
+            Self::UnknownTestMemmap => write!(
+                f,
+                "unknown pvmmu.test-memmap value (test hook: overlap, unsorted, zero or tiny)"
+            ),
         }
     }
 }
