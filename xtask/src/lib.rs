@@ -2,14 +2,21 @@
 //! or as a Xen PV dom0 under Xen-in-QEMU, decodes their defmt frames and maps their result to
 //! an exit status.
 //!
-//! [`boot::boot`] is the reusable core (the `boot` subcommand and a boot-test matrix both call
-//! it); the other modules are its parts.
+//! [`boot::boot`] is the reusable core (the `boot` subcommand and the boot-test matrix both
+//! call it); `defmt_stream`, `elf`, `mem_size`, `qemu` and `xen` are its parts. [`suite::run`]
+//! is `xtask test`: the cargo [`steps`], the boot [`matrix`], judged by [`checks`] (the
+//! `direct_map` example's [`figures`] among them).
 
 pub mod boot;
+pub mod checks;
 pub mod defmt_stream;
 pub mod elf;
+pub mod figures;
+pub mod matrix;
 pub mod mem_size;
 pub mod qemu;
+pub mod steps;
+pub mod suite;
 pub mod xen;
 
 /// The workspace root (the directory holding `xtask/`).

@@ -3,9 +3,14 @@
 //!
 //! ```text
 //! xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] [--quiet] ELF [-- GUEST_ARGS]
+//! xtask test [--boot-only | --no-boot] [FILTER...]
 //! ```
-//! Exit status: 0 the example passed; 1 it reported failure (Fail, panic, CPU exception);
-//! 2 the run ended without a verdict (triple fault, reset, timeout); 3 setup error.
+//! `boot` exit status: 0 the example passed; 1 it reported failure (Fail, panic, CPU
+//! exception); 2 the run ended without a verdict (triple fault, reset, timeout); 3 setup error.
+//!
+//! `test` runs the whole suite (see `xtask::suite`) and exits 0 only if everything passed.
+//! `--boot-only`, `--no-boot` and filters (substrings of step and test names) select a part;
+//! with `CI` set they are refused: CI runs everything.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,9 +18,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use xtask::boot::{self, BootOptions};
+use xtask::suite::{self, SuiteOptions};
 
 const USAGE: &str = "usage: xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] \
-                     [--quiet] ELF [-- GUEST_ARGS...]";
+                     [--quiet] ELF [-- GUEST_ARGS...]\n       \
+                     xtask test [--boot-only | --no-boot] [FILTER...]";
 
 fn main() -> ExitCode {
     match real_main() {
@@ -31,6 +38,7 @@ fn real_main() -> Result<ExitCode> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("boot") => boot_cmd(args.collect()),
+        Some("test") => test_cmd(args.collect()),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -69,4 +77,28 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
         eprintln!("xtask: raw defmt frames kept in {}", frames.display());
     }
     Ok(ExitCode::from(result.verdict.exit_code()))
+}
+
+fn test_cmd(args: Vec<String>) -> Result<ExitCode> {
+    let mut opts = SuiteOptions::default();
+    for arg in args {
+        match arg.as_str() {
+            "--boot-only" => opts.boot_only = true,
+            "--no-boot" => opts.no_boot = true,
+            s if s.starts_with('-') => bail!("unknown option {s:?}\n{USAGE}"),
+            s => opts.filters.push(s.to_string()),
+        }
+    }
+    if opts.boot_only && opts.no_boot {
+        bail!("--boot-only and --no-boot exclude each other");
+    }
+    if !opts.is_complete() && std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        bail!("CI is set: `xtask test` runs the whole suite there (no --boot-only, --no-boot or filters)");
+    }
+    let summary = suite::run(&xtask::workspace_root(), &opts);
+    Ok(if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

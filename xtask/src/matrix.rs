@@ -1,0 +1,240 @@
+//! The boot-test matrix: which example boots on which board with how much memory, and what
+//! the run must show (see [`crate::checks`]).
+//!
+//! | test | expects |
+//! |------|---------|
+//! | `boot/native/hello@1G` | Pass, the memory map printed |
+//! | `boot/native/direct_map@{128M,1G,3G,6G,16G}` | Pass and a consistent `RESULT direct_map Figures` line |
+//! | `boot/native/direct_map@1G[pvmmu.test-memmap=overlap\|unsorted\|zero]` | Fail: the firmware map refused with that error |
+//! | `boot/native/direct_map@1G[pvmmu.test-memmap=tiny]` | Fail: the `pgt_buf` allocation refused |
+//! | `boot/native/fault@1G` | Fail: the board's `#PF` report with CR2 |
+//! | `boot/xen/hello@64M`, `boot/xen/direct_map@{64M,512M}`, `boot/xen/fault@64M` | as above, as a Xen PV dom0 ([`XEN_ENABLED`]) |
+
+use std::fmt;
+
+use crate::boot::Board;
+use crate::mem_size::MemSize;
+
+/// Whether the Xen PV rows run. **Flip to `true` once the Xen board implements
+/// `boards::MmuPlatform`** (the `direct_map` example needs it to build with `xen-pv`); while
+/// `false`, `xtask test` says loudly that these rows are disabled.
+pub const XEN_ENABLED: bool = false;
+
+/// The `direct_map` example's `HEADROOM`: frames `pgt_buf` holds beyond the exact count, all
+/// of which `finish` must release.
+pub const DIRECT_MAP_HEADROOM: u64 = 64;
+
+/// The address the `fault` example reads (`UNMAPPED` in `examples/fault.rs`).
+pub const FAULT_ADDRESS: u64 = 0x0000_7000_0000_0000;
+
+/// What a boot test expects of its run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// `hello`: Pass, and the memory map it prints.
+    Hello,
+    /// `direct_map`: Pass, and its figures consistent with the memory size.
+    DirectMap,
+    /// The run fails (status `Fail`, not a timeout or triple fault) and every one of these
+    /// texts appears in the decoded defmt lines or on the console.
+    FailWith(&'static [&'static str]),
+    /// The run fails with the board's page-fault report for this address.
+    PageFault {
+        /// The faulting address (CR2).
+        address: u64,
+    },
+}
+
+/// The images a test boots are built once per feature set of `pvmmu-examples`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FeatureSet {
+    /// The default features (`native`).
+    Native,
+    /// `--features xen-pv` (on top of the default: the image carries both entry notes).
+    XenPv,
+}
+
+impl FeatureSet {
+    /// Directory name under `target/boot-images/`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::XenPv => "xen-pv",
+        }
+    }
+
+    /// The extra cargo arguments.
+    pub const fn cargo_args(self) -> &'static [&'static str] {
+        match self {
+            Self::Native => &[],
+            Self::XenPv => &["--features", "xen-pv"],
+        }
+    }
+}
+
+/// One boot test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootTest {
+    /// The board it boots on.
+    pub board: Board,
+    /// The example's name (`examples/<name>.rs`).
+    pub example: &'static str,
+    /// Machine memory (native) or dom0's (Xen), in MiB.
+    pub mem_mib: u64,
+    /// The guest's command line.
+    pub guest_args: &'static [&'static str],
+    /// What the run must show.
+    pub expect: Expect,
+}
+
+impl BootTest {
+    /// The memory size.
+    pub const fn mem(&self) -> MemSize {
+        MemSize::from_mib(self.mem_mib)
+    }
+
+    /// The feature set whose image it boots.
+    pub const fn features(&self) -> FeatureSet {
+        match self.board {
+            Board::Native => FeatureSet::Native,
+            Board::Xen => FeatureSet::XenPv,
+        }
+    }
+}
+
+impl fmt::Display for BootTest {
+    /// `boot/<board>/<example>@<mem>`, with `[<guest args>]` when there are any.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "boot/{}/{}@", self.board, self.example)?;
+        if self.mem_mib % 1024 == 0 {
+            write!(f, "{}G", self.mem_mib / 1024)?;
+        } else {
+            write!(f, "{}M", self.mem_mib)?;
+        }
+        if !self.guest_args.is_empty() {
+            write!(f, "[{}]", self.guest_args.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
+const fn native(example: &'static str, mem_mib: u64, expect: Expect) -> BootTest {
+    BootTest {
+        board: Board::Native,
+        example,
+        mem_mib,
+        guest_args: &[],
+        expect,
+    }
+}
+
+const fn xen(example: &'static str, mem_mib: u64, expect: Expect) -> BootTest {
+    BootTest {
+        board: Board::Xen,
+        example,
+        mem_mib,
+        guest_args: &[],
+        expect,
+    }
+}
+
+/// The native board's test hook (`boards/src/native/test_memmap.rs`): `direct_map` at 1 GiB
+/// with a broken firmware map, failing with `message`.
+const fn bad_map(args: &'static [&'static str], message: &'static [&'static str]) -> BootTest {
+    BootTest {
+        guest_args: args,
+        ..native("direct_map", 1024, Expect::FailWith(message))
+    }
+}
+
+/// Bare metal (QEMU q35, PVH entry).
+pub const NATIVE: &[BootTest] = &[
+    native("hello", 1024, Expect::Hello),
+    native("direct_map", 128, Expect::DirectMap),
+    native("direct_map", 1024, Expect::DirectMap),
+    native("direct_map", 3 * 1024, Expect::DirectMap),
+    native("direct_map", 6 * 1024, Expect::DirectMap),
+    native("direct_map", 16 * 1024, Expect::DirectMap),
+    bad_map(
+        &["pvmmu.test-memmap=overlap"],
+        &[
+            "TEST HOOK pvmmu.test-memmap=overlap",
+            "firmware memory map refused: Overlap",
+        ],
+    ),
+    bad_map(
+        &["pvmmu.test-memmap=unsorted"],
+        &[
+            "TEST HOOK pvmmu.test-memmap=unsorted",
+            "firmware memory map refused: Unsorted",
+        ],
+    ),
+    bad_map(
+        &["pvmmu.test-memmap=zero"],
+        &[
+            "TEST HOOK pvmmu.test-memmap=zero",
+            "firmware memory map refused: ZeroLength",
+        ],
+    ),
+    bad_map(
+        &["pvmmu.test-memmap=tiny"],
+        &[
+            "TEST HOOK pvmmu.test-memmap=tiny",
+            "do not fit: OutOfMemory",
+        ],
+    ),
+    native(
+        "fault",
+        1024,
+        Expect::PageFault {
+            address: FAULT_ADDRESS,
+        },
+    ),
+];
+
+/// Xen PV dom0 under Xen 4.17 in QEMU; run only when [`XEN_ENABLED`].
+pub const XEN: &[BootTest] = &[
+    xen("hello", 64, Expect::Hello),
+    xen("direct_map", 64, Expect::DirectMap),
+    xen("direct_map", 512, Expect::DirectMap),
+    xen(
+        "fault",
+        64,
+        Expect::PageFault {
+            address: FAULT_ADDRESS,
+        },
+    ),
+];
+
+/// The tests that run: [`NATIVE`], then [`XEN`] when [`XEN_ENABLED`].
+pub fn enabled() -> Vec<BootTest> {
+    let mut all = NATIVE.to_vec();
+    if XEN_ENABLED {
+        all.extend_from_slice(XEN);
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(NATIVE[0].to_string(), "boot/native/hello@1G");
+        assert_eq!(NATIVE[1].to_string(), "boot/native/direct_map@128M");
+        assert_eq!(
+            NATIVE[6].to_string(),
+            "boot/native/direct_map@1G[pvmmu.test-memmap=overlap]"
+        );
+        assert_eq!(XEN[2].to_string(), "boot/xen/direct_map@512M");
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<String> = NATIVE.iter().chain(XEN).map(|t| t.to_string()).collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n);
+    }
+}

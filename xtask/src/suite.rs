@@ -1,0 +1,232 @@
+//! `xtask test`: the whole test suite. The cargo steps ([`crate::steps`]), one image build per
+//! feature set, then the boot matrix ([`crate::matrix`]), each judged by [`crate::checks`].
+//!
+//! Every step and boot test prints one line, `test <name> ... ok` or
+//! `test <name> ... FAILED (<reason>)`; the run ends with `N passed, N failed`, counting both.
+//! Nothing is skipped because a tool is missing: a missing QEMU, Xen package or `readelf`
+//! fails the tests that need it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::boot::{self, BootOptions, BootResult};
+use crate::matrix::{self, BootTest, FeatureSet};
+use crate::{checks, steps};
+
+/// What to run.
+#[derive(Clone, Debug, Default)]
+pub struct SuiteOptions {
+    /// Only the image builds and the boot matrix.
+    pub boot_only: bool,
+    /// Only the cargo steps.
+    pub no_boot: bool,
+    /// Only steps and boot tests whose name contains one of these.
+    pub filters: Vec<String>,
+}
+
+impl SuiteOptions {
+    /// Whether this run is the whole suite.
+    pub fn is_complete(&self) -> bool {
+        !self.boot_only && !self.no_boot && self.filters.is_empty()
+    }
+
+    fn selects(&self, name: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+    }
+}
+
+/// The tally.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Names of the passed steps and tests.
+    pub passed: Vec<String>,
+    /// Names of the failed ones, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+impl Summary {
+    fn record(&mut self, name: &str, result: Result<(), String>, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        match result {
+            Ok(()) => {
+                say(&format!("test {name} ... ok [{secs:.1} s]"));
+                self.passed.push(name.to_string());
+            }
+            Err(reason) => {
+                let first = reason.lines().next().unwrap_or("").to_string();
+                say(&format!("test {name} ... FAILED ({first}) [{secs:.1} s]"));
+                self.failed.push((name.to_string(), first));
+            }
+        }
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Runs the suite; prints as it goes and ends with the `N passed, N failed` line.
+pub fn run(root: &Path, opts: &SuiteOptions) -> Summary {
+    let start = Instant::now();
+    let work = root.join("target/xtask-test");
+    let logs = work.join("logs");
+    let _ = std::fs::create_dir_all(&logs);
+    let mut summary = Summary::default();
+    if !opts.is_complete() {
+        say("note: a partial run (--boot-only, --no-boot or a filter): not the whole suite");
+    }
+
+    if !opts.boot_only {
+        for step in steps::steps().iter().filter(|s| opts.selects(s.name)) {
+            say(&format!("     running `cargo {}`", step.args.join(" ")));
+            let log = logs.join(format!("{}.log", step.name.replace('/', "-")));
+            let t = Instant::now();
+            let result = steps::run(root, step, &log).map_err(|e| {
+                say(&format!(
+                    "---- {} (end of {}) ----\n{}\n----",
+                    step.name,
+                    log.display(),
+                    steps::tail(&log, 60)
+                ));
+                format!("{e:#}")
+            });
+            summary.record(step.name, result, t.elapsed());
+        }
+    }
+
+    if !opts.no_boot {
+        let tests: Vec<BootTest> = matrix::enabled()
+            .into_iter()
+            .filter(|t| opts.selects(&t.to_string()))
+            .collect();
+        if !matrix::XEN_ENABLED {
+            say(&format!(
+                "note: the {} Xen PV boot tests are DISABLED (XEN_ENABLED = false in \
+                 xtask/src/matrix.rs): {}",
+                matrix::XEN.len(),
+                matrix::XEN
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let images = build_images(root, &work, &logs, &tests, &mut summary);
+        for test in &tests {
+            let t = Instant::now();
+            let result = match images.get(&test.features()) {
+                Some(Ok(set)) => match set.get(test.example) {
+                    Some(elf) => boot_test(test, elf),
+                    None => Err(format!("no image for example {:?}", test.example)),
+                },
+                Some(Err(e)) => Err(e.clone()),
+                None => Err("image not built".into()),
+            };
+            summary.record(&test.to_string(), result, t.elapsed());
+        }
+    }
+
+    say(&format!(
+        "\n{} passed, {} failed",
+        summary.passed.len(),
+        summary.failed.len()
+    ));
+    if !summary.failed.is_empty() {
+        say("failures:");
+        for (name, reason) in &summary.failed {
+            say(&format!("    {name}: {reason}"));
+        }
+    }
+    say(&format!(
+        "(cargo steps, image builds and boot tests; {:.0} s in all)",
+        start.elapsed().as_secs_f64()
+    ));
+    summary
+}
+
+type Images = BTreeMap<FeatureSet, Result<BTreeMap<String, PathBuf>, String>>;
+
+/// Builds the images of every feature set `tests` need, once each; each build is a step.
+fn build_images(
+    root: &Path,
+    work: &Path,
+    logs: &Path,
+    tests: &[BootTest],
+    summary: &mut Summary,
+) -> Images {
+    let mut sets: Vec<FeatureSet> = tests.iter().map(BootTest::features).collect();
+    sets.sort();
+    sets.dedup();
+    let mut images = Images::new();
+    for set in sets {
+        let name = format!("build/examples-{}", set.name());
+        let log = logs.join(format!("build-{}.log", set.name()));
+        say(&format!(
+            "     building the example images ({} features)",
+            set.name()
+        ));
+        let t = Instant::now();
+        let built = steps::build_images(root, set, &work.join("images"), &log).map_err(|e| {
+            say(&format!(
+                "---- {name} (end of {}) ----\n{}\n----",
+                log.display(),
+                steps::tail(&log, 60)
+            ));
+            format!("{e:#}")
+        });
+        summary.record(
+            &name,
+            built.as_ref().map(|_| ()).map_err(Clone::clone),
+            t.elapsed(),
+        );
+        images.insert(
+            set,
+            built.map_err(|e| format!("the {} image build failed: {e}", set.name())),
+        );
+    }
+    images
+}
+
+/// Boots one test and judges it; on failure prints what the run left.
+fn boot_test(test: &BootTest, elf: &Path) -> Result<(), String> {
+    let opts = BootOptions {
+        board: Some(test.board),
+        mem: Some(test.mem()),
+        timeout: None,
+        echo: false,
+        guest_args: test.guest_args.iter().map(|s| s.to_string()).collect(),
+    };
+    let run = boot::boot(elf, &opts).map_err(|e| format!("cannot boot: {e:#}"))?;
+    let verdict = checks::check(test, &run);
+    if verdict.is_err() {
+        say(&diagnostics(test, &run));
+    }
+    verdict
+}
+
+/// The end of the console, the warnings and errors, and the last decoded lines of a run.
+fn diagnostics(test: &BootTest, run: &BootResult) -> String {
+    let mut s = format!("---- {test}: {} ----\n", run.summary());
+    let console: Vec<&str> = run.console_text.lines().collect();
+    s.push_str("console (last 40 lines):\n");
+    for l in &console[console.len().saturating_sub(40)..] {
+        s.push_str(&format!("  | {l}\n"));
+    }
+    s.push_str("defmt (last 30 lines):\n");
+    let d = &run.defmt_lines;
+    for l in &d[d.len().saturating_sub(30)..] {
+        s.push_str(&format!("  | {l}\n"));
+    }
+    if !run.qemu_stderr.trim().is_empty() {
+        s.push_str(&format!("qemu stderr:\n{}\n", run.qemu_stderr.trim_end()));
+    }
+    if let Some(f) = &run.frames_file {
+        s.push_str(&format!("raw defmt frames: {}\n", f.display()));
+    }
+    s.push_str("----");
+    s
+}
