@@ -102,11 +102,12 @@ impl<T, E> From<Failed<T, E>> for BuildError<E> {
     }
 }
 
-impl<E> From<WriteError<E>> for BuildError<E> {
-    fn from(e: WriteError<E>) -> Self {
+impl<E> BuildError<E> {
+    /// The error for a refused write of the entry covering `va`.
+    fn at(va: u64, e: WriteError<E>) -> Self {
         match e {
             WriteError::Backend(e) => Self::Backend(e),
-            WriteError::Entry(EntryError::Occupied(_)) => Self::AlreadyMapped(0),
+            WriteError::Entry(EntryError::Occupied(_)) => Self::AlreadyMapped(va),
             WriteError::Entry(_) => Self::BadFlags,
         }
     }
@@ -375,7 +376,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         self.made.l1 += 1;
         let idx = TableLevel::L2.index_of(va);
         let parent = self.l2.as_mut().expect("a child's parent stays open");
-        attach(self.mmu, &mut self.pending, parent, idx, frame)
+        attach(self.mmu, &mut self.pending, parent, idx, frame, va)
     }
 
     fn close_l2(&mut self) -> Result<(), BuildError<B::Error>> {
@@ -389,7 +390,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         self.made.l2 += 1;
         let idx = TableLevel::L3.index_of(va);
         let parent = self.l3.as_mut().expect("a child's parent stays open");
-        attach(self.mmu, &mut self.pending, parent, idx, frame)
+        attach(self.mmu, &mut self.pending, parent, idx, frame, va)
     }
 
     fn close_l3(&mut self) -> Result<(), BuildError<B::Error>> {
@@ -405,12 +406,12 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         match &mut self.target {
             Target::New(root) => root.adopt(idx, frame).map_err(|(e, f)| {
                 crate::frame::handed_over(f);
-                BuildError::from(WriteError::<B::Error>::Entry(e))
+                BuildError::at(va, WriteError::<B::Error>::Entry(e))
             }),
             Target::Live(root) => {
                 let p = self.mmu.hook(*root, idx, frame).map_err(|f| {
                     crate::frame::handed_over(f.value);
-                    BuildError::from(f.error)
+                    BuildError::at(va, f.error)
                 })?;
                 self.pending = core::mem::replace(&mut self.pending, Pending::none()).join(p);
                 Ok(())
@@ -467,16 +468,17 @@ fn attach<L: HasChild, B: RawMmu>(
     parent: &mut Open<'_, L>,
     idx: u16,
     frame: Frame<PinnedRO<ChildOf<L>>>,
+    va: u64,
 ) -> Result<(), BuildError<B::Error>> {
     match parent {
         Open::New { table, .. } => table.adopt(idx, frame).map_err(|(e, f)| {
             crate::frame::handed_over(f);
-            BuildError::from(WriteError::<B::Error>::Entry(e))
+            BuildError::at(va, WriteError::<B::Error>::Entry(e))
         }),
         Open::Live { table, .. } => {
             let p = mmu.hook(*table, idx, frame).map_err(|f| {
                 crate::frame::handed_over(f.value);
-                BuildError::from(f.error)
+                BuildError::at(va, f.error)
             })?;
             *pending = core::mem::replace(pending, Pending::none()).join(p);
             Ok(())
@@ -510,13 +512,8 @@ fn fill<L: LeafLevel, B: RawMmu>(
                 *slot = pte(i as u64);
             }
             // SAFETY: as above.
-            let p =
-                unsafe { mmu.map_leaves(*table, first, &buf[..n as usize]) }.map_err(
-                    |e| match e {
-                        WriteError::Entry(EntryError::Occupied(_)) => BuildError::AlreadyMapped(va),
-                        other => BuildError::from(other),
-                    },
-                )?;
+            let p = unsafe { mmu.map_leaves(*table, first, &buf[..n as usize]) }
+                .map_err(|e| BuildError::at(va, e))?;
             p.defer();
             Ok(())
         }
