@@ -99,10 +99,6 @@ fn cargo() -> OsString {
 fn command(root: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(cargo());
     cmd.args(args).current_dir(root).stdin(Stdio::null());
-    // `cargo run` sets these for the xtask; they must not leak into the builds it starts.
-    for var in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"] {
-        cmd.env_remove(var);
-    }
     cmd
 }
 

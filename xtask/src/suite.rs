@@ -76,6 +76,7 @@ pub fn run(root: &Path, opts: &SuiteOptions) -> Summary {
     let logs = work.join("logs");
     let _ = std::fs::create_dir_all(&logs);
     let mut summary = Summary::default();
+    let mut boots = 0;
     if !opts.is_complete() {
         say("note: a partial run (--boot-only, --no-boot or a filter): not the whole suite");
     }
@@ -127,23 +128,26 @@ pub fn run(root: &Path, opts: &SuiteOptions) -> Summary {
                 None => Err("image not built".into()),
             };
             summary.record(&test.to_string(), result, t.elapsed());
+            boots += 1;
         }
     }
 
-    say(&format!(
-        "\n{} passed, {} failed",
-        summary.passed.len(),
-        summary.failed.len()
-    ));
     if !summary.failed.is_empty() {
-        say("failures:");
+        say("\nfailures:");
         for (name, reason) in &summary.failed {
             say(&format!("    {name}: {reason}"));
         }
     }
     say(&format!(
-        "(cargo steps, image builds and boot tests; {:.0} s in all)",
+        "\n{} cargo steps and image builds, {} boot tests, {:.0} s in all",
+        summary.passed.len() + summary.failed.len() - boots,
+        boots,
         start.elapsed().as_secs_f64()
+    ));
+    say(&format!(
+        "{} passed, {} failed",
+        summary.passed.len(),
+        summary.failed.len()
     ));
     summary
 }
