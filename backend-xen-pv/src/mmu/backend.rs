@@ -148,7 +148,7 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
                 }),
             ));
         }
-        *storage = Storage::new();
+        storage.reset();
         let mfn_span = p2m
             .entries()
             .iter()

@@ -71,6 +71,10 @@ impl RoRuns {
         self.runs.len()
     }
 
+    pub(crate) fn clear(&mut self) {
+        self.runs.clear();
+    }
+
     pub(crate) fn room(&self) -> usize {
         MAX_RO_RUNS - self.runs.len()
     }
