@@ -6,6 +6,7 @@ use hal_core::memmap::MemRegion;
 use backend_xen_pv::{BootstrapLayout, P2m, RawHypercall, StartInfo, XenHypercalls};
 
 use super::bootstrap::InitialMapping;
+use super::mmu::Backend;
 use crate::Platform;
 
 const PAGE_SIZE: u64 = 4096;
@@ -36,6 +37,8 @@ pub struct XenBoard {
     pub(super) memory_map: [MemRegion; 1],
     pub(super) reserved: heapless::Vec<(u64, u64), 2>,
     pub(super) iopl: bool,
+    /// The MMU backend; from the board's boot on, every page-table change goes through it.
+    pub(super) mmu: hal_core::Mmu<Backend>,
 }
 
 impl XenBoard {

@@ -8,7 +8,10 @@
 use core::fmt::Write;
 
 use backend_xen_pv::hypercall::abi::shutdown;
-use backend_xen_pv::{BootstrapLayout, P2m, RawHypercall, StartInfo, XenErrno, XenHypercalls};
+use backend_xen_pv::{
+    Bootstrap, BootstrapLayout, P2m, RawHypercall, StartInfo, Storage, XenErrno, XenHypercalls,
+    XenPv,
+};
 use hal_core::memmap::{MemRegion, RegionKind};
 use x86_64::instructions::port::Port;
 
@@ -98,6 +101,17 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         logger::init(&shared::EVENT_MASK);
     }
 
+    // The MMU backend takes over page-table changes from here (the shared_info remap above
+    // was the board's last).
+    let bootstrap = Bootstrap::from_start_info(&si, &layout)
+        .unwrap_or_else(|| fail("pt_base outside the initial mapping", si.pt_base()));
+    let storage = Storage::take_static().unwrap_or_else(|| fail("backend storage taken twice", ()));
+    // SAFETY: the walk above checked that the bootstrap tables and the initial mapping are as
+    // start_info says (CR3 is pt_base's frame); from now on only the backend changes page
+    // tables, pins or switches roots.
+    let raw = unsafe { XenPv::new(hv, p2m, &bootstrap, storage) }
+        .unwrap_or_else(|e| fail("MMU backend", e));
+
     let image = (
         &raw const __image_start as u64,
         &raw const __image_end as u64,
@@ -117,6 +131,7 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         shared_info_va,
         image,
         iopl,
+        mmu: hal_core::Mmu::new(raw),
     };
     report(&board);
     let outcome = main(&mut board);

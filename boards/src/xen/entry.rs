@@ -20,7 +20,7 @@
 use backend_xen_pv::hypercall::TrapInfo;
 
 /// Bytes of the stack the entry code switches to.
-pub const STACK_SIZE: usize = 64 * 1024;
+pub const STACK_SIZE: usize = 256 * 1024;
 /// Vectors with a stub in the trap table (2 NMI, 8 #DF, 18 #MC are not delivered this way).
 pub const TRAP_VECTORS: usize = 18;
 

@@ -4,6 +4,8 @@
 //! - [`boot`]: the Rust boot sequence up to `main::<XenBoard>`;
 //! - [`board`]: [`XenBoard`], its [`Platform`](crate::Platform) impl and accessors;
 //! - [`bootstrap`]: the boot-time check of the initial mapping;
+//! - [`mmu`]: the MMU backend (`backend-xen-pv`'s `XenPv`) and the board's
+//!   [`MmuPlatform`](crate::MmuPlatform) impl;
 //! - [`shared`]: the shared_info mapping (event mask, #PF address);
 //! - [`traps`]: the trap table and exception reports.
 //!
@@ -18,6 +20,7 @@ pub mod boot;
 pub mod bootstrap;
 #[cfg(not(test))]
 mod entry;
+pub mod mmu;
 pub mod shared;
 #[cfg(not(test))]
 pub mod traps;
