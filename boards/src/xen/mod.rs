@@ -12,31 +12,37 @@
 //! Console: Xen's (`HYPERVISOR_console_io`). defmt frames: COM2, after `PHYSDEVOP_set_iopl(1)`.
 //! Exit: isa-debug-exit on port 0xf4, or `SCHEDOP_shutdown(reboot)` without I/O privilege.
 
-// The entry, boot and trap code only exist in kernel images (host unit tests link `std`).
+// The entry, boot and trap code only exist in kernel images: `panic = "abort"` builds outside
+// `cfg(test)`. Host unit tests and `cargo test`'s builds of the examples (`panic = "unwind"`,
+// no defmt logger) link `std` and never boot, like the native board's.
 pub mod board;
-#[cfg(not(test))]
+#[cfg(all(panic = "abort", not(test)))]
 #[doc(hidden)]
 pub mod boot;
 pub mod bootstrap;
-#[cfg(not(test))]
+#[cfg(all(panic = "abort", not(test)))]
 mod entry;
 pub mod mmu;
 pub mod shared;
-#[cfg(not(test))]
+#[cfg(all(panic = "abort", not(test)))]
 pub mod traps;
 
 pub use board::XenBoard;
 
 /// The Xen PV board's entry glue: the Rust function the entry stub calls, which boots the
-/// board and runs `main::<XenBoard>`.
+/// board and runs `main::<XenBoard>`. In a `panic = "unwind"` build (`cargo test`) it only
+/// type-checks `main` against the board.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __xen_entry {
     ($main:path) => {
+        #[cfg(panic = "unwind")]
+        const _: fn(&mut $crate::xen::XenBoard) -> $crate::Outcome = $main;
         /// The Xen PV entry's Rust half (called by the board's entry stub).
         ///
         /// # Safety
         /// Only the entry stub calls it, once, with Xen's `rsi` and `rsp`.
+        #[cfg(panic = "abort")]
         #[unsafe(no_mangle)]
         unsafe extern "C" fn __pvmmu_xen_main(start_info: u64, boot_rsp: u64) -> ! {
             // SAFETY: called once by the entry stub, with Xen's rsi and rsp.
