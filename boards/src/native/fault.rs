@@ -58,7 +58,10 @@ pub extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
     });
     let (guard, _) = boot::stack_guard();
     if (guard..guard + 2 * 4096).contains(&frame.rsp) {
-        let _ = writeln!(Console, "    RSP is at the boot stack's guard page: stack overflow");
+        let _ = writeln!(
+            Console,
+            "    RSP is at the boot stack's guard page: stack overflow"
+        );
     }
     let f = frame;
     let _ = writeln!(
