@@ -206,8 +206,13 @@ fn boot_test(test: &BootTest, elf: &Path) -> Result<(), String> {
     };
     let run = boot::boot(elf, &opts).map_err(|e| format!("cannot boot: {e:#}"))?;
     let verdict = checks::check(test, &run);
-    if verdict.is_err() {
-        say(&diagnostics(test, &run));
+    match (&verdict, &run.frames_file) {
+        (Err(_), _) => say(&diagnostics(test, &run)),
+        // An expected failure: its raw frames are of no further use.
+        (Ok(()), Some(frames)) => {
+            let _ = std::fs::remove_file(frames);
+        }
+        (Ok(()), None) => {}
     }
     verdict
 }
