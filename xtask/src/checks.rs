@@ -28,7 +28,11 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<(), String> {
         Expect::DirectMap => {
             passed(run)?;
             let f = Figures::find(&run.defmt_lines).map_err(|e| format!("{e:#}"))?;
-            direct_map_figures(test, &f)
+            direct_map_figures(test, &f)?;
+            if test.board == Board::Xen {
+                crate::budget::check(&run.defmt_lines, f.tail_released)?;
+            }
+            Ok(())
         }
         Expect::FailWith(texts) => {
             failed(run)?;

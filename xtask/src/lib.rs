@@ -8,6 +8,7 @@
 //! `direct_map` example's [`figures`] among them).
 
 pub mod boot;
+pub mod budget;
 pub mod checks;
 pub mod defmt_stream;
 pub mod elf;
