@@ -15,6 +15,8 @@ pub mod mmu;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
 pub mod p2m;
+#[cfg(test)]
+mod scenarios;
 pub mod start_info;
 
 pub use hypercall::{RawHypercall, XenErrno, XenHypercalls};

@@ -3,8 +3,11 @@
 
 #![allow(dead_code)]
 
-use backend_xen_pv::model::{DomainConfig, Model};
-use backend_xen_pv::{Bootstrap, BootstrapLayout, P2m, Phase, StartInfo, Storage, XenPv};
+use std::boxed::Box;
+use std::vec::Vec;
+
+use crate::model::{DomainConfig, Model};
+use crate::{Bootstrap, BootstrapLayout, P2m, Phase, StartInfo, Storage, XenPv};
 use hal_core::direct_map::{self, count_tables, plan::LINUX_PAGE_OFFSET, DirectMapSpec, Target};
 use hal_core::memblock::{Direction, Memblock};
 use hal_core::pgt_buf::Finished;

@@ -4,11 +4,12 @@
 //! refused mid-batch gives errno and applied count, and leaves every frame in the state its
 //! type says.
 
-mod common;
+use super::common;
+use std::vec::Vec;
 
-use backend_xen_pv::mmu::{Call, Op, Rollback};
-use backend_xen_pv::model::{DomainConfig, Fault, PageType};
-use backend_xen_pv::{ReleaseStrategy, XenErrno};
+use crate::mmu::{Call, Op, Rollback};
+use crate::model::{DomainConfig, Fault, PageType};
+use crate::{ReleaseStrategy, XenErrno};
 use common::{boot, direct_map, fill, make_buf, switch, Guest, BASE};
 use hal_core::memblock::Direction;
 use hal_core::pgt_buf::FinishError;

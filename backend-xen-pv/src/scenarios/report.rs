@@ -1,11 +1,12 @@
 //! Hypercalls per phase for a 64 MiB and a 512 MiB guest, batched release vs the seed's
-//! per-page release (`cargo test -p backend-xen-pv --test report -- --nocapture`).
+//! per-page release (`cargo test -p backend-xen-pv report -- --nocapture`).
 
-mod common;
+use super::common;
+use std::println;
 
-use backend_xen_pv::mmu::PhaseCount;
-use backend_xen_pv::model::DomainConfig;
-use backend_xen_pv::{Phase, ReleaseStrategy};
+use crate::mmu::PhaseCount;
+use crate::model::DomainConfig;
+use crate::{Phase, ReleaseStrategy};
 use common::{boot, direct_map};
 
 const HEADROOM: u64 = 64;

@@ -2,10 +2,10 @@
 //! switch + finish) for several memory sizes, checked against the model of Xen's rules; and the
 //! hypercall budgets.
 
-mod common;
+use super::common;
 
-use backend_xen_pv::model::{DomainConfig, Fault, PageType};
-use backend_xen_pv::{Phase, ReleaseStrategy};
+use crate::model::{DomainConfig, Fault, PageType};
+use crate::{Phase, ReleaseStrategy};
 use common::{boot, direct_map, Guest};
 
 const HEADROOM: u64 = 64;

@@ -1,0 +1,9 @@
+//! Scenario tests on the model: the whole direct-map build of `XenPv<Model>`, the refusals
+//! that show the seed's bug, and the per-phase hypercall report. In-crate (not `tests/`), so
+//! the std-using model is never enabled through a dev-dependency that cargo would unify into
+//! the kernel images.
+
+mod common;
+mod direct_map;
+mod refusals;
+mod report;
