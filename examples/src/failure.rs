@@ -53,4 +53,16 @@ pub enum Failure {
         /// The frame.
         pfn: u64,
     },
+    /// A raw hypercall returned something other than what the demonstration expects.
+    Hypercall {
+        /// Which call.
+        what: &'static str,
+        /// What it returned.
+        ret: i64,
+    },
+    /// A store that must fault did not.
+    NoFault {
+        /// The address stored to.
+        va: u64,
+    },
 }

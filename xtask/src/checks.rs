@@ -60,7 +60,57 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<(), String> {
             }
             Ok(())
         }
+        Expect::PassWith(texts) => {
+            passed(run)?;
+            for text in texts {
+                if !run.defmt_lines.iter().any(|l| l.contains(text)) {
+                    return Err(format!("passed, but no defmt line says {text:?}"));
+                }
+            }
+            Ok(())
+        }
+        Expect::SeedBug => seed_bug(run),
     }
+}
+
+/// `seed_bug` under Xen: see [`Expect::SeedBug`].
+fn seed_bug(run: &BootResult) -> Result<(), String> {
+    passed(run)?;
+    if mentions(run, "did not fault") {
+        return Err("the store to the read-only frame did not fault".into());
+    }
+    let result = run
+        .defmt_lines
+        .iter()
+        .find(|l| l.contains("RESULT seed_bug "))
+        .ok_or("no `RESULT seed_bug` defmt line")?;
+    let field = |name: &str| -> Result<&str, String> {
+        result
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+            .ok_or_else(|| format!("the RESULT line has no {name}: {result:?}"))
+    };
+    for (name, want) in [
+        ("pin_writable_errno", "-22"),
+        ("pin_writable_success", "0"),
+        ("pin_readonly", "0"),
+        ("pin_readonly_success", "1"),
+        ("fault", "expected"),
+    ] {
+        let got = field(name)?;
+        if got != want {
+            return Err(format!("{name}={got}, expected {want}: {result:?}"));
+        }
+    }
+    let va = field("fault_va")?;
+    let caught = format!("expected fault caught: #PF at {va} ");
+    if !run.defmt_lines.iter().any(|l| l.contains(&caught)) {
+        return Err(format!("no defmt line says {:?}", caught.trim_end()));
+    }
+    if !run.console_text.contains(&caught) {
+        return Err(format!("the console does not say {:?}", caught.trim_end()));
+    }
+    Ok(())
 }
 
 fn passed(run: &BootResult) -> Result<(), String> {
@@ -314,6 +364,30 @@ mod tests {
         assert!(check(&t, &run(Verdict::Unexpected(0), report, &[])).is_err());
         let other = report.replace("0x0000700000000000", "0x0000000000000000");
         assert!(check(&t, &run(Verdict::Fail, &other, &[])).is_err());
+    }
+
+    #[test]
+    fn seed_bug_needs_the_refusal_and_the_expected_fault() {
+        let t = crate::matrix::XEN
+            .iter()
+            .find(|t| t.example == "seed_bug")
+            .copied()
+            .unwrap();
+        let result = "INFO RESULT seed_bug pin_writable_errno=-22 pin_writable_success=0 \
+                      pin_readonly=0 pin_readonly_success=1 fault=expected fault_va=0x3fe000";
+        let caught = "INFO expected fault caught: #PF at 0x3fe000 (error code 0x3, RIP 0x20ea48)";
+        let console = "expected fault caught: #PF at 0x3fe000 (error code 0x3, RIP 0x20ea48)\n";
+        assert_eq!(
+            check(&t, &run(Verdict::Pass, console, &[result, caught])),
+            Ok(())
+        );
+        assert!(check(&t, &run(Verdict::Fail, console, &[result, caught])).is_err());
+        assert!(check(&t, &run(Verdict::Pass, console, &[result])).is_err());
+        assert!(check(&t, &run(Verdict::Pass, "", &[result, caught])).is_err());
+        let accepted = result.replace("errno=-22", "errno=0");
+        assert!(check(&t, &run(Verdict::Pass, console, &[&accepted, caught])).is_err());
+        let elsewhere = caught.replace("0x3fe000", "0x3fd000");
+        assert!(check(&t, &run(Verdict::Pass, console, &[result, &elsewhere])).is_err());
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! | `boot/native/direct_map@1G[pvmmu.test-memmap=overlap\|unsorted\|zero]` | Fail: the firmware map refused with that error |
 //! | `boot/native/direct_map@1G[pvmmu.test-memmap=tiny]` | Fail: the `pgt_buf` allocation refused |
 //! | `boot/native/fault@1G` | Fail: the board's `#PF` report with CR2 |
+//! | `boot/native/seed_bug@1G` | Pass with `nothing to demonstrate: no hypervisor refuses` |
 //! | `boot/xen/hello@64M`, `boot/xen/direct_map@{64M,512M}`, `boot/xen/fault@64M` | as above, as a Xen PV dom0 |
+//! | `boot/xen/seed_bug@64M` | Pass through the expected `#PF`; the writable pin refused with -22, the read-only one accepted |
 
 use std::fmt;
 
@@ -41,6 +43,12 @@ pub enum Expect {
         /// The faulting address (CR2).
         address: u64,
     },
+    /// The run passes and every one of these texts appears in the decoded defmt lines.
+    PassWith(&'static [&'static str]),
+    /// `seed_bug` under Xen: Pass through the board's *expected* `#PF`, after a `RESULT
+    /// seed_bug` line saying Xen refused the writable pin with -22 and accepted the read-only
+    /// one (0), and `expected fault caught: #PF at` the line's `fault_va`.
+    SeedBug,
 }
 
 /// The images a test boots are built once per feature set of `pvmmu-examples`.
@@ -188,6 +196,13 @@ pub const NATIVE: &[BootTest] = &[
             address: FAULT_ADDRESS,
         },
     ),
+    native(
+        "seed_bug",
+        1024,
+        Expect::PassWith(&[
+            "seed_bug on native-pvh: nothing to demonstrate: no hypervisor refuses",
+        ]),
+    ),
 ];
 
 /// Xen PV dom0 under Xen 4.17 in QEMU; run only when [`XEN_ENABLED`].
@@ -202,6 +217,7 @@ pub const XEN: &[BootTest] = &[
             address: FAULT_ADDRESS,
         },
     ),
+    xen("seed_bug", 64, Expect::SeedBug),
 ];
 
 /// The tests that run: [`NATIVE`], then [`XEN`] when [`XEN_ENABLED`].

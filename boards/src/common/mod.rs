@@ -1,5 +1,5 @@
 //! Pieces shared by both boards: the serial UART, the console registry, the defmt logger on
-//! COM2, the isa-debug-exit device, exception reports, the panic handler, and the `mem*`
+//! COM2, the isa-debug-exit device, exception reports, expected faults (a test facility), the panic handler, and the `mem*`
 //! symbols `core` needs.
 //!
 //! The kernel-only items (`#[panic_handler]`, `#[defmt::global_logger]`, `memcpy` & co.) exist
@@ -8,6 +8,7 @@
 
 pub mod console;
 pub mod exit;
+pub mod expect;
 pub mod fault;
 pub mod logger;
 #[cfg(all(panic = "abort", not(test)))]

@@ -4,7 +4,10 @@
 //! event upcalls masked (our entries ask for it). For a #PF the faulting address is not in a
 //! register: Xen stores it in vCPU 0's `vcpu_info.arch.cr2` in shared_info (read through
 //! [`super::shared`]). The handler reports vector, error code, rip, rsp and that address with
-//! the boards' shared exception report (console and defmt), then exits with `Outcome::Fail`.
+//! the boards' shared exception report (console and defmt), then exits with `Outcome::Fail`,
+//! unless an example armed that very exception with
+//! [`expect_fault`](crate::common::expect::expect_fault): then it logs `expected fault caught`
+//! and exits with `Outcome::Pass`.
 //!
 //! A fault Xen cannot deliver (no stack to push the frame on, a fault before the trap table is
 //! set, a double fault) still crashes the domain; Xen then reboots the machine after 5 seconds
@@ -15,8 +18,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use backend_xen_pv::{RawHypercall, XenErrno, XenHypercalls};
 
 use super::shared;
-use crate::common::exit;
 use crate::common::fault::{report_exception, ExceptionReport, PAGE_FAULT};
+use crate::common::{exit, expect};
 use crate::Outcome;
 
 /// Installs the trap table the entry stubs emitted.
@@ -43,7 +46,7 @@ unsafe extern "C" fn __pvmmu_xen_trap(vector: u64, error: u64, frame: *const [u6
     // SAFETY: the stub passes the address of the five words Xen pushed.
     let [rip, _cs, _rflags, rsp, _ss] = unsafe { frame.read() };
     let vector = vector as u8;
-    report_exception(&ExceptionReport {
+    let report = ExceptionReport {
         vector,
         error_code: if error == !0 { 0 } else { error },
         rip,
@@ -53,6 +56,10 @@ unsafe extern "C" fn __pvmmu_xen_trap(vector: u64, error: u64, frame: *const [u6
         } else {
             None
         },
-    });
+    };
+    if expect::take_matching(&report) {
+        exit::exit(Outcome::Pass);
+    }
+    report_exception(&report);
     exit::exit(Outcome::Fail)
 }
