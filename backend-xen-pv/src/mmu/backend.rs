@@ -381,6 +381,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
             .insert(frames)
             .map_err(|_| err(op, Cause::Capacity(Capacity::Protected)))?;
         let windows = self.windows.clone();
+        let mut changed = false;
         for w in &windows {
             let Some((s, e)) = w.overlap(lo, hi) else {
                 continue;
@@ -421,9 +422,26 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
                     },
                     op,
                 )?;
+                changed = true;
             }
         }
-        self.submit()
+        self.submit()?;
+        if changed {
+            // Xen flushes stale entries itself when the frame's type changes, but until then a
+            // writable TLB entry could outlive the read-only PTE; `protect` promises no
+            // writable mapping from now on, so drop them here (one hypercall).
+            let flush = [MmuextOp {
+                cmd: mmuext::TLB_FLUSH_LOCAL,
+                arg1: 0,
+                arg2: 0,
+            }];
+            // SAFETY: a local TLB flush changes no mapping.
+            let out = unsafe { self.calls().ext(&flush) };
+            if let Some((at, errno, call)) = out.failure {
+                return Err(refused(op, &out, at, errno, call));
+            }
+        }
+        Ok(())
     }
 
     unsafe fn write(
