@@ -10,9 +10,8 @@
 mod cpu;
 mod error;
 mod native;
-mod window;
 
 pub use cpu::{Cpu, HardwareCpu};
 pub use error::NativeError;
+pub use hal_core::Window;
 pub use native::{Counters, Native};
-pub use window::Window;

@@ -6,7 +6,7 @@ use heapless::Vec;
 
 use crate::cpu::Cpu;
 use crate::error::NativeError;
-use crate::window::Window;
+use hal_core::Window;
 
 /// What the backend did, for reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

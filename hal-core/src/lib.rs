@@ -27,6 +27,7 @@ pub mod range;
 pub mod state;
 pub mod table;
 pub mod walk;
+pub mod window;
 
 pub use addr::{Mfn, Pfn, PfnRange, PAGE_SIZE};
 pub use backend::{Caps, PageSizes, RawMmu};
@@ -40,4 +41,5 @@ pub use pte::Pte;
 pub use range::FrameRange;
 pub use state::{Free, PgtReserved, PinnedRO, ReleasedRW, State, StateKind};
 pub use table::{TableBuilder, TableRef};
+pub use window::Window;
 pub use x86_64::structures::paging::PageTableFlags;

@@ -15,7 +15,7 @@ use super::platform::PvPlatform;
 use super::queue::{Calls, Outcome, BATCH};
 use super::records::{Pinned, RangeSet, MAX_PROTECTED};
 use super::storage::Storage;
-use super::window::Window;
+use hal_core::Window;
 
 /// Windows the backend can hold.
 pub const MAX_WINDOWS: usize = 8;

@@ -39,13 +39,12 @@ mod records;
 mod release;
 mod storage;
 mod walk;
-mod window;
 
 pub use backend::{Bootstrap, ReleaseStrategy, XenPv, MAX_WINDOWS};
 pub use counters::{Counters, Phase, PhaseCount};
 pub use error::{Call, Capacity, Cause, Op, Refusal, Rollback, Unsupported, XenPvError};
+pub use hal_core::Window;
 pub use platform::{PvPlatform, M2P_BYTES, M2P_VIRT_START};
 pub use queue::{BATCH, QUEUE_CAP, RELEASE_BATCHES};
 pub use records::{MAX_PINNED, MAX_PROTECTED, MAX_RO_RUNS};
 pub use storage::Storage;
-pub use window::Window;
