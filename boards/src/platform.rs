@@ -29,22 +29,7 @@ pub trait Platform {
     fn cycles(&self) -> u64;
 }
 
-/// The phases of the page-table lifecycle that backends count separately.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
-pub enum Phase {
-    /// Anything else (start-up, verification).
-    Other,
-    /// `PgtBuf::new`: making the buffer page-table-ready (read-only).
-    MakeReadOnly,
-    /// Filling new tables and installing them.
-    FillInstall,
-    /// Pinning the new root and switching to it.
-    Switch,
-    /// `PgtBuf::finish`: releasing the unused tail, batched.
-    Release,
-    /// The same frames released again the way the 2011 seed did: one hypercall per page.
-    SeedRelease,
-}
+pub use hal_core::Phase;
 
 /// A board with an MMU backend: what the page-table examples need beyond [`Platform`].
 pub trait MmuPlatform: Platform {

@@ -1,39 +1,6 @@
 //! Hypercall counters, per phase of the page-table lifecycle.
 
-/// A phase of the page-table lifecycle; the backend counts hypercalls per phase. Set it with
-/// [`XenPv::set_phase`](super::XenPv::set_phase).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Phase {
-    /// Anything else (start-up, verification).
-    Other,
-    /// `PgtBuf::new`: making the buffer read-only.
-    MakeReadOnly,
-    /// Filling new tables and installing them.
-    FillInstall,
-    /// Pinning the new root and switching to it.
-    Switch,
-    /// `PgtBuf::finish`: releasing the unused tail.
-    Release,
-    /// A release measured with the seed's strategy, for comparison.
-    SeedRelease,
-}
-
-impl Phase {
-    /// Every phase, in the order [`Counters::phases`] stores them.
-    pub const ALL: [Phase; 6] = [
-        Phase::Other,
-        Phase::MakeReadOnly,
-        Phase::FillInstall,
-        Phase::Switch,
-        Phase::Release,
-        Phase::SeedRelease,
-    ];
-
-    const fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use hal_core::Phase;
 
 /// What one phase cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! the backend crate's static [`Storage`](backend_xen_pv::Storage).
 
 use backend_xen_pv::mmu::PhaseCount;
-use backend_xen_pv::{Phase as XenPhase, ReleaseStrategy, XenHypercalls, XenPv};
+use backend_xen_pv::{ReleaseStrategy, XenHypercalls, XenPv};
 use hal_core::{Mmu, Pfn, PfnRange};
 
 use super::XenBoard;
@@ -10,28 +10,6 @@ use crate::{MmuPlatform, Phase};
 
 /// The board's backend.
 pub type Backend = XenPv<'static, XenHypercalls>;
-
-fn backend_phase(phase: Phase) -> XenPhase {
-    match phase {
-        Phase::Other => XenPhase::Other,
-        Phase::MakeReadOnly => XenPhase::MakeReadOnly,
-        Phase::FillInstall => XenPhase::FillInstall,
-        Phase::Switch => XenPhase::Switch,
-        Phase::Release => XenPhase::Release,
-        Phase::SeedRelease => XenPhase::SeedRelease,
-    }
-}
-
-fn phase_name(phase: XenPhase) -> &'static str {
-    match phase {
-        XenPhase::Other => "other",
-        XenPhase::MakeReadOnly => "make read-only",
-        XenPhase::FillInstall => "fill and install",
-        XenPhase::Switch => "pin and switch",
-        XenPhase::Release => "release (batched)",
-        XenPhase::SeedRelease => "release (per page, seed)",
-    }
-}
 
 impl MmuPlatform for XenBoard {
     type Backend = Backend;
@@ -53,7 +31,7 @@ impl MmuPlatform for XenBoard {
     }
 
     fn set_phase(&mut self, phase: Phase) {
-        self.mmu.raw_mut().set_phase(backend_phase(phase));
+        self.mmu.raw_mut().set_phase(phase);
     }
 
     fn set_seed_release(&mut self, seed: bool) -> bool {
@@ -68,14 +46,14 @@ impl MmuPlatform for XenBoard {
 
     fn log_counters(&mut self) {
         let counters = *self.mmu.raw().counters();
-        for phase in XenPhase::ALL {
+        for phase in Phase::ALL {
             let c: &PhaseCount = counters.get(phase);
             if c.hypercalls == 0 {
                 continue;
             }
             defmt::info!(
                 "xen-pv hypercalls, {=str}: {=u64} carrying {=u64} entries ({=u64} mmu_update, {=u64} mmuext_op, {=u64} update_va_mapping, {=u64} multicall)",
-                phase_name(phase),
+                phase.name(),
                 c.hypercalls,
                 c.entries,
                 c.mmu_update,
