@@ -16,6 +16,8 @@ pub struct Counters {
     pub entries_written: u64,
     /// Tables pinned (a no-op here, counted for comparison).
     pub pins: u64,
+    /// Tables unpinned (a no-op here, counted).
+    pub unpins: u64,
     /// Root switches.
     pub root_switches: u64,
     /// TLB flushes.
@@ -141,6 +143,11 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
 
     unsafe fn pin(&mut self, _table: Pfn, _level: TableLevel) -> Result<(), NativeError> {
         self.counters.pins += 1;
+        Ok(())
+    }
+
+    unsafe fn unpin(&mut self, _table: Pfn, _level: TableLevel) -> Result<(), NativeError> {
+        self.counters.unpins += 1;
         Ok(())
     }
 

@@ -5,7 +5,9 @@ use backend_native::{Cpu, Native, Window};
 use hal_core::direct_map::{self, plan::LINUX_PAGE_OFFSET, DirectMapSpec, Target};
 use hal_core::memblock::{Direction, Memblock};
 use hal_core::walk::translate;
-use hal_core::{Mmu, PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf, TableBuilder, TableLevel};
+use hal_core::{
+    LiveRoot, Mmu, PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf, TableBuilder, TableLevel,
+};
 
 /// Frames of simulated memory backing the window (pfn 0..FRAMES).
 const FRAMES: u64 = 64;
@@ -45,8 +47,11 @@ fn build_at(mem_bytes: u64, sizes: PageSizes) -> (u64, u64, [u64; 3]) {
     // The boot root (frame 0) maps "the kernel" through slot 0.
     mem[0][0] = (1 << 12) | 3;
     let mut mmu = setup(&mut mem);
+    // SAFETY: the fake CPU's root is frame 0 and nothing else claims the simulated frames.
+    let mut live = unsafe { LiveRoot::adopt_boot_root(&mmu) };
     let mut mb: Memblock<16> = Memblock::new();
-    mb.add_memory(0, FRAMES * 4096).unwrap();
+    // SAFETY: the simulated frames are this memblock's alone.
+    unsafe { mb.add_memory(0, FRAMES * 4096) }.unwrap();
     mb.reserve(0, 2 * 4096).unwrap();
     let ranges = [PfnRange::new(Pfn::new(0).unwrap(), mem_bytes / 4096).unwrap()];
     let spec = DirectMapSpec {
@@ -54,12 +59,16 @@ fn build_at(mem_bytes: u64, sizes: PageSizes) -> (u64, u64, [u64; 3]) {
         page_sizes: sizes,
     };
     let count = direct_map::count_tables(&ranges, &[], &spec, &mmu.caps()).unwrap();
-    let frames = mb
-        .alloc_frames(count.total() + 1 + 4, FRAMES * 4096, Direction::BottomUp)
-        .unwrap();
-    let mut buf = PgtBuf::new(&mut mmu, frames).unwrap();
+    let mut buf = PgtBuf::new(
+        &mut mmu,
+        &mut mb,
+        count.total() + 1 + 4,
+        FRAMES * 4096,
+        Direction::BottomUp,
+    )
+    .unwrap();
     let mut root = TableBuilder::new(buf.alloc().unwrap());
-    assert_eq!(mmu.inherit_root(&mut root, (256, 512)).unwrap(), 1);
+    assert_eq!(mmu.inherit_root(&live, &mut root, (256, 512)).unwrap(), 1);
     // SAFETY: the direct map's virtual range is unused in this test, the frames are not real.
     let built = unsafe {
         direct_map::build(
@@ -74,11 +83,12 @@ fn build_at(mem_bytes: u64, sizes: PageSizes) -> (u64, u64, [u64; 3]) {
     }
     .unwrap();
     built.pending.flush(&mut mmu).unwrap();
-    let (root, p) = mmu.new_table(root).unwrap();
-    p.flush(&mut mmu).unwrap();
-    mmu.pin(&root).unwrap();
+    let root = mmu.new_table(root).unwrap();
+    let root = mmu.pin(root).unwrap();
     // SAFETY: the fake CPU runs nothing.
-    unsafe { mmu.switch_root(&root) }.unwrap();
+    let previous = unsafe { mmu.switch_root(&mut live, root) }.unwrap();
+    assert!(matches!(previous, hal_core::PreviousRoot::Boot(p) if p.as_u64() == 0));
+    let root = &live;
     assert_eq!(buf.used(), count.total() + 1);
     let fin = buf.finish(&mut mmu, &mut mb).unwrap();
     assert_eq!(fin.released.len(), 4);
@@ -95,7 +105,6 @@ fn build_at(mem_bytes: u64, sizes: PageSizes) -> (u64, u64, [u64; 3]) {
     let k = translate(raw, root.pfn(), 0).unwrap();
     assert!(k.is_none() || k.unwrap().level != TableLevel::L4);
     assert!(mem[root.pfn().as_u64() as usize][0] == (1 << 12) | 3);
-    let _live_root = root;
     (count.total(), raw.counters().entries_written, built.pages)
 }
 

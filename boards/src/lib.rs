@@ -30,4 +30,6 @@ pub mod platform;
 pub mod xen;
 
 pub use common::console::PlatformWriter;
-pub use platform::{MmuPlatform, Outcome, Phase, Platform};
+pub use platform::{
+    BoardMemblock, ClaimError, MmuPlatform, Outcome, Phase, Platform, MEMBLOCK_REGIONS,
+};

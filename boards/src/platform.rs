@@ -1,6 +1,47 @@
 //! What every board gives an example: the memory map, a console, cycles, and an exit.
 
+use hal_core::memblock::{MapError, MapReport, Memblock, MemblockError};
 use hal_core::memmap::MemRegion;
+
+/// Region capacity of the memblock a board hands out.
+pub const MEMBLOCK_REGIONS: usize = 128;
+
+/// The memblock a board hands out.
+pub type BoardMemblock = Memblock<MEMBLOCK_REGIONS>;
+
+/// Why [`Platform::take_memblock`] gave nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+pub enum ClaimError {
+    /// The machine's RAM was handed out already: there is one memblock per boot.
+    AlreadyClaimed,
+    /// The firmware map was refused.
+    Map(MapError),
+    /// Reserving one of the board's boot ranges failed.
+    Reserve(MemblockError),
+}
+
+/// Builds the one memblock of the machine from `map`, with `reserved` kept out, unless
+/// `taken` says it was built before.
+///
+/// # Safety
+/// `map` is this machine's memory map (or memory the caller owns), `reserved` covers every
+/// part of its RAM that is in use, and every call for one machine passes the same `taken`.
+pub(crate) unsafe fn claim_memblock(
+    map: &[MemRegion],
+    reserved: &[(u64, u64)],
+    taken: &mut bool,
+) -> Result<(BoardMemblock, MapReport), ClaimError> {
+    if *taken {
+        return Err(ClaimError::AlreadyClaimed);
+    }
+    // SAFETY: the caller's contract: the map is the machine's, claimed once (`taken`).
+    let (mut mb, report) = unsafe { BoardMemblock::from_firmware(map) }.map_err(ClaimError::Map)?;
+    for &(s, e) in reserved {
+        mb.reserve(s, e).map_err(ClaimError::Reserve)?;
+    }
+    *taken = true;
+    Ok((mb, report))
+}
 
 /// How a run ends; the runner maps it to the process exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
@@ -27,6 +68,10 @@ pub trait Platform {
     fn console_write(&mut self, s: &str);
     /// The time-stamp counter.
     fn cycles(&self) -> u64;
+    /// memblock over the machine's RAM (from [`memory_map`](Self::memory_map)) with
+    /// [`reserved`](Self::reserved) kept out. The RAM is claimed once: a second call says
+    /// [`ClaimError::AlreadyClaimed`], so no two memblocks hand out the same frames.
+    fn take_memblock(&mut self) -> Result<(BoardMemblock, MapReport), ClaimError>;
 }
 
 pub use hal_core::Phase;
@@ -38,6 +83,10 @@ pub trait MmuPlatform: Platform {
 
     /// The backend, wrapped in hal-core's typed layer.
     fn mmu(&mut self) -> &mut hal_core::Mmu<Self::Backend>;
+
+    /// The backend and the one handle to the live root, together: hook into the live
+    /// tables with `mmu.hook(root.table(), ..)`, switch with `mmu.switch_root(root, ..)`.
+    fn mmu_and_root(&mut self) -> (&mut hal_core::Mmu<Self::Backend>, &mut hal_core::LiveRoot);
 
     /// New page-table frames must lie below this physical address (bare metal: the end of the
     /// boot identity map, through which the backend stores into them; Xen PV: no limit).

@@ -8,9 +8,10 @@ use boards::{MmuPlatform, Phase};
 use hal_core::direct_map::plan::LINUX_PAGE_OFFSET;
 use hal_core::direct_map::{self, count_tables, BuildError, DirectMapSpec, Target};
 use hal_core::memblock::Direction;
-use hal_core::pgt_buf::FinishError;
+use hal_core::pgt_buf::{FinishError, NewError};
 use hal_core::{
-    BackendError, PageSizes, PageTableFlags, PfnRange, PgtBuf, RawMmu, TableBuilder, TableLevel,
+    BackendError, PageSizes, PageTableFlags, PfnRange, PgtBuf, PreviousRoot, RawMmu, SwitchError,
+    TableBuilder, TableLevel, WriteError,
 };
 use heapless::Vec;
 
@@ -80,23 +81,18 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
     lap(p, "plan");
 
     // pgt_buf: exact count + root + headroom, made read-only before anything is built.
-    let frames = mb
-        .alloc_frames(
-            count.total() + 1 + HEADROOM,
-            p.table_limit(),
-            Direction::BottomUp,
-        )
-        .map_err(|e| {
-            defmt::error!(
-                "pgt_buf: {} frames do not fit: {}",
-                count.total() + 1 + HEADROOM,
-                e
-            );
-            Failure::Memblock(e)
-        })?;
-    defmt::info!("pgt_buf = {}", frames.pfns());
+    let want = count.total() + 1 + HEADROOM;
+    let limit = p.table_limit();
     p.set_phase(Phase::MakeReadOnly);
-    let mut buf = PgtBuf::new(p.mmu(), frames).map_err(|e| backend("PgtBuf::new", &e.error))?;
+    let mut buf =
+        PgtBuf::new(p.mmu(), &mut mb, want, limit, Direction::BottomUp).map_err(|e| match e {
+            NewError::Memblock(e) => {
+                defmt::error!("pgt_buf: {=u64} frames do not fit: {}", want, e);
+                Failure::Memblock(e)
+            }
+            NewError::Protect(e) => backend("PgtBuf::new", &e.error),
+        })?;
+    defmt::info!("pgt_buf = {}", buf.range());
     lap(p, "make read-only");
 
     // Build: a new root that keeps the kernel's mappings, the direct map under it.
@@ -108,10 +104,16 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
     let first_slot = TableLevel::L4.index_of(spec.base);
     let last_pfn = ranges.last().map_or(0, |r| r.end());
     let last_slot = TableLevel::L4.index_of(spec.base + (last_pfn << 12).saturating_sub(1));
-    let inherited = p
-        .mmu()
-        .inherit_root(&mut root, (first_slot, last_slot + 1))
-        .map_err(|_| Failure::Backend("inherit_root", hal_core::ErrorKind::Other))?;
+    let (mmu, live) = p.mmu_and_root();
+    let inherited = mmu
+        .inherit_root(live, &mut root, (first_slot, last_slot + 1))
+        .map_err(|e| match e {
+            WriteError::Backend(e) => backend("inherit_root", &e),
+            WriteError::Entry(e) => {
+                defmt::error!("inherit_root: entry refused: {}", e);
+                Failure::Backend("inherit_root", hal_core::ErrorKind::OutOfRange)
+            }
+        })?;
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
     // SAFETY: the direct map's slots were skipped by inherit_root, so its virtual range is
     // unused; every frame of `ranges` is RAM this kernel owns.
@@ -136,13 +138,10 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
         .pending
         .flush(p.mmu())
         .map_err(|e| backend("flush tables", &e))?;
-    let (root, pending) = p
+    let root = p
         .mmu()
         .new_table(root)
         .map_err(|e| backend("new root", &e.error))?;
-    pending
-        .flush(p.mmu())
-        .map_err(|e| backend("flush root", &e))?;
     defmt::info!(
         "built: {} tables made, {=u64} reused, {=u16} root slots inherited, {=u64} frames read-only",
         built.made,
@@ -154,10 +153,23 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
 
     // Pin and switch.
     p.set_phase(Phase::Switch);
-    p.mmu().pin(&root).map_err(|e| backend("pin root", &e))?;
+    let root = p
+        .mmu()
+        .pin(root)
+        .map_err(|e| backend("pin root", &e.error))?;
+    let (mmu, live) = p.mmu_and_root();
     // SAFETY: the root inherited every present slot of the current root outside the direct
     // map's, so code, stack and data stay mapped where they are.
-    unsafe { p.mmu().switch_root(&root) }.map_err(|e| backend("switch root", &e))?;
+    let previous = unsafe { mmu.switch_root(live, root) }.map_err(|e| match e.error {
+        SwitchError::Backend(e) => backend("switch root", &e),
+        SwitchError::NotLive => Failure::Backend("switch root", hal_core::ErrorKind::Other),
+    })?;
+    let root_pfn = live.pfn();
+    // The boot tables stay: the kernel's image is mapped through the L3/L2 tables they share.
+    let PreviousRoot::Boot(_) = previous else {
+        defmt::error!("switch root: the previous root was not the boot root");
+        return Err(Failure::Backend("switch root", hal_core::ErrorKind::Other));
+    };
     for r in &ranges {
         // SAFETY: the new root is live and maps `r` linearly at the base.
         unsafe {
@@ -170,12 +182,15 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
     lap(p, "pin and switch");
 
     // The hook: finish the buffer.
-    let buf_range = buf.range();
     f.tables_used = buf.used();
     p.set_phase(Phase::Release);
     let fin = buf.finish(p.mmu(), &mut mb).map_err(|e| match e {
         FinishError::Release(e) => backend("finish: release", &e.error),
         FinishError::Memblock(e) => Failure::Memblock(e.error),
+        FinishError::WrongMemblock(_) => {
+            defmt::error!("finish: not the buffer's memblock");
+            Failure::Backend("finish", hal_core::ErrorKind::Other)
+        }
     })?;
     f.tail_released = fin.released.len();
     lap(p, "finish (release tail)");
@@ -223,21 +238,20 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
     // Verify: every leaf by walking, and the CPU through the map on a dense sample.
     let mut read_only: Vec<PfnRange, 16> = Vec::new();
     if caps.tables_read_only {
-        let _ =
-            read_only.push(PfnRange::new(buf_range.start(), fin.used.end()).unwrap_or(buf_range));
+        let _ = read_only.push(fin.used);
         for r in &foreign {
             let _ = read_only.push(*r);
         }
         read_only.sort_unstable_by_key(|r| r.start());
     }
-    let checked = verify::every_leaf(p.mmu(), root.pfn(), &ranges, &read_only, &spec, &caps)?;
+    let checked = verify::every_leaf(p.mmu(), root_pfn, &ranges, &read_only, &spec, &caps)?;
     f.leaves_checked = checked.leaves;
     lap(p, "verify every leaf (walk)");
     // SAFETY: the direct map is live.
     f.pages_touched = unsafe { verify::touch(spec.base, &ranges, 16) };
     lap(p, "touch every 16th page");
-    // The new root stays live for the rest of the kernel's life; it is never retired.
-    let _live_root = root;
+    // The new root stays live for the rest of the kernel's life, owned by the board's
+    // LiveRoot.
 
     defmt::info!("RESULT direct_map {}", f);
     p.log_counters();

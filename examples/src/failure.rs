@@ -11,6 +11,8 @@ pub enum Failure {
     Map(MapError),
     /// memblock refused an operation.
     Memblock(MemblockError),
+    /// The machine's RAM was claimed already (one memblock per boot).
+    Claimed,
     /// The direct map cannot be planned.
     Plan(PlanError),
     /// The buffer cannot hold the tables.

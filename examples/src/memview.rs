@@ -1,6 +1,6 @@
 //! memblock's view of the firmware map, shared by the examples.
 
-use boards::Platform;
+use boards::{ClaimError, Platform};
 use hal_core::memblock::Memblock;
 use hal_core::PfnRange;
 use heapless::Vec;
@@ -8,13 +8,23 @@ use heapless::Vec;
 use crate::Failure;
 
 /// Region capacity of the examples' memblock.
-pub const REGIONS: usize = 128;
+pub const REGIONS: usize = boards::MEMBLOCK_REGIONS;
 
 /// memblock from the board's firmware map, with the board's reservations.
-pub fn memblock<P: Platform>(p: &P) -> Result<Memblock<REGIONS>, Failure> {
-    let (mut mb, report) = Memblock::<REGIONS>::from_firmware(p.memory_map()).map_err(|e| {
-        defmt::error!("firmware memory map refused: {}", e);
-        Failure::Map(e)
+pub fn memblock<P: Platform>(p: &mut P) -> Result<Memblock<REGIONS>, Failure> {
+    let (mb, report) = p.take_memblock().map_err(|e| match e {
+        ClaimError::Map(e) => {
+            defmt::error!("firmware memory map refused: {}", e);
+            Failure::Map(e)
+        }
+        ClaimError::Reserve(e) => {
+            defmt::error!("memblock: reserving a boot range failed: {}", e);
+            Failure::Memblock(e)
+        }
+        ClaimError::AlreadyClaimed => {
+            defmt::error!("memblock: the machine's RAM was claimed already");
+            Failure::Claimed
+        }
     })?;
     defmt::info!(
         "memblock: {=usize} RAM entries, {=u64} KiB RAM, {=u64} bytes trimmed to whole pages",
@@ -22,12 +32,6 @@ pub fn memblock<P: Platform>(p: &P) -> Result<Memblock<REGIONS>, Failure> {
         report.ram_bytes >> 10,
         report.trimmed_bytes
     );
-    for &(s, e) in p.reserved() {
-        mb.reserve(s, e).map_err(|e| {
-            defmt::error!("memblock: reserving a boot range failed: {}", e);
-            Failure::Memblock(e)
-        })?;
-    }
     Ok(mb)
 }
 

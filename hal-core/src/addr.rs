@@ -75,6 +75,10 @@ impl Mfn {
 ///
 /// This is what the raw backend interface speaks; owned runs are
 /// [`FrameRange`](crate::range::FrameRange).
+///
+/// Invariant: `start < MAX_PFN` and `start <= end <= MAX_PFN`, so [`start`](Self::start) is
+/// always a valid [`Pfn`]. An empty range has a position only for ordering: an empty range
+/// that would sit at `MAX_PFN` sits at `MAX_PFN - 1` instead.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PfnRange {
@@ -95,6 +99,37 @@ impl PfnRange {
         }
     }
 
+    /// `[start, end)` from plain numbers, if `start <= end <= MAX_PFN`; an empty range at
+    /// `MAX_PFN` is placed at `MAX_PFN - 1` (see the invariant).
+    pub const fn from_raw(start: u64, end: u64) -> Option<Self> {
+        if start > end || end > MAX_PFN {
+            return None;
+        }
+        if start == MAX_PFN {
+            return Some(Self {
+                start: MAX_PFN - 1,
+                end: MAX_PFN - 1,
+            });
+        }
+        Some(Self { start, end })
+    }
+
+    /// The first `n` frames and the rest (`n` is clamped to the length).
+    pub const fn split_at(&self, n: u64) -> (Self, Self) {
+        let len = self.len();
+        let n = if n < len { n } else { len };
+        let mid = self.start + n;
+        let left = Self {
+            start: self.start,
+            end: mid,
+        };
+        let right = match Self::from_raw(mid, self.end) {
+            Some(r) => r,
+            None => unreachable!(),
+        };
+        (left, right)
+    }
+
     /// The empty range at `at`.
     pub const fn empty(at: Pfn) -> Self {
         Self {
@@ -104,14 +139,15 @@ impl PfnRange {
     }
 
     /// The frames covering the byte range `[start, end)` completely (rounded inward), or
-    /// `None` if the addresses are out of range.
+    /// `None` if the addresses are out of range (a first whole frame at or above
+    /// [`MAX_PFN`], or an end beyond it).
     pub const fn inside_bytes(start: u64, end: u64) -> Option<Self> {
         let s = match start.checked_add(PAGE_SIZE - 1) {
             Some(v) => v >> PAGE_SHIFT,
             None => return None,
         };
         let e = end >> PAGE_SHIFT;
-        if e > MAX_PFN {
+        if e > MAX_PFN || s >= MAX_PFN {
             return None;
         }
         if e < s {

@@ -19,7 +19,8 @@
 //! | [`pin`](RawMmu::pin) | nothing | `MMUEXT_PIN_Ln_TABLE` (Xen validates the tree) |
 //! | [`switch_root`](RawMmu::switch_root) | `mov cr3` | `MMUEXT_NEW_BASEPTR` |
 //! | [`release`](RawMmu::release) | nothing | every read-only mapping becomes writable (`mmu_update` batches) |
-//! | [`retire`](RawMmu::retire) | nothing | `MMUEXT_UNPIN_TABLE` if pinned, then as `release` |
+//! | [`unpin`](RawMmu::unpin) | nothing | `MMUEXT_UNPIN_TABLE` |
+//! | [`retire`](RawMmu::retire) | TLB flush | as `release` |
 
 use crate::addr::{Mfn, Pfn, PfnRange};
 use crate::error::BackendError;
@@ -137,11 +138,19 @@ pub unsafe trait RawMmu {
     /// pinned yet.
     unsafe fn pin(&mut self, table: Pfn, level: TableLevel) -> Result<(), Self::Error>;
 
-    /// Retires table `table`: unpins it if [`pin`](RawMmu::pin) pinned it, then makes every
-    /// mapping of it writable again. Post: the frame is ordinary memory.
+    /// Unpins `table` (Xen: `MMUEXT_UNPIN_TABLE`). Native: nothing.
     ///
     /// # Safety
-    /// `table` is hooked nowhere and is not the current root; nothing will use it as a table.
+    /// `table` was pinned by [`pin`](RawMmu::pin) as a table of `level`, is not the current
+    /// root, and is hooked nowhere.
+    unsafe fn unpin(&mut self, table: Pfn, level: TableLevel) -> Result<(), Self::Error>;
+
+    /// Retires table `table`: makes every mapping of it writable again (a backend that finds
+    /// it still pinned unpins it first). Post: the frame is ordinary memory.
+    ///
+    /// # Safety
+    /// `table` is hooked nowhere, holds no child tables, is not pinned and is not the current
+    /// root; nothing will use it as a table.
     unsafe fn retire(&mut self, table: Pfn, level: TableLevel) -> Result<(), Self::Error>;
 
     /// Switches to root `root` (flushes queued operations first).

@@ -3,13 +3,17 @@
 //!
 //! # For application authors
 //! ```text
-//!  Frame<Free> ──PgtBuf::new / Mmu::protect──▶ Frame<PgtReserved> ──Mmu::new_table──▶ Frame<PinnedRO<L>>
-//!       ▲                                             │                                    │
-//!       │ into_free (pure)                            │ PgtBuf::finish (tail)              │ Mmu::retire
-//!       └────────────────── Frame<ReleasedRW> ◀───────┴────────────────────────────────────┘
+//!  Frame<Free> ──PgtBuf / Mmu::protect──▶ Frame<PgtReserved> ──Mmu::new_table──▶ Frame<PinnedRO<L>> ◀─unpin── Pinned<L>
+//!       ▲                                  │          │                            │      │ ──pin──────▶   │
+//!       │ into_free (pure)   PgtBuf::finish│          │ failed part way            │      │ hook: the tree  │ switch_root:
+//!       │                    Mmu::release  │          ▼                            │      ▼ owns it         ▼ LiveRoot owns it
+//!       └──────────── Frame<ReleasedRW> ◀──┴──── Unsettled ◀── failed part way ────┴── Mmu::retire
+//!                            ▲                     │ Mmu::settle
+//!                            └─────────────────────┘
 //! ```
 //! Writes may be queued by the backend; the methods that queue return a [`Pending`] that must
-//! be flushed (or joined into one that is).
+//! be flushed (or joined into one that is). A method that hands back a typed frame flushes
+//! first: `Ok` means done, so a `Frame<PinnedRO<L>>` is always a complete table.
 
 use typenum::U4;
 
@@ -17,11 +21,13 @@ use crate::addr::{Mfn, Pfn};
 use crate::backend::{Caps, RawMmu};
 use crate::error::Failed;
 use crate::frame::Frame;
-use crate::level::{ChildOf, HasChild, Level};
+use crate::level::{ChildOf, HasChild, Level, TableLevel};
 use crate::pte::Pte;
 use crate::range::FrameRange;
+use crate::root::{LiveRoot, Pinned, PreviousRoot};
 use crate::state::{Free, PgtReserved, PinnedRO, ReleasedRW};
 use crate::table::{EntryError, LeafLevel, TableBuilder, TableRef, ENTRIES};
+use crate::unsettled::Unsettled;
 
 /// Queued page-table updates: they take effect when flushed.
 ///
@@ -111,23 +117,14 @@ impl<B: RawMmu> Mmu<B> {
         self.raw.machine_frame(pfn)
     }
 
-    /// The root table in use now.
-    ///
-    /// The handle's lifetime is the borrow of `self`: switching roots needs `&mut self`.
-    pub fn current_root(&self) -> TableRef<'_, U4> {
-        // SAFETY: the backend reports the live root; it stays the root while `self` is
-        // borrowed shared (switching needs `&mut self`).
-        unsafe { TableRef::from_pfn(self.raw.current_root()) }
-    }
-
     /// `Free` → `PgtReserved`: makes frames page-table-ready (no writable mapping anywhere).
     ///
-    /// On failure the frames come back as `PgtReserved`: some may already be read-only, so
-    /// they need [`release`](Self::release) before they are memory again.
+    /// On failure the frames come back [`Unsettled`]: some may be read-only already, so
+    /// they must be [`settle`](Self::settle)d before they are memory again.
     pub fn protect(
         &mut self,
         frames: FrameRange<Free>,
-    ) -> Result<FrameRange<PgtReserved>, Failed<FrameRange<PgtReserved>, B::Error>> {
+    ) -> Result<FrameRange<PgtReserved>, Failed<Unsettled, B::Error>> {
         // SAFETY: we own the frames (the range is ours) and stop using them as memory: they
         // change type right here whatever the outcome.
         let res = unsafe { self.raw.protect(frames.pfns()) };
@@ -136,18 +133,40 @@ impl<B: RawMmu> Mmu<B> {
             Ok(()) => Ok(frames),
             Err(error) => Err(Failed {
                 error,
-                value: frames,
+                value: Unsettled::new(frames),
             }),
         }
     }
 
     /// `PgtReserved` → `ReleasedRW`: writable again everywhere, in batches; flushes.
+    ///
+    /// On failure the frames come back [`Unsettled`] (part of a batch may have been applied).
     pub fn release(
         &mut self,
         frames: FrameRange<PgtReserved>,
+    ) -> Result<FrameRange<ReleasedRW>, Failed<Unsettled, B::Error>> {
+        self.release_frames(frames).map_err(|f| Failed {
+            error: f.error,
+            value: Unsettled::new(f.value),
+        })
+    }
+
+    /// `Unsettled` → `ReleasedRW`: makes every mapping of the frames writable again (the same
+    /// backend call as [`release`](Self::release); it is idempotent for mappings already
+    /// writable). On failure they stay `Unsettled`.
+    pub fn settle(
+        &mut self,
+        frames: Unsettled,
+    ) -> Result<FrameRange<ReleasedRW>, Failed<Unsettled, B::Error>> {
+        self.release(frames.into_inner())
+    }
+
+    fn release_frames(
+        &mut self,
+        frames: FrameRange<PgtReserved>,
     ) -> Result<FrameRange<ReleasedRW>, Failed<FrameRange<PgtReserved>, B::Error>> {
-        // SAFETY: we own the frames; a PgtReserved frame was never made a table (that would
-        // have turned it into PinnedRO), so none is hooked or pinned.
+        // SAFETY: we own the frames; a PgtReserved (or Unsettled) frame was never made a table
+        // (that would have turned it into PinnedRO) or was retired, so none is hooked or pinned.
         let res = unsafe { self.raw.release(frames.pfns()) }.and_then(|()| self.raw.flush());
         match res {
             Ok(()) => Ok(frames.into_state()),
@@ -158,9 +177,33 @@ impl<B: RawMmu> Mmu<B> {
         }
     }
 
-    /// `PgtReserved` → `PinnedRO<L>`: writes the builder's 512 entries into its frame, which is
-    /// a level-`L` table from then on (owned by the caller, hooked nowhere yet).
+    /// `PgtReserved` → `PinnedRO<L>`: writes the builder's 512 entries into its frame and
+    /// flushes, so that on `Ok` the frame is a complete level-`L` table (owned by the caller,
+    /// hooked nowhere yet). On failure the builder comes back (its frame still
+    /// page-table-ready, its contents unspecified until written again).
     pub fn new_table<L: Level>(
+        &mut self,
+        builder: TableBuilder<L>,
+    ) -> Result<Frame<PinnedRO<L>>, Failed<TableBuilder<L>, B::Error>> {
+        let pfn = builder.pfn();
+        // SAFETY: as in `new_table_queued`.
+        let res = unsafe { self.raw.write(pfn, L::LEVEL, 0, builder.entries()) }
+            .and_then(|()| self.raw.flush());
+        match res {
+            Ok(()) => {
+                let (frame, _) = builder.into_parts();
+                Ok(frame.into_state())
+            }
+            Err(error) => Err(Failed {
+                error,
+                value: builder,
+            }),
+        }
+    }
+
+    /// As [`new_table`](Self::new_table), without the flush: for builders inside hal-core that
+    /// hand the table to a parent at once and flush the whole tree before it is used.
+    pub(crate) fn new_table_queued<L: Level>(
         &mut self,
         builder: TableBuilder<L>,
     ) -> Result<(Frame<PinnedRO<L>>, Pending), Failed<TableBuilder<L>, B::Error>> {
@@ -181,34 +224,88 @@ impl<B: RawMmu> Mmu<B> {
         }
     }
 
-    /// Pins a table as level `L` (Xen validates the tree under it; native: nothing).
-    pub fn pin<L: Level>(&mut self, table: &Frame<PinnedRO<L>>) -> Result<(), B::Error> {
-        self.raw.flush()?;
-        // SAFETY: the frame is a complete level-L table we own (queued writes flushed above).
-        unsafe { self.raw.pin(table.pfn(), L::LEVEL) }
+    /// Pins a table as level `L` (Xen validates the tree under it; native: counted only).
+    /// The table is consumed: a pinned table is a [`Pinned<L>`], which cannot be pinned again.
+    pub fn pin<L: Level>(
+        &mut self,
+        table: Frame<PinnedRO<L>>,
+    ) -> Result<Pinned<L>, Failed<Frame<PinnedRO<L>>, B::Error>> {
+        // SAFETY: the frame is a complete level-L table we own (queued writes flushed first),
+        // hooked nowhere (we own it) and not pinned (a pinned one would be a `Pinned`).
+        let res = self
+            .raw
+            .flush()
+            .and_then(|()| unsafe { self.raw.pin(table.pfn(), L::LEVEL) });
+        match res {
+            Ok(()) => Ok(Pinned::new(table)),
+            Err(error) => Err(Failed {
+                error,
+                value: table,
+            }),
+        }
     }
 
-    /// Makes `root` the live root. The root must map the running kernel: build it from
-    /// [`inherit_root`](Self::inherit_root).
+    /// Unpins a table. The current root is never a `Pinned` the caller holds (the
+    /// [`LiveRoot`] owns it), so it cannot be unpinned.
+    pub fn unpin<L: Level>(
+        &mut self,
+        table: Pinned<L>,
+    ) -> Result<Frame<PinnedRO<L>>, Failed<Pinned<L>, B::Error>> {
+        // SAFETY: `table` was pinned by `pin` (only it makes a `Pinned`) and is not the root
+        // (the root's `Pinned` lives in the `LiveRoot` until `switch_root` hands it back).
+        match unsafe { self.raw.unpin(table.pfn(), L::LEVEL) } {
+            Ok(()) => Ok(table.into_table()),
+            Err(error) => Err(Failed {
+                error,
+                value: table,
+            }),
+        }
+    }
+
+    /// Makes the pinned level-4 table `new` the live root; the previous root comes back.
+    ///
+    /// `live` must be the handle to the root in use (a handle of another address space is
+    /// refused, and `new` comes back).
     ///
     /// # Safety
-    /// `root` maps the running code, stack and data at their current addresses (for example
-    /// through entries inherited from the current root), and was pinned.
-    pub unsafe fn switch_root(&mut self, root: &Frame<PinnedRO<U4>>) -> Result<(), B::Error> {
-        self.raw.flush()?;
-        // SAFETY: the caller's promise above; the frame is a level-4 table we own.
-        unsafe { self.raw.switch_root(root.pfn()) }
+    /// `new` maps the running code, stack and data at their current addresses (for example
+    /// through entries inherited from the current root with
+    /// [`inherit_root`](Self::inherit_root)).
+    pub unsafe fn switch_root(
+        &mut self,
+        live: &mut LiveRoot,
+        new: Pinned<U4>,
+    ) -> Result<PreviousRoot, Failed<Pinned<U4>, SwitchError<B::Error>>> {
+        if live.pfn() != self.raw.current_root() {
+            return Err(Failed {
+                error: SwitchError::NotLive,
+                value: new,
+            });
+        }
+        // SAFETY: the caller's promise above; the frame is a pinned level-4 table we own.
+        let res = self
+            .raw
+            .flush()
+            .and_then(|()| unsafe { self.raw.switch_root(new.pfn()) });
+        match res {
+            Ok(()) => Ok(live.replace(new)),
+            Err(e) => Err(Failed {
+                error: SwitchError::Backend(e),
+                value: new,
+            }),
+        }
     }
 
-    /// Copies the current root's present entries into `builder`, except the slots in `skip`
+    /// Copies the live root's present entries into `builder`, except the slots in `skip`
     /// (`[start, end)`) and the backend's reserved slots: the new root then maps the running
-    /// kernel as the current one does.
+    /// kernel as the current one does. Returns how many were copied.
     pub fn inherit_root(
         &mut self,
+        from: &LiveRoot,
         builder: &mut TableBuilder<U4>,
         skip: (u16, u16),
     ) -> Result<u16, WriteError<B::Error>> {
-        let root = self.raw.current_root();
+        let root = from.pfn();
         let reserved = self.caps().reserved_root_slots;
         let mut copied = 0;
         for i in 0..ENTRIES as u16 {
@@ -218,11 +315,11 @@ impl<B: RawMmu> Mmu<B> {
             }
             let e = self
                 .raw
-                .read(root, crate::level::TableLevel::L4, i)
+                .read(root, TableLevel::L4, i)
                 .map_err(WriteError::Backend)?;
             if e.is_present() {
                 // SAFETY: the entry is live in the current root, which the platform accepted;
-                // the tables it points at stay (we never retire the boot tables).
+                // the tables it points at stay (the boot tables are never retired).
                 unsafe { builder.set_raw(i, e) }.map_err(WriteError::Entry)?;
                 copied += 1;
             }
@@ -247,7 +344,9 @@ impl<B: RawMmu> Mmu<B> {
 
     /// Hooks `child` under slot `index` of the live table `parent`; the tree owns the child
     /// from then on. On Xen, if `parent` is validated, Xen validates `child` (and everything
-    /// under it) here. The child comes back if the slot is taken or the backend refuses.
+    /// under it) when the write is flushed. The child comes back if the slot is taken or the
+    /// backend refuses at once; if the flush of the returned [`Pending`] fails, the child
+    /// belongs to the tree or to nobody (leaked), never to two owners.
     #[allow(clippy::type_complexity)]
     pub fn hook<L: HasChild>(
         &mut self,
@@ -279,7 +378,7 @@ impl<B: RawMmu> Mmu<B> {
     }
 
     /// Writes leaf entries into a live table from slot `first` on. Every target slot must be
-    /// empty.
+    /// empty; nothing is written unless every entry is acceptable.
     ///
     /// # Safety
     /// The virtual pages the slots cover are not otherwise in use, and the frames may be mapped
@@ -292,14 +391,15 @@ impl<B: RawMmu> Mmu<B> {
     ) -> Result<Pending, WriteError<B::Error>> {
         let end = usize::from(first) + entries.len();
         if end > ENTRIES {
-            return Err(WriteError::Entry(EntryError::IndexOutOfRange(end as u16)));
+            let at = u16::try_from(end).unwrap_or(u16::MAX);
+            return Err(WriteError::Entry(EntryError::IndexOutOfRange(at)));
         }
         for (i, e) in (first..).zip(entries) {
             let huge = e.is_huge();
             if !e.is_present() {
                 return Err(WriteError::Entry(EntryError::NotPresent(i)));
             }
-            if huge != (L::LEVEL != crate::level::TableLevel::L1) {
+            if huge != (L::LEVEL != TableLevel::L1) {
                 return Err(WriteError::Entry(EntryError::BadLeaf(i)));
             }
             let old = self
@@ -317,10 +417,12 @@ impl<B: RawMmu> Mmu<B> {
     }
 
     /// Takes the child table behind slot `index` out of the tree and back into the caller's
-    /// ownership (the slot becomes empty).
+    /// ownership (the slot becomes empty). `Ok(None)` if the slot holds no table.
     ///
     /// # Safety
-    /// No [`TableRef`] into the child's subtree is used afterwards.
+    /// The subtree under the slot is the caller's: it was hooked through hal-core by the
+    /// caller (not the boot tables, not the kernel's own mappings), nothing relies on any
+    /// virtual address it maps from now on, and no [`TableRef`] into it is used afterwards.
     #[allow(clippy::type_complexity)]
     pub unsafe fn unhook<L: HasChild>(
         &mut self,
@@ -333,46 +435,87 @@ impl<B: RawMmu> Mmu<B> {
         }
         // SAFETY: the slot belongs to a live table; clearing an entry maps nothing.
         unsafe { self.raw.write(parent.pfn(), L::LEVEL, index, &[Pte::EMPTY]) }?;
-        // SAFETY: the entry pointed at a level L-1 table owned by the tree; it is out of the
-        // tree now and ownership moves to the caller.
+        // SAFETY: the entry pointed at a level L-1 table owned by the tree (the caller's, by
+        // this fn's contract); it is out of the tree now and ownership moves to the caller.
         let child = unsafe { Frame::from_pfn_unchecked(e.pfn()) };
         Ok(Some((child, Pending::one())))
     }
 
-    /// `PinnedRO<L>` → `ReleasedRW`: unpins the table if pinned and makes it writable again.
-    /// Owning the frame proves it is hooked nowhere (hooking gives it to the tree); the current
-    /// root is refused.
+    /// `PinnedRO<L>` → `ReleasedRW`: makes an unpinned table writable again. Owning the frame
+    /// proves it is hooked nowhere (hooking gives it to the tree) and unpinned (a pinned one is
+    /// a [`Pinned`]: [`unpin`](Self::unpin) it first). A table that still points at child
+    /// tables is refused (unhook and retire them first), and so is the current root; both come
+    /// back unchanged. A backend failure part way leaves the frame [`Unsettled`].
     pub fn retire<L: Level>(
         &mut self,
         table: Frame<PinnedRO<L>>,
-    ) -> Result<Frame<ReleasedRW>, Failed<Frame<PinnedRO<L>>, RetireError<B::Error>>> {
+    ) -> Result<Frame<ReleasedRW>, RetireError<L, B::Error>> {
         if table.pfn() == self.raw.current_root() {
-            return Err(Failed {
-                error: RetireError::CurrentRoot,
-                value: table,
-            });
+            return Err(RetireError::CurrentRoot(table));
         }
-        // SAFETY: we own the table, so it is hooked nowhere, and it is not the current root.
-        let res = self
-            .raw
-            .flush()
-            .and_then(|()| unsafe { self.raw.retire(table.pfn(), L::LEVEL) })
-            .and_then(|()| self.raw.flush());
+        if L::LEVEL != TableLevel::L1 {
+            for index in 0..ENTRIES as u16 {
+                match self.raw.read(table.pfn(), L::LEVEL, index) {
+                    Ok(e) if e.is_present() && !e.is_huge() => {
+                        return Err(RetireError::HasChild { index, table })
+                    }
+                    Ok(_) => {}
+                    Err(error) => return Err(RetireError::Unreadable { error, table }),
+                }
+            }
+        }
+        if let Err(error) = self.raw.flush() {
+            return Err(RetireError::Unreadable { error, table });
+        }
+        // SAFETY: we own the table, so it is hooked nowhere; it is not pinned (see above) and
+        // not the current root; it has no children.
+        let res = unsafe { self.raw.retire(table.pfn(), L::LEVEL) }.and_then(|()| self.raw.flush());
+        let frames = FrameRange::from_frame(table).into_state::<PgtReserved>();
         match res {
-            Ok(()) => Ok(table.into_state()),
-            Err(e) => Err(Failed {
-                error: RetireError::Backend(e),
-                value: table,
-            }),
+            Ok(()) => {
+                let mut r = frames.into_state::<ReleasedRW>();
+                match r.pop_front() {
+                    Some(f) => Ok(f),
+                    None => unreachable!("a one-frame range"),
+                }
+            }
+            Err(error) => Err(RetireError::Backend(Failed {
+                error,
+                value: Unsettled::new(frames),
+            })),
         }
     }
 }
 
 /// Why a table could not be retired.
 #[derive(Debug)]
-pub enum RetireError<E> {
-    /// It is the live root.
-    CurrentRoot,
+pub enum RetireError<L: Level, E> {
+    /// It is the live root; it comes back.
+    CurrentRoot(Frame<PinnedRO<L>>),
+    /// Entry `index` points at a child table; the table comes back unchanged.
+    HasChild {
+        /// The first slot that holds a table.
+        index: u16,
+        /// The table.
+        table: Frame<PinnedRO<L>>,
+    },
+    /// The backend could not read the table or flush earlier work; nothing was changed.
+    Unreadable {
+        /// The backend's error.
+        error: E,
+        /// The table.
+        table: Frame<PinnedRO<L>>,
+    },
+    /// The backend failed part way: the frame is no table any more, its mappings may be
+    /// partly writable.
+    Backend(Failed<Unsettled, E>),
+}
+
+/// Why [`Mmu::switch_root`] refused.
+#[derive(Debug)]
+pub enum SwitchError<E> {
+    /// The [`LiveRoot`] given is not the root in use.
+    NotLive,
     /// The backend refused.
     Backend(E),
 }

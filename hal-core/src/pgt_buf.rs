@@ -7,12 +7,14 @@
 //! made writable again (on Xen PV) before anyone else may use it*. Here that is
 //! [`PgtBuf::finish`], and it consumes the buffer:
 //!
-//! - [`PgtBuf::new`] takes [`Free`] frames and makes every one of them page-table-ready
-//!   through the backend (Xen PV: read-only everywhere) before any table is built;
+//! - [`PgtBuf::new`] allocates the buffer's frames from a memblock and makes every one of
+//!   them page-table-ready through the backend (Xen PV: read-only everywhere) before any
+//!   table is built; the buffer remembers which memblock it came from;
 //! - [`PgtBuf::alloc`] hands out [`PgtReserved`] frames from `start` upward; `end` moves up;
 //! - [`PgtBuf::finish`] releases the tail `[end, top)` through the backend in batches
-//!   (Xen PV: writable again everywhere) and gives it back to memblock as free memory.
-//!   `[start, end)` stays reserved in memblock: those frames are tables now.
+//!   (Xen PV: writable again everywhere) and gives it back, as free memory, to the memblock
+//!   the buffer came from (any other is refused). `[start, end)` stays reserved in memblock:
+//!   those frames are tables now.
 //!
 //! A tail frame cannot reach anyone as memory before `finish`: the buffer holds it as
 //! `PgtReserved`, and there is no conversion from `PgtReserved` to `Free`.
@@ -21,10 +23,11 @@ use crate::addr::{Pfn, PfnRange};
 use crate::backend::RawMmu;
 use crate::error::Failed;
 use crate::frame::Frame;
-use crate::memblock::{Memblock, MemblockError};
+use crate::memblock::{Direction, Memblock, MemblockError, MemblockId};
 use crate::mmu::Mmu;
 use crate::range::FrameRange;
 use crate::state::{Free, PgtReserved};
+use crate::unsettled::Unsettled;
 
 /// The page-table buffer. Not `Copy`, not `Clone`; [`finish`](PgtBuf::finish) consumes it.
 #[derive(Debug)]
@@ -33,6 +36,8 @@ pub struct PgtBuf {
     /// Frames not handed out yet, `[end, top)`.
     rest: FrameRange<PgtReserved>,
     start: Pfn,
+    top: u64,
+    owner: MemblockId,
 }
 
 /// The buffer has no frame left.
@@ -47,10 +52,23 @@ pub struct Exhausted {
 /// says; the used part `[start, end)` stays reserved as tables either way.
 #[derive(Debug)]
 pub enum FinishError<E> {
-    /// The backend could not make the tail writable: it is still `PgtReserved`.
-    Release(Failed<FrameRange<PgtReserved>, E>),
+    /// The memblock given is not the one the buffer came from: nothing was done, the buffer
+    /// comes back.
+    WrongMemblock(PgtBuf),
+    /// The backend could not make the tail writable: it is [`Unsettled`].
+    Release(Failed<Unsettled, E>),
     /// memblock could not take the tail back: it is `Free` and yours.
     Memblock(Failed<FrameRange<Free>, MemblockError>),
+}
+
+/// Why [`PgtBuf::new`] failed.
+#[derive(Debug)]
+pub enum NewError<E> {
+    /// memblock had no room: nothing changed.
+    Memblock(MemblockError),
+    /// The backend could not make the frames page-table-ready: they are [`Unsettled`]
+    /// (still reserved in memblock).
+    Protect(Failed<Unsettled, E>),
 }
 
 /// What [`PgtBuf::finish`] did.
@@ -64,17 +82,36 @@ pub struct Finished {
 }
 
 impl PgtBuf {
-    /// Makes `frames` page-table-ready through the backend and turns them into a buffer.
+    /// Allocates `count` contiguous frames below `limit` from `memblock` and makes them
+    /// page-table-ready through the backend: the buffer. It belongs to `memblock`:
+    /// [`finish`](Self::finish) gives the tail back to it and refuses any other.
     ///
-    /// On failure the frames come back as `PgtReserved` (some may be read-only already): give
-    /// them to [`Mmu::release`] before using them as memory.
-    pub fn new<B: RawMmu>(
+    /// On a backend failure the frames come back [`Unsettled`] (some may be read-only
+    /// already): [`Mmu::settle`] them before using them as memory.
+    pub fn new<B: RawMmu, const N: usize>(
         mmu: &mut Mmu<B>,
-        frames: FrameRange<Free>,
-    ) -> Result<Self, Failed<FrameRange<PgtReserved>, B::Error>> {
+        memblock: &mut Memblock<N>,
+        count: u64,
+        limit: u64,
+        dir: Direction,
+    ) -> Result<Self, NewError<B::Error>> {
+        let frames = memblock
+            .alloc_frames(count, limit, dir)
+            .map_err(NewError::Memblock)?;
         let start = frames.pfns().start();
-        let rest = mmu.protect(frames)?;
-        Ok(Self { rest, start })
+        let top = frames.pfns().end();
+        let rest = mmu.protect(frames).map_err(NewError::Protect)?;
+        Ok(Self {
+            rest,
+            start,
+            top,
+            owner: memblock.id(),
+        })
+    }
+
+    /// The memblock the buffer came from.
+    pub fn owner(&self) -> MemblockId {
+        self.owner
     }
 
     /// Hands out the next frame, from `start` upward.
@@ -86,10 +123,11 @@ impl PgtBuf {
     /// Takes back the frame handed out last (for a builder that has to give up), so that it
     /// is part of the tail again. Any other frame is refused and returned.
     pub fn unalloc(&mut self, frame: Frame<PgtReserved>) -> Result<(), Frame<PgtReserved>> {
-        if frame.pfn().as_u64() + 1 != self.rest.pfns().start().as_u64() || self.used() == 0 {
+        if self.used() == 0 || frame.pfn().as_u64() + 1 != self.end() {
             return Err(frame);
         }
         let rest = core::mem::replace(&mut self.rest, FrameRange::empty(self.start));
+        // `join` of a one-frame run and the run right after it.
         match FrameRange::from_frame(frame).join(rest) {
             Ok(joined) => {
                 self.rest = joined;
@@ -104,24 +142,35 @@ impl PgtBuf {
         self.start
     }
 
-    /// `end`: the first frame not handed out.
-    pub fn end(&self) -> Pfn {
-        self.rest.pfns().start()
+    /// `end`: the first frame not handed out (as a number: it may equal `MAX_PFN`).
+    pub fn end(&self) -> u64 {
+        self.top - self.rest.len()
     }
 
     /// `top`: one past the buffer.
     pub fn top(&self) -> u64 {
-        self.rest.pfns().end()
+        self.top
     }
 
     /// The whole buffer `[start, top)`.
     pub fn range(&self) -> PfnRange {
-        PfnRange::new(self.start, self.top()).expect("start <= top")
+        match PfnRange::new(self.start, self.top) {
+            Some(r) => r,
+            None => unreachable!("start <= top <= MAX_PFN by construction"),
+        }
+    }
+
+    /// `[start, end)`: the frames handed out.
+    pub fn used_range(&self) -> PfnRange {
+        match PfnRange::new(self.start, self.end()) {
+            Some(r) => r,
+            None => unreachable!("start <= end <= top"),
+        }
     }
 
     /// Frames handed out.
     pub fn used(&self) -> u64 {
-        self.end().as_u64() - self.start.as_u64()
+        self.end() - self.start.as_u64()
     }
 
     /// Frames left.
@@ -137,12 +186,18 @@ impl PgtBuf {
     /// The `pagetable_reserve` hook: `[start, end)` stays reserved as page tables; the tail
     /// `[end, top)` is released through the backend (batched; Xen PV: writable again
     /// everywhere) and returned to memblock as free memory. Consumes the buffer.
+    ///
+    /// `memblock` must be the one the buffer came from ([`owner`](Self::owner)); another is
+    /// refused before anything is done.
     pub fn finish<B: RawMmu, const N: usize>(
         self,
         mmu: &mut Mmu<B>,
         memblock: &mut Memblock<N>,
     ) -> Result<Finished, FinishError<B::Error>> {
-        let used = PfnRange::new(self.start, self.end().as_u64()).expect("start <= end");
+        if memblock.id() != self.owner {
+            return Err(FinishError::WrongMemblock(self));
+        }
+        let used = self.used_range();
         let tail = self.rest;
         let released = tail.pfns();
         let tail = mmu.release(tail).map_err(FinishError::Release)?;

@@ -54,12 +54,7 @@ impl<S: State> FrameRange<S> {
 
     /// Splits into the first `n` frames and the rest (`n` is clamped to the length).
     pub fn split_at(self, n: u64) -> (Self, Self) {
-        let n = n.min(self.len());
-        let start = self.pfns.start();
-        let mid = start.checked_add(n).expect("inside the range");
-        let end = self.pfns.end();
-        let left = PfnRange::new(start, mid.as_u64()).expect("ordered");
-        let right = PfnRange::new(mid, end).expect("ordered");
+        let (left, right) = self.pfns.split_at(n);
         self.into_parts(left, right)
     }
 
@@ -69,11 +64,7 @@ impl<S: State> FrameRange<S> {
             return None;
         }
         let first = self.pfns.start();
-        let rest = PfnRange::new(
-            first.checked_add(1).expect("inside the range"),
-            self.pfns.end(),
-        )
-        .expect("ordered");
+        let (_, rest) = self.pfns.split_at(1);
         self.pfns = rest;
         // SAFETY: the frame was owned by this range in state `S` and is removed from it.
         Some(unsafe { Frame::from_pfn_unchecked(first) })
@@ -81,6 +72,10 @@ impl<S: State> FrameRange<S> {
 
     /// Joins `other` if it starts where `self` ends; otherwise gives both back.
     pub fn join(self, other: Self) -> Result<Self, (Self, Self)> {
+        if self.is_empty() {
+            crate::frame::handed_over(self);
+            return Ok(other);
+        }
         if self.pfns.end() == other.pfns.start().as_u64() {
             let joined = PfnRange::new(self.pfns.start(), other.pfns.end()).expect("ordered");
             crate::frame::handed_over(other);
@@ -100,7 +95,11 @@ impl<S: State> FrameRange<S> {
         let pfn = frame.pfn();
         crate::frame::handed_over(frame);
         Self {
-            pfns: PfnRange::new(pfn, pfn.as_u64() + 1).expect("pfn below MAX_PFN"),
+            pfns: match PfnRange::new(pfn, pfn.as_u64() + 1) {
+                Some(r) => r,
+                // A Pfn is below MAX_PFN, so pfn + 1 <= MAX_PFN.
+                None => unreachable!(),
+            },
             _state: PhantomData,
         }
     }

@@ -10,13 +10,13 @@ use hal_core::direct_map::plan::LINUX_PAGE_OFFSET;
 use hal_core::direct_map::{self, count_tables, BuildError, DirectMapSpec, Target};
 use hal_core::memblock::{Direction, Region};
 use hal_core::memmap::{MemRegion, RegionKind};
-use hal_core::mmu::{RetireError, WriteError};
-use hal_core::pgt_buf::FinishError;
+use hal_core::mmu::{RetireError, SwitchError, WriteError};
+use hal_core::pgt_buf::{FinishError, NewError};
 use hal_core::table::EntryError;
 use hal_core::{
     AnyFrame, BackendError, Caps, ChildOf, ErrorKind, Frame, FrameRange, Free, PageSizes,
-    PageTableFlags, PgtBuf, PgtReserved, PinnedRO, Pte, RawMmu, ReleasedRW, Root, StateKind,
-    TableBuilder, TableLevel,
+    PageTableFlags, PgtBuf, PgtReserved, Pinned, PinnedRO, PreviousRoot, Pte, RawMmu, ReleasedRW,
+    Root, StateKind, TableBuilder, TableLevel, Unsettled,
 };
 
 type L4 = Root;
@@ -58,16 +58,22 @@ fn buffer(w: &mut World, headroom: u64) -> (PgtBuf, u64) {
         vec![]
     };
     let count = count_tables(&w.ranges, &ro, &spec(), &c).unwrap().total();
-    let frames =
-        w.mb.alloc_frames(count + 1 + headroom, u64::MAX, Direction::BottomUp)
-            .unwrap();
-    (PgtBuf::new(&mut w.mmu, frames).unwrap(), count)
+    let buf = PgtBuf::new(
+        &mut w.mmu,
+        &mut w.mb,
+        count + 1 + headroom,
+        u64::MAX,
+        Direction::BottomUp,
+    )
+    .unwrap();
+    (buf, count)
 }
 
 /// Builds the direct map under a new root, pins and switches to it, registers the windows.
-fn built(w: &mut World, buf: &mut PgtBuf) -> Frame<PinnedRO<L4>> {
+/// The new root is `w.live` afterwards.
+fn built(w: &mut World, buf: &mut PgtBuf) {
     let mut root = TableBuilder::new(buf.alloc().unwrap());
-    w.mmu.inherit_root(&mut root, (273, 274)).unwrap();
+    w.mmu.inherit_root(&w.live, &mut root, (273, 274)).unwrap();
     let ranges = w.ranges.clone();
     // SAFETY: the direct map's slot is empty in the new root.
     let b = unsafe {
@@ -82,11 +88,11 @@ fn built(w: &mut World, buf: &mut PgtBuf) -> Frame<PinnedRO<L4>> {
         )
     }
     .unwrap();
-    let (root, p) = w.mmu.new_table(root).unwrap();
-    p.join(b.pending).flush(&mut w.mmu).unwrap();
-    w.mmu.pin(&root).unwrap();
+    b.pending.flush(&mut w.mmu).unwrap();
+    let root = w.mmu.new_table(root).unwrap();
+    let root = w.mmu.pin(root).unwrap();
     // SAFETY: the root inherited the kernel's slot.
-    unsafe { w.mmu.switch_root(&root) }.unwrap();
+    let _boot = unsafe { w.mmu.switch_root(&mut w.live, root) }.unwrap();
     for r in &ranges {
         // SAFETY: mapped at the base by the new root.
         unsafe {
@@ -96,30 +102,33 @@ fn built(w: &mut World, buf: &mut PgtBuf) -> Frame<PinnedRO<L4>> {
         }
         .unwrap();
     }
-    root
 }
 
 #[test]
-fn protect_refused_frames_come_back_reserved() {
+fn protect_refused_frames_come_back_unsettled() {
     for c in [caps::NATIVE, caps::XEN] {
         let mut w = small(c);
         let before = snap(&w);
-        let frames = w.mb.alloc_frames(8, u64::MAX, Direction::TopDown).unwrap();
-        let pfns = frames.pfns();
         w.mmu.raw_mut().fail(Op::Protect, 1, ErrorKind::Busy, 3);
-        let f = PgtBuf::new(&mut w.mmu, frames).unwrap_err();
+        let NewError::Protect(f) =
+            PgtBuf::new(&mut w.mmu, &mut w.mb, 8, u64::MAX, Direction::TopDown).unwrap_err()
+        else {
+            panic!("not a protect failure")
+        };
         assert_eq!(f.kind(), ErrorKind::Busy);
         assert_eq!(
             (f.error.op, f.error.kind, f.error.applied),
             (Op::Protect, ErrorKind::Busy, 3)
         );
-        // The frames come back as PgtReserved: some may be read-only already.
-        let value: FrameRange<PgtReserved> = f.value;
-        assert_eq!(value.pfns(), pfns);
+        // The frames come back Unsettled: some may be read-only already, some not, so they
+        // are neither page-table-ready nor memory.
+        let value: Unsettled = f.value;
+        let pfns = value.pfns();
+        assert_eq!(pfns.len(), 8);
         let protected: Vec<u64> = w.mmu.raw().states().keys().copied().collect();
         assert!(pfns.iter().take(3).all(|p| protected.contains(&p.as_u64())));
-        // Only a release makes them memory again; then memblock takes them back.
-        let released: FrameRange<ReleasedRW> = w.mmu.release(value).unwrap();
+        // Only settling makes them memory again; then memblock takes them back.
+        let released: FrameRange<ReleasedRW> = w.mmu.settle(value).unwrap();
         assert!(pfns
             .iter()
             .all(|p| w.mmu.raw().state_of(p.as_u64()).is_none()));
@@ -138,13 +147,13 @@ fn release_refused_then_retried() {
     w.mmu.raw_mut().fail(Op::Release, 1, ErrorKind::Refused, 1);
     let f = w.mmu.release(reserved).unwrap_err();
     assert_eq!(f.error.kind, ErrorKind::Refused);
-    let again: FrameRange<PgtReserved> = f.value;
+    let again: Unsettled = f.value;
     assert_eq!(again.pfns(), pfns);
-    // The flush after a successful release can fail too: still PgtReserved.
+    // The flush after a successful release can fail too: still Unsettled.
     w.mmu.raw_mut().fail(Op::Flush, 1, ErrorKind::Other, 0);
-    let f = w.mmu.release(again).unwrap_err();
+    let f = w.mmu.settle(again).unwrap_err();
     assert_eq!((f.error.op, f.error.kind), (Op::Flush, ErrorKind::Other));
-    let free = w.mmu.release(f.value).unwrap().into_free();
+    let free = w.mmu.settle(f.value).unwrap().into_free();
     w.mb.free_frames(free).unwrap();
     assert!(w.mmu.raw().violations.is_empty());
 }
@@ -154,7 +163,7 @@ fn finish_with_release_refused() {
     let mut w = small(caps::XEN);
     let (mut buf, count) = buffer(&mut w, 10);
     let whole = buf.range();
-    let root = built(&mut w, &mut buf);
+    built(&mut w, &mut buf);
     assert_eq!(buf.used(), count + 1);
     let before = snap(&w);
     w.mmu.raw_mut().fail(Op::Release, 1, ErrorKind::Refused, 4);
@@ -163,7 +172,7 @@ fn finish_with_release_refused() {
         panic!("{err:?}")
     };
     assert_eq!(f.error.op, Op::Release);
-    let tail: FrameRange<PgtReserved> = f.value;
+    let tail: Unsettled = f.value;
     assert_eq!(tail.pfns().end(), whole.end());
     assert_eq!(tail.len(), 10);
     // memblock untouched: the whole buffer is still reserved.
@@ -176,14 +185,13 @@ fn finish_with_release_refused() {
         .count();
     assert_eq!(plain, 4);
     // Retry: released, then memblock takes them.
-    let tail = w.mmu.release(tail).unwrap().into_free();
+    let tail = w.mmu.settle(tail).unwrap().into_free();
     let tail_pfns = tail.pfns();
     w.mb.free_frames(tail).unwrap();
     let free: Vec<_> = w.mb.free_ranges().collect();
     let (s, e) = tail_pfns.bytes();
     assert!(free.iter().any(|r| r.start() <= s && e <= r.end()));
     assert!(w.mmu.raw().violations.is_empty());
-    let _ = root;
 }
 
 #[test]
@@ -195,7 +203,8 @@ fn finish_with_memblock_full() {
     // the tail back splits a region.
     let guard = w.mb.alloc_frame(u64::MAX, Direction::BottomUp).unwrap();
     assert_eq!(guard.pfn().as_u64(), top);
-    let root = built(&mut w, &mut buf);
+    built(&mut w, &mut buf);
+    let root = w.live.pfn();
     // Fill the reserved set (reservations outside memory are allowed).
     let mut i = 0;
     while w.mb.reserved().len() < common::N {
@@ -216,14 +225,14 @@ fn finish_with_memblock_full() {
     assert_eq!(snap(&w), before);
     for p in tail.pfns().iter() {
         assert!(w.mmu.raw().state_of(p.as_u64()).is_none());
-        let t =
-            hal_core::walk::translate(w.mmu.raw_mut(), root.pfn(), LINUX_PAGE_OFFSET + p.addr())
-                .unwrap()
-                .unwrap();
+        let t = hal_core::walk::translate(w.mmu.raw_mut(), root, LINUX_PAGE_OFFSET + p.addr())
+            .unwrap()
+            .unwrap();
         assert!(t.leaf.flags().contains(PageTableFlags::WRITABLE), "{p:?}");
     }
     // Room again: memblock takes the tail.
-    w.mb.unreserve(1 << 40, (1 << 40) + 0x1000).unwrap();
+    // SAFETY: the test's own reservation outside memory; nobody holds frames of it.
+    unsafe { w.mb.unreserve(1 << 40, (1 << 40) + 0x1000) }.unwrap();
     w.mb.free_frames(tail).unwrap();
     w.mb.free_frame(guard).unwrap();
     assert!(w.mmu.raw().violations.is_empty());
@@ -236,7 +245,7 @@ fn build_with_writes_refused() {
         let (mut buf, count) = buffer(&mut w, 5);
         let whole = buf.range();
         let mut root = TableBuilder::new(buf.alloc().unwrap());
-        w.mmu.inherit_root(&mut root, (273, 274)).unwrap();
+        w.mmu.inherit_root(&w.live, &mut root, (273, 274)).unwrap();
         w.mmu.raw_mut().fail(Op::Write, nth, ErrorKind::Refused, 0);
         let ranges = w.ranges.clone();
         // SAFETY: the direct map's slot is empty in the new root.
@@ -258,7 +267,7 @@ fn build_with_writes_refused() {
         };
         assert!(buf.used() <= count + 1);
         // The tables made so far stay in the used part: read-only, never memory.
-        let used_end = buf.end().as_u64();
+        let used_end = buf.end();
         let before = snap(&w);
         let fin = buf.finish(&mut w.mmu, &mut w.mb).unwrap();
         assert_eq!(fin.used.end(), used_end);
@@ -285,7 +294,8 @@ fn build_with_writes_refused() {
 fn before_free(s: &Snapshot) -> u64 {
     let mut mb = hal_core::memblock::Memblock::<{ common::N }>::new();
     for r in &s.0 {
-        mb.add_memory(r.start(), r.end()).unwrap();
+        // SAFETY: a scratch memblock over the same test memory; it hands nothing out.
+        unsafe { mb.add_memory(r.start(), r.end()) }.unwrap();
     }
     for r in &s.1 {
         mb.reserve(r.start(), r.end()).unwrap();
@@ -309,8 +319,13 @@ fn new_table_refused_builder_comes_back() {
     assert_eq!(t.pfn(), pfn);
     assert_eq!(t.entry(7).unwrap().pfn().as_u64(), data);
     assert_eq!(w.mmu.raw().state_of(pfn.as_u64()), Some(FState::Protected));
-    let (table, p) = w.mmu.new_table(t).unwrap();
-    p.flush(&mut w.mmu).unwrap();
+    // A refused flush after the write gives the builder back as well: `Ok` means written.
+    w.mmu.raw_mut().fail(Op::Flush, 1, ErrorKind::Other, 0);
+    let f = w.mmu.new_table(t).unwrap_err();
+    assert_eq!(f.error.op, Op::Flush);
+    let t: TableBuilder<L1> = f.value;
+    let table = w.mmu.new_table(t).unwrap();
+    assert_eq!(w.mmu.raw().queued(), 0, "Ok from new_table means written");
     let _: &Frame<PinnedRO<L1>> = &table;
     assert_eq!(
         w.mmu.raw().state_of(pfn.as_u64()),
@@ -330,60 +345,97 @@ fn pin_and_switch_refused() {
     let mut w = small(caps::XEN);
     let (mut buf, _) = buffer(&mut w, 4);
     let mut root = TableBuilder::<L4>::new(buf.alloc().unwrap());
-    w.mmu.inherit_root(&mut root, (273, 274)).unwrap();
-    let (root, p) = w.mmu.new_table(root).unwrap();
-    p.flush(&mut w.mmu).unwrap();
+    w.mmu.inherit_root(&w.live, &mut root, (273, 274)).unwrap();
+    let root = w.mmu.new_table(root).unwrap();
     let boot = w.mmu.raw().root();
     w.mmu.raw_mut().fail(Op::Pin, 1, ErrorKind::Refused, 0);
-    assert_eq!(w.mmu.pin(&root).unwrap_err().op, Op::Pin);
-    // Switching to an unpinned root is refused by the backend (Xen: -EINVAL).
-    // SAFETY: the root inherited the kernel's slot.
-    let e = unsafe { w.mmu.switch_root(&root) }.unwrap_err();
-    assert_eq!((e.op, e.kind), (Op::SwitchRoot, ErrorKind::Refused));
-    w.mmu.raw_mut().violations.clear();
-    w.mmu.pin(&root).unwrap();
-    w.mmu.raw_mut().fail(Op::SwitchRoot, 1, ErrorKind::Busy, 0);
-    // SAFETY: as above.
-    let e = unsafe { w.mmu.switch_root(&root) }.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Busy);
-    assert_eq!(w.mmu.raw().root(), boot, "still on the boot root");
-    // SAFETY: as above.
-    unsafe { w.mmu.switch_root(&root) }.unwrap();
-    assert_eq!(w.mmu.raw().root(), root.pfn().as_u64());
-    // The live root cannot be retired; it comes back.
-    let f = w.mmu.retire(root).unwrap_err();
-    assert!(matches!(f.error, RetireError::CurrentRoot));
+    let f = w.mmu.pin(root).unwrap_err();
+    assert_eq!(f.error.op, Op::Pin);
+    // The table comes back unpinned; pin it for real.
     let root: Frame<PinnedRO<L4>> = f.value;
+    let root: Pinned<L4> = w.mmu.pin(root).unwrap();
+    w.mmu.raw_mut().fail(Op::SwitchRoot, 1, ErrorKind::Busy, 0);
+    // SAFETY: the root inherited the kernel's slot.
+    let f = unsafe { w.mmu.switch_root(&mut w.live, root) }.unwrap_err();
+    assert!(matches!(
+        f.error,
+        SwitchError::Backend(SimError {
+            kind: ErrorKind::Busy,
+            ..
+        })
+    ));
+    assert_eq!(w.mmu.raw().root(), boot, "still on the boot root");
+    assert_eq!(
+        w.live.pfn().as_u64(),
+        boot,
+        "the handle still names the boot root"
+    );
+    let root: Pinned<L4> = f.value;
+    let root_pfn = root.pfn();
+    // SAFETY: as above.
+    let previous = unsafe { w.mmu.switch_root(&mut w.live, root) }.unwrap();
+    assert!(matches!(previous, PreviousRoot::Boot(p) if p.as_u64() == boot));
+    assert_eq!(w.mmu.raw().root(), root_pfn.as_u64());
+    assert_eq!(w.live.pfn(), root_pfn);
+    assert!(!w.live.is_boot_root());
+    // A second root, switched to: the first comes back, pinned, and can be unpinned and
+    // retired (it is no longer live).
+    let mut second = TableBuilder::<L4>::new(buf.alloc().unwrap());
+    w.mmu
+        .inherit_root(&w.live, &mut second, (273, 274))
+        .unwrap();
+    let second = w.mmu.new_table(second).unwrap();
+    let second = w.mmu.pin(second).unwrap();
+    // SAFETY: the second root inherited the first's slots.
+    let previous = unsafe { w.mmu.switch_root(&mut w.live, second) }.unwrap();
+    let PreviousRoot::Owned(first) = previous else {
+        panic!("{previous:?}")
+    };
+    assert_eq!(first.pfn(), root_pfn);
+    let first = w.mmu.unpin(first).unwrap();
+    // It still points at the kernel's tables (inherited): refused, nothing changed.
+    let e = w.mmu.retire(first).unwrap_err();
+    let RetireError::HasChild { index, table } = e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(index, common::sim::KERNEL_SLOT);
+    assert_eq!(
+        w.mmu.raw().state_of(table.pfn().as_u64()),
+        Some(FState::Table {
+            level: TableLevel::L4,
+            pinned: false
+        })
+    );
     assert!(w.mmu.raw().violations.is_empty());
-    let _ = (root, buf);
+    let _ = (table, buf);
 }
 
 #[test]
 fn hook_refused_child_comes_back() {
     let mut w = small(caps::XEN);
     let (mut buf, _) = buffer(&mut w, 8);
-    let root = built(&mut w, &mut buf);
-    let (l3, p) = w
+    built(&mut w, &mut buf);
+    let root = w.live.table();
+    let l3 = w
         .mmu
         .new_table(TableBuilder::<L3>::new(buf.alloc().unwrap()))
         .unwrap();
-    p.flush(&mut w.mmu).unwrap();
     let l3_pfn = l3.pfn();
     // Slot 273 holds the direct map: occupied.
-    let f = w.mmu.hook(root.as_table(), 273, l3).unwrap_err();
+    let f = w.mmu.hook(root, 273, l3).unwrap_err();
     assert!(matches!(
         f.error,
         WriteError::Entry(EntryError::Occupied(273))
     ));
     // Slot 512 does not exist.
-    let f = w.mmu.hook(root.as_table(), 512, f.value).unwrap_err();
+    let f = w.mmu.hook(root, 512, f.value).unwrap_err();
     assert!(matches!(
         f.error,
         WriteError::Entry(EntryError::IndexOutOfRange(512))
     ));
     // The backend refuses.
     w.mmu.raw_mut().fail(Op::Write, 1, ErrorKind::Refused, 0);
-    let f = w.mmu.hook(root.as_table(), 300, f.value).unwrap_err();
+    let f = w.mmu.hook(root, 300, f.value).unwrap_err();
     assert!(matches!(
         f.error,
         WriteError::Backend(SimError {
@@ -395,21 +447,23 @@ fn hook_refused_child_comes_back() {
     let l3: Frame<PinnedRO<L3>> = f.value;
     assert_eq!(l3.pfn(), l3_pfn);
     // Hooked at last; the tree owns it. Unhook gives it back, retire makes it memory.
-    w.mmu.hook(root.as_table(), 300, l3).unwrap().defer();
-    let child = w.mmu.child(root.as_table(), 300).unwrap().unwrap();
+    w.mmu.hook(root, 300, l3).unwrap().defer();
+    let child = w.mmu.child(root, 300).unwrap().unwrap();
     assert_eq!(child.pfn(), l3_pfn);
     // SAFETY: no TableRef into the child is used afterwards.
-    let (l3, p) = unsafe { w.mmu.unhook(root.as_table(), 300) }
-        .unwrap()
-        .unwrap();
+    let (l3, p) = unsafe { w.mmu.unhook(root, 300) }.unwrap().unwrap();
     p.flush(&mut w.mmu).unwrap();
     w.mmu.raw_mut().fail(Op::Retire, 1, ErrorKind::Busy, 0);
-    let f = w.mmu.retire(l3).unwrap_err();
-    assert!(matches!(
-        f.error,
-        RetireError::Backend(SimError { op: Op::Retire, .. })
-    ));
-    let released: Frame<ReleasedRW> = w.mmu.retire(f.value).unwrap();
+    let e = w.mmu.retire(l3).unwrap_err();
+    let RetireError::Backend(f) = e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(f.error.op, Op::Retire);
+    // Part way: no table any more, maybe partly writable: Unsettled, settled by a release.
+    let unsettled: Unsettled = f.value;
+    assert_eq!(unsettled.pfns().start(), l3_pfn);
+    let mut settled = w.mmu.settle(unsettled).unwrap();
+    let released: Frame<ReleasedRW> = settled.next().unwrap();
     assert_eq!(released.pfn(), l3_pfn);
     // Writable again in the direct map.
     let t = hal_core::walk::translate(
@@ -429,18 +483,18 @@ fn sim_refuses_a_writable_mapping_of_a_table() {
     // The sim would catch a builder that maps a page-table frame writable (Xen: -EBUSY).
     let mut w = small(caps::XEN);
     let (mut buf, _) = buffer(&mut w, 8);
-    let root = built(&mut w, &mut buf);
+    built(&mut w, &mut buf);
+    let root = w.live.table();
     let l1_pfn = {
-        let l3 = w.mmu.child(root.as_table(), 273).unwrap().unwrap();
+        let l3 = w.mmu.child(root, 273).unwrap().unwrap();
         let l2 = w.mmu.child(l3, 0).unwrap().unwrap();
         w.mmu.child(l2, 0).unwrap().unwrap().pfn()
     };
     // A fresh L1 at slot 511 of the kernel's L2 (empty), mapping the direct map's L1 frame.
-    let (l1, p) = w
+    let l1 = w
         .mmu
         .new_table(TableBuilder::<L1>::new(buf.alloc().unwrap()))
         .unwrap();
-    p.defer();
     let l1_ref = l1.as_table();
     // SAFETY: the slots are empty and the page is not in use.
     let e = unsafe { w.mmu.map_leaves(l1_ref, 0, &[Pte::new(l1_pfn, FLAGS)]) }.unwrap_err();
@@ -480,11 +534,10 @@ fn erased_frames_convert_back_checked() {
     w.mb.free_frame(f).unwrap();
     // A table's level is part of its tag.
     let (mut buf, _) = buffer(&mut w, 2);
-    let (t, p) = w
+    let t = w
         .mmu
         .new_table(TableBuilder::<L2>::new(buf.alloc().unwrap()))
         .unwrap();
-    p.defer();
     let any = t.erase();
     assert_eq!(any.kind(), StateKind::PinnedRO(TableLevel::L2));
     let any = any.into_typed::<PinnedRO<L1>>().unwrap_err();

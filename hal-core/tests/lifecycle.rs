@@ -120,7 +120,7 @@ fn lifecycle(c: Case) -> Result<(), TestCaseError> {
     let Some(mut w) = world(&c.map, c.caps) else {
         return Err(TestCaseError::reject("no RAM for the boot tables"));
     };
-    let initial = w.mb.clone();
+    let initial = w.mb.snapshot();
     let ranges = w.ranges.clone();
     let spec = DirectMapSpec {
         base: c.base,
@@ -135,21 +135,21 @@ fn lifecycle(c: Case) -> Result<(), TestCaseError> {
     }
 
     // pgt_buf: exactly count + root + headroom.
-    let Some((frames, count, headroom)) =
+    let Some((size, count, headroom)) =
         alloc_buf(&mut w, &ranges, &spec, c.headroom, true, c.dir, &[])
     else {
         return Err(TestCaseError::reject("no room for pgt_buf"));
     };
-    let buf_range = frames.pfns();
+    let mut buf = PgtBuf::new(&mut w.mmu, &mut w.mb, size, u64::MAX, c.dir)
+        .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+    let buf_range = buf.range();
     check!(
         buf_range.len() == count.total() + 1 + headroom,
         "buffer of {} frames for {} tables",
         buf_range.len(),
         count.total()
     );
-    let before_build = w.mb.clone();
-    let mut buf =
-        PgtBuf::new(&mut w.mmu, frames).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+    let before_build = w.mb.snapshot();
     check!(
         buf.capacity() == buf_range.len() && buf.used() == 0,
         "fresh buffer"
@@ -160,7 +160,7 @@ fn lifecycle(c: Case) -> Result<(), TestCaseError> {
     let mut root = TableBuilder::new(buf.alloc().expect("room for the root"));
     let copied = w
         .mmu
-        .inherit_root(&mut root, (slots.start, slots.end))
+        .inherit_root(&w.live, &mut root, (slots.start, slots.end))
         .map_err(|e| TestCaseError::fail(format!("inherit_root: {e:?}")))?;
     check!(copied == 1, "inherit_root copied {copied} slots");
     let kernel = root.entry(KERNEL_SLOT).unwrap();
@@ -225,19 +225,26 @@ fn lifecycle(c: Case) -> Result<(), TestCaseError> {
     );
 
     // Root, pin, switch, windows.
-    let (root, pending) = w
+    built
+        .pending
+        .flush(&mut w.mmu)
+        .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+    let root = w
         .mmu
         .new_table(root)
         .map_err(|e| TestCaseError::fail(format!("new root: {:?}", e.error)))?;
-    pending
-        .join(built.pending)
-        .flush(&mut w.mmu)
-        .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-    w.mmu
-        .pin(&root)
-        .map_err(|e| TestCaseError::fail(format!("pin: {e:?}")))?;
+    let root = w
+        .mmu
+        .pin(root)
+        .map_err(|e| TestCaseError::fail(format!("pin: {:?}", e.error)))?;
     // SAFETY: the root inherited the kernel's slot.
-    unsafe { w.mmu.switch_root(&root) }.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+    let previous = unsafe { w.mmu.switch_root(&mut w.live, root) }
+        .map_err(|e| TestCaseError::fail(format!("{:?}", e.error)))?;
+    check!(
+        matches!(previous, hal_core::PreviousRoot::Boot(p) if p == w.boot.start()),
+        "the boot root was live before: {previous:?}"
+    );
+    let root = &w.live;
     for r in &ranges {
         // SAFETY: the new root maps `r` at the base.
         unsafe {
@@ -359,8 +366,7 @@ fn lifecycle(c: Case) -> Result<(), TestCaseError> {
         w.mb.free_bytes(),
         initial.free_bytes()
     );
-    let mut expect_mb = initial.clone();
-    expect_mb.reserve(us, ue).unwrap();
+    let expect_mb = initial.with_reserved(us, ue).unwrap();
     check!(
         w.mb.reserved() == expect_mb.reserved(),
         "reserved {:x?}",
@@ -464,7 +470,9 @@ fn count_tables_matches_oracle() {
         "count_tables_matches_oracle",
         strat,
         |(caps, sizes, base, map, ro)| {
-            let Ok((mb, _)) = hal_core::memblock::Memblock::<64>::from_firmware(&map) else {
+            // SAFETY: the map is simulated memory; this memblock alone hands it out.
+            let Ok((mb, _)) = (unsafe { hal_core::memblock::Memblock::<64>::from_firmware(&map) })
+            else {
                 return Err(TestCaseError::reject("no RAM"));
             };
             let ranges = oracle::pfn_ranges(&mb);

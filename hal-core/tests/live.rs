@@ -8,11 +8,11 @@ mod common;
 use common::gen::{self, run_prop};
 use common::oracle::{self, Expect};
 use common::sim::{caps, FState};
-use common::{alloc_buf, world};
+use common::{new_buf, world};
 use hal_core::direct_map::{self, DirectMapSpec, PageSize, Target};
 use hal_core::memblock::Direction;
 use hal_core::memmap::MemRegion;
-use hal_core::{Caps, PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf, RawMmu, TableBuilder};
+use hal_core::{Caps, PageSizes, PageTableFlags, Pfn, PfnRange, RawMmu, TableBuilder};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -86,7 +86,7 @@ fn live(c: Case) -> Result<(), TestCaseError> {
     let Some(mut w) = world(&c.map, c.caps) else {
         return Err(TestCaseError::reject("no RAM"));
     };
-    let initial = w.mb.clone();
+    let initial = w.mb.snapshot();
     let ranges = w.ranges.clone();
     let spec = DirectMapSpec {
         base: c.base,
@@ -97,18 +97,17 @@ fn live(c: Case) -> Result<(), TestCaseError> {
     let sizes = c.sizes & c.caps.page_sizes;
 
     // A new root, made live with no direct map yet.
-    let (frames, _, _) = alloc_buf(&mut w, &[], &spec, c.headroom[0], true, c.dir[0], &[])
+    let (mut buf0, _, _) = new_buf(&mut w, &[], &spec, c.headroom[0], true, c.dir[0], &[])
         .ok_or_else(|| TestCaseError::reject("no room"))?;
-    let mut buf0 = PgtBuf::new(&mut w.mmu, frames).map_err(|e| fail("buf0", e))?;
     let mut rb = TableBuilder::new(buf0.alloc().map_err(|e| fail("alloc", e))?);
     w.mmu
-        .inherit_root(&mut rb, (slots.start, slots.end))
+        .inherit_root(&w.live, &mut rb, (slots.start, slots.end))
         .map_err(|e| fail("inherit", e))?;
-    let (root, p) = w.mmu.new_table(rb).map_err(|e| fail("root", e.error))?;
-    p.flush(&mut w.mmu).map_err(|e| fail("flush", e))?;
-    w.mmu.pin(&root).map_err(|e| fail("pin", e))?;
+    let root = w.mmu.new_table(rb).map_err(|e| fail("root", e.error))?;
+    let root = w.mmu.pin(root).map_err(|e| fail("pin", e.error))?;
     // SAFETY: the root inherited the kernel's slot.
-    unsafe { w.mmu.switch_root(&root) }.map_err(|e| fail("switch", e))?;
+    let _boot =
+        unsafe { w.mmu.switch_root(&mut w.live, root) }.map_err(|e| fail("switch", e.error))?;
     let used0 = buf0
         .finish(&mut w.mmu, &mut w.mb)
         .map_err(|e| fail("finish0", e))?
@@ -125,7 +124,7 @@ fn live(c: Case) -> Result<(), TestCaseError> {
     let mut expect: Vec<Vec<Expect>> = Vec::new();
     for (i, half) in halves.iter().enumerate() {
         let extra = used.clone();
-        let (frames, count, _) = alloc_buf(
+        let (mut buf, count, _) = new_buf(
             &mut w,
             half,
             &spec,
@@ -135,13 +134,12 @@ fn live(c: Case) -> Result<(), TestCaseError> {
             &extra,
         )
         .ok_or_else(|| TestCaseError::reject("no room"))?;
-        let mut buf = PgtBuf::new(&mut w.mmu, frames).map_err(|e| fail("buf", e))?;
         // SAFETY: the halves are disjoint RAM, mapped nowhere else under the root.
         let built = unsafe {
             direct_map::build(
                 &mut w.mmu,
                 &mut buf,
-                Target::Live(root.as_table()),
+                Target::Live(w.live.table()),
                 half,
                 &extra,
                 &spec,
@@ -213,7 +211,7 @@ fn live(c: Case) -> Result<(), TestCaseError> {
     } else {
         Vec::new()
     };
-    let tree = oracle::walk(sim, root.pfn().as_u64(), slots);
+    let tree = oracle::walk(sim, w.live.pfn().as_u64(), slots);
     check!(tree.errors.is_empty(), "walk: {:?}", tree.errors);
     let mut leaves = tree.leaves.iter();
     for run in &all {

@@ -96,7 +96,8 @@ fn firmware_maps() {
     run_prop("memblock_firmware_maps", gen::firmware_map(24), |map| {
         let ram = ram_oracle(&map);
         let ram_entries = map.iter().filter(|e| e.kind == RegionKind::Ram).count();
-        match Memblock::<CAP>::from_firmware(&map) {
+        // SAFETY: generated maps describe no real memory; nothing is dereferenced.
+        match unsafe { Memblock::<CAP>::from_firmware(&map) } {
             Ok((mb, report)) => {
                 invariants(&mb)?;
                 check!(
@@ -254,7 +255,8 @@ fn allocations() {
         "memblock_alloc_free",
         strat,
         |(map, reserves, allocs, seed)| {
-            let Ok((mut mb, _)) = Memblock::<CAP>::from_firmware(&map) else {
+            // SAFETY: as above.
+            let Ok((mut mb, _)) = (unsafe { Memblock::<CAP>::from_firmware(&map) }) else {
                 return Err(TestCaseError::reject("no RAM"));
             };
             let top = map.last().map_or(0, |e| e.start + e.len);
@@ -266,10 +268,10 @@ fn allocations() {
                     .map_err(|e| TestCaseError::fail(format!("reserve: {e:?}")))?;
                 invariants(&mb)?;
             }
-            let after_reserves = mb.clone();
+            let after_reserves = mb.snapshot();
             let mut held: Vec<Held> = Vec::new();
             for a in allocs {
-                let before = mb.clone();
+                let before = mb.snapshot();
                 let free_before: Vec<(u64, u64)> =
                     mb.free_ranges().map(|r| (r.start(), r.end())).collect();
                 let mut min = 0;
@@ -406,8 +408,9 @@ fn allocations() {
             let mut slots: Vec<Option<Held>> = held.into_iter().map(Some).collect();
             for i in order {
                 match slots[i].take().unwrap() {
-                    Held::Bytes(s, e) => mb
-                        .unreserve(s, e)
+                    // SAFETY: the bytes were reserved by `alloc` for this test and nobody
+                    // holds frames of them.
+                    Held::Bytes(s, e) => unsafe { mb.unreserve(s, e) }
                         .map_err(|e| TestCaseError::fail(format!("unreserve: {e:?}")))?,
                     Held::Frames(f) => mb
                         .free_frames(f)

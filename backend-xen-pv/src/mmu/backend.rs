@@ -556,6 +556,18 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         Ok(())
     }
 
+    unsafe fn unpin(&mut self, table: Pfn, _level: TableLevel) -> Result<(), XenPvError> {
+        let op = Op::Unpin;
+        if table == self.root {
+            return Err(err(op, Cause::Unsupported(Unsupported::CurrentRoot)));
+        }
+        self.submit()?;
+        let mfn = self.mfn(table.as_u64(), op)?;
+        // SAFETY: the caller guarantees the table was pinned, is hooked nowhere and is not
+        // the root.
+        unsafe { self.unpin_mfn(table.as_u64(), mfn, op) }
+    }
+
     unsafe fn retire(&mut self, table: Pfn, _level: TableLevel) -> Result<(), XenPvError> {
         let op = Op::Retire;
         let t = table.as_u64();
@@ -565,17 +577,8 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         self.submit()?;
         let mfn = self.mfn(t, op)?;
         if self.pinned.contains(t) {
-            let ops = [MmuextOp {
-                cmd: mmuext::UNPIN_TABLE,
-                arg1: mfn,
-                arg2: 0,
-            }];
             // SAFETY: the caller guarantees the table is hooked nowhere and not the root.
-            let out = unsafe { self.calls().ext(&ops) };
-            if let Some((at, errno, call)) = out.failure {
-                return Err(refused(op, &out, at, errno, call));
-            }
-            self.pinned.remove(t);
+            unsafe { self.unpin_mfn(t, mfn, op) }?;
         }
         // Its entries are no mappings any more.
         self.forget_ptes(mfn << 12, (mfn + 1) << 12);
@@ -638,6 +641,25 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
 }
 
 impl<H: PvPlatform> XenPv<'_, H> {
+    /// `MMUEXT_UNPIN_TABLE` for `pfn` (machine frame `mfn`), and forgets the pin.
+    ///
+    /// # Safety
+    /// The table is hooked nowhere and not the root.
+    unsafe fn unpin_mfn(&mut self, pfn: u64, mfn: u64, op: Op) -> Result<(), XenPvError> {
+        let ops = [MmuextOp {
+            cmd: mmuext::UNPIN_TABLE,
+            arg1: mfn,
+            arg2: 0,
+        }];
+        // SAFETY: the caller's promise: the table is hooked nowhere and not the root.
+        let out = unsafe { self.calls().ext(&ops) };
+        if let Some((at, errno, call)) = out.failure {
+            return Err(refused(op, &out, at, errno, call));
+        }
+        self.pinned.remove(pfn);
+        Ok(())
+    }
+
     /// Whether `write` remembers entry `e` of a level-`level` table: a read-only leaf for a
     /// protected frame.
     fn remembered(&self, level: TableLevel, e: &Pte) -> bool {

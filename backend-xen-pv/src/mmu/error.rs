@@ -20,6 +20,8 @@ pub enum Op {
     Read,
     /// `pin`.
     Pin,
+    /// `unpin`.
+    Unpin,
     /// `retire`: unpin, then writable again.
     Retire,
     /// `switch_root`: pin (if needed) and new base pointer.

@@ -12,8 +12,8 @@ use hal_core::direct_map::{self, count_tables, plan::LINUX_PAGE_OFFSET, DirectMa
 use hal_core::memblock::{Direction, Memblock};
 use hal_core::pgt_buf::Finished;
 use hal_core::{
-    Frame, Mmu, PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf, PinnedRO, RawMmu, TableBuilder,
-    TableLevel,
+    Frame, LiveRoot, Mmu, PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf, PinnedRO, PreviousRoot,
+    RawMmu, TableBuilder, TableLevel,
 };
 use typenum::U4;
 
@@ -23,6 +23,9 @@ pub type Backend = XenPv<'static, Model>;
 
 pub struct Guest {
     pub mmu: Mmu<Backend>,
+    /// The one handle to the live root: the bootstrap L4 at boot, the new root after
+    /// [`switch`].
+    pub live: LiveRoot,
     pub mb: Memblock<64>,
     pub ram: PfnRange,
     pub layout: BootstrapLayout,
@@ -66,10 +69,17 @@ pub fn boot(cfg: DomainConfig) -> Guest {
     // SAFETY: the model's domain is as start_info says, and nothing else changes its tables.
     let raw = unsafe { XenPv::new(model, p2m, &bootstrap, storage) }.unwrap();
     let mut mb = Memblock::new();
-    mb.add_memory(0, si.nr_pages() * 4096).unwrap();
+    // SAFETY: the model's frames are this memblock's alone (one memblock per model), and the
+    // bootstrap elements are reserved right below before anything is allocated.
+    unsafe { mb.add_memory(0, si.nr_pages() * 4096) }.unwrap();
     mb.reserve(0, layout.bootstrap_end()).unwrap();
+    let mmu = Mmu::new(raw);
+    // SAFETY: the one handle to this model's address space; the tests change its tables only
+    // through `mmu` from now on (the raw escape hatch only where a test says so).
+    let live = unsafe { LiveRoot::adopt_boot_root(&mmu) };
     Guest {
-        mmu: Mmu::new(raw),
+        mmu,
+        live,
         mb,
         ram: PfnRange::new(Pfn::new(0).unwrap(), si.nr_pages()).unwrap(),
         layout,
@@ -89,9 +99,8 @@ pub fn needed(g: &Guest) -> u64 {
 /// read-only.
 pub fn make_buf(g: &mut Guest, headroom: u64) -> PgtBuf {
     let n = needed(g) + 1 + headroom;
-    let frames = g.mb.alloc_frames(n, u64::MAX, Direction::BottomUp).unwrap();
     g.set_phase(Phase::MakeReadOnly);
-    let buf = PgtBuf::new(&mut g.mmu, frames).unwrap();
+    let buf = PgtBuf::new(&mut g.mmu, &mut g.mb, n, u64::MAX, Direction::BottomUp).unwrap();
     g.set_phase(Phase::Other);
     buf
 }
@@ -103,7 +112,9 @@ pub fn fill(g: &mut Guest, buf: &mut PgtBuf) -> Frame<PinnedRO<U4>> {
     let spec = Guest::spec();
     let first = TableLevel::L4.index_of(spec.base);
     let last = TableLevel::L4.index_of(spec.base + g.ram.end() * 4096 - 1);
-    g.mmu.inherit_root(&mut root, (first, last + 1)).unwrap();
+    g.mmu
+        .inherit_root(&g.live, &mut root, (first, last + 1))
+        .unwrap();
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
     // SAFETY: the direct map's slots were skipped when inheriting; all RAM is the guest's.
     let built = unsafe {
@@ -119,18 +130,23 @@ pub fn fill(g: &mut Guest, buf: &mut PgtBuf) -> Frame<PinnedRO<U4>> {
     }
     .unwrap();
     built.pending.flush(&mut g.mmu).unwrap();
-    let (root, p) = g.mmu.new_table(root).unwrap();
-    p.flush(&mut g.mmu).unwrap();
+    let root = g.mmu.new_table(root).unwrap();
     g.set_phase(Phase::Other);
     root
 }
 
-/// Pin, switch, and the direct map as a window.
-pub fn switch(g: &mut Guest, root: &Frame<PinnedRO<U4>>) {
+/// Pin, switch (the live root owns the new root from then on), and the direct map as a window.
+pub fn switch(g: &mut Guest, root: Frame<PinnedRO<U4>>) {
     g.set_phase(Phase::Switch);
-    g.mmu.pin(root).unwrap();
+    let boot_root = g.live.pfn();
+    let pinned = g.mmu.pin(root).unwrap();
     // SAFETY: the root inherited every slot of the current root outside the direct map.
-    unsafe { g.mmu.switch_root(root) }.unwrap();
+    let previous = unsafe { g.mmu.switch_root(&mut g.live, pinned) }.unwrap();
+    assert!(
+        matches!(previous, PreviousRoot::Boot(p) if p == boot_root),
+        "the previous root was the boot root: {previous:?}"
+    );
+    assert!(!g.live.is_boot_root());
     g.set_phase(Phase::Other);
     // SAFETY: the new root is live and maps all RAM at BASE.
     unsafe { g.mmu.raw_mut().add_window(BASE, g.ram) }.unwrap();
@@ -144,11 +160,10 @@ pub fn finish(g: &mut Guest, buf: PgtBuf) -> Finished {
     fin
 }
 
-/// The whole scenario; returns the root and what `finish` did.
-pub fn direct_map(g: &mut Guest, headroom: u64) -> (Frame<PinnedRO<U4>>, Finished) {
+/// The whole scenario; returns what `finish` did. The new root is `g.live`'s.
+pub fn direct_map(g: &mut Guest, headroom: u64) -> Finished {
     let mut buf = make_buf(g, headroom);
     let root = fill(g, &mut buf);
-    switch(g, &root);
-    let fin = finish(g, buf);
-    (root, fin)
+    switch(g, root);
+    finish(g, buf)
 }

@@ -30,9 +30,10 @@ fn a_tail_frame_used_before_release_faults() {
     let mut g = boot(DomainConfig::mib(64));
     let mut buf = make_buf(&mut g, HEADROOM);
     let root = fill(&mut g, &mut buf);
-    switch(&mut g, &root);
-    let tail = PfnRange::new(buf.end(), buf.top()).unwrap();
+    switch(&mut g, root);
+    let tail = PfnRange::new(pfn(buf.end()), buf.top()).unwrap();
     assert_eq!(tail.len(), HEADROOM);
+    assert_eq!(buf.used_range().end(), tail.start().as_u64());
     for p in tail.iter().map(Pfn::as_u64) {
         assert_eq!(
             g.xen().store(Guest::va(p)),
@@ -55,12 +56,12 @@ fn a_tail_frame_used_before_release_faults() {
         Err(Fault::ReadOnly { level: 1 }),
         "the #PF"
     );
-    let _ = (buf, root);
+    let _ = buf;
 }
 
 /// The live direct-map L2 for the first GiB, and the direct-map L1 that maps `p`.
 fn direct_map_l2(g: &mut Guest) -> hal_core::TableRef<'static, typenum::U2> {
-    let root = g.mmu.raw().current_root();
+    let root = g.live.pfn();
     let l4 = TableLevel::L4.index_of(BASE);
     let l3 = g
         .mmu
@@ -76,7 +77,7 @@ fn direct_map_l2(g: &mut Guest) -> hal_core::TableRef<'static, typenum::U2> {
 #[test]
 fn a_table_hooked_or_pinned_while_writable_is_einval() {
     let mut g = boot(DomainConfig::mib(64));
-    let (_root, _) = direct_map(&mut g, HEADROOM);
+    let _ = direct_map(&mut g, HEADROOM);
     // A frame nobody protected: still mapped writable by the initial mapping.
     let f = g.mb.alloc_frame(u64::MAX, Direction::BottomUp).unwrap();
     assert!(g.layout.pfn_to_va(f.pfn().as_u64()).is_some());
@@ -84,13 +85,15 @@ fn a_table_hooked_or_pinned_while_writable_is_einval() {
     // SAFETY: deliberately false: the frame was never made read-only.
     let unprotected = unsafe { Frame::<PgtReserved>::from_pfn_unchecked(f.pfn()) };
     let _ = f;
-    let (child, p) = g
+    // Written and flushed: a plain write, it is no table yet.
+    let child = g
         .mmu
         .new_table(TableBuilder::<U1>::new(unprotected))
         .unwrap();
-    p.flush(&mut g.mmu).unwrap(); // a plain write: it is no table yet
 
-    let e = g.mmu.pin(&child).unwrap_err();
+    let failed = g.mmu.pin(child).unwrap_err();
+    let (e, child) = (failed.error, failed.value);
+    assert!(!g.xen().frame(child.pfn().as_u64()).pinned);
     assert_eq!(
         (e.op, e.errno(), e.kind()),
         (Op::Pin, Some(XenErrno::EINVAL), ErrorKind::Refused)
@@ -129,8 +132,7 @@ fn a_table_hooked_or_pinned_while_writable_is_einval() {
     let mut protected = g.mmu.protect(f).unwrap();
     assert_eq!(g.xen().frame(p).writable_mappings(), 0);
     let frame = protected.next().unwrap();
-    let (child, pend) = g.mmu.new_table(TableBuilder::<U1>::new(frame)).unwrap();
-    pend.flush(&mut g.mmu).unwrap();
+    let child = g.mmu.new_table(TableBuilder::<U1>::new(frame)).unwrap();
     g.mmu
         .hook(l2, 101, child)
         .unwrap()
@@ -144,7 +146,7 @@ fn a_table_hooked_or_pinned_while_writable_is_einval() {
 #[test]
 fn a_writable_mapping_of_a_table_is_ebusy_mid_batch() {
     let mut g = boot(DomainConfig::mib(64));
-    let (_root, fin) = direct_map(&mut g, HEADROOM);
+    let fin = direct_map(&mut g, HEADROOM);
     // A table frame, and the direct-map L1 that maps it.
     let t = fin.used.start().as_u64() + 2;
     assert!(g.xen().frame(t).is_table());
@@ -203,8 +205,8 @@ fn a_release_refused_mid_batch_rolls_back_to_read_only() {
         g.mmu.raw_mut().set_release_strategy(strategy);
         let mut buf = make_buf(&mut g, HEADROOM);
         let root = fill(&mut g, &mut buf);
-        switch(&mut g, &root);
-        let tail = PfnRange::new(buf.end(), buf.top()).unwrap();
+        switch(&mut g, root);
+        let tail = PfnRange::new(pfn(buf.end()), buf.top()).unwrap();
         let bad = tail.start().as_u64() + 10;
         // SAFETY: deliberately wrong: a tail frame made a page table behind hal-core's back
         // (it is read-only everywhere and all zeros, so Xen accepts the pin).
@@ -226,8 +228,10 @@ fn a_release_refused_mid_batch_rolls_back_to_read_only() {
         assert_eq!(r.call, call);
         assert!(r.applied > 0 && r.applied == r.failed_at, "{r:?}");
         assert_eq!(r.rollback, Rollback::Done);
-        // Every tail frame is what PgtReserved says: no writable mapping anywhere.
+        // The tail comes back Unsettled, but the backend rolled back: every tail frame is
+        // still read-only everywhere, as PgtReserved said before the release.
         assert_eq!(failed.value.pfns(), tail);
+        assert_eq!(failed.value.len(), HEADROOM);
         for p in tail.iter().map(Pfn::as_u64) {
             assert_eq!(g.xen().frame(p).writable_mappings(), 0, "pfn {p:#x}");
             assert_eq!(
@@ -238,35 +242,48 @@ fn a_release_refused_mid_batch_rolls_back_to_read_only() {
         assert_eq!(g.mmu.raw().queued(), 0);
         g.xen().audit().unwrap();
 
-        // Undo the misdeed (unpin, writable again), then release resumes.
-        // SAFETY: the frame is hooked nowhere and not the root.
+        // Undo the misdeed (unpin, writable again), then settling the tail completes the
+        // release.
+        // SAFETY: the frame was pinned above as an L1, is hooked nowhere and is not the root.
+        unsafe { g.mmu.raw_mut().unpin(pfn(bad), TableLevel::L1) }.unwrap();
+        assert!(!g.xen().frame(bad).pinned);
+        // SAFETY: unpinned now, hooked nowhere, not the root, all zeros (no child tables).
         unsafe { g.mmu.raw_mut().retire(pfn(bad), TableLevel::L1) }.unwrap();
-        let released = g.mmu.release(failed.value).unwrap();
+        let released = g.mmu.settle(failed.value).unwrap();
+        assert_eq!(released.pfns(), tail);
         for p in released.pfns().iter().map(Pfn::as_u64) {
             assert_eq!(g.xen().store(Guest::va(p)), Ok(p));
         }
         g.xen().audit().unwrap();
-        let _ = (root, released.into_free());
+        let _ = released.into_free();
     }
 }
 
 #[test]
-fn retire_unpins_and_makes_the_frame_writable() {
+fn unpin_then_retire_makes_the_frame_writable() {
     let mut g = boot(DomainConfig::mib(16));
-    let (_root, _) = direct_map(&mut g, HEADROOM);
+    let _ = direct_map(&mut g, HEADROOM);
     let f = g.mb.alloc_frames(1, u64::MAX, Direction::BottomUp).unwrap();
     let p = f.pfns().start().as_u64();
     let mut reserved = g.mmu.protect(f).unwrap();
-    let (table, pend) = g
+    let table = g
         .mmu
         .new_table(TableBuilder::<U1>::new(reserved.next().unwrap()))
         .unwrap();
-    pend.flush(&mut g.mmu).unwrap();
-    g.mmu.pin(&table).unwrap();
+    let pinned = g.mmu.pin(table).unwrap();
     assert!(g.xen().frame(p).pinned);
+    assert!(g.mmu.raw().pinned().contains(&p));
     assert_eq!(
         g.xen().store(Guest::va(p)),
         Err(Fault::ReadOnly { level: 1 })
+    );
+    let table = g.mmu.unpin(pinned).unwrap();
+    assert!(!g.xen().frame(p).pinned);
+    assert!(g.mmu.raw().pinned().iter().all(|&q| q != p));
+    assert_eq!(
+        g.xen().store(Guest::va(p)),
+        Err(Fault::ReadOnly { level: 1 }),
+        "unpinned, but still read-only until retired"
     );
     let freed = g.mmu.retire(table).unwrap().into_free();
     assert!(!g.xen().frame(p).is_table() && !g.xen().frame(p).pinned);
@@ -280,7 +297,8 @@ fn retire_unpins_and_makes_the_frame_writable() {
 #[test]
 fn entries_xen_pv_cannot_take_are_refused_before_any_hypercall() {
     let mut g = boot(DomainConfig::mib(16));
-    let (root, _) = direct_map(&mut g, HEADROOM);
+    let _ = direct_map(&mut g, HEADROOM);
+    let root = g.live.pfn();
     let before = g.mmu.raw().counters().total().hypercalls;
     let huge = Pte::new(pfn(0), PageTableFlags::PRESENT | PageTableFlags::HUGE_PAGE);
     let l2 = direct_map_l2(&mut g);
@@ -297,15 +315,11 @@ fn entries_xen_pv_cannot_take_are_refused_before_any_hypercall() {
     let e = unsafe {
         g.mmu
             .raw_mut()
-            .write(root.pfn(), TableLevel::L4, 256, &[xen_slot])
+            .write(root, TableLevel::L4, 256, &[xen_slot])
     }
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
-    let e = g
-        .mmu
-        .raw_mut()
-        .read(root.pfn(), TableLevel::L4, 256)
-        .unwrap_err();
+    let e = g.mmu.raw_mut().read(root, TableLevel::L4, 256).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     let outside = Pte::new(pfn(g.ram.end()), PageTableFlags::PRESENT);
     // SAFETY: as above.
@@ -318,5 +332,4 @@ fn entries_xen_pv_cannot_take_are_refused_before_any_hypercall() {
     assert_eq!(e.kind(), ErrorKind::OutOfRange);
     assert_eq!(g.mmu.raw().queued(), 0);
     assert_eq!(g.mmu.raw().counters().total().hypercalls, before);
-    let _ = root;
 }

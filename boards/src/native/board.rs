@@ -23,6 +23,8 @@ pub struct NativeBoard {
     cmdline: heapless::String<MAX_CMDLINE>,
     test_memmap: Option<Perturbation>,
     pub(super) mmu: hal_core::Mmu<Native<HardwareCpu>>,
+    pub(super) root: hal_core::LiveRoot,
+    memblock_taken: bool,
 }
 
 impl NativeBoard {
@@ -75,12 +77,19 @@ impl NativeBoard {
         // SAFETY: the boot stub identity-maps [0, 4 GiB) writable for the kernel's whole life,
         // and this board is the only one changing page tables.
         let native = unsafe { Native::new(HardwareCpu, &[super::mmu::identity_window()]) };
+        // One window into a backend with room for eight: cannot fail.
+        let mmu = hal_core::Mmu::new(native.expect("one window fits"));
+        // SAFETY: the board is made once per boot (from the PVH entry), so this is the one
+        // handle to the boot root; from here on only the board's backend changes page tables.
+        let root = unsafe { hal_core::LiveRoot::adopt_boot_root(&mmu) };
         Ok(Self {
             map,
             reserved: reserved_ranges(image, paddr, &table),
             cmdline,
             test_memmap,
-            mmu: hal_core::Mmu::new(native.expect("one window fits")),
+            mmu,
+            root,
+            memblock_taken: false,
         })
     }
 
@@ -134,6 +143,16 @@ impl Platform for NativeBoard {
     fn cycles(&self) -> u64 {
         // SAFETY: RDTSC only reads the time-stamp counter (CR4.TSD is clear at boot).
         unsafe { core::arch::x86_64::_rdtsc() }
+    }
+
+    fn take_memblock(
+        &mut self,
+    ) -> Result<(crate::BoardMemblock, hal_core::memblock::MapReport), crate::ClaimError> {
+        // SAFETY: the map is the firmware's (PVH start_info) for this machine, `reserved`
+        // covers the image and boot data, and `memblock_taken` is this board's one flag.
+        unsafe {
+            crate::platform::claim_memblock(&self.map, &self.reserved, &mut self.memblock_taken)
+        }
     }
 }
 

@@ -24,6 +24,10 @@ impl MmuPlatform for NativeBoard {
         &mut self.mmu
     }
 
+    fn mmu_and_root(&mut self) -> (&mut Mmu<Self::Backend>, &mut hal_core::LiveRoot) {
+        (&mut self.mmu, &mut self.root)
+    }
+
     fn table_limit(&self) -> u64 {
         IDENTITY_END
     }

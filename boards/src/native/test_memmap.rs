@@ -176,7 +176,8 @@ mod tests {
     fn refused(p: Perturbation) -> MapError {
         let mut map = q35_1g();
         p.apply(&mut map, IMAGE);
-        match Memblock::<128>::from_firmware(&map) {
+        // SAFETY: a test map of no real memory; nothing is dereferenced.
+        match unsafe { Memblock::<128>::from_firmware(&map) } {
             Ok(_) => panic!("{p:?}: the perturbed map was accepted"),
             Err(e) => e,
         }
@@ -204,7 +205,8 @@ mod tests {
 
     #[test]
     fn the_unperturbed_map_is_accepted() {
-        assert!(Memblock::<128>::from_firmware(&q35_1g()).is_ok());
+        // SAFETY: as above.
+        assert!(unsafe { Memblock::<128>::from_firmware(&q35_1g()) }.is_ok());
     }
 
     #[test]
@@ -227,7 +229,9 @@ mod tests {
     fn tiny_leaves_fewer_free_frames_than_the_headroom() {
         let mut map = q35_1g();
         Perturbation::Tiny.apply(&mut map, IMAGE);
-        let (mut mb, _) = Memblock::<128>::from_firmware(&map).expect("tiny is a valid map");
+        // SAFETY: as above.
+        let (mut mb, _) =
+            unsafe { Memblock::<128>::from_firmware(&map) }.expect("tiny is a valid map");
         mb.reserve(0, LOW_MEMORY_END).unwrap();
         mb.reserve(IMAGE.0, IMAGE.1).unwrap();
         assert_eq!(mb.free_bytes(), TINY_SLACK_PAGES * PAGE);

@@ -39,6 +39,9 @@ pub struct XenBoard {
     pub(super) iopl: bool,
     /// The MMU backend; from the board's boot on, every page-table change goes through it.
     pub(super) mmu: hal_core::Mmu<Backend>,
+    /// The one handle to the live root (the domain builder's bootstrap L4 at boot).
+    pub(super) root: hal_core::LiveRoot,
+    pub(super) memblock_taken: bool,
 }
 
 impl XenBoard {
@@ -129,5 +132,20 @@ impl Platform for XenBoard {
     fn cycles(&self) -> u64 {
         // SAFETY: rdtsc is available on every x86-64 CPU and Xen lets PV guests use it.
         unsafe { core::arch::x86_64::_rdtsc() }
+    }
+
+    fn take_memblock(
+        &mut self,
+    ) -> Result<(crate::BoardMemblock, hal_core::memblock::MapReport), crate::ClaimError> {
+        // SAFETY: the map is the domain's pseudo-physical RAM (start_info.nr_pages), `reserved`
+        // covers the image and the bootstrap elements, and `memblock_taken` is this board's
+        // one flag.
+        unsafe {
+            crate::platform::claim_memblock(
+                &self.memory_map,
+                &self.reserved,
+                &mut self.memblock_taken,
+            )
+        }
     }
 }

@@ -119,6 +119,10 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     if image.0 < layout.virt_base || image.1 > layout.p2m.0 {
         fail("the image overlaps the boot structures", image);
     }
+    let mmu = hal_core::Mmu::new(raw);
+    // SAFETY: the board is made once per boot (this entry runs once), so this is the one
+    // handle to the bootstrap root; from here on only the backend changes page tables.
+    let root = unsafe { hal_core::LiveRoot::adopt_boot_root(&mmu) };
     let mut board = XenBoard {
         hv,
         memory_map: memory_map(&si),
@@ -131,7 +135,9 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         shared_info_va,
         image,
         iopl,
-        mmu: hal_core::Mmu::new(raw),
+        mmu,
+        root,
+        memblock_taken: false,
     };
     report(&board);
     let outcome = main(&mut board);

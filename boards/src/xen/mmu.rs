@@ -18,6 +18,10 @@ impl MmuPlatform for XenBoard {
         &mut self.mmu
     }
 
+    fn mmu_and_root(&mut self) -> (&mut Mmu<Backend>, &mut hal_core::LiveRoot) {
+        (&mut self.mmu, &mut self.root)
+    }
+
     /// No limit: the backend writes tables through `mmu_update` (machine addresses), never
     /// through a mapping.
     fn table_limit(&self) -> u64 {

@@ -431,7 +431,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
             return Ok(None);
         };
         let va = key << (level.entry_shift() + 9);
-        let (frame, p) = self.mmu.new_table(table).map_err(|f| {
+        let (frame, p) = self.mmu.new_table_queued(table).map_err(|f| {
             // The frame stays in the buffer's used part, read-only: nothing is handed out.
             let _ = f.value.into_frame();
             BuildError::Backend(f.error)

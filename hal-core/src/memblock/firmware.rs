@@ -23,7 +23,12 @@ impl<const N: usize> Memblock<N> {
     /// overlapping entries (of any type); otherwise the index of the first bad entry is
     /// reported. RAM entries are trimmed *inward* to whole pages (firmware maps have RAM edges
     /// such as 0x9fc00; a partial page is not usable RAM): the report says how much was cut.
-    pub fn from_firmware(map: &[MemRegion]) -> Result<(Self, MapReport), MapError> {
+    ///
+    /// # Safety
+    /// As [`add_memory`](Memblock::add_memory) for every RAM entry: the map describes this
+    /// machine's memory (or memory the caller owns), no other memblock is built over it, and
+    /// what is in use is reserved before the first allocation.
+    pub unsafe fn from_firmware(map: &[MemRegion]) -> Result<(Self, MapReport), MapError> {
         let mut mb = Self::new();
         let mut report = MapReport::default();
         let mut prev_end: Option<u64> = None;
@@ -56,7 +61,8 @@ impl<const N: usize> Memblock<N> {
                 continue;
             }
             report.trimmed_bytes += e.len - (t - s);
-            match mb.add_memory(s, t) {
+            // SAFETY: the caller claims the map's RAM for this memblock (this fn's contract).
+            match unsafe { mb.add_memory(s, t) } {
                 Ok(()) => {}
                 Err(MemblockError::Capacity) => return Err(MapError::TooMany { index }),
                 Err(_) => return Err(MapError::Overlap { index }),

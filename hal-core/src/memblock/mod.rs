@@ -3,6 +3,17 @@
 //! already taken); what is memory and not reserved is free.
 //!
 //! Every operation either succeeds completely or changes nothing and says why.
+//!
+//! # Claims
+//! memblock turns addresses into owned [`Frame`]s, so what it hands out is only as unique as
+//! the memory it was given. Adding memory is therefore `unsafe`
+//! ([`add_memory`](Memblock::add_memory), [`from_firmware`](Memblock::from_firmware)): the
+//! caller claims the RAM for this memblock alone. A memblock is not `Clone` (a copy would hand
+//! out the same frames again), and nothing safe un-reserves memory that somebody may hold:
+//! frames come back only as owned [`Free`] frames ([`free_frames`](Memblock::free_frames));
+//! byte-level [`unreserve`](Memblock::unreserve) is `unsafe`. Each memblock has an
+//! [`id`](Memblock::id), so that a [`PgtBuf`](crate::pgt_buf::PgtBuf) returns its tail to
+//! the memblock it came from and to no other.
 
 mod error;
 mod firmware;
@@ -13,6 +24,9 @@ pub use error::{MapError, MemblockError};
 pub use firmware::MapReport;
 pub use free::FreeRanges;
 pub use region::Region;
+
+use core::num::NonZeroU64;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use heapless::Vec;
 
@@ -32,11 +46,68 @@ pub enum Direction {
     BottomUp,
 }
 
+/// Which memblock a value came from: unique for the life of the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct MemblockId(NonZeroU64);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl MemblockId {
+    fn fresh() -> Self {
+        let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // 2^64 memblocks are never made; should the counter wrap, refuse to reuse an id.
+        match NonZeroU64::new(n) {
+            Some(v) if n != u64::MAX => Self(v),
+            _ => panic!("memblock ids exhausted"),
+        }
+    }
+}
+
 /// The early allocator, with room for `N` memory and `N` reserved regions.
-#[derive(Clone, Debug)]
+///
+/// Not `Clone`: two memblocks over the same memory would hand out the same frames.
+#[derive(Debug)]
 pub struct Memblock<const N: usize> {
+    id: MemblockId,
     memory: Vec<Region, N>,
     reserved: Vec<Region, N>,
+}
+
+/// A copy of a memblock's regions: plain data, for comparing states (it hands out nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot<const N: usize> {
+    memory: Vec<Region, N>,
+    reserved: Vec<Region, N>,
+}
+
+impl<const N: usize> Snapshot<N> {
+    /// Memory regions.
+    pub fn memory(&self) -> &[Region] {
+        &self.memory
+    }
+
+    /// Reserved regions.
+    pub fn reserved(&self) -> &[Region] {
+        &self.reserved
+    }
+
+    /// Bytes free (memory minus reserved).
+    pub fn free_bytes(&self) -> u64 {
+        FreeRanges::new(&self.memory, &self.reserved)
+            .map(|r| r.len())
+            .sum()
+    }
+
+    /// The regions with `[start, end)` reserved as well, as
+    /// [`Memblock::reserve`] would leave them (for computing an expected state).
+    pub fn with_reserved(&self, start: u64, end: u64) -> Result<Self, MemblockError> {
+        let r = Region::new(start, end)?.round_out()?;
+        Ok(Self {
+            memory: self.memory.clone(),
+            reserved: region::insert_merged(&self.reserved, r)?,
+        })
+    }
 }
 
 impl<const N: usize> Default for Memblock<N> {
@@ -46,11 +117,25 @@ impl<const N: usize> Default for Memblock<N> {
 }
 
 impl<const N: usize> Memblock<N> {
-    /// Empty: no memory, nothing reserved.
-    pub const fn new() -> Self {
+    /// Empty: no memory, nothing reserved. Hands out nothing until memory is added.
+    pub fn new() -> Self {
         Self {
+            id: MemblockId::fresh(),
             memory: Vec::new(),
             reserved: Vec::new(),
+        }
+    }
+
+    /// This memblock's identity.
+    pub fn id(&self) -> MemblockId {
+        self.id
+    }
+
+    /// A copy of the regions, for comparison.
+    pub fn snapshot(&self) -> Snapshot<N> {
+        Snapshot {
+            memory: self.memory.clone(),
+            reserved: self.reserved.clone(),
         }
     }
 
@@ -80,8 +165,14 @@ impl<const N: usize> Memblock<N> {
     }
 
     /// Adds RAM `[start, end)`. Page-aligned, non-empty, overlapping no memory already added;
-    /// merged with adjacent regions.
-    pub fn add_memory(&mut self, start: u64, end: u64) -> Result<(), MemblockError> {
+    /// merged with adjacent regions. On error nothing changed.
+    ///
+    /// # Safety
+    /// The range is RAM that the caller claims for this memblock alone, for its whole life: no
+    /// other memblock, allocator, [`Frame`] or [`FrameRange`] covers any of it, and whatever
+    /// part is in use (the kernel image, boot tables, firmware data) is
+    /// [`reserve`](Self::reserve)d before the next allocation.
+    pub unsafe fn add_memory(&mut self, start: u64, end: u64) -> Result<(), MemblockError> {
         let r = Region::new(start, end)?;
         if !r.is_page_aligned() {
             return Err(MemblockError::Unaligned { start, end });
@@ -108,8 +199,18 @@ impl<const N: usize> Memblock<N> {
         Ok(())
     }
 
-    /// Un-reserves `[start, end)`, which must lie inside one reserved region.
-    pub fn unreserve(&mut self, start: u64, end: u64) -> Result<(), MemblockError> {
+    /// Un-reserves `[start, end)`, which must lie inside one reserved region. On error nothing
+    /// changed.
+    ///
+    /// # Safety
+    /// Nobody holds any frame of the range: it was reserved by [`reserve`](Self::reserve) or
+    /// [`alloc`](Self::alloc) for a purpose that has ended, not allocated as frames (give those
+    /// back with [`free_frames`](Self::free_frames)), nor part of a page-table buffer or a table.
+    pub unsafe fn unreserve(&mut self, start: u64, end: u64) -> Result<(), MemblockError> {
+        self.unreserve_range(start, end)
+    }
+
+    fn unreserve_range(&mut self, start: u64, end: u64) -> Result<(), MemblockError> {
         let r = Region::new(start, end)?;
         if !r.is_page_aligned() {
             return Err(MemblockError::Unaligned { start, end });
@@ -227,7 +328,7 @@ impl<const N: usize> Memblock<N> {
             return Ok(());
         }
         let (s, e) = frames.pfns().bytes();
-        match self.unreserve(s, e) {
+        match self.unreserve_range(s, e) {
             Ok(()) => {
                 crate::frame::handed_over(frames);
                 Ok(())

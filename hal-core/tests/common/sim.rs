@@ -49,6 +49,7 @@ pub enum Op {
     Write,
     Read,
     Pin,
+    Unpin,
     Retire,
     SwitchRoot,
     Release,
@@ -57,11 +58,12 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 10] = [
         Op::Protect,
         Op::Write,
         Op::Read,
         Op::Pin,
+        Op::Unpin,
         Op::Retire,
         Op::SwitchRoot,
         Op::Release,
@@ -124,6 +126,7 @@ fn op_name(op: Op) -> &'static str {
         Op::Write => "write",
         Op::Read => "read",
         Op::Pin => "pin",
+        Op::Unpin => "unpin",
         Op::Retire => "retire",
         Op::SwitchRoot => "switch_root",
         Op::Release => "release",
@@ -592,8 +595,30 @@ unsafe impl RawMmu for Sim {
         }
     }
 
+    unsafe fn unpin(&mut self, table: Pfn, level: TableLevel) -> Result<(), SimError> {
+        self.count(Op::Unpin)?;
+        let t = table.as_u64();
+        if t == self.root {
+            return Err(self.refuse(
+                Op::Unpin,
+                ErrorKind::Refused,
+                "unpin of the current root",
+                format!("{table:?}"),
+            ));
+        }
+        match self.state.get_mut(&t) {
+            Some(FState::Table { level: l, pinned }) if *l == level && *pinned => {
+                *pinned = false;
+                Ok(())
+            }
+            other => {
+                let detail = format!("{table:?} as {level:?}, state {other:?}");
+                Err(self.refuse(Op::Unpin, ErrorKind::Refused, "unpin", detail))
+            }
+        }
+    }
+
     unsafe fn retire(&mut self, table: Pfn, level: TableLevel) -> Result<(), SimError> {
-        self.count(Op::Retire)?;
         let t = table.as_u64();
         if t == self.root {
             return Err(self.refuse(
@@ -604,12 +629,21 @@ unsafe impl RawMmu for Sim {
             ));
         }
         match self.state.get(&t) {
-            Some(FState::Table { level: l, .. }) if *l == level => {}
+            // hal-core unpins before it retires (RawMmu::retire's precondition).
+            Some(FState::Table {
+                level: l,
+                pinned: false,
+            }) if *l == level => {}
             other => {
                 let detail = format!("{table:?} as {level:?}, state {other:?}");
                 return Err(self.refuse(Op::Retire, ErrorKind::Refused, "retire", detail));
             }
         }
+        // Hooked nowhere and unpinned (hal-core's promise): no table for the platform any
+        // more, whether or not the rest of the retirement goes through (Xen: type count 0);
+        // read-only until it does.
+        self.state.insert(t, FState::Protected);
+        self.count(Op::Retire)?;
         self.state.remove(&t);
         if self.caps.tables_read_only {
             if let Err(why) = self.flip(t, true) {
