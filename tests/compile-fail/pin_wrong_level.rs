@@ -2,7 +2,7 @@
 use hal_core::{Frame, Mmu, PinnedRO, RawMmu};
 use typenum::{U1, U4};
 
-fn pin<B: RawMmu>(mmu: &mut Mmu<B>, l1: &Frame<PinnedRO<U1>>) {
+fn pin<B: RawMmu>(mmu: &mut Mmu<B>, l1: Frame<PinnedRO<U1>>) {
     let _ = mmu.pin::<U4>(l1);
 }
 

@@ -1,11 +1,11 @@
-// A handle to the current root is borrowed from the Mmu: it cannot be kept across a switch
-// to another root.
-use hal_core::{Frame, Mmu, PinnedRO, RawMmu};
+// A handle to the live root is borrowed from the `LiveRoot`: it cannot be kept across a
+// switch to another root (the switch needs the `LiveRoot` mutably).
+use hal_core::{LiveRoot, Mmu, Pinned, RawMmu};
 use typenum::U4;
 
-fn stale<B: RawMmu>(mmu: &mut Mmu<B>, new_root: &Frame<PinnedRO<U4>>) {
-    let old = mmu.current_root();
-    let _ = unsafe { mmu.switch_root(new_root) };
+fn stale<B: RawMmu>(mmu: &mut Mmu<B>, live: &mut LiveRoot, new_root: Pinned<U4>) {
+    let old = live.table();
+    let _ = unsafe { mmu.switch_root(live, new_root) };
     let _ = old.pfn();
 }
 

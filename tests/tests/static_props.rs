@@ -3,9 +3,11 @@
 
 use core::mem::size_of;
 
+use hal_core::memblock::Memblock;
 use hal_core::mmu::Pending;
 use hal_core::{
-    AnyFrame, Frame, FrameRange, Free, PgtBuf, PgtReserved, PinnedRO, ReleasedRW, TableBuilder,
+    AnyFrame, Frame, FrameRange, Free, LiveRoot, PgtBuf, PgtReserved, Pinned, PinnedRO,
+    PreviousRoot, ReleasedRW, TableBuilder, Unsettled,
 };
 use static_assertions::{assert_eq_size, assert_not_impl_any};
 use typenum::{U1, U4};
@@ -25,6 +27,14 @@ assert_not_impl_any!(PgtBuf: Copy, Clone);
 assert_not_impl_any!(AnyFrame: Copy, Clone);
 assert_not_impl_any!(TableBuilder<U4>: Copy, Clone);
 assert_not_impl_any!(Pending: Copy, Clone);
+// What hands out or owns frames is claimed once and never duplicated.
+assert_not_impl_any!(Memblock<8>: Copy, Clone);
+assert_not_impl_any!(LiveRoot: Copy, Clone, Default);
+assert_not_impl_any!(Pinned<U4>: Copy, Clone, Default);
+assert_not_impl_any!(Pinned<U1>: Copy, Clone);
+assert_not_impl_any!(PreviousRoot: Copy, Clone);
+assert_not_impl_any!(Unsettled: Copy, Clone, Default);
+assert_not_impl_any!(PgtBuf: Default);
 
 #[test]
 fn frames_are_one_word() {
