@@ -8,8 +8,30 @@
 //! an exact direct-map builder, over a backend trait that bare metal and Xen PV implement.
 //!
 //! Start with [`state`] (the state machine), [`mmu`] (the typed transitions),
-//! [`pgt_buf`] (the buffer and its `finish` hook), [`direct_map`] and [`backend`] (what a
-//! backend promises).
+//! [`pgt_buf`] (the buffer and its `finish` hook), [`root`] (pinned tables and the live
+//! root), [`direct_map`] and [`backend`] (what a backend promises).
+//!
+//! # Promises, and what proves each
+//! What safe code cannot do with hal-core, and where the proof lives (`tests/` is the
+//! workspace's compile-fail and static checks; `hal-core/tests/` runs on a simulated backend
+//! that reports every breach of the platform's rules):
+//!
+//! | promise | how | proved by |
+//! |---|---|---|
+//! | A frame is owned once: no copy, no clone of anything that owns or hands out frames | no `Copy`/`Clone` on `Frame`, `FrameRange`, `AnyFrame`, `TableBuilder`, `PgtBuf`, [`Memblock`](memblock::Memblock), [`Pinned`], [`LiveRoot`], [`Unsettled`] | `tests/tests/static_props.rs`; compile-fail `frame_cloned`, `frame_copied`, `range_cloned`, `memblock_cloned`, `live_root_cloned` |
+//! | No frame is conjured from an address in safe code | `Frame::from_pfn_unchecked`, `FrameRange::from_pfns_unchecked`, `TableRef::from_pfn`, memblock's `add_memory`/`from_firmware`, `LiveRoot::adopt_boot_root`, backend constructors and windows are `unsafe` claims | compile-fail `frame_forged`, `memblock_add_memory_safe`, `memblock_from_firmware_safe`, `live_root_forged` |
+//! | Nothing safe un-reserves memory someone holds | frames go back to memblock only as owned `Free` frames; `Memblock::unreserve` is `unsafe` | compile-fail `memblock_unreserve_safe`, `pgt_reserved_tail_to_memblock`, `pinned_to_memblock`, `pinned_range_to_memblock`, `unsettled_to_memblock` |
+//! | A buffer's tail goes back to the memblock it came from, and no other | `PgtBuf` records the memblock's id; `finish` checks it | `hal-core/tests/edges.rs` `finish_refuses_another_memblock_and_changes_nothing` |
+//! | No path from a page-table state to `Free` skips the backend's release | `into_free` exists on `ReleasedRW` only | compile-fail `pgt_reserved_as_free`, `pgt_reserved_into_free`, `pinned_into_free`, `pinned_as_memory`, `state_changed_directly` |
+//! | A `PgtReserved` frame has no writable mapping; a frame that may still have one is `Unsettled` | failed protect, release and retire return [`Unsettled`], which only [`Mmu::settle`] turns into `ReleasedRW` | compile-fail `unsettled_as_table`; `hal-core/tests/faults.rs` `protect_refused_frames_come_back_unsettled`, `release_refused_then_retried`, `finish_with_release_refused` |
+//! | A `Frame<PinnedRO<L>>` is a complete level-`L` table | `new_table` flushes before it hands the frame out; levels are types | `faults.rs` `new_table_refused_builder_comes_back`; compile-fail `adopt_*`, `hook_*`, `leaf_in_root`, `pin_wrong_level`, `switch_root_l1` |
+//! | A table is pinned at most once, and a pinned table is not hooked or retired | `pin` consumes the table into [`Pinned`] | compile-fail `pin_twice`, `pinned_pinned_again`, `pinned_hooked`, `pinned_retired` |
+//! | `retire` never leaks a subtree nor frees the live root | it refuses a table with child tables and the current root; the live root is owned by the [`LiveRoot`] | `faults.rs` `pin_and_switch_refused` (`HasChild`), `hook_refused_child_comes_back` |
+//! | The live root can be read and extended in safe code, and no handle to it outlives a switch | one owned [`LiveRoot`] per address space; `TableRef`s borrow it; `switch_root` takes it `&mut` | compile-fail `root_ref_outlives_switch`; `hal-core/tests/live.rs` (builds into the live root) |
+//! | Unhooking a subtree is the owner's call | `Mmu::unhook` is `unsafe`: the caller must own the subtree | compile-fail `unhook_safe` |
+//! | Queued updates are flushed or deliberately deferred | [`Pending`] is `#[must_use]` | compile-fail `pending_dropped` |
+//! | No panic on input, `MAX_PFN` edges included; a refused call changes nothing | typed errors; checked arithmetic | `hal-core/tests/bad_input.rs`, `edges.rs`, `memblock.rs` (properties) |
+//! | The direct map is exact: every page once, the largest page alignment allows, tables read-only where the backend needs it, the buffer sized exactly | the planner's exact count; the builder | `hal-core/tests/lifecycle.rs` and `live.rs` against an independent oracle; on real machines, the runner's own walker over guest memory |
 
 pub mod addr;
 pub mod backend;

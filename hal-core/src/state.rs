@@ -10,6 +10,13 @@
 //! Only [`Free`] frames are memory a caller may write or give back to the allocator. Every path
 //! from [`PgtReserved`] or [`PinnedRO`] to [`Free`] goes through a backend operation that makes
 //! the frame writable again ([`ReleasedRW`]).
+//!
+//! Two more typed forms sit beside the four states: a pinned table is a
+//! [`Pinned<L>`](crate::root::Pinned) (made by [`Mmu::pin`](crate::mmu::Mmu::pin) from a
+//! `Frame<PinnedRO<L>>`, so it cannot be pinned twice), and frames a backend operation left
+//! half done (some mappings read-only, some writable) are
+//! [`Unsettled`](crate::unsettled::Unsettled), which only
+//! [`Mmu::settle`](crate::mmu::Mmu::settle) turns into [`ReleasedRW`].
 
 use core::convert::Infallible;
 use core::marker::PhantomData;
