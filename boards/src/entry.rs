@@ -22,7 +22,29 @@ macro_rules! entry {
         extern crate std;
         $crate::__native_entry!($main);
         $crate::__xen_entry!($main);
+        $crate::__some_board!();
     };
+}
+
+/// With no board feature an image would have no entry at all: say so at build time.
+#[cfg(not(any(feature = "native", feature = "xen-pv")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __some_board {
+    () => {
+        compile_error!(
+            "pvmmu: this kernel is built without a board: enable the `native` (bare metal, \
+             PVH) and/or `xen-pv` feature"
+        );
+    };
+}
+
+/// At least one board is built in: nothing to say.
+#[cfg(any(feature = "native", feature = "xen-pv"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __some_board {
+    () => {};
 }
 
 /// The native board's entry glue when the `native` feature is off: nothing.

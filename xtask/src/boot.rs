@@ -49,11 +49,33 @@ impl Board {
         }
     }
 
-    /// Timeout when not told.
-    pub const fn default_timeout(self) -> Duration {
+    /// Timeout when not told: it grows with memory (Xen's own boot and dom0's build take
+    /// about 5.5 s per GiB of dom0 memory under TCG; a native guest's direct map, less).
+    pub fn default_timeout(self, mem: MemSize) -> Duration {
+        let gib = mem.mib().div_ceil(1024);
         match self {
-            Self::Native => Duration::from_secs(30),
-            Self::Xen => Duration::from_secs(120),
+            Self::Native => Duration::from_secs(30 + 2 * gib),
+            Self::Xen => Duration::from_secs(120 + 10 * gib),
+        }
+    }
+
+    /// The ELF note an image must carry to boot on this board.
+    pub const fn entry_note(self) -> u32 {
+        match self {
+            Self::Native => XEN_ELFNOTE_PHYS32_ENTRY,
+            Self::Xen => XEN_ELFNOTE_ENTRY,
+        }
+    }
+
+    /// The least memory the board can boot `image_end` (one past the image's last loaded
+    /// byte, `.bss` and boot stacks included) in, rounded up to whole MiB: bare metal at least
+    /// 3 MiB (measured: below, QEMU's PVH loader has no room for the image at 2 MiB); a Xen
+    /// dom0 at least 4 MiB (Xen's smallest dom0 that booted here).
+    pub fn min_mem(self, image_end: u64) -> MemSize {
+        let mib = image_end.div_ceil(1 << 20);
+        match self {
+            Self::Native => MemSize::from_mib(mib.max(3)),
+            Self::Xen => MemSize::from_mib(mib.max(4)),
         }
     }
 }
@@ -92,6 +114,11 @@ pub struct BootOptions {
     /// The guest's command line: `-append` on bare metal, appended to the `-initrd` module
     /// under Xen.
     pub guest_args: Vec<String>,
+    /// Extra QEMU arguments, appended after the runner's own (a later `-machine` or `-smp`
+    /// overrides the runner's).
+    pub qemu_args: Vec<String>,
+    /// Keep the raw defmt frames of a run that did not pass (they are deleted otherwise).
+    pub keep_frames: bool,
 }
 
 /// How a run ended.
@@ -108,6 +135,9 @@ pub enum Verdict {
     Signalled,
     /// Still running at the timeout; killed.
     Timeout,
+    /// QEMU itself failed (status 1: bad arguments, no memory for the guest, a missing
+    /// firmware file): a setup error, not the guest's.
+    QemuError,
 }
 
 impl Verdict {
@@ -117,16 +147,18 @@ impl Verdict {
             Some(None) => Self::Signalled,
             Some(Some(STATUS_PASS)) => Self::Pass,
             Some(Some(STATUS_FAIL)) => Self::Fail,
+            Some(Some(1)) => Self::QemuError,
             Some(Some(code)) => Self::Unexpected(code),
         }
     }
 
     /// The runner's exit status: 0 only for [`Verdict::Pass`], 1 for an example's `Fail`, 2
-    /// for a run that ended without a verdict.
+    /// for a run that ended without a verdict, 3 when QEMU itself failed.
     pub const fn exit_code(self) -> u8 {
         match self {
             Self::Pass => 0,
             Self::Fail => 1,
+            Self::QemuError => 3,
             _ => 2,
         }
     }
@@ -167,6 +199,7 @@ impl BootResult {
             Verdict::Unexpected(c) => format!("FAIL: QEMU exited with status {c}"),
             Verdict::Signalled => "FAIL: QEMU was killed by a signal".into(),
             Verdict::Timeout => "FAIL: timed out (QEMU killed)".into(),
+            Verdict::QemuError => "SETUP ERROR: QEMU failed to start the machine".into(),
         };
         format!(
             "{how} [{} board, mem {}, {:.2} s]",
@@ -188,21 +221,42 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
         (Some(b), _) => b,
         (None, Some(b)) => b,
         (None, None) => bail!(
-            "{} carries no Xen/PVH entry note: not a kernel",
+            "{} carries no Xen/PVH entry note: not a kernel, or a kernel built without a \
+             board (enable the `native` or `xen-pv` feature)",
             elf.display()
         ),
     };
+    if !notes.contains(&board.entry_note()) {
+        let feature = match board {
+            Board::Native => "native",
+            Board::Xen => "xen-pv",
+        };
+        bail!(
+            "{} has no entry note for the {board} board: build it with the `{feature}` \
+             feature (notes present: {notes:?})",
+            elf.display()
+        );
+    }
     let mem = opts.mem.unwrap_or(board.default_mem());
-    let timeout = opts.timeout.unwrap_or(board.default_timeout());
-    let frames = frames_path();
+    let need = board.min_mem(elf::load_end(&bytes).with_context(|| elf.display().to_string())?);
+    if mem.mib() < need.mib() {
+        bail!(
+            "--mem {mem} is too little for {} on the {board} board: the image needs at \
+             least {need}",
+            elf.display()
+        );
+    }
+    let timeout = opts.timeout.unwrap_or(board.default_timeout(mem));
+    let frames = frames_path()?;
     std::fs::File::create(&frames).with_context(|| format!("creating {}", frames.display()))?;
-    let cmd = match board {
-        Board::Native => qemu::native_command(elf, &opts.guest_args, mem, &frames),
+    let mut cmd = match board {
+        Board::Native => qemu::native_command(elf, &opts.guest_args, mem, &frames)?,
         Board::Xen => {
             let xen = xen::provision(&crate::workspace_root().join("target/xen"))?;
             qemu::xen_command(&xen, elf, &opts.guest_args, mem, &frames)?
         }
     };
+    cmd.args(&opts.qemu_args);
 
     let echo = opts.echo;
     let print = |line: &str| {
@@ -222,12 +276,18 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
     let run = run?;
     let defmt_lines = defmt_lines?;
     let verdict = Verdict::from_status(run.status);
-    let frames_file = if verdict == Verdict::Pass {
+    let frames_file = if verdict != Verdict::Pass && opts.keep_frames {
+        Some(frames)
+    } else {
         let _ = std::fs::remove_file(&frames);
         None
-    } else {
-        Some(frames)
     };
+    if verdict == Verdict::QemuError {
+        bail!(
+            "QEMU failed to start the machine (status 1): {}",
+            String::from_utf8_lossy(&run.stderr).trim()
+        );
+    }
     Ok(BootResult {
         board,
         mem,
@@ -241,11 +301,13 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
     })
 }
 
-/// A fresh file name for one run's COM2 capture.
-fn frames_path() -> PathBuf {
+/// A fresh file name for one run's COM2 capture, under `target/xtask/runs/`.
+fn frames_path() -> Result<PathBuf> {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("pvmmu-{}-{n}-com2.bin", std::process::id()))
+    let dir = crate::workspace_root().join("target/xtask/runs");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir.join(format!("pvmmu-{}-{n}-com2.bin", std::process::id())))
 }
 
 #[cfg(test)]
@@ -258,5 +320,19 @@ mod tests {
         assert_eq!(Board::detect(&[6, 5, 8, 1, 2]), Some(Board::Xen));
         assert_eq!(Board::detect(&[18, 1]), Some(Board::Xen));
         assert_eq!(Board::detect(&[]), None);
+    }
+
+    #[test]
+    fn memory_floors_and_timeouts() {
+        // The native image loads at 2 MiB: a 62 KiB image needs 3 MiB, one ending past 3 MiB
+        // needs 4.
+        assert_eq!(Board::Native.min_mem(0x20_f800).mib(), 3);
+        assert_eq!(Board::Native.min_mem(0x30_0001).mib(), 4);
+        assert_eq!(Board::Native.min_mem(0).mib(), 3);
+        assert_eq!(Board::Xen.min_mem(0x10_0000).mib(), 4);
+        let small = Board::Xen.default_timeout(MemSize::from_mib(64));
+        let big = Board::Xen.default_timeout(MemSize::from_mib(23 * 1024));
+        assert!(big.as_secs() >= 23 * 6 + 120 && small < big);
+        assert_eq!(Verdict::from_status(None).exit_code(), 2);
     }
 }

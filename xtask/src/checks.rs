@@ -148,6 +148,7 @@ fn verdict_reason(run: &BootResult) -> String {
         Verdict::Unexpected(c) => format!("QEMU exited with status {c}"),
         Verdict::Signalled => "QEMU was killed by a signal".into(),
         Verdict::Timeout => format!("timed out after {:.0} s", run.elapsed.as_secs_f64()),
+        Verdict::QemuError => format!("QEMU failed to start: {}", run.qemu_stderr.trim()),
     }
 }
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use object::elf::{FileHeader64, PT_NOTE};
+use object::elf::{FileHeader64, PT_LOAD, PT_NOTE};
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::Endianness;
 
@@ -43,4 +43,26 @@ pub fn xen_note_types(elf: &[u8]) -> Result<Vec<u32>> {
 pub fn xen_note_types_of(path: &Path) -> Result<Vec<u32>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     xen_note_types(&bytes).with_context(|| path.display().to_string())
+}
+
+/// One past the highest physical byte a `PT_LOAD` segment occupies (file and `.bss` alike),
+/// or 0 if the ELF loads nothing: how much memory the image needs below it.
+pub fn load_end(elf: &[u8]) -> Result<u64> {
+    let header = FileHeader64::<Endianness>::parse(elf).context("not an ELF64 file")?;
+    let endian = header.endian().context("bad ELF header")?;
+    let mut end = 0u64;
+    for ph in header
+        .program_headers(endian, elf)
+        .context("bad program headers")?
+    {
+        if ph.p_type(endian) != PT_LOAD || ph.p_memsz(endian) == 0 {
+            continue;
+        }
+        let seg_end = ph
+            .p_paddr(endian)
+            .checked_add(ph.p_memsz(endian))
+            .context("a PT_LOAD segment runs past the address space")?;
+        end = end.max(seg_end);
+    }
+    Ok(end)
 }

@@ -2,11 +2,14 @@
 //! for kernel ELFs.
 //!
 //! ```text
-//! xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] [--quiet] ELF [-- GUEST_ARGS]
+//! xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] [--quiet] [--keep-frames]
+//!            [--qemu-arg ARG]... ELF [-- GUEST_ARGS]
 //! xtask test [--boot-only | --no-boot] [FILTER...]
 //! ```
 //! `boot` exit status: 0 the example passed; 1 it reported failure (Fail, panic, CPU
-//! exception); 2 the run ended without a verdict (triple fault, reset, timeout); 3 setup error.
+//! exception); 2 the run ended without a verdict (triple fault, reset, timeout); 3 setup error
+//! (bad options, not a kernel or not one for the board, too little memory for the image, QEMU
+//! or Xen missing or refusing to start).
 //!
 //! `test` runs the whole suite (see `xtask::suite`) and exits 0 only if everything passed.
 //! `--boot-only`, `--no-boot` and filters (substrings of step and test names) select a part;
@@ -21,8 +24,23 @@ use xtask::boot::{self, BootOptions};
 use xtask::suite::{self, SuiteOptions};
 
 const USAGE: &str = "usage: xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] \
-                     [--quiet] ELF [-- GUEST_ARGS...]\n       \
+                     [--quiet] [--keep-frames] [--qemu-arg ARG]... ELF [-- GUEST_ARGS...]\n       \
                      xtask test [--boot-only | --no-boot] [FILTER...]";
+
+/// The longest `--timeout` accepted: a day.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
+/// `--timeout`'s value: seconds, finite, above 0 and at most [`MAX_TIMEOUT_SECS`].
+fn parse_timeout(text: &str) -> Result<Duration> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--timeout: {text:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > MAX_TIMEOUT_SECS {
+        bail!("--timeout: {text:?} is out of range (more than 0, at most {MAX_TIMEOUT_SECS} s)");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
 
 fn main() -> ExitCode {
     match real_main() {
@@ -59,11 +77,10 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
         match arg.as_str() {
             "--board" => opts.board = Some(value("--board")?.parse().map_err(anyhow::Error::msg)?),
             "--mem" => opts.mem = Some(value("--mem")?.parse().map_err(anyhow::Error::msg)?),
-            "--timeout" => {
-                let secs: f64 = value("--timeout")?.parse().context("--timeout: seconds")?;
-                opts.timeout = Some(Duration::from_secs_f64(secs));
-            }
+            "--timeout" => opts.timeout = Some(parse_timeout(&value("--timeout")?)?),
             "--quiet" => opts.echo = false,
+            "--keep-frames" => opts.keep_frames = true,
+            "--qemu-arg" => opts.qemu_args.push(value("--qemu-arg")?),
             "--" => opts.guest_args.extend(it.by_ref()),
             s if s.starts_with('-') => bail!("unknown option {s:?}\n{USAGE}"),
             s if elf.is_none() => elf = Some(PathBuf::from(s)),
@@ -72,6 +89,21 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
     }
     let elf = elf.with_context(|| format!("no ELF given\n{USAGE}"))?;
     let result = boot::boot(&elf, &opts)?;
+    if !opts.echo && result.verdict != boot::Verdict::Pass {
+        // Quiet, but a failure shows its cause: the end of the console (Xen's log and the
+        // guest's) and of the decoded lines, and what QEMU said.
+        let console: Vec<&str> = result.console_text.lines().collect();
+        for l in &console[console.len().saturating_sub(25)..] {
+            eprintln!("console: {l}");
+        }
+        let d = &result.defmt_lines;
+        for l in &d[d.len().saturating_sub(15)..] {
+            eprintln!("defmt: {l}");
+        }
+        if !result.qemu_stderr.trim().is_empty() {
+            eprintln!("qemu: {}", result.qemu_stderr.trim_end());
+        }
+    }
     eprintln!("xtask: {}: {}", elf.display(), result.summary());
     if let Some(frames) = &result.frames_file {
         eprintln!("xtask: raw defmt frames kept in {}", frames.display());
@@ -101,4 +133,20 @@ fn test_cmd(args: Vec<String>) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_timeout;
+
+    #[test]
+    fn timeouts_out_of_range_are_refused() {
+        for bad in [
+            "-1", "0", "inf", "-inf", "nan", "NaN", "1e30", "86401", "", "ten",
+        ] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(parse_timeout("1.5").unwrap().as_millis(), 1500);
+        assert_eq!(parse_timeout("86400").unwrap().as_secs(), 86_400);
+    }
 }

@@ -28,14 +28,72 @@ fn common(cmd: &mut Command, machine_mem: MemSize, frames: &Path) {
 /// Bare metal: QEMU loads `elf` itself through its PVH note; `guest_args`, joined by spaces,
 /// become the kernel command line (`-append`, which QEMU hands over as
 /// `hvm_start_info.cmdline_paddr`).
-pub fn native_command(elf: &Path, guest_args: &[String], mem: MemSize, frames: &Path) -> Command {
-    let mut cmd = Command::new(QEMU);
+pub fn native_command(
+    elf: &Path,
+    guest_args: &[String],
+    mem: MemSize,
+    frames: &Path,
+) -> Result<Command> {
+    let mut cmd = Command::new(qemu()?);
     common(&mut cmd, mem, frames);
     cmd.arg("-kernel").arg(elf);
     if !guest_args.is_empty() {
         cmd.arg("-append").arg(guest_args.join(" "));
     }
-    cmd
+    Ok(cmd)
+}
+
+/// Whether `QEMU` is on `PATH`.
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+}
+
+/// The emulator, installed from Debian's package (`apt-get install qemu-system-x86`) when it
+/// is missing and we may (root, `apt-get` present), as Xen is provisioned; otherwise an error
+/// that says how to get it.
+pub fn qemu() -> Result<&'static str> {
+    if on_path(QEMU) {
+        return Ok(QEMU);
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root || !on_path("apt-get") {
+        bail!(
+            "{QEMU} not found: install it with `apt-get install qemu-system-x86` (Debian or \
+             Ubuntu, as root); the runner does that itself when run as root"
+        );
+    }
+    eprintln!(
+        "xtask: {QEMU} not found: installing Debian's qemu-system-x86 (apt-get update; \
+         apt-get install -y --no-install-recommends qemu-system-x86); this takes a minute"
+    );
+    for args in [
+        &["update", "-q"][..],
+        &[
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "qemu-system-x86",
+        ][..],
+    ] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()
+            .context("running apt-get")?;
+        if !status.success() {
+            bail!("`apt-get {}` failed ({status})", args.join(" "));
+        }
+    }
+    if !on_path(QEMU) {
+        bail!("apt-get installed qemu-system-x86, but {QEMU} is still not on PATH");
+    }
+    Ok(QEMU)
 }
 
 /// Xen PV: QEMU multiboots `xen`, which boots `elf` as dom0 with `dom0_mem`; the machine gets
@@ -52,7 +110,7 @@ pub fn xen_command(
         bail!("QEMU's -initrd cannot take a path with ',' or ' ': {elf_str}");
     }
     let machine = MemSize::from_mib((dom0_mem.mib() + 512).max(1024));
-    let mut cmd = Command::new(QEMU);
+    let mut cmd = Command::new(qemu()?);
     common(&mut cmd, machine, frames);
     cmd.arg("-kernel").arg(xen).arg("-append").arg(format!(
         "loglvl=all guest_loglvl=all console=com1 console_timestamps=boot dom0=verbose \

@@ -203,6 +203,7 @@ fn boot_test(test: &BootTest, elf: &Path) -> Result<(), String> {
         timeout: None,
         echo: false,
         guest_args: test.guest_args.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     };
     let run = boot::boot(elf, &opts).map_err(|e| format!("cannot boot: {e:#}"))?;
     let verdict = checks::check(test, &run);

@@ -17,15 +17,37 @@ const XEN_GZ: &str = "boot/xen-4.17-amd64.gz";
 const XEN: &str = "xen-4.17-amd64";
 
 /// Returns the uncompressed hypervisor in `dir`, downloading and unpacking it when missing.
+///
+/// With `$PVMMU_XEN_DEB` set, that package is used: unpacked again whenever it is not the one
+/// the cached hypervisor came from (a missing file is an error that names the variable).
 pub fn provision(dir: &Path) -> Result<PathBuf> {
     let xen = dir.join(XEN);
-    if xen.is_file() {
+    let stamp = dir.join("source");
+    let wanted = match std::env::var_os("PVMMU_XEN_DEB") {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            let meta = std::fs::metadata(&p).with_context(|| {
+                format!("PVMMU_XEN_DEB={}: cannot read the package", p.display())
+            })?;
+            Some((p.clone(), format!("{} {}", p.display(), meta.len())))
+        }
+        None => None,
+    };
+    let cached_from = std::fs::read_to_string(&stamp).ok();
+    let fresh = match &wanted {
+        Some((_, id)) => cached_from.as_deref() == Some(id.as_str()),
+        None => true,
+    };
+    if xen.is_file() && fresh {
         return Ok(xen);
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let deb = match find_deb(dir)? {
-        Some(deb) => deb,
-        None => download(dir)?,
+    let deb = match &wanted {
+        Some((p, _)) => p.clone(),
+        None => match find_deb(dir)? {
+            Some(deb) => deb,
+            None => download(dir)?,
+        },
     };
     let root = dir.join("root");
     run(
@@ -47,14 +69,16 @@ pub fn provision(dir: &Path) -> Result<PathBuf> {
     let tmp = dir.join(format!("{XEN}.tmp"));
     std::fs::write(&tmp, &out.stdout).context("writing the hypervisor")?;
     std::fs::rename(&tmp, &xen).context("writing the hypervisor")?;
+    let id = match wanted {
+        Some((_, id)) => id,
+        None => String::from("apt-get download"),
+    };
+    std::fs::write(&stamp, id).context("writing the provisioning stamp")?;
     Ok(xen)
 }
 
-/// `$PVMMU_XEN_DEB`, or a `xen-hypervisor-4.17-amd64_*.deb` already in `dir`.
+/// A `xen-hypervisor-4.17-amd64_*.deb` already in `dir`.
 fn find_deb(dir: &Path) -> Result<Option<PathBuf>> {
-    if let Some(p) = std::env::var_os("PVMMU_XEN_DEB") {
-        return Ok(Some(PathBuf::from(p)));
-    }
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
