@@ -18,6 +18,8 @@ use crate::{defmt_stream, qemu, xen};
 pub const STATUS_PASS: i32 = 33;
 /// QEMU's exit status for isa-debug-exit value 0x11 (`Outcome::Fail`).
 pub const STATUS_FAIL: i32 = 35;
+/// QEMU's exit status for isa-debug-exit value 0x12: the guest refused its arguments.
+pub const STATUS_SETUP_ERROR: i32 = 37;
 
 /// Which board boots the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +140,8 @@ pub enum Verdict {
     /// QEMU itself failed (status 1: bad arguments, no memory for the guest, a missing
     /// firmware file): a setup error, not the guest's.
     QemuError,
+    /// The guest refused how it was started (an unknown `pvmmu.*` argument): status 37.
+    GuestSetupError,
 }
 
 impl Verdict {
@@ -148,6 +152,7 @@ impl Verdict {
             Some(Some(STATUS_PASS)) => Self::Pass,
             Some(Some(STATUS_FAIL)) => Self::Fail,
             Some(Some(1)) => Self::QemuError,
+            Some(Some(STATUS_SETUP_ERROR)) => Self::GuestSetupError,
             Some(Some(code)) => Self::Unexpected(code),
         }
     }
@@ -158,7 +163,7 @@ impl Verdict {
         match self {
             Self::Pass => 0,
             Self::Fail => 1,
-            Self::QemuError => 3,
+            Self::QemuError | Self::GuestSetupError => 3,
             _ => 2,
         }
     }
@@ -200,6 +205,9 @@ impl BootResult {
             Verdict::Signalled => "FAIL: QEMU was killed by a signal".into(),
             Verdict::Timeout => "FAIL: timed out (QEMU killed)".into(),
             Verdict::QemuError => "SETUP ERROR: QEMU failed to start the machine".into(),
+            Verdict::GuestSetupError => {
+                "SETUP ERROR: the guest refused its command line (see the console)".into()
+            }
         };
         format!(
             "{how} [{} board, mem {}, {:.2} s]",

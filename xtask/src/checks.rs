@@ -70,6 +70,18 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<(), String> {
             Ok(())
         }
         Expect::SeedBug => seed_bug(run),
+        Expect::SetupError(text) => {
+            if run.verdict != Verdict::GuestSetupError {
+                return Err(format!(
+                    "expected the guest to refuse its arguments (status 37), got: {}",
+                    verdict_reason(run)
+                ));
+            }
+            if !run.console_text.contains(text) {
+                return Err(format!("refused, but the console does not say {text:?}"));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -149,6 +161,7 @@ fn verdict_reason(run: &BootResult) -> String {
         Verdict::Signalled => "QEMU was killed by a signal".into(),
         Verdict::Timeout => format!("timed out after {:.0} s", run.elapsed.as_secs_f64()),
         Verdict::QemuError => format!("QEMU failed to start: {}", run.qemu_stderr.trim()),
+        Verdict::GuestSetupError => "the guest refused its command line".into(),
     }
 }
 

@@ -8,6 +8,7 @@
 //! | `boot/native/direct_map@1G[pvmmu.test-memmap=overlap\|unsorted\|zero]` | Fail: the firmware map refused with that error |
 //! | `boot/native/direct_map@1G[pvmmu.test-memmap=tiny]` | Fail: the `pgt_buf` allocation refused |
 //! | `boot/native/fault@1G` | Fail: the board's `#PF` report with CR2 |
+//! | `boot/native/direct_map@1G[pvmmu.test-memmap=bogus]`, `boot/native/hello@1G[pvmmu.tset-memmap=zero]`, `boot/xen/hello@64M[pvmmu.test-memmap=zero]` | Setup error (status 37): the guest refuses the argument |
 //! | `boot/native/seed_bug@1G` | Pass with `nothing to demonstrate: no hypervisor refuses` |
 //! | `boot/xen/hello@64M`, `boot/xen/direct_map@{64M,512M}`, `boot/xen/fault@64M` | as above, as a Xen PV dom0 |
 //! | `boot/xen/seed_bug@64M` | Pass through the expected `#PF`; the writable pin refused with -22, the read-only one accepted |
@@ -45,6 +46,9 @@ pub enum Expect {
     },
     /// The run passes and every one of these texts appears in the decoded defmt lines.
     PassWith(&'static [&'static str]),
+    /// The guest refuses its command line (status 37, a setup error), and the console says
+    /// this text.
+    SetupError(&'static str),
     /// `seed_bug` under Xen: Pass through the board's *expected* `#PF`, after a `RESULT
     /// seed_bug` line saying Xen refused the writable pin with -22 and accepted the read-only
     /// one (0), and `expected fault caught: #PF at` the line's `fault_va`.
@@ -189,6 +193,22 @@ pub const NATIVE: &[BootTest] = &[
             "do not fit: OutOfMemory",
         ],
     ),
+    BootTest {
+        guest_args: &["pvmmu.test-memmap=bogus"],
+        ..native(
+            "direct_map",
+            1024,
+            Expect::SetupError("unknown pvmmu.test-memmap value"),
+        )
+    },
+    BootTest {
+        guest_args: &["pvmmu.tset-memmap=zero"],
+        ..native(
+            "hello",
+            1024,
+            Expect::SetupError("unknown pvmmu.* argument"),
+        )
+    },
     native(
         "fault",
         1024,
@@ -218,6 +238,14 @@ pub const XEN: &[BootTest] = &[
         },
     ),
     xen("seed_bug", 64, Expect::SeedBug),
+    BootTest {
+        guest_args: &["pvmmu.test-memmap=zero"],
+        ..xen(
+            "hello",
+            64,
+            Expect::SetupError("unknown guest argument \"pvmmu.test-memmap=zero\""),
+        )
+    },
 ];
 
 /// The tests that run: [`NATIVE`], then [`XEN`] when [`XEN_ENABLED`].

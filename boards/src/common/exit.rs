@@ -21,6 +21,22 @@ pub const fn code(outcome: Outcome) -> u32 {
     }
 }
 
+/// The value written when the guest refuses how it was started (an unknown `pvmmu.*`
+/// argument, a bad test-hook value): status 37, which the runner reports as a setup error,
+/// not as the example's failure.
+pub const SETUP_ERROR: u32 = 0x12;
+
+/// Ends the run as a setup error (see [`SETUP_ERROR`]). Through isa-debug-exit when the board
+/// has I/O privilege (bare metal; a Xen dom0 after `set_iopl`); otherwise as [`Outcome::Fail`]
+/// through the board's exit.
+pub fn setup_error(io_privilege: bool) -> ! {
+    if io_privilege {
+        // SAFETY: as in `isa_debug_exit`: the debug-exit device's port, no effect on memory.
+        unsafe { Port::<u32>::new(ISA_DEBUG_EXIT_PORT).write(SETUP_ERROR) };
+    }
+    exit(Outcome::Fail)
+}
+
 /// A board-specific exit registered with [`set_hook`]; null means isa-debug-exit.
 static HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 

@@ -6,6 +6,7 @@
 //! only in `panic = "abort"` builds outside `cfg(test)`: `cargo test` builds everything with
 //! `panic = "unwind"` and links `std`, which brings its own.
 
+pub mod args;
 pub mod console;
 pub mod exit;
 pub mod expect;

@@ -68,6 +68,8 @@ impl NativeBoard {
                 }
             }
         }
+        crate::common::args::check(&cmdline, &["test-memmap"])
+            .map_err(|_| StartInfoError::UnknownArgument)?;
         let test_memmap =
             Perturbation::from_cmdline(&cmdline).map_err(|_| StartInfoError::UnknownTestMemmap)?;
         let mut map = start_info::regions(&entries[..table.entries]);

@@ -2,6 +2,7 @@
 
 use core::fmt::Write;
 
+use super::start_info::StartInfoError;
 use super::{boot, cpu, NativeBoard};
 use crate::common::console::{self, Console};
 use crate::common::exit;
@@ -62,6 +63,12 @@ pub unsafe fn start(start_info_paddr: u64, main: fn(&mut NativeBoard) -> Outcome
                 "native-pvh: cannot use hvm_start_info at {start_info_paddr:#x}: {e}"
             );
             defmt::error!("native-pvh: cannot use hvm_start_info: {}", e);
+            if matches!(
+                e,
+                StartInfoError::UnknownTestMemmap | StartInfoError::UnknownArgument
+            ) {
+                exit::setup_error(true);
+            }
             exit::exit(Outcome::Fail);
         }
     };

@@ -73,6 +73,8 @@ pub enum StartInfoError {
     OutOfReach(u64),
     /// The command line has a `pvmmu.test-memmap=` value the test hook does not know.
     UnknownTestMemmap,
+    /// The command line has a `pvmmu.*` key this board does not know.
+    UnknownArgument,
 }
 
 impl fmt::Display for StartInfoError {
@@ -96,6 +98,11 @@ impl fmt::Display for StartInfoError {
             Self::UnknownTestMemmap => write!(
                 f,
                 "unknown pvmmu.test-memmap value (test hook: overlap, unsorted, zero or tiny)"
+            ),
+            Self::UnknownArgument => write!(
+                f,
+                "unknown pvmmu.* argument on the command line (this board knows \
+                 pvmmu.test-memmap=)"
             ),
         }
     }

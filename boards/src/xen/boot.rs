@@ -82,6 +82,16 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     // board runs on the bootstrap mapping.
     let si = unsafe { StartInfo::parse(start_info as *const u8) }
         .unwrap_or_else(|e| fail("bad start_info", e));
+    // This board reads no `pvmmu.*` argument: refuse any, rather than ignore a typo or a
+    // native-only test hook.
+    let cmdline = core::str::from_utf8(si.cmd_line()).unwrap_or("");
+    if let Err(e) = crate::common::args::check(cmdline, &[]) {
+        let _ = writeln!(
+            Console,
+            "xen-pv: {e} (this board knows no pvmmu.* argument)"
+        );
+        exit::setup_error(iopl);
+    }
     let layout =
         BootstrapLayout::new(&si, start_info, VIRT_BASE).unwrap_or_else(|e| fail("bad layout", e));
     if boot_rsp != layout.boot_stack.1 {
