@@ -40,10 +40,26 @@ bitflags::bitflags! {
     }
 }
 
+impl PageSizes {
+    /// The sizes as text: `"4K+2M+1G"`, `"4K"`, or `"none"`.
+    pub const fn as_str(self) -> &'static str {
+        const NAMES: [&str; 8] = [
+            "none", "4K", "2M", "4K+2M", "1G", "4K+1G", "2M+1G", "4K+2M+1G",
+        ];
+        NAMES[(self.bits() & 7) as usize]
+    }
+}
+
+impl core::fmt::Display for PageSizes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(feature = "defmt")]
 impl defmt::Format for PageSizes {
     fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(f, "PageSizes({=u8:#x})", self.bits())
+        defmt::write!(f, "{=str}", self.as_str())
     }
 }
 
