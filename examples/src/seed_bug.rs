@@ -265,7 +265,7 @@ pub fn run<P: SeedBugBoard>(p: &mut P) -> Result<(), Failure> {
     }
 
     defmt::info!(
-        "RESULT seed_bug pin_writable_errno={=i64} pin_writable_success={=u32} pin_readonly={=i64} pin_readonly_success={=u32} fault=expected fault_va={=u64:#x}",
+        "RESULT seed_bug pin_writable_errno={=i64} pin_writable_success={=u32} pin_readonly={=i64} pin_readonly_success={=u32} fault_va={=u64:#x}",
         pins.pin_writable,
         pins.pin_writable_done,
         pins.pin_readonly,
