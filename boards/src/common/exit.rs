@@ -3,8 +3,14 @@
 //! QEMU exits with status `(v << 1) | 1` when `v` is written to the port, so
 //! [`Outcome::Pass`] (0x10) gives 33 and [`Outcome::Fail`] (0x11) gives 35. The runner maps 33
 //! to success and everything else (35, 0 after a triple fault or reset, a timeout) to failure.
+//!
+//! Before the exit the board stops at the *exit gate* once: it prints [`GATE_MARKER`] on the
+//! console and waits until the host writes [`GATE_OPEN`] into [`PVMMU_EXIT_GATE`] (or about
+//! [`GATE_TIMEOUT_CYCLES`] TSC cycles pass, when no host is watching). Meanwhile the host
+//! (`xtask boot`) stops the machine, reads CR3 from QEMU's monitor and the page tables from
+//! guest memory, and judges them with its own walker: a verdict from outside the guest.
 
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use x86_64::instructions::port::Port;
 
@@ -46,8 +52,44 @@ pub fn set_hook(exit: fn(Outcome) -> !) {
     HOOK.store(exit as *mut (), Ordering::Release);
 }
 
-/// Ends the run with `outcome`, through the board's hook if one is registered.
+/// The exit gate: the host finds it by this symbol name in the ELF and writes [`GATE_OPEN`]
+/// into it through guest memory.
+#[unsafe(no_mangle)]
+pub static PVMMU_EXIT_GATE: AtomicU64 = AtomicU64::new(0);
+
+/// What the host writes into [`PVMMU_EXIT_GATE`] to let the guest exit ("GATEOPEN").
+pub const GATE_OPEN: u64 = 0x4e45_504f_4554_4147;
+
+/// The console line that tells the host the guest waits at the gate.
+pub const GATE_MARKER: &str = "pvmmu: at the exit gate\n";
+
+/// How long the gate waits for a host that never opens it (about 5 s at 2 GHz).
+pub const GATE_TIMEOUT_CYCLES: u64 = 10_000_000_000;
+
+/// Set once the gate was passed: a second exit (a fault while exiting) does not wait again.
+static GATE_PASSED: AtomicBool = AtomicBool::new(false);
+
+/// Waits at the exit gate (see the module docs), once per run.
+fn exit_gate() {
+    if GATE_PASSED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    super::console::write(GATE_MARKER);
+    // SAFETY: RDTSC only reads the time-stamp counter (both boards allow it).
+    let start = unsafe { core::arch::x86_64::_rdtsc() };
+    while PVMMU_EXIT_GATE.load(Ordering::Acquire) != GATE_OPEN {
+        // SAFETY: as above.
+        if unsafe { core::arch::x86_64::_rdtsc() }.wrapping_sub(start) > GATE_TIMEOUT_CYCLES {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Ends the run with `outcome`, through the board's hook if one is registered, after the
+/// exit gate.
 pub fn exit(outcome: Outcome) -> ! {
+    exit_gate();
     let p = HOOK.load(Ordering::Acquire);
     if !p.is_null() {
         // SAFETY: the only non-null value ever stored is a `fn(Outcome) -> !` (see `set_hook`).
