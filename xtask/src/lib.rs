@@ -13,11 +13,14 @@ pub mod checks;
 pub mod defmt_stream;
 pub mod elf;
 pub mod figures;
+pub mod guest_mem;
 pub mod matrix;
 pub mod mem_size;
 pub mod qemu;
+pub mod qmp;
 pub mod steps;
 pub mod suite;
+pub mod walker;
 pub mod xen;
 
 /// The workspace root (the directory holding `xtask/`).

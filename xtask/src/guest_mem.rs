@@ -1,0 +1,206 @@
+//! The machine's RAM as the host sees it: QEMU q35's layout for the `-m` the runner passed, and
+//! the file that backs it (`-object memory-backend-file,share=on`), readable (and, for the exit
+//! gate, writable) by physical address while and after the guest runs.
+//!
+//! q35 (QEMU 7.2, `pc_q35_init`): with `-m` of 2816 MiB (0xb000_0000) or more, low RAM ends at
+//! 2 GiB and the rest starts at 4 GiB; below that, all of it is low RAM. The backend file holds
+//! low RAM first, then high RAM: physical `4 GiB + x` is file offset `below_4g + x`.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::walker::PhysMem;
+
+const GIB: u64 = 1 << 30;
+/// Where high RAM starts.
+pub const FOUR_GIB: u64 = 4 * GIB;
+
+/// Where the machine's RAM is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RamLayout {
+    /// RAM `[0, below_4g)`.
+    pub below_4g: u64,
+    /// RAM `[4 GiB, 4 GiB + above_4g)`.
+    pub above_4g: u64,
+}
+
+impl RamLayout {
+    /// q35's layout for `-m ram` bytes.
+    pub const fn q35(ram: u64) -> Self {
+        let lowmem = if ram >= 0xb000_0000 {
+            2 * GIB
+        } else {
+            0xb000_0000
+        };
+        if ram >= lowmem {
+            Self {
+                below_4g: lowmem,
+                above_4g: ram - lowmem,
+            }
+        } else {
+            Self {
+                below_4g: ram,
+                above_4g: 0,
+            }
+        }
+    }
+
+    /// All RAM bytes.
+    pub const fn size(&self) -> u64 {
+        self.below_4g + self.above_4g
+    }
+
+    /// The RAM ranges `[start, end)`.
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        let mut r = vec![(0, self.below_4g)];
+        if self.above_4g > 0 {
+            r.push((FOUR_GIB, FOUR_GIB + self.above_4g));
+        }
+        r
+    }
+
+    /// Where physical address `pa` is in the backing file, if it is RAM.
+    pub const fn file_offset(&self, pa: u64) -> Option<u64> {
+        if pa < self.below_4g {
+            Some(pa)
+        } else if pa >= FOUR_GIB && pa - FOUR_GIB < self.above_4g {
+            Some(self.below_4g + (pa - FOUR_GIB))
+        } else {
+            None
+        }
+    }
+}
+
+/// The machine's RAM in its backing file; the file is removed when this is dropped.
+#[derive(Debug)]
+pub struct RamFile {
+    path: PathBuf,
+    file: File,
+    layout: RamLayout,
+}
+
+impl RamFile {
+    /// Creates the (sparse) file QEMU will map as RAM of `layout.size()` bytes.
+    pub fn create(path: &Path, layout: RamLayout) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        file.set_len(layout.size())?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            layout,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> RamLayout {
+        self.layout
+    }
+
+    /// Machine pages of RAM.
+    pub fn pages(&self) -> u64 {
+        self.layout.size() / 4096
+    }
+
+    /// Writes `value` at physical address `pa` (visible to the running guest: QEMU maps the
+    /// file shared).
+    pub fn write_u64(&self, pa: u64, value: u64) -> Result<(), String> {
+        let off = self.offset(pa, 8)?;
+        self.file
+            .write_all_at(&value.to_le_bytes(), off)
+            .map_err(|e| format!("writing {pa:#x}: {e}"))
+    }
+
+    fn offset(&self, pa: u64, len: u64) -> Result<u64, String> {
+        let off = self
+            .layout
+            .file_offset(pa)
+            .ok_or_else(|| format!("{pa:#x} is not RAM"))?;
+        let last = pa
+            .checked_add(len.saturating_sub(1))
+            .and_then(|l| self.layout.file_offset(l));
+        if last != Some(off + len.saturating_sub(1)) {
+            return Err(format!("[{pa:#x}, +{len:#x}) is not contiguous RAM"));
+        }
+        Ok(off)
+    }
+}
+
+impl PhysMem for RamFile {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), String> {
+        let off = self.offset(pa, buf.len() as u64)?;
+        self.file
+            .read_exact_at(buf, off)
+            .map_err(|e| format!("reading {pa:#x}: {e}"))
+    }
+}
+
+impl Drop for RamFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Where to put the RAM files: `/dev/shm` when it exists (no disk writes), else the temp dir.
+pub fn ram_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn q35_splits_at_2816_mib() {
+        assert_eq!(RamLayout::q35(128 * MIB).ranges(), vec![(0, 128 * MIB)]);
+        assert_eq!(RamLayout::q35(2815 * MIB).ranges(), vec![(0, 2815 * MIB)]);
+        let l = RamLayout::q35(2816 * MIB);
+        assert_eq!(
+            l.ranges(),
+            vec![(0, 2 * GIB), (FOUR_GIB, FOUR_GIB + 768 * MIB)]
+        );
+        let l = RamLayout::q35(6 * GIB);
+        assert_eq!(l.file_offset(FOUR_GIB), Some(2 * GIB));
+        assert_eq!(l.file_offset(FOUR_GIB + 4 * GIB - 1), Some(6 * GIB - 1));
+        assert_eq!(l.file_offset(FOUR_GIB + 4 * GIB), None);
+        assert_eq!(l.file_offset(3 * GIB), None);
+        assert_eq!(l.file_offset(2 * GIB - 1), Some(2 * GIB - 1));
+    }
+
+    #[test]
+    fn file_reads_and_writes_by_physical_address() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("pvmmu-ramfile-test-{}", std::process::id()));
+        let layout = RamLayout {
+            below_4g: 2 * 4096,
+            above_4g: 4096,
+        };
+        let f = RamFile::create(&path, layout).unwrap();
+        f.write_u64(FOUR_GIB + 8, 0x1122).unwrap();
+        f.write_u64(4096, 7).unwrap();
+        assert_eq!(f.read_u64(FOUR_GIB + 8).unwrap(), 0x1122);
+        assert_eq!(f.read_u64(4096).unwrap(), 7);
+        assert!(f.read_u64(2 * 4096).is_err());
+        assert!(f.read_u64(2 * 4096 - 4).is_err());
+        assert!(f.read_u64(u64::MAX).is_err());
+        drop(f);
+        assert!(!path.exists());
+    }
+}
