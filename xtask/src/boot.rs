@@ -6,13 +6,24 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::elf::{self, XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_PHYS32_ENTRY};
+use crate::guest_mem::{self, RamFile, RamLayout};
 use crate::mem_size::MemSize;
-use crate::{defmt_stream, qemu, xen};
+use crate::qmp::{Qmp, Registers};
+use crate::{defmt_stream, qemu, walker, xen};
+
+/// The boards' exit gate (`boards/src/common/exit.rs`): the symbol the guest waits on, the
+/// value that opens it, and the console line saying the guest is there.
+pub const GATE_SYMBOL: &str = "PVMMU_EXIT_GATE";
+/// See [`GATE_SYMBOL`].
+pub const GATE_OPEN: u64 = 0x4e45_504f_4554_4147;
+/// See [`GATE_SYMBOL`].
+pub const GATE_MARKER: &str = "pvmmu: at the exit gate";
 
 /// QEMU's exit status for isa-debug-exit value 0x10 (`Outcome::Pass`).
 pub const STATUS_PASS: i32 = 33;
@@ -190,6 +201,23 @@ pub struct BootResult {
     pub elapsed: Duration,
     /// The raw defmt frames, kept when the run did not pass.
     pub frames_file: Option<PathBuf>,
+    /// What the host captured at the exit gate: `None` if the guest never got there.
+    pub capture: Option<Result<Capture, String>>,
+}
+
+/// The machine as the host found it at the exit gate, stopped: the registers from QEMU's
+/// monitor, and its RAM (the backing file, which after the run still holds the memory of
+/// that moment: past the gate the guest only exits).
+#[derive(Clone, Debug)]
+pub struct Capture {
+    /// The first CPU's registers while stopped at the gate.
+    pub regs: Registers,
+    /// The machine's RAM.
+    pub ram: Arc<RamFile>,
+    /// Where the gate word was (physical/machine address), found by walking from CR3.
+    pub gate_pa: u64,
+    /// How long the guest was held at the gate (stop to cont).
+    pub held: Duration,
 }
 
 impl BootResult {
@@ -255,13 +283,41 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
         );
     }
     let timeout = opts.timeout.unwrap_or(board.default_timeout(mem));
+    let gate_va = elf::symbol_address(&bytes, GATE_SYMBOL).with_context(|| {
+        format!(
+            "{}: no {GATE_SYMBOL} symbol (the boards' exit gate)",
+            elf.display()
+        )
+    })?;
     let frames = frames_path()?;
     std::fs::File::create(&frames).with_context(|| format!("creating {}", frames.display()))?;
+    let machine = match board {
+        Board::Native => mem,
+        Board::Xen => qemu::xen_machine_mem(mem),
+    };
+    let ram_path = guest_mem::ram_dir().join(scratch_name("ram"));
+    let ram = Arc::new(
+        RamFile::create(&ram_path, RamLayout::q35(machine.mib() << 20))
+            .with_context(|| format!("creating {}", ram_path.display()))?,
+    );
+    let qmp_path = std::env::temp_dir().join(scratch_name("qmp.sock"));
+    let _ = std::fs::remove_file(&qmp_path);
+    let host = qemu::Host {
+        ram_file: ram.path(),
+        qmp: &qmp_path,
+    };
     let mut cmd = match board {
-        Board::Native => qemu::native_command(elf, &opts.guest_args, mem, &frames)?,
+        Board::Native => qemu::native_command(elf, &opts.guest_args, mem, &frames, &host)?,
         Board::Xen => {
             let xen = xen::provision(&crate::workspace_root().join("target/xen"))?;
-            qemu::xen_command(&xen, elf, &opts.guest_args, mem, &frames)?
+            qemu::xen_command(&xen, elf, &opts.guest_args, mem, &frames, &host)?
+        }
+    };
+    let capture: Mutex<Option<Result<Capture, String>>> = Mutex::new(None);
+    let at_gate = || {
+        let c = open_gate(&qmp_path, &ram, gate_va).map_err(|e| format!("{e:#}"));
+        if let Ok(mut slot) = capture.lock() {
+            *slot = Some(c);
         }
     };
     cmd.args(&opts.qemu_args);
@@ -277,12 +333,18 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
     let stop = AtomicBool::new(false);
     let (run, defmt_lines) = std::thread::scope(|s| {
         let decoder = s.spawn(|| defmt_stream::follow(&bytes, &frames, &stop, &print_defmt));
-        let run = qemu::run(cmd, timeout, echo, &print);
+        let marker = qemu::OnMarker {
+            text: GATE_MARKER,
+            then: &at_gate,
+        };
+        let run = qemu::run(cmd, timeout, echo, &print, Some(marker));
         stop.store(true, Ordering::Release);
         (run, decoder.join().expect("defmt decoder thread"))
     });
+    let _ = std::fs::remove_file(&qmp_path);
     let run = run?;
     let defmt_lines = defmt_lines?;
+    let capture = capture.into_inner().unwrap_or(None);
     let verdict = Verdict::from_status(run.status);
     let frames_file = if verdict != Verdict::Pass && opts.keep_frames {
         Some(frames)
@@ -306,6 +368,7 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
         qemu_stderr: String::from_utf8_lossy(&run.stderr).into_owned(),
         elapsed: run.elapsed,
         frames_file,
+        capture,
     })
 }
 
@@ -316,6 +379,42 @@ fn frames_path() -> Result<PathBuf> {
     let dir = crate::workspace_root().join("target/xtask/runs");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir.join(format!("pvmmu-{}-{n}-com2.bin", std::process::id())))
+}
+
+/// At the exit gate: stop the machine, read its registers, find the gate word by walking the
+/// guest's page tables from CR3 (the host's walker), open it, let the machine go on.
+fn open_gate(qmp: &Path, ram: &Arc<RamFile>, gate_va: u64) -> Result<Capture> {
+    let mut q = Qmp::connect(qmp)?;
+    q.execute("stop", None)?;
+    let stopped = Instant::now();
+    let regs = Registers::parse(&q.hmp("info registers")?)?;
+    if !regs.four_level_paging() {
+        bail!("the CPU does not use 4-level long-mode paging at the gate: {regs:x?}");
+    }
+    let leaf = walker::translate(ram.as_ref(), regs.root(), gate_va)
+        .map_err(|e| anyhow::anyhow!("walking to the gate {gate_va:#x}: {e}"))?
+        .with_context(|| format!("the gate {gate_va:#x} is not mapped under CR3"))?;
+    let gate_pa = leaf.pa + (gate_va & (leaf.size.bytes() - 1));
+    let before = walker::PhysMem::read_u64(ram.as_ref(), gate_pa).map_err(anyhow::Error::msg)?;
+    if before != 0 {
+        bail!("the gate word at {gate_pa:#x} holds {before:#x}, not 0: wrong frame?");
+    }
+    ram.write_u64(gate_pa, GATE_OPEN)
+        .map_err(anyhow::Error::msg)?;
+    q.execute("cont", None)?;
+    Ok(Capture {
+        regs,
+        ram: Arc::clone(ram),
+        gate_pa,
+        held: stopped.elapsed(),
+    })
+}
+
+/// A fresh file name for one run's scratch file (RAM, QMP socket).
+fn scratch_name(what: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("pvmmu-{}-{n}-{what}", std::process::id())
 }
 
 #[cfg(test)]

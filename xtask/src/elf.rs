@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use object::elf::{FileHeader64, PT_LOAD, PT_NOTE};
 use object::read::elf::{FileHeader, ProgramHeader};
-use object::Endianness;
+use object::{Endianness, Object, ObjectSymbol};
 
 /// `XEN_ELFNOTE_ENTRY`: the PV entry point (Xen PV board).
 pub const XEN_ELFNOTE_ENTRY: u32 = 1;
@@ -65,4 +65,13 @@ pub fn load_end(elf: &[u8]) -> Result<u64> {
         end = end.max(seg_end);
     }
     Ok(end)
+}
+
+/// The address of the symbol `name` in the ELF's symbol table.
+pub fn symbol_address(elf: &[u8], name: &str) -> Result<u64> {
+    let file = object::File::parse(elf).context("not an object file")?;
+    file.symbols()
+        .find(|s| s.name() == Ok(name))
+        .map(|s| s.address())
+        .with_context(|| format!("no symbol {name}"))
 }

@@ -20,6 +20,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod steps;
 pub mod suite;
+pub mod verify;
 pub mod walker;
 pub mod xen;
 

@@ -105,6 +105,17 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
         }
     }
     eprintln!("xtask: {}: {}", elf.display(), result.summary());
+    match &result.capture {
+        Some(Ok(c)) => eprintln!(
+            "xtask: exit gate: CR3 {:#x}, CPL {}, gate word at {:#x}, held {:.1} ms",
+            c.regs.cr3,
+            c.regs.cpl,
+            c.gate_pa,
+            c.held.as_secs_f64() * 1e3
+        ),
+        Some(Err(e)) => eprintln!("xtask: exit gate: the host could not capture: {e}"),
+        None => eprintln!("xtask: exit gate: the guest never reached it"),
+    }
     if let Some(frames) = &result.frames_file {
         eprintln!("xtask: raw defmt frames kept in {}", frames.display());
     }

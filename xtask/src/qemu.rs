@@ -12,13 +12,32 @@ use crate::mem_size::MemSize;
 /// The emulator binary.
 pub const QEMU: &str = "qemu-system-x86_64";
 
+/// Where the machine's RAM lives and how the host reaches the monitor.
+#[derive(Clone, Debug)]
+pub struct Host<'a> {
+    /// The file backing all of the machine's RAM (shared with QEMU).
+    pub ram_file: &'a Path,
+    /// The QMP socket QEMU listens on.
+    pub qmp: &'a Path,
+}
+
 /// Arguments both boards share: q35 under TCG, no display, no network, no reboot (a triple
 /// fault or reset ends QEMU with status 0), isa-debug-exit on port 0xf4, COM1 on stdio (text),
-/// COM2 into `frames` (defmt).
-fn common(cmd: &mut Command, machine_mem: MemSize, frames: &Path) {
-    cmd.args(["-machine", "q35", "-cpu", "max", "-accel", "tcg"])
+/// COM2 into `frames` (defmt); RAM in `host.ram_file` (shared, so the host reads and writes
+/// what the guest sees) and QMP on `host.qmp`.
+fn common(cmd: &mut Command, machine_mem: MemSize, frames: &Path, host: &Host<'_>) {
+    cmd.args(["-cpu", "max", "-accel", "tcg"])
+        .arg("-object")
+        .arg(format!(
+            "memory-backend-file,id=pvmmu.ram,size={}M,mem-path={},share=on",
+            machine_mem.mib(),
+            host.ram_file.display().to_string().replace(',', ",,")
+        ))
+        .args(["-machine", "q35,memory-backend=pvmmu.ram"])
         .arg("-m")
-        .arg(machine_mem.to_string())
+        .arg(format!("{}M", machine_mem.mib()))
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", host.qmp.display()))
         .args(["-display", "none", "-no-reboot", "-net", "none"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .args(["-serial", "mon:stdio", "-serial"])
@@ -33,9 +52,10 @@ pub fn native_command(
     guest_args: &[String],
     mem: MemSize,
     frames: &Path,
+    host: &Host<'_>,
 ) -> Result<Command> {
     let mut cmd = Command::new(qemu()?);
-    common(&mut cmd, mem, frames);
+    common(&mut cmd, mem, frames, host);
     cmd.arg("-kernel").arg(elf);
     if !guest_args.is_empty() {
         cmd.arg("-append").arg(guest_args.join(" "));
@@ -96,22 +116,28 @@ pub fn qemu() -> Result<&'static str> {
     Ok(QEMU)
 }
 
-/// Xen PV: QEMU multiboots `xen`, which boots `elf` as dom0 with `dom0_mem`; the machine gets
-/// 512 MiB more (at least 1 GiB) for Xen itself.
+/// The machine memory for a Xen boot with `dom0_mem`: 512 MiB more (at least 1 GiB) for Xen.
+pub fn xen_machine_mem(dom0_mem: MemSize) -> MemSize {
+    MemSize::from_mib((dom0_mem.mib() + 512).max(1024))
+}
+
+/// Xen PV: QEMU multiboots `xen`, which boots `elf` as dom0 with `dom0_mem`; the machine has
+/// [`xen_machine_mem`].
 pub fn xen_command(
     xen: &Path,
     elf: &Path,
     guest_args: &[String],
     dom0_mem: MemSize,
     frames: &Path,
+    host: &Host<'_>,
 ) -> Result<Command> {
     let elf_str = elf.to_str().context("ELF path is not UTF-8")?;
     if elf_str.contains([',', ' ']) {
         bail!("QEMU's -initrd cannot take a path with ',' or ' ': {elf_str}");
     }
-    let machine = MemSize::from_mib((dom0_mem.mib() + 512).max(1024));
+    let machine = xen_machine_mem(dom0_mem);
     let mut cmd = Command::new(qemu()?);
-    common(&mut cmd, machine, frames);
+    common(&mut cmd, machine, frames, host);
     cmd.arg("-kernel").arg(xen).arg("-append").arg(format!(
         "loglvl=all guest_loglvl=all console=com1 console_timestamps=boot dom0=verbose \
          dom0_mem={dom0_mem}"
@@ -138,13 +164,23 @@ pub struct RunOutput {
     pub elapsed: Duration,
 }
 
+/// A console line to react to: when a line containing `text` first completes, `then` runs
+/// (on a thread of its own, so the console keeps being drained meanwhile).
+pub struct OnMarker<'a> {
+    /// The text.
+    pub text: &'a str,
+    /// What to do.
+    pub then: &'a (dyn Fn() + Sync),
+}
+
 /// Runs `cmd` for at most `timeout`, capturing stdout and stderr; with `echo`, console lines are
-/// passed to `on_line` as they complete (escape sequences removed).
+/// passed to `on_line` as they complete (escape sequences removed). `marker` is acted on once.
 pub fn run(
     mut cmd: Command,
     timeout: Duration,
     echo: bool,
     on_line: &(dyn Fn(&str) + Sync),
+    marker: Option<OnMarker<'_>>,
 ) -> Result<RunOutput> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -162,20 +198,36 @@ pub fn run(
     })?;
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
+    let (seen, wait) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|s| {
+        if let Some(m) = &marker {
+            s.spawn(move || {
+                if wait.recv().is_ok() {
+                    (m.then)();
+                }
+            });
+        }
+        let text = marker.as_ref().map(|m| m.text);
         let console = s.spawn(move || -> Vec<u8> {
             let mut all = Vec::new();
             let mut line = Vec::new();
             let mut buf = [0u8; 4096];
+            let mut seen = Some(seen);
             while let Ok(n @ 1..) = stdout.read(&mut buf) {
                 all.extend_from_slice(&buf[..n]);
-                if echo {
-                    for &b in &buf[..n] {
-                        line.push(b);
-                        if b == b'\n' {
-                            on_line(&clean(&line));
-                            line.clear();
+                for &b in &buf[..n] {
+                    line.push(b);
+                    if b == b'\n' {
+                        let l = clean(&line);
+                        if text.is_some_and(|t| l.contains(t)) {
+                            if let Some(tx) = seen.take() {
+                                let _ = tx.send(());
+                            }
                         }
+                        if echo {
+                            on_line(&l);
+                        }
+                        line.clear();
                     }
                 }
             }

@@ -210,12 +210,20 @@ fn boot_test(test: &BootTest, elf: &Path) -> Result<(), String> {
     match (&verdict, &run.frames_file) {
         (Err(_), _) => say(&diagnostics(test, &run)),
         // An expected failure: its raw frames are of no further use.
-        (Ok(()), Some(frames)) => {
+        (Ok(_), Some(frames)) => {
             let _ = std::fs::remove_file(frames);
         }
-        (Ok(()), None) => {}
+        (Ok(_), None) => {}
     }
-    verdict
+    if let (Ok(note), Some(Ok(cap))) = (&verdict, &run.capture) {
+        if !note.is_empty() {
+            say(&format!(
+                "     {test}: {note}; held at the gate {:.1} ms",
+                cap.held.as_secs_f64() * 1e3
+            ));
+        }
+    }
+    verdict.map(|_| ())
 }
 
 /// The end of the console, the warnings and errors, and the last decoded lines of a run.
