@@ -18,7 +18,9 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<String, String> {
         Expect::DirectMap => {
             // The host's walk runs whatever the guest says, so a failed run also shows what
             // the live tables were.
+            let t = std::time::Instant::now();
             let host = host_verdict(test, run);
+            let walked_in = t.elapsed();
             if let Err(e) = passed(run) {
                 return Err(match host {
                     Ok(_) => format!("{e} (the host verifier found nothing wrong)"),
@@ -28,7 +30,10 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<String, String> {
             let host = host?;
             let f = Figures::find(&run.defmt_lines).map_err(|e| format!("{e:#}"))?;
             direct_map_figures(&f, &host)?;
-            let mut note = host.to_string();
+            let mut note = format!(
+                "{host} (walk and checks {:.0} ms)",
+                walked_in.as_secs_f64() * 1e3
+            );
             if test.board == Board::Xen {
                 let budget = crate::budget::check(&run.defmt_lines, &host)?;
                 note.push_str(&format!("; {budget}"));

@@ -60,6 +60,30 @@ impl Qmp {
         }
     }
 
+    /// `cont`, for a guest that may make QEMU exit at once: QEMU closing the connection
+    /// before it answers counts as done (it only exits while running).
+    pub fn cont(&mut self) -> Result<()> {
+        writeln!(self.writer, "{}", json!({ "execute": "cont" })).context("writing QMP")?;
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+                Err(e) => return Err(e).context("reading QMP"),
+                Ok(_) => {
+                    let m: Value = serde_json::from_str(&line)
+                        .with_context(|| format!("bad QMP message {line:?}"))?;
+                    if m.get("return").is_some() {
+                        return Ok(());
+                    }
+                    if let Some(e) = m.get("error") {
+                        bail!("QMP cont: {e}");
+                    }
+                }
+            }
+        }
+    }
+
     /// An HMP command's text output.
     pub fn hmp(&mut self, line: &str) -> Result<String> {
         let r = self.execute(

@@ -344,23 +344,21 @@ fn xen(
     let n = machine.dom0_pages;
     r.expected = [n, 0, 0];
     r.ram_bytes = n * PAGE;
-    let mut m2p_pages: HashMap<u64, u64> = HashMap::new();
+    // Xen's M2P, read a page at a time through Xen's own mapping of it.
+    let mut m2p_pages: HashMap<u64, Vec<u64>> = HashMap::new();
     let root = r.root;
     let mut m2p = |mfn: u64| -> Result<u64, String> {
         let va = XEN_M2P + mfn * 8;
         let page = va & !(PAGE - 1);
-        let pa = match m2p_pages.get(&page) {
-            Some(&pa) => pa,
-            None => {
-                let l = walker::translate(mem, root, page)
-                    .map_err(|e| format!("reading Xen's M2P: {e}"))?
-                    .ok_or_else(|| format!("Xen's M2P is not mapped at {page:#x}"))?;
-                let pa = l.pa + (page - l.va);
-                m2p_pages.insert(page, pa);
-                pa
-            }
-        };
-        mem.read_u64(pa + (va - page))
+        if !m2p_pages.contains_key(&page) {
+            let l = walker::translate(mem, root, page)
+                .map_err(|e| format!("reading Xen's M2P: {e}"))?
+                .ok_or_else(|| format!("Xen's M2P is not mapped at {page:#x}"))?;
+            let entries = mem.read_table(l.pa + (page - l.va))?;
+            m2p_pages.insert(page, entries);
+        }
+        let entries = m2p_pages.get(&page).ok_or("M2P cache")?;
+        Ok(entries[((va - page) / 8) as usize])
     };
     let all: HashSet<u64> = tree.table_frames().keys().copied().collect();
     let mut mfns: HashMap<u64, u64> = HashMap::with_capacity(dm.len());
