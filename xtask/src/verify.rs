@@ -350,14 +350,15 @@ fn xen(
     let mut m2p = |mfn: u64| -> Result<u64, String> {
         let va = XEN_M2P + mfn * 8;
         let page = va & !(PAGE - 1);
-        if !m2p_pages.contains_key(&page) {
-            let l = walker::translate(mem, root, page)
-                .map_err(|e| format!("reading Xen's M2P: {e}"))?
-                .ok_or_else(|| format!("Xen's M2P is not mapped at {page:#x}"))?;
-            let entries = mem.read_table(l.pa + (page - l.va))?;
-            m2p_pages.insert(page, entries);
-        }
-        let entries = m2p_pages.get(&page).ok_or("M2P cache")?;
+        let entries = match m2p_pages.entry(page) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let l = walker::translate(mem, root, page)
+                    .map_err(|e| format!("reading Xen's M2P: {e}"))?
+                    .ok_or_else(|| format!("Xen's M2P is not mapped at {page:#x}"))?;
+                e.insert(mem.read_table(l.pa + (page - l.va))?)
+            }
+        };
         Ok(entries[((va - page) / 8) as usize])
     };
     let all: HashSet<u64> = tree.table_frames().keys().copied().collect();
