@@ -387,6 +387,9 @@ fn open_gate(qmp: &Path, ram: &Arc<RamFile>, gate_va: u64) -> Result<Capture> {
     let mut q = Qmp::connect(qmp)?;
     q.execute("stop", None)?;
     let stopped = Instant::now();
+    // QEMU has the file mapped and we hold it open: its name is no longer needed, and a run
+    // killed from here on leaves nothing behind in /dev/shm.
+    ram.unlink();
     let regs = Registers::parse(&q.hmp("info registers")?)?;
     if !regs.four_level_paging() {
         bail!("the CPU does not use 4-level long-mode paging at the gate: {regs:x?}");

@@ -112,6 +112,11 @@ impl RamFile {
         self.layout.size() / 4096
     }
 
+    /// Removes the file's name (QEMU and this handle keep the memory); idempotent.
+    pub fn unlink(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
     /// Writes `value` at physical address `pa` (visible to the running guest: QEMU maps the
     /// file shared).
     pub fn write_u64(&self, pa: u64, value: u64) -> Result<(), String> {
@@ -147,7 +152,7 @@ impl PhysMem for RamFile {
 
 impl Drop for RamFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.unlink();
     }
 }
 
