@@ -1,5 +1,5 @@
 //! A deliberate guest fault: reads an address nothing maps, so the board's fault path must
-//! report a page fault (vector 14, CR2 = [`UNMAPPED`]) and end the run with `Fail`. The boot
+//! report a page fault (vector 14, CR2 = [`FAULT_ADDRESS`]) and end the run with `Fail`. The boot
 //! tests expect exactly that; if the read returns, the example fails with its own message.
 //!
 //! `cargo run --example fault` (bare metal); `--features xen-pv` under Xen.
@@ -8,12 +8,12 @@
 #![no_main]
 
 use boards::{Outcome, Platform};
+use pvmmu_figures::FAULT_ADDRESS;
 
 boards::entry!(main);
 
-/// A canonical lower-half address in PML4 slot 224: neither board maps anything there (bare
-/// metal maps `[0, 4 GiB)`, a Xen PV domain its own image and boot data near 0).
-pub const UNMAPPED: u64 = 0x0000_7000_0000_0000;
+/// The address read: `pvmmu_figures::FAULT_ADDRESS`, which the runner checks the report against.
+const UNMAPPED: u64 = FAULT_ADDRESS;
 
 fn main<P: Platform>(p: &mut P) -> Outcome {
     p.console_write("fault: reading 0x0000700000000000, which is not mapped\n");

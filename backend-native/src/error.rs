@@ -23,3 +23,22 @@ impl BackendError for NativeError {
         }
     }
 }
+
+impl core::fmt::Display for NativeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotMapped(pfn) => write!(
+                f,
+                "no window maps frame {:#x}, so the backend cannot store into it",
+                pfn.as_u64()
+            ),
+            Self::BadIndex(i) => write!(
+                f,
+                "entry index {i} is beyond slot 511, or the write runs past the end of the table"
+            ),
+            Self::TooManyWindows => f.write_str("no room for another window (8 at most)"),
+        }
+    }
+}
+
+impl core::error::Error for NativeError {}

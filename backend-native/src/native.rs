@@ -185,3 +185,16 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         Ok(())
     }
 }
+
+impl<C: Cpu> hal_core::Report for Native<C> {
+    /// One line: entries stored, pins and unpins (no-ops here), root switches, TLB flushes.
+    /// Nothing to compare (`compare_release` is the default): bare metal releases nothing.
+    fn report(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let c = &self.counters;
+        writeln!(
+            out,
+            "native: {} entries stored, {} pins and {} unpins (no-ops), {} root switches, {} TLB flushes; no hypercalls on bare metal",
+            c.entries_written, c.pins, c.unpins, c.root_switches, c.tlb_flushes
+        )
+    }
+}

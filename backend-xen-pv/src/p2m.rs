@@ -120,6 +120,29 @@ impl<'a> P2m<'a> {
     }
 }
 
+impl core::fmt::Display for P2mError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the P2M list has no entries"),
+            Self::PfnOutOfRange { pfn, nr_pages } => write!(
+                f,
+                "pfn {pfn:#x} is not below the domain's {nr_pages:#x} pages"
+            ),
+            Self::InvalidEntry { pfn } => {
+                write!(f, "no machine frame backs pfn {pfn:#x} (INVALID_P2M_ENTRY)")
+            }
+            Self::MfnTooLarge { pfn, mfn } => {
+                write!(
+                    f,
+                    "pfn {pfn:#x} maps to mfn {mfn:#x}, above the largest machine frame"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for P2mError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

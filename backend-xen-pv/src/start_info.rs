@@ -357,6 +357,42 @@ impl BootstrapLayout {
     }
 }
 
+impl core::fmt::Display for StartInfoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Truncated { len } => write!(
+                f,
+                "start_info truncated: {len} bytes, {START_INFO_SIZE} needed"
+            ),
+            Self::BadMagic => f.write_str("start_info magic is not a 64-bit PV guest's (\"xen-3.0-x86_64\")"),
+            Self::NoPages => f.write_str("start_info says nr_pages = 0"),
+            Self::NullMfnList => f.write_str("start_info's mfn_list is null"),
+            Self::MfnListMisaligned { mfn_list } => {
+                write!(f, "start_info's mfn_list {mfn_list:#x} is not 8-byte aligned")
+            }
+            Self::PtBaseMisaligned { pt_base } => {
+                write!(f, "start_info's pt_base {pt_base:#x} is null or not page aligned")
+            }
+            Self::TooFewPtFrames { nr_pt_frames } => write!(
+                f,
+                "start_info's nr_pt_frames is {nr_pt_frames}, fewer than the 4 of a 4-level bootstrap"
+            ),
+            Self::RangeOverflow => f.write_str(
+                "the P2M list or the bootstrap page tables run past the guest half of the address space",
+            ),
+            Self::P2mOverlapsPageTables => {
+                f.write_str("the P2M list and the bootstrap page tables overlap")
+            }
+            Self::CmdLineUnterminated => f.write_str("start_info's cmd_line has no terminating NUL"),
+            Self::LayoutMismatch => f.write_str(
+                "the boot data are not in the order Xen places them, or the mapped region exceeds nr_pages",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for StartInfoError {}
+
 #[cfg(test)]
 mod tests {
     extern crate std;

@@ -30,6 +30,4 @@ pub mod platform;
 pub mod xen;
 
 pub use common::console::PlatformWriter;
-pub use platform::{
-    BoardMemblock, ClaimError, MmuPlatform, Outcome, Phase, Platform, MEMBLOCK_REGIONS,
-};
+pub use platform::{BoardMemblock, ClaimError, MmuPlatform, Outcome, Platform, MEMBLOCK_REGIONS};

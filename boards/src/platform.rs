@@ -20,6 +20,28 @@ pub enum ClaimError {
     Reserve(MemblockError),
 }
 
+impl core::fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::AlreadyClaimed => f.write_str(
+                "the machine's RAM was handed out already: there is one memblock per boot",
+            ),
+            Self::Map(e) => write!(f, "firmware memory map refused: {e}"),
+            Self::Reserve(e) => write!(f, "reserving one of the board's boot ranges failed: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for ClaimError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::AlreadyClaimed => None,
+            Self::Map(e) => Some(e),
+            Self::Reserve(e) => Some(e),
+        }
+    }
+}
+
 /// Builds the one memblock of the machine from `map`, with `reserved` kept out, unless
 /// `taken` says it was built before.
 ///
@@ -74,12 +96,14 @@ pub trait Platform {
     fn take_memblock(&mut self) -> Result<(BoardMemblock, MapReport), ClaimError>;
 }
 
-pub use hal_core::Phase;
-
 /// A board with an MMU backend: what the page-table examples need beyond [`Platform`].
+///
+/// Backend-specific figures (Xen PV's hypercalls per phase, the seed's per-page release for
+/// comparison) are not the board's: the backend reports them through
+/// [`hal_core::Report`], which every backend implements.
 pub trait MmuPlatform: Platform {
     /// The board's backend.
-    type Backend: hal_core::RawMmu;
+    type Backend: hal_core::RawMmu + hal_core::Report;
 
     /// The backend, wrapped in hal-core's typed layer.
     fn mmu(&mut self) -> &mut hal_core::Mmu<Self::Backend>;
@@ -95,14 +119,4 @@ pub trait MmuPlatform: Platform {
     /// The boot mapping of physical memory: `(va, frames)`, frames mapped contiguously from
     /// `va`, writable (bare metal: the identity map; Xen PV: the domain builder's mapping).
     fn boot_window(&self) -> (u64, hal_core::PfnRange);
-
-    /// Starts counting a new phase (backends that count hypercalls count per phase).
-    fn set_phase(&mut self, phase: Phase);
-
-    /// Makes `release` use the seed's strategy (one hypercall per page) or the batched one.
-    /// Returns whether the backend distinguishes the two.
-    fn set_seed_release(&mut self, seed: bool) -> bool;
-
-    /// Logs the backend's counters, per phase.
-    fn log_counters(&mut self);
 }

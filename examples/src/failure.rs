@@ -1,8 +1,8 @@
 //! Why an example failed: every check has its own variant, so the log says which.
 
-use hal_core::direct_map::PlanError;
-use hal_core::memblock::{MapError, MemblockError};
-use hal_core::ErrorKind;
+use pvmmu::direct_map::PlanError;
+use pvmmu::memblock::{MapError, MemblockError};
+use pvmmu::ErrorKind;
 
 /// A failed step or check.
 #[derive(Debug, defmt::Format)]
@@ -15,6 +15,8 @@ pub enum Failure {
     Claimed,
     /// The direct map cannot be planned.
     Plan(PlanError),
+    /// `map_ram` failed (the log line before says which step and why).
+    Setup(ErrorKind),
     /// The buffer cannot hold the tables.
     Exhausted {
         /// Tables needed.

@@ -8,6 +8,7 @@
 pub mod direct_map;
 pub mod failure;
 pub mod memview;
+pub mod report;
 pub mod seed_bug;
 pub mod verify;
 

@@ -1,9 +1,9 @@
 //! memblock's view of the firmware map, shared by the examples.
 
 use boards::{ClaimError, Platform};
-use hal_core::memblock::Memblock;
-use hal_core::PfnRange;
 use heapless::Vec;
+use pvmmu::memblock::Memblock;
+use pvmmu::PfnRange;
 
 use crate::Failure;
 

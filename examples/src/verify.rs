@@ -1,10 +1,74 @@
-//! Checks of a built direct map: the software walk of every leaf, memory through the map.
+//! The `direct_map` example's own checks of the map `map_ram` made, independent of its
+//! figures: the software walk of every leaf (frame, size, protection against the plan), the
+//! released tail written and read back through the new map and the boot mapping (twice on a
+//! backend that compares the seed's release), and the CPU reading through the map.
 
-use hal_core::direct_map::{DirectMapSpec, PageSize, Runs};
-use hal_core::walk::translate;
-use hal_core::{Caps, Mmu, PageTableFlags, Pfn, PfnRange, RawMmu};
+use boards::MmuPlatform;
+use heapless::Vec;
+use pvmmu::direct_map::{DirectMap, DirectMapSpec, PageSize, Runs};
+use pvmmu::memblock::Memblock;
+use pvmmu::walk::translate;
+use pvmmu::{BackendError, Caps, Mmu, PageTableFlags, Pfn, PfnRange, RawMmu, Report};
+use pvmmu_figures::Figures;
 
 use crate::Failure;
+
+/// Checks the live direct map `map` on board `p`, whose memblock is `mb`, and returns the
+/// figures: the map's own, plus what was checked.
+pub fn direct_map<P: MmuPlatform, const N: usize>(
+    p: &mut P,
+    mb: &mut Memblock<N>,
+    map: &DirectMap<N>,
+) -> Result<Figures, Failure> {
+    let m = map.figures;
+    let mut f = Figures {
+        ram_bytes: m.ram_bytes,
+        computed: m.computed,
+        tables_used: m.tables_used,
+        tail_released: m.tail_released,
+        pages: m.pages,
+        ..Figures::default()
+    };
+    if m.tables_used != m.computed + 1 || m.tables_made != m.computed {
+        return Err(Failure::CountMismatch {
+            computed: m.computed + 1,
+            used: m.tables_used,
+        });
+    }
+    let base = map.spec.base;
+
+    // Every released frame: allocated as memory, written and read back through the new map.
+    let tail = mb
+        .alloc_exact(map.buffer.released)
+        .map_err(Failure::Memblock)?;
+    // SAFETY: we own the tail frames (allocated just now) and the direct map is live.
+    f.cross_checked = unsafe { pattern(base, tail.pfns(), p.boot_window()) }?;
+    // The backend's comparison (Xen PV: the same frames released again the seed's way).
+    let tail = P::Backend::compare_release(p.mmu(), tail).map_err(|e| {
+        defmt::error!("compare_release: {}", defmt::Display2Format(&e.error));
+        Failure::Backend("compare_release", e.error.kind())
+    })?;
+    // SAFETY: as above: the frames came back free and ours.
+    unsafe { pattern(base, tail.pfns(), p.boot_window()) }?;
+    mb.free_frames(tail)
+        .map_err(|e| Failure::Memblock(e.error))?;
+
+    // Every leaf by walking, and the CPU through the map on a dense sample.
+    let caps = p.mmu().caps();
+    let mut read_only: Vec<PfnRange, 16> = Vec::new();
+    if caps.tables_read_only {
+        let own = p.mmu().raw().foreign_tables().iter().copied();
+        for r in core::iter::once(map.buffer.used).chain(own) {
+            read_only.push(r).map_err(|_| Failure::Mapping { va: 0 })?;
+        }
+        read_only.sort_unstable_by_key(|r| r.start());
+    }
+    let checked = every_leaf(p.mmu(), map.root, &map.ranges, &read_only, &map.spec, &caps)?;
+    f.leaves_checked = checked.leaves;
+    // SAFETY: the direct map is live.
+    f.pages_touched = unsafe { touch(base, &map.ranges, 16) };
+    Ok(f)
+}
 
 /// What [`every_leaf`] checked.
 #[derive(Clone, Copy, Debug, Default, defmt::Format)]
@@ -33,7 +97,7 @@ pub fn every_leaf<B: RawMmu>(
             let va = spec.base + (pfn << 12);
             let t = translate(mmu.raw_mut(), root, va).map_err(|e| {
                 defmt::error!("walk of {=u64:#x} failed: {}", va, defmt::Debug2Format(&e));
-                Failure::Backend("walk", hal_core::BackendError::kind(&e))
+                Failure::Backend("walk", pvmmu::BackendError::kind(&e))
             })?;
             let Some(t) = t else {
                 return Err(Failure::Translation {

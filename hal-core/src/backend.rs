@@ -25,6 +25,7 @@
 use crate::addr::{Mfn, Pfn, PfnRange};
 use crate::error::BackendError;
 use crate::level::TableLevel;
+use crate::phase::Phase;
 use crate::pte::Pte;
 
 bitflags::bitflags! {
@@ -194,4 +195,10 @@ pub unsafe trait RawMmu {
 
     /// Submits every queued operation. `Ok` means all of them took effect.
     fn flush(&mut self) -> Result<(), Self::Error>;
+
+    /// The lifecycle enters `phase`: a backend that counts its work per phase (Xen PV counts
+    /// hypercalls) counts what follows under it. Changes nothing else. Default: ignored.
+    fn set_phase(&mut self, phase: Phase) {
+        let _ = phase;
+    }
 }

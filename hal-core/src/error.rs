@@ -26,8 +26,9 @@ pub enum ErrorKind {
 }
 
 /// An error a backend returns. Generic code looks at [`kind`](BackendError::kind); the
-/// concrete type keeps the raw cause (Xen's errno, which entry of a batch failed, ...).
-pub trait BackendError: fmt::Debug {
+/// concrete type keeps the raw cause (Xen's errno, which entry of a batch failed, ...), and
+/// says it in words ([`Display`](fmt::Display), [`core::error::Error`]).
+pub trait BackendError: core::error::Error + 'static {
     /// The kind of failure.
     fn kind(&self) -> ErrorKind;
 }
@@ -50,9 +51,35 @@ pub struct Failed<T, E> {
 
 impl<T, E: BackendError> BackendError for Failed<T, E>
 where
-    T: fmt::Debug,
+    T: fmt::Debug + 'static,
 {
     fn kind(&self) -> ErrorKind {
         self.error.kind()
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Refused => "refused as invalid",
+            Self::Busy => "the frame is in use in a way that forbids it",
+            Self::OutOfRange => "outside what the backend manages",
+            Self::NotMapped => "no mapping reaches the frame",
+            Self::Unsupported => "not supported by the backend",
+            Self::Capacity => "a fixed-capacity structure is full",
+            Self::Other => "failed",
+        })
+    }
+}
+
+impl<T, E: fmt::Display> fmt::Display for Failed<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<T: fmt::Debug, E: core::error::Error + 'static> core::error::Error for Failed<T, E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        self.error.source()
     }
 }

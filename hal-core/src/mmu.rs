@@ -519,3 +519,71 @@ pub enum SwitchError<E> {
     /// The backend refused.
     Backend(E),
 }
+
+impl<E: core::fmt::Display> core::fmt::Display for WriteError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Entry(e) => write!(f, "entry refused before reaching the backend: {e}"),
+            Self::Backend(e) => write!(f, "the backend refused the entry: {e}"),
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for WriteError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Entry(e) => Some(e),
+            Self::Backend(e) => Some(e),
+        }
+    }
+}
+
+impl<L: Level, E: core::fmt::Display> core::fmt::Display for RetireError<L, E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::CurrentRoot(_) => f.write_str("the table is the live root"),
+            Self::HasChild { index, .. } => {
+                write!(f, "entry {index} of the table points at a child table")
+            }
+            Self::Unreadable { error, .. } => write!(
+                f,
+                "the backend could not read the table or flush earlier work: {error}"
+            ),
+            Self::Backend(e) => write!(
+                f,
+                "the backend failed part way (the frame's mappings may be partly writable): {}",
+                e.error
+            ),
+        }
+    }
+}
+
+impl<L: Level + core::fmt::Debug, E: core::error::Error + 'static> core::error::Error
+    for RetireError<L, E>
+{
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Unreadable { error, .. } => Some(error),
+            Self::Backend(e) => Some(&e.error),
+            _ => None,
+        }
+    }
+}
+
+impl<E: core::fmt::Display> core::fmt::Display for SwitchError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotLive => f.write_str("the LiveRoot given is not the root in use"),
+            Self::Backend(e) => write!(f, "the backend refused the switch: {e}"),
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for SwitchError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::NotLive => None,
+            Self::Backend(e) => Some(e),
+        }
+    }
+}

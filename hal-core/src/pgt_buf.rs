@@ -207,3 +207,63 @@ impl PgtBuf {
         Ok(Finished { used, released })
     }
 }
+
+impl core::fmt::Display for Exhausted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "pgt_buf is exhausted: all {} frames handed out",
+            self.capacity
+        )
+    }
+}
+
+impl core::error::Error for Exhausted {}
+
+impl<E: core::fmt::Display> core::fmt::Display for FinishError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::WrongMemblock(_) => {
+                f.write_str("finish was given a memblock the buffer did not come from")
+            }
+            Self::Release(e) => write!(
+                f,
+                "the backend could not make the tail writable: {}",
+                e.error
+            ),
+            Self::Memblock(e) => write!(f, "memblock could not take the tail back: {}", e.error),
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for FinishError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::WrongMemblock(_) => None,
+            Self::Release(e) => Some(&e.error),
+            Self::Memblock(e) => Some(&e.error),
+        }
+    }
+}
+
+impl<E: core::fmt::Display> core::fmt::Display for NewError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Memblock(e) => write!(f, "memblock has no room for the buffer: {e}"),
+            Self::Protect(e) => write!(
+                f,
+                "the backend could not make the buffer page-table-ready: {}",
+                e.error
+            ),
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for NewError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Memblock(e) => Some(e),
+            Self::Protect(e) => Some(&e.error),
+        }
+    }
+}

@@ -1,5 +1,8 @@
 //! The phases of the page-table lifecycle, for backends that count their work per phase
-//! (Xen PV counts hypercalls) and for the examples that print those counts.
+//! (Xen PV counts hypercalls). [`direct_map::map_ram`](crate::direct_map::map_ram) enters
+//! each phase through [`RawMmu::set_phase`](crate::RawMmu::set_phase); a backend that counts
+//! nothing ignores it. What a backend counts beyond these phases (Xen PV's per-page release,
+//! for comparison) is its own business, reported through [`Report`](crate::Report).
 
 /// A phase of the page-table lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -15,20 +18,16 @@ pub enum Phase {
     Switch,
     /// `PgtBuf::finish`: releasing the unused tail, batched.
     Release,
-    /// The same kind of release done the 2011 seed's way (one hypercall per page), measured
-    /// for comparison.
-    SeedRelease,
 }
 
 impl Phase {
     /// Every phase, in index order.
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 5] = [
         Phase::Other,
         Phase::MakeReadOnly,
         Phase::FillInstall,
         Phase::Switch,
         Phase::Release,
-        Phase::SeedRelease,
     ];
 
     /// The phase's position in [`Phase::ALL`].
@@ -44,7 +43,6 @@ impl Phase {
             Phase::FillInstall => "fill and install",
             Phase::Switch => "pin and switch",
             Phase::Release => "release (batched)",
-            Phase::SeedRelease => "release (per page, seed)",
         }
     }
 }

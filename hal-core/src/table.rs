@@ -212,3 +212,19 @@ impl<L: Level> Frame<PinnedRO<L>> {
         }
     }
 }
+
+impl core::fmt::Display for EntryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::IndexOutOfRange(i) => write!(f, "entry index {i} is 512 or more"),
+            Self::Occupied(i) => write!(f, "slot {i} already holds a present entry"),
+            Self::BadLeaf(i) => write!(
+                f,
+                "slot {i}: a level-2/3 leaf without HUGE_PAGE, or a level-1 leaf with it"
+            ),
+            Self::NotPresent(i) => write!(f, "slot {i}: the entry is not present"),
+        }
+    }
+}
+
+impl core::error::Error for EntryError {}

@@ -36,6 +36,35 @@ impl XenErrno {
     }
 }
 
+impl XenErrno {
+    /// The errno's name (`"EINVAL"`), if it is one of the constants above.
+    pub const fn name(self) -> Option<&'static str> {
+        Some(match self.0 {
+            1 => "EPERM",
+            2 => "ENOENT",
+            11 => "EAGAIN",
+            12 => "ENOMEM",
+            14 => "EFAULT",
+            16 => "EBUSY",
+            17 => "EEXIST",
+            22 => "EINVAL",
+            38 => "ENOSYS",
+            _ => return None,
+        })
+    }
+}
+
+impl core::fmt::Display for XenErrno {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "-{name} (-{})", self.0),
+            None => write!(f, "errno -{}", self.0),
+        }
+    }
+}
+
+impl core::error::Error for XenErrno {}
+
 #[cfg(test)]
 mod tests {
     use super::XenErrno;

@@ -9,7 +9,7 @@ use crate::hypercall::{MmuUpdate, MmuextOp};
 use crate::p2m::P2m;
 use crate::start_info::{BootstrapLayout, StartInfo};
 
-use super::counters::{Counters, Phase};
+use super::counters::{Counters, Phase, Slot};
 use super::error::{Call, Capacity, Cause, Op, Refusal, Rollback, Unsupported, XenPvError};
 use super::platform::PvPlatform;
 use super::queue::{Calls, Outcome, BATCH};
@@ -248,19 +248,29 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
     }
 
     pub(super) fn calls(&mut self) -> Calls<'_, H> {
+        let slot = self.slot();
         Calls {
             hv: &self.hv,
             counters: &mut self.counters,
-            phase: self.phase,
+            slot,
+        }
+    }
+
+    /// Where hypercalls are counted now: under the phase, or with the per-page releases.
+    fn slot(&self) -> Slot {
+        match self.strategy {
+            ReleaseStrategy::PerPage => Slot::PerPageRelease,
+            ReleaseStrategy::Batched => Slot::Phase(self.phase),
         }
     }
 
     /// Submits the queued requests as they are (one `mmu_update`, or one multicall).
     pub(super) fn submit_queue(&mut self) -> Outcome {
+        let slot = self.slot();
         let mut calls = Calls {
             hv: &self.hv,
             counters: &mut self.counters,
-            phase: self.phase,
+            slot,
         };
         // SAFETY: every queued request was built by an `unsafe` RawMmu method of this backend
         // under its caller's contract (protect: read-only entries; write: the caller's
@@ -637,6 +647,10 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
 
     fn flush(&mut self) -> Result<(), XenPvError> {
         self.submit()
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
     }
 }
 

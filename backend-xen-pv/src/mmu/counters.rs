@@ -1,4 +1,6 @@
-//! Hypercall counters, per phase of the page-table lifecycle.
+//! Hypercall counters, per phase of the page-table lifecycle, and apart from the phases, the
+//! releases made one page at a time ([`ReleaseStrategy::PerPage`](super::ReleaseStrategy),
+//! the seed's way, for comparison).
 
 pub use hal_core::Phase;
 
@@ -36,8 +38,20 @@ impl PhaseCount {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Counters {
-    /// Indexed like [`Phase::ALL`].
-    pub phases: [PhaseCount; 6],
+    /// Indexed like [`Phase::ALL`]: everything made with the batched release strategy.
+    pub phases: [PhaseCount; Phase::ALL.len()],
+    /// Releases made with [`ReleaseStrategy::PerPage`](super::ReleaseStrategy), whatever the
+    /// phase: the seed's way, measured for comparison.
+    pub per_page_release: PhaseCount,
+}
+
+/// Where a hypercall is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// Under a lifecycle phase.
+    Phase(Phase),
+    /// A release made one page at a time.
+    PerPageRelease,
 }
 
 /// The kind of hypercall, for counting.
@@ -55,9 +69,14 @@ impl Counters {
         &self.phases[phase.index()]
     }
 
-    /// All phases together.
+    /// What the per-page releases cost.
+    pub fn per_page_release(&self) -> &PhaseCount {
+        &self.per_page_release
+    }
+
+    /// All phases together, the per-page releases included.
     pub fn total(&self) -> PhaseCount {
-        let mut t = PhaseCount::default();
+        let mut t = self.per_page_release;
         for p in &self.phases {
             t.add(p);
         }
@@ -69,8 +88,11 @@ impl Counters {
         *self = Self::default();
     }
 
-    pub(crate) fn record(&mut self, phase: Phase, kind: Kind, entries: u64) {
-        let c = &mut self.phases[phase.index()];
+    pub(crate) fn record(&mut self, slot: Slot, kind: Kind, entries: u64) {
+        let c = match slot {
+            Slot::Phase(phase) => &mut self.phases[phase.index()],
+            Slot::PerPageRelease => &mut self.per_page_release,
+        };
         c.hypercalls += 1;
         c.entries += entries;
         match kind {

@@ -1,6 +1,10 @@
 //! [`XenPvError`]: which backend operation failed, and Xen's own cause.
 
+use core::fmt;
+
 use hal_core::error::{BackendError, ErrorKind};
+
+use super::{MAX_PINNED, MAX_PROTECTED, MAX_RO_RUNS, MAX_WINDOWS};
 
 use crate::hypercall::XenErrno;
 use crate::p2m::P2mError;
@@ -191,6 +195,122 @@ impl BackendError for XenPvError {
             Cause::Capacity(_) => ErrorKind::Capacity,
             Cause::Unsupported(Unsupported::Index(_)) => ErrorKind::OutOfRange,
             Cause::Unsupported(_) => ErrorKind::Unsupported,
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Protect => "protect",
+            Self::Write => "write",
+            Self::Read => "read",
+            Self::Pin => "pin",
+            Self::Unpin => "unpin",
+            Self::Retire => "retire",
+            Self::SwitchRoot => "switch_root",
+            Self::Release => "release",
+            Self::AddWindow => "add_window",
+            Self::Translate => "P2M lookup",
+            Self::Rollback => "rollback of a refused release",
+        })
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MmuUpdate => "mmu_update",
+            Self::MmuextOp => "mmuext_op",
+            Self::UpdateVaMapping => "update_va_mapping",
+            Self::Multicall => "multicall",
+        })
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Xen refused entry {} of {} in a {} with {} ({} applied",
+            self.failed_at, self.submitted, self.call, self.errno, self.applied
+        )?;
+        match self.rollback {
+            Rollback::NotNeeded => f.write_str(")"),
+            Rollback::Done => f.write_str(", undone)"),
+            Rollback::Failed(e) => write!(f, "; undoing them failed with {e})"),
+        }
+    }
+}
+
+impl fmt::Display for Capacity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Windows => write!(f, "no room for another window ({MAX_WINDOWS} at most)"),
+            Self::ReadOnlyRuns => write!(
+                f,
+                "no room for more runs of read-only mappings ({MAX_RO_RUNS} at most)"
+            ),
+            Self::Protected => write!(
+                f,
+                "no room for more protected frame ranges ({MAX_PROTECTED} at most)"
+            ),
+            Self::Pinned => write!(f, "no room for more pinned tables ({MAX_PINNED} at most)"),
+        }
+    }
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::LargePage(i) => write!(f, "entry {i} is a large page: 64-bit Xen PV has none"),
+            Self::NonZeroNotPresent(i) => write!(
+                f,
+                "entry {i} is not present but not all zeros (Xen's L1TF checks refuse it)"
+            ),
+            Self::XenSlot(i) => write!(f, "root slot {i} belongs to Xen (256..272)"),
+            Self::Index(i) => write!(f, "slot index {i} is 512 or more, or runs past slot 511"),
+            Self::Window(va) => {
+                write!(f, "window at {va:#x} is not page aligned or wraps around")
+            }
+            Self::CurrentRoot => f.write_str("not allowed on the current root"),
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused(r) => r.fmt(f),
+            Self::P2m(e) => e.fmt(f),
+            Self::NotMapped { pfn } => {
+                write!(
+                    f,
+                    "no window maps frame {pfn:#x}, so the backend cannot reach it"
+                )
+            }
+            Self::ForeignFrame { mfn } => write!(
+                f,
+                "machine frame {mfn:#x} is not this domain's (the M2P and the P2M disagree)"
+            ),
+            Self::Capacity(c) => write!(f, "{c}; nothing was changed"),
+            Self::Unsupported(u) => write!(f, "{u}; nothing was changed"),
+        }
+    }
+}
+
+impl fmt::Display for XenPvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "xen-pv {}: {}", self.op, self.cause)
+    }
+}
+
+impl core::error::Error for XenPvError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match &self.cause {
+            Cause::Refused(r) => Some(&r.errno),
+            Cause::P2m(e) => Some(e),
+            _ => None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! let raw  = unsafe { XenPv::new(hypercalls, p2m, &boot, storage) }?;  // exclusive control
 //! let mut mmu = hal_core::Mmu::new(raw);
 //! mmu.raw_mut().set_phase(Phase::MakeReadOnly);                        // count per phase
+//                                              (hal_core::direct_map::map_ram does this)
 //! ... PgtBuf::new, direct_map::build, new_table(root), switch_root ...
 //! unsafe { mmu.raw_mut().add_window(PAGE_OFFSET, ram) }?;              // the new direct map
 //! mmu.raw().counters().get(Phase::Release).hypercalls
@@ -37,6 +38,7 @@ mod platform;
 mod queue;
 mod records;
 mod release;
+mod report;
 mod storage;
 mod walk;
 
@@ -47,4 +49,5 @@ pub use hal_core::Window;
 pub use platform::{PvPlatform, M2P_BYTES, M2P_VIRT_START};
 pub use queue::{BATCH, QUEUE_CAP, RELEASE_BATCHES};
 pub use records::{MAX_PINNED, MAX_PROTECTED, MAX_RO_RUNS};
+pub use report::PER_PAGE_RELEASE;
 pub use storage::Storage;

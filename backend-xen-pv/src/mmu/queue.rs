@@ -10,7 +10,7 @@
 use crate::hypercall::abi::{nr, DOMID_SELF};
 use crate::hypercall::{MmuUpdate, MmuextOp, MulticallEntry, RawHypercall, XenErrno};
 
-use super::counters::{Counters, Kind, Phase};
+use super::counters::{Counters, Kind, Slot};
 use super::error::{Call, Op};
 
 /// Entries in one `mmu_update` hypercall.
@@ -97,7 +97,7 @@ impl Outcome {
 pub(crate) struct Calls<'a, H: RawHypercall> {
     pub hv: &'a H,
     pub counters: &'a mut Counters,
-    pub phase: Phase,
+    pub slot: Slot,
 }
 
 fn check(ret: i64) -> Result<(), XenErrno> {
@@ -120,7 +120,7 @@ impl<H: RawHypercall> Calls<'_, H> {
             // SAFETY: the caller's contract.
             let ret = unsafe { self.hv.mmu_update(reqs, &mut done, DOMID_SELF) };
             self.counters
-                .record(self.phase, Kind::MmuUpdate, u64::from(submitted));
+                .record(self.slot, Kind::MmuUpdate, u64::from(submitted));
             return Outcome {
                 submitted,
                 applied: done,
@@ -147,7 +147,7 @@ impl<H: RawHypercall> Calls<'_, H> {
         // counter in `done`, both outliving the call; the requests are the caller's contract.
         let ret = unsafe { self.hv.multicall(&mut entries[..n]) };
         self.counters
-            .record(self.phase, Kind::Multicall, u64::from(submitted));
+            .record(self.slot, Kind::Multicall, u64::from(submitted));
         if let Err(e) = check(ret) {
             return Outcome {
                 submitted,
@@ -178,7 +178,7 @@ impl<H: RawHypercall> Calls<'_, H> {
         // SAFETY: the caller's contract.
         let ret = unsafe { self.hv.mmuext_op(ops, &mut done, DOMID_SELF) };
         self.counters
-            .record(self.phase, Kind::MmuextOp, ops.len() as u64);
+            .record(self.slot, Kind::MmuextOp, ops.len() as u64);
         Outcome {
             submitted: ops.len() as u32,
             applied: done,
@@ -193,7 +193,7 @@ impl<H: RawHypercall> Calls<'_, H> {
     pub(crate) unsafe fn va(&mut self, va: u64, pte: u64, flags: u64) -> Outcome {
         // SAFETY: the caller's contract.
         let ret = unsafe { self.hv.update_va_mapping(va, pte, flags) };
-        self.counters.record(self.phase, Kind::UpdateVaMapping, 1);
+        self.counters.record(self.slot, Kind::UpdateVaMapping, 1);
         let failure = check(ret).err().map(|e| (0, e, Call::UpdateVaMapping));
         Outcome {
             submitted: 1,

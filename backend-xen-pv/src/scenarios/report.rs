@@ -6,8 +6,9 @@ use std::println;
 
 use crate::mmu::PhaseCount;
 use crate::model::DomainConfig;
-use crate::{Phase, ReleaseStrategy};
+use crate::{Phase, XenPv};
 use common::{boot, direct_map};
+use hal_core::Report;
 
 const HEADROOM: u64 = 64;
 
@@ -35,14 +36,8 @@ fn per_phase_counts() {
             .iter()
             .filter(|p| g.layout.pfn_to_va(p.as_u64()).is_some())
             .count();
-        g.set_phase(Phase::Other);
-        let again = g.mmu.protect(tail).unwrap();
-        g.mmu
-            .raw_mut()
-            .set_release_strategy(ReleaseStrategy::PerPage);
-        g.set_phase(Phase::SeedRelease);
-        let released = g.mmu.release(again).unwrap();
-        let seed = *g.mmu.raw().counters().get(Phase::SeedRelease);
+        let released = XenPv::compare_release(&mut g.mmu, tail).unwrap();
+        let seed = *g.mmu.raw().counters().per_page_release();
         g.xen().audit().unwrap();
 
         println!(

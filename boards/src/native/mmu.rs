@@ -4,7 +4,7 @@ use backend_native::{HardwareCpu, Native, Window};
 use hal_core::{Mmu, Pfn, PfnRange};
 
 use super::NativeBoard;
-use crate::{MmuPlatform, Phase};
+use crate::MmuPlatform;
 
 /// The boot stub identity-maps this much: new page-table frames must lie below it.
 pub const IDENTITY_END: u64 = 4 << 30;
@@ -35,22 +35,5 @@ impl MmuPlatform for NativeBoard {
     fn boot_window(&self) -> (u64, PfnRange) {
         let w = identity_window();
         (w.va, w.pfns)
-    }
-
-    fn set_phase(&mut self, _phase: Phase) {}
-
-    fn set_seed_release(&mut self, _seed: bool) -> bool {
-        false
-    }
-
-    fn log_counters(&mut self) {
-        let c = self.mmu.raw().counters();
-        defmt::info!(
-            "native counters: {=u64} entries stored, {=u64} pins (no-op), {=u64} root switches, {=u64} TLB flushes; hypercalls: none on bare metal",
-            c.entries_written,
-            c.pins,
-            c.root_switches,
-            c.tlb_flushes
-        );
     }
 }

@@ -166,6 +166,8 @@ pub fn regions(table: &[HvmMemmapEntry]) -> heapless::Vec<MemRegion, MAX_REGIONS
         .collect()
 }
 
+impl core::error::Error for StartInfoError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

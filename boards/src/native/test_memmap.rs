@@ -148,6 +148,14 @@ fn insert(map: &mut heapless::Vec<MemRegion, MAX_REGIONS>, index: usize, r: MemR
     let _ = map.insert(index, r);
 }
 
+impl core::fmt::Display for UnknownPerturbation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("unknown pvmmu.test-memmap value (known: overlap, unsorted, zero, tiny)")
+    }
+}
+
+impl core::error::Error for UnknownPerturbation {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

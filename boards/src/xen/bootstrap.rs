@@ -162,3 +162,32 @@ pub unsafe fn check(
         cr3_mfn,
     })
 }
+
+impl core::fmt::Display for MappingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Cr3NotPtBase => f.write_str("CR3 is not the frame at start_info.pt_base"),
+            Self::ForeignTable { va } => write!(
+                f,
+                "the table entry covering {va:#x} names a frame outside the bootstrap page tables"
+            ),
+            Self::Superpage { va } => {
+                write!(f, "a superpage maps {va:#x} (64-bit PV has none)")
+            }
+            Self::WrongFrame { va } => write!(
+                f,
+                "{va:#x} is mapped outside the initial mapping, or onto another frame than P2M[pfn]"
+            ),
+            Self::WrongAccess { va } => write!(
+                f,
+                "{va:#x} is writable where it should be read-only, or the reverse"
+            ),
+            Self::Count { found } => write!(
+                f,
+                "{found} pages are mapped, not the number the start_info layout says"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for MappingError {}

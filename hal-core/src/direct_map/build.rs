@@ -519,3 +519,33 @@ fn fill<L: LeafLevel, B: RawMmu>(
         }
     }
 }
+
+impl<E: core::fmt::Display> core::fmt::Display for BuildError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Plan(e) => write!(f, "the ranges or the base cannot be mapped: {e}"),
+            Self::Exhausted { needed, remaining } => write!(
+                f,
+                "the buffer cannot cover the tables: {needed} needed, {remaining} left"
+            ),
+            Self::BadFlags => f.write_str(
+                "leaf flags must contain PRESENT, not HUGE_PAGE, and NO_EXECUTE only where the backend allows it",
+            ),
+            Self::Capacity => f.write_str("too many read-only ranges to track"),
+            Self::AlreadyMapped(va) => {
+                write!(f, "something is mapped already at {va:#x}, where the direct map goes")
+            }
+            Self::Backend(e) => write!(f, "the backend refused: {e}"),
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for BuildError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Plan(e) => Some(e),
+            Self::Backend(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -6,9 +6,14 @@
 //! - [`build`]: take the tables from [`PgtBuf`](crate::pgt_buf::PgtBuf), fill each one
 //!   completely before it exists for the platform, and install them through [`Mmu`](crate::mmu::Mmu),
 //!   reusing tables that already exist.
+//! - [`setup`]: the whole lifecycle in one call, [`map_ram`]: the buffer sized to a fixed
+//!   point, made page-table-ready, the build, the new root pinned and switched to (or the live
+//!   root extended), the buffer finished, the windows registered.
 
 pub mod build;
 pub mod plan;
+pub mod setup;
 
 pub use build::{build, BuildError, Built, Target};
 pub use plan::{count_tables, DirectMapSpec, PageSize, PlanError, Run, Runs, TableCount};
+pub use setup::{map_ram, DirectMap, Figures, RootChoice, Setup, SetupError};

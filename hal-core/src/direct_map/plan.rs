@@ -300,3 +300,21 @@ pub fn count_tables(
     }
     Ok(count)
 }
+
+impl core::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadBase(b) => write!(f, "base {b:#x} is not 1 GiB-aligned or not canonical"),
+            Self::Unsorted { index } => write!(
+                f,
+                "range {index} starts before the previous one ends (ranges must be sorted and disjoint)"
+            ),
+            Self::OutOfVirtualSpace { pfn } => write!(
+                f,
+                "frame {pfn:#x} would be mapped outside the canonical half of the base or in a root slot the backend reserves"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for PlanError {}

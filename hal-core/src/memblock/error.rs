@@ -88,3 +88,65 @@ pub enum MapError {
     /// No usable RAM at all (after trimming to whole pages).
     NoRam,
 }
+
+impl core::fmt::Display for MemblockError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::ZeroLength => f.write_str("empty range"),
+            Self::Overflow => {
+                f.write_str("range ends before it starts, or runs past the address space")
+            }
+            Self::Unaligned { start, end } => {
+                write!(f, "range [{start:#x}, {end:#x}) is not page-aligned")
+            }
+            Self::Overlap { start, end, with } => write!(
+                f,
+                "range [{start:#x}, {end:#x}) overlaps memory already added, [{:#x}, {:#x})",
+                with.start(),
+                with.end()
+            ),
+            Self::Capacity => f.write_str("more regions than memblock's fixed capacity"),
+            Self::BadAlign(a) => {
+                write!(
+                    f,
+                    "alignment {a:#x} is not a power of two of at least a page"
+                )
+            }
+            Self::OutOfMemory { size, limit } => write!(
+                f,
+                "OutOfMemory: no free range of {size:#x} bytes below {limit:#x}"
+            ),
+            Self::NotReserved { start, end } => write!(
+                f,
+                "range [{start:#x}, {end:#x}) to give back is not (entirely) reserved"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for MemblockError {}
+
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::ZeroLength { index } => write!(f, "ZeroLength: map entry {index} has length zero"),
+            Self::Unsorted { index } => write!(
+                f,
+                "Unsorted: map entry {index} starts before the previous one (the map must be sorted)"
+            ),
+            Self::Overlap { index } => {
+                write!(f, "Overlap: map entry {index} overlaps the previous one")
+            }
+            Self::Overflow { index } => {
+                write!(f, "map entry {index} runs past the end of the address space")
+            }
+            Self::TooMany { index } => write!(
+                f,
+                "more RAM regions than memblock's capacity: map entry {index} did not fit"
+            ),
+            Self::NoRam => f.write_str("no usable RAM in the map (after trimming to whole pages)"),
+        }
+    }
+}
+
+impl core::error::Error for MapError {}

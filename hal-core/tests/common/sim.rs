@@ -82,6 +82,18 @@ pub struct SimError {
     pub why: &'static str,
 }
 
+impl std::fmt::Display for SimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sim {:?}: {} ({:?}, {} applied)",
+            self.op, self.why, self.kind, self.applied
+        )
+    }
+}
+
+impl std::error::Error for SimError {}
+
 impl BackendError for SimError {
     fn kind(&self) -> ErrorKind {
         self.kind
@@ -283,6 +295,11 @@ impl Sim {
     /// Entry `i` of table `t`, raw, without counting (for the tests' own walks).
     pub fn peek(&self, t: u64, i: u16) -> Option<u64> {
         self.tables.get(&t).map(|tb| tb[usize::from(i)])
+    }
+
+    /// The windows registered, in order: `(va, frames)`.
+    pub fn windows(&self) -> &[(u64, PfnRange)] {
+        &self.windows
     }
 
     /// Operations queued and not flushed.

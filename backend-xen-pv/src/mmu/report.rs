@@ -1,0 +1,65 @@
+//! hal-core's [`Report`] for Xen PV: hypercalls per phase, and the tail released the seed's
+//! way for comparison.
+
+use core::fmt;
+
+use hal_core::{Failed, FrameRange, Free, Mmu, Report, Unsettled};
+
+use super::backend::{ReleaseStrategy, XenPv};
+use super::counters::{Phase, PhaseCount};
+use super::error::XenPvError;
+use super::platform::PvPlatform;
+
+/// The report's name for the per-page releases (the phases use [`Phase::name`]).
+pub const PER_PAGE_RELEASE: &str = "release (per page, seed)";
+
+/// One report line: `xen-pv hypercalls, NAME: N carrying E entries (...)`.
+fn line(out: &mut dyn fmt::Write, name: &str, c: &PhaseCount) -> fmt::Result {
+    writeln!(
+        out,
+        "xen-pv hypercalls, {name}: {} carrying {} entries ({} mmu_update, {} mmuext_op, {} update_va_mapping, {} multicall)",
+        c.hypercalls, c.entries, c.mmu_update, c.mmuext_op, c.update_va_mapping, c.multicall
+    )
+}
+
+impl<H: PvPlatform> Report for XenPv<'_, H> {
+    /// One line per phase that made hypercalls, one for the per-page releases if any were
+    /// made, and the total.
+    fn report(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        let c = self.counters();
+        for phase in Phase::ALL {
+            let count = c.get(phase);
+            if count.hypercalls != 0 {
+                line(out, phase.name(), count)?;
+            }
+        }
+        if c.per_page_release().hypercalls != 0 {
+            line(out, PER_PAGE_RELEASE, c.per_page_release())?;
+        }
+        let t = c.total();
+        writeln!(
+            out,
+            "xen-pv hypercalls, total: {} carrying {} entries",
+            t.hypercalls, t.entries
+        )
+    }
+
+    /// Protects `frames` again (counted under [`Phase::Other`], so the make-read-only figure
+    /// stays the buffer's), then releases them with [`ReleaseStrategy::PerPage`] (counted
+    /// apart, as [`PER_PAGE_RELEASE`]). The phase and the strategy are restored afterwards,
+    /// on failure too.
+    fn compare_release(
+        mmu: &mut Mmu<Self>,
+        frames: FrameRange<Free>,
+    ) -> Result<FrameRange<Free>, Failed<Unsettled, XenPvError>> {
+        let (phase, strategy) = (mmu.raw().phase(), mmu.raw().release_strategy());
+        mmu.raw_mut().set_phase(Phase::Other);
+        let res = mmu.protect(frames).and_then(|again| {
+            mmu.raw_mut().set_release_strategy(ReleaseStrategy::PerPage);
+            mmu.release(again)
+        });
+        mmu.raw_mut().set_release_strategy(strategy);
+        mmu.raw_mut().set_phase(phase);
+        res.map(|released| released.into_free())
+    }
+}

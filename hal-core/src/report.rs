@@ -1,0 +1,38 @@
+//! [`Report`]: what a backend says about its own work, beyond what the portable layer knows.
+//!
+//! hal-core counts tables and pages; a backend counts what only it can see (Xen PV:
+//! hypercalls per [`Phase`](crate::Phase), and the tail released the 2011 seed's way for
+//! comparison; bare metal: entries stored, TLB flushes). A board-agnostic program calls these
+//! through the board's backend type and never names the backend, so no board has to stub
+//! anything: each backend implements the trait once.
+
+use core::fmt;
+
+use crate::backend::RawMmu;
+use crate::error::Failed;
+use crate::mmu::Mmu;
+use crate::range::FrameRange;
+use crate::state::Free;
+use crate::unsettled::Unsettled;
+
+/// A backend's own figures.
+pub trait Report: RawMmu + Sized {
+    /// Writes the backend's counters since it was made, one figure per line (each line ends
+    /// with `\n`), in words a log reader understands.
+    fn report(&self, out: &mut dyn fmt::Write) -> fmt::Result;
+
+    /// A backend-specific comparison on `frames`, free memory the caller owns: they come back
+    /// free, writable and unchanged in content. Xen PV protects them again and releases them
+    /// the 2011 seed's way (one `update_va_mapping` per mapping), counted apart from the
+    /// lifecycle's own phases, so that [`report`](Self::report) can set the two side by side.
+    /// Default (nothing to compare): the frames come back untouched.
+    ///
+    /// On failure the frames are [`Unsettled`], as after a failed release.
+    fn compare_release(
+        mmu: &mut Mmu<Self>,
+        frames: FrameRange<Free>,
+    ) -> Result<FrameRange<Free>, Failed<Unsettled, Self::Error>> {
+        let _ = mmu;
+        Ok(frames)
+    }
+}
