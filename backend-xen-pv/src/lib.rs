@@ -3,7 +3,7 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 //! The Xen PV backend: raw hypercalls, `start_info`, the P2M list, and the MMU backend
 //! ([`XenPv`]) that implements hal-core's `RawMmu` on them. With the `model` feature (and in
-//! its own unit tests) the crate also carries [`model`], a host-side model of Xen's
+//! its own unit tests) the crate also carries `model`, a host-side model of Xen's
 //! page-table rules behind the same traits.
 
 // The model keeps its simulated machine on the heap.

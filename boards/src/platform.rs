@@ -48,6 +48,7 @@ impl core::error::Error for ClaimError {
 /// # Safety
 /// `map` is this machine's memory map (or memory the caller owns), `reserved` covers every
 /// part of its RAM that is in use, and every call for one machine passes the same `taken`.
+#[cfg_attr(not(any(feature = "native", feature = "xen-pv")), allow(dead_code))]
 pub(crate) unsafe fn claim_memblock(
     map: &[MemRegion],
     reserved: &[(u64, u64)],

@@ -1,7 +1,7 @@
 //! The firmware's memory map, as a board reads it (E820 entries from `hvm_start_info`, or the
 //! single RAM range of a Xen PV domain), before any validation.
 //!
-//! Boards produce [`MemRegion`]s; [`crate::memblock::Memblock::from_map`] validates them.
+//! Boards produce [`MemRegion`]s; [`Memblock::from_firmware`](crate::memblock::Memblock::from_firmware) validates them.
 
 /// What the firmware says a region is (E820 types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,6 +21,8 @@ pub struct Step {
     pub name: &'static str,
     /// The arguments after `cargo`.
     pub args: &'static [&'static str],
+    /// Environment variables set for it (on top of the caller's).
+    pub env: &'static [(&'static str, &'static str)],
 }
 
 const XTASK: [&str; 4] = [
@@ -33,7 +35,20 @@ const XTASK: [&str; 4] = [
 /// The checks of the workspace and of the xtask, in order.
 pub fn steps() -> Vec<Step> {
     const fn s(name: &'static str, args: &'static [&'static str]) -> Step {
-        Step { name, args }
+        Step {
+            name,
+            args,
+            env: &[],
+        }
+    }
+    // rustdoc's warnings (broken links first) fail the step, for both feature sets.
+    const DENY_DOC_WARNINGS: &[(&str, &str)] = &[("RUSTDOCFLAGS", "-D warnings")];
+    const fn doc(name: &'static str, args: &'static [&'static str]) -> Step {
+        Step {
+            name,
+            args,
+            env: DENY_DOC_WARNINGS,
+        }
     }
     vec![
         s("cargo/fmt", &["fmt", "--all", "--check"]),
@@ -67,6 +82,17 @@ pub fn steps() -> Vec<Step> {
         s(
             "cargo/test-xen-pv",
             &["test", "--workspace", "--features", "pvmmu-examples/xen-pv"],
+        ),
+        doc("cargo/doc", &["doc", "--workspace", "--no-deps"]),
+        doc(
+            "cargo/doc-xen-pv",
+            &[
+                "doc",
+                "--workspace",
+                "--no-deps",
+                "--features",
+                "pvmmu-examples/xen-pv",
+            ],
         ),
         s(
             "xtask/fmt",
@@ -108,6 +134,7 @@ fn command(root: &Path, args: &[&str]) -> Command {
 pub fn run(root: &Path, step: &Step, log: &Path) -> Result<()> {
     let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let status = command(root, step.args)
+        .envs(step.env.iter().copied())
         .stdout(out.try_clone()?)
         .stderr(out)
         .status()

@@ -96,7 +96,7 @@ impl NativeBoard {
     }
 
     /// The kernel command line (`hvm_start_info.cmdline_paddr`; QEMU's `-append`), at most
-    /// [`MAX_CMDLINE`] bytes, non-ASCII bytes as `?`.
+    /// `MAX_CMDLINE` bytes, non-ASCII bytes as `?`.
     pub fn cmdline(&self) -> &str {
         &self.cmdline
     }

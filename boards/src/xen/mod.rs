@@ -1,13 +1,13 @@
 //! The Xen PV board: a 64-bit PV guest booted by Xen as dom0.
 //!
-//! - [`entry`]: notes, hypercall page, entry and exception stubs (the board's only asm);
-//! - [`boot`]: the Rust boot sequence up to `main::<XenBoard>`;
+//! - `entry`: notes, hypercall page, entry and exception stubs (the board's only asm);
+//! - `boot`: the Rust boot sequence up to `main::<XenBoard>`;
 //! - [`board`]: [`XenBoard`], its [`Platform`](crate::Platform) impl and accessors;
 //! - [`bootstrap`]: the boot-time check of the initial mapping;
 //! - [`mmu`]: the MMU backend (`backend-xen-pv`'s `XenPv`) and the board's
 //!   [`MmuPlatform`](crate::MmuPlatform) impl;
 //! - [`shared`]: the shared_info mapping (event mask, #PF address);
-//! - [`traps`]: the trap table and exception reports.
+//! - `traps`: the trap table and exception reports.
 //!
 //! Console: Xen's (`HYPERVISOR_console_io`). defmt frames: COM2, after `PHYSDEVOP_set_iopl(1)`.
 //! Exit: isa-debug-exit on port 0xf4, or `SCHEDOP_shutdown(reboot)` without I/O privilege.

@@ -13,8 +13,8 @@
 //!
 //! | feature | module | backend |
 //! |---|---|---|
-//! | `native` | `native` ([`backend_native`]) | bare metal: plain stores, CR3, large pages |
-//! | `xen-pv` | `xen_pv` ([`backend_xen_pv`]) | a 64-bit Xen PV guest: `mmu_update`, `mmuext_op`, the P2M |
+//! | `native` | `native` (crate `backend-native`) | bare metal: plain stores, CR3, large pages |
+//! | `xen-pv` | `xen_pv` (crate `backend-xen-pv`) | a 64-bit Xen PV guest: `mmu_update`, `mmuext_op`, the P2M |
 //! | `defmt` | | `defmt::Format` for the public types |
 //!
 //! The features are additive: one kernel image may carry both backends and pick the one the

@@ -3,7 +3,7 @@
 //! - [`plan`]: split physical ranges by alignment into 1 GiB / 2 MiB / 4 KiB runs (large pages
 //!   only where the backend allows them and no frame in the page must be read-only), and count
 //!   *exactly* how many table frames that needs, so `pgt_buf` is sized by computation.
-//! - [`build`]: take the tables from [`PgtBuf`](crate::pgt_buf::PgtBuf), fill each one
+//! - [`build`](mod@build): take the tables from [`PgtBuf`](crate::pgt_buf::PgtBuf), fill each one
 //!   completely before it exists for the platform, and install them through [`Mmu`](crate::mmu::Mmu),
 //!   reusing tables that already exist.
 //! - [`setup`]: the whole lifecycle in one call, [`map_ram`]: the buffer sized to a fixed

@@ -84,7 +84,7 @@ pub enum PlanError {
 }
 
 /// Iterator over the runs of a set of ranges. Deterministic: [`count_tables`] and
-/// [`build`](super::build) walk the same runs.
+/// [`build`](super::build()) walk the same runs.
 #[derive(Clone)]
 pub struct Runs<'a> {
     ranges: &'a [PfnRange],

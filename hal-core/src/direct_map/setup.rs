@@ -2,14 +2,14 @@
 //! page sizes, headroom) to a live direct map of all its RAM.
 //!
 //! 1. **Sizing to a fixed point.** The exact table count depends on where `pgt_buf` lands:
-//!    on a backend with read-only tables ([`Caps::tables_read_only`]) its own frames are
+//!    on a backend with read-only tables ([`Caps::tables_read_only`](crate::Caps::tables_read_only)) its own frames are
 //!    mapped read-only, which can split a large page. memblock is deterministic, so a trial
 //!    allocation of the size gives the placement, the placement gives the count, the count
 //!    gives the size; [`map_ram`] repeats until the size no longer changes
 //!    ([`MAX_SIZING_ROUNDS`] at most, else [`SetupError::Unsettled`]).
 //! 2. **The buffer**, made page-table-ready ([`PgtBuf::new`]: Xen PV maps it read-only
 //!    everywhere before any table is built).
-//! 3. **The build** ([`build`](super::build)): into a new root that inherits every present
+//! 3. **The build** ([`build`](super::build())): into a new root that inherits every present
 //!    slot of the live root outside the direct map's ([`RootChoice::New`]), or straight under
 //!    the live root ([`RootChoice::ExtendLive`]).
 //! 4. **The switch**: the new root completed, pinned and made live through the board's
@@ -23,7 +23,7 @@
 //! Each step enters its [`Phase`] through [`RawMmu::set_phase`], so a backend that counts its
 //! work per phase (Xen PV) counts the lifecycle without the caller's help.
 //!
-//! The call is safe: what [`build`](super::build) and [`Mmu::switch_root`] leave to their
+//! The call is safe: what [`build`](super::build()) and [`Mmu::switch_root`] leave to their
 //! callers is checked here. The direct map's root slots must be empty in the live root (so the
 //! virtual range is used by nothing, and a new root that inherits every other present slot
 //! maps the running kernel exactly as the live one does); the leaf flags are limited to
