@@ -17,6 +17,10 @@
 //! half done (some mappings read-only, some writable) are
 //! [`Unsettled`](crate::unsettled::Unsettled), which only
 //! [`Mmu::settle`](crate::mmu::Mmu::settle) turns into [`ReleasedRW`].
+//!
+//! The whole machine (`hal-core/doc/states.svg`):
+//!
+#![doc = include_str!("../doc/states.svg")]
 
 use core::convert::Infallible;
 use core::marker::PhantomData;
