@@ -6,7 +6,7 @@
 //!    mapped read-only, which can split a large page. memblock is deterministic, so a trial
 //!    allocation of the size gives the placement, the placement gives the count, the count
 //!    gives the size; [`map_ram`] repeats until the size no longer changes
-//!    ([`MAX_SIZING_ROUNDS`] at most, else [`SetupError::Unsettled`]).
+//!    ([`MAX_SIZING_ROUNDS`] at most, else [`SetupError::SizeUnsettled`]).
 //! 2. **The buffer**, made page-table-ready ([`PgtBuf::new`]: Xen PV maps it read-only
 //!    everywhere before any table is built).
 //! 3. **The build** ([`build`](super::build())): into a new root that inherits every present
@@ -237,7 +237,7 @@ pub enum SetupError<E> {
         error: MemblockError,
     },
     /// The size did not settle: after [`MAX_SIZING_ROUNDS`] placements it still changed.
-    Unsettled {
+    SizeUnsettled {
         /// The last two sizes tried.
         sizes: (u64, u64),
     },
@@ -278,7 +278,7 @@ impl<E: fmt::Display> fmt::Display for SetupError<E> {
             Self::Memblock { frames, error } => {
                 write!(f, "pgt_buf: {frames} frames do not fit: {error}")
             }
-            Self::Unsettled { sizes } => write!(
+            Self::SizeUnsettled { sizes } => write!(
                 f,
                 "pgt_buf's size did not settle in {MAX_SIZING_ROUNDS} placements (last {} then {} frames)",
                 sizes.0, sizes.1
@@ -404,7 +404,7 @@ fn size_buffer<B: RawMmu, const N: usize>(
         previous = size;
         size = want;
     }
-    Err(SetupError::Unsettled {
+    Err(SetupError::SizeUnsettled {
         sizes: (previous, size),
     })
 }

@@ -32,8 +32,22 @@ pub fn run_prop<S: Strategy>(
 ) where
     S::Value: std::fmt::Debug,
 {
+    run_prop_part(name, 1, strategy, test)
+}
+
+/// As [`run_prop`], with a `1/part` share of [`cases`] (at least one): for properties whose
+/// cases cost as much as a whole lifecycle and whose ground another property covers.
+pub fn run_prop_part<S: Strategy>(
+    name: &str,
+    part: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) where
+    S::Value: std::fmt::Debug,
+{
+    let cases = (cases() / part.max(1)).max(1);
     let config = Config {
-        cases: cases(),
+        cases,
         failure_persistence: None,
         max_global_rejects: 4096,
         ..Config::default()
@@ -54,7 +68,7 @@ pub fn run_prop<S: Strategy>(
     }
     println!(
         "proptest {name}: {} cases passed ({} rejected, {} calls)",
-        cases(),
+        cases,
         rejected.get(),
         calls.get()
     );
