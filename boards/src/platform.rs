@@ -121,3 +121,33 @@ pub trait MmuPlatform: Platform {
     /// `va`, writable (bare metal: the identity map; Xen PV: the domain builder's mapping).
     fn boot_window(&self) -> (u64, hal_core::PfnRange);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hal_core::memblock::MapError;
+
+    fn is_error<T: core::error::Error>() {}
+
+    /// Every public error type of the boards built here implements `Error`, and the claim's
+    /// message names the firmware map's own cause.
+    #[test]
+    fn errors_are_errors_and_say_why() {
+        is_error::<ClaimError>();
+        is_error::<crate::common::args::UnknownKey<'static>>();
+        #[cfg(feature = "native")]
+        {
+            is_error::<crate::native::start_info::StartInfoError>();
+            is_error::<crate::native::test_memmap::UnknownPerturbation>();
+        }
+        #[cfg(feature = "xen-pv")]
+        is_error::<crate::xen::bootstrap::MappingError>();
+        let c = ClaimError::Map(MapError::Overlap { index: 2 });
+        let text = std::format!("{c}");
+        assert!(
+            text.contains("firmware memory map refused: Overlap"),
+            "{text}"
+        );
+        assert!(text.contains("entry 2"), "{text}");
+    }
+}

@@ -26,6 +26,7 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
     })?;
     let cycles = p.cycles() - start;
     defmt::info!("map_ram: {} in {=u64} cycles", map.figures, cycles);
+    defmt::info!("pgt_buf = {}", map.pgt_buf());
 
     let figures = verify::direct_map(p, &mut memblock, &map)?;
     defmt::info!("RESULT direct_map {}", figures);

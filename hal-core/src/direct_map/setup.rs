@@ -196,6 +196,12 @@ pub struct DirectMap<const N: usize> {
 }
 
 impl<const N: usize> DirectMap<N> {
+    /// The whole buffer, `[start, top)`: the used part then the released tail.
+    pub fn pgt_buf(&self) -> PfnRange {
+        PfnRange::new(self.buffer.used.start(), self.buffer.released.end())
+            .unwrap_or(self.buffer.used)
+    }
+
     /// The virtual address of `pfn` in the direct map, if the map covers it.
     pub fn va(&self, pfn: Pfn) -> Option<u64> {
         self.ranges
