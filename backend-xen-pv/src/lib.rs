@@ -10,6 +10,7 @@
 #[cfg(any(test, feature = "model"))]
 extern crate std;
 
+pub mod conformance;
 pub mod hypercall;
 pub mod mmu;
 #[cfg(any(test, feature = "model"))]

@@ -5,6 +5,7 @@
 //! and as a Xen PV guest; the files in this crate's root (`hello.rs`, `direct_map.rs`, ...)
 //! only register them with their board.
 
+pub mod conformance;
 pub mod direct_map;
 pub mod failure;
 pub mod memview;

@@ -132,6 +132,8 @@ pub struct BootOptions {
     pub qemu_args: Vec<String>,
     /// Keep the raw defmt frames of a run that did not pass (they are deleted otherwise).
     pub keep_frames: bool,
+    /// Xen only: a file Xen loads as dom0's initial module (`start_info.mod_start`).
+    pub module: Option<PathBuf>,
 }
 
 /// How a run ended.
@@ -291,6 +293,9 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
     })?;
     let frames = frames_path()?;
     std::fs::File::create(&frames).with_context(|| format!("creating {}", frames.display()))?;
+    if board == Board::Native && opts.module.is_some() {
+        bail!("a module is for Xen's dom0 only");
+    }
     let machine = match board {
         Board::Native => mem,
         Board::Xen => qemu::xen_machine_mem(mem),
@@ -310,7 +315,15 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
         Board::Native => qemu::native_command(elf, &opts.guest_args, mem, &frames, &host)?,
         Board::Xen => {
             let xen = xen::provision(&crate::workspace_root().join("target/xen"))?;
-            qemu::xen_command(&xen, elf, &opts.guest_args, mem, &frames, &host)?
+            qemu::xen_command(
+                &xen,
+                elf,
+                &opts.guest_args,
+                opts.module.as_deref(),
+                mem,
+                &frames,
+                &host,
+            )?
         }
     };
     let capture: Mutex<Option<Result<Capture, String>>> = Mutex::new(None);

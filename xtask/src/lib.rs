@@ -10,6 +10,7 @@
 pub mod boot;
 pub mod budget;
 pub mod checks;
+pub mod conformance;
 pub mod defmt_stream;
 pub mod elf;
 pub mod figures;

@@ -5,6 +5,7 @@
 //! xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] [--quiet] [--keep-frames]
 //!            [--qemu-arg ARG]... ELF [-- GUEST_ARGS]
 //! xtask test [--boot-only | --no-boot] [FILTER...]
+//! xtask conformance [--sequences N] [--seed S] [--echo]
 //! ```
 //! `boot` exit status: 0 the example passed; 1 it reported failure (Fail, panic, CPU
 //! exception); 2 the run ended without a verdict (triple fault, reset, timeout); 3 setup error
@@ -25,7 +26,8 @@ use xtask::suite::{self, SuiteOptions};
 
 const USAGE: &str = "usage: xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] \
                      [--quiet] [--keep-frames] [--qemu-arg ARG]... ELF [-- GUEST_ARGS...]\n       \
-                     xtask test [--boot-only | --no-boot] [FILTER...]";
+                     xtask test [--boot-only | --no-boot] [FILTER...]\n       \
+                     xtask conformance [--sequences N] [--seed S] [--echo]";
 
 /// The longest `--timeout` accepted: a day.
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
@@ -57,6 +59,7 @@ fn real_main() -> Result<ExitCode> {
     match args.next().as_deref() {
         Some("boot") => boot_cmd(args.collect()),
         Some("test") => test_cmd(args.collect()),
+        Some("conformance") => conformance_cmd(args.collect()),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -120,6 +123,45 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
         eprintln!("xtask: raw defmt frames kept in {}", frames.display());
     }
     Ok(ExitCode::from(result.verdict.exit_code()))
+}
+
+/// `conformance`: the model against real Xen on a generated corpus; the last line is
+/// `conformance: N sequences, A agree, D disagree`; exit 0 only if D is 0.
+fn conformance_cmd(args: Vec<String>) -> Result<ExitCode> {
+    let (mut sequences, mut seed, mut echo) = (1000u32, 1u64, false);
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--sequences" => sequences = value("--sequences")?.parse().context("--sequences")?,
+            "--seed" => seed = value("--seed")?.parse().context("--seed")?,
+            "--echo" => echo = true,
+            s => bail!("unknown argument {s:?}\n{USAGE}"),
+        }
+    }
+    let root = xtask::workspace_root();
+    let work = root.join("target/conformance");
+    std::fs::create_dir_all(&work)?;
+    let images = xtask::steps::build_images(
+        &root,
+        xtask::matrix::FeatureSet::XenPv,
+        &work.join("images"),
+        &work.join("build.log"),
+    )?;
+    let elf = images
+        .get("conformance")
+        .context("no conformance image was built")?;
+    let report = xtask::conformance::run(elf, &work, sequences, seed, echo)?;
+    for d in report.details.iter().take(20) {
+        println!("{d}");
+    }
+    println!("{} operations compared", report.ops);
+    println!("{}", report.summary());
+    Ok(if report.disagree == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn test_cmd(args: Vec<String>) -> Result<ExitCode> {

@@ -121,12 +121,14 @@ pub fn xen_machine_mem(dom0_mem: MemSize) -> MemSize {
     MemSize::from_mib((dom0_mem.mib() + 512).max(1024))
 }
 
-/// Xen PV: QEMU multiboots `xen`, which boots `elf` as dom0 with `dom0_mem`; the machine has
+/// Xen PV: QEMU multiboots `xen`, which boots `elf` as dom0 with `dom0_mem` (and `module`, if
+/// given, as dom0's initial module); the machine has
 /// [`xen_machine_mem`].
 pub fn xen_command(
     xen: &Path,
     elf: &Path,
     guest_args: &[String],
+    module: Option<&Path>,
     dom0_mem: MemSize,
     frames: &Path,
     host: &Host<'_>,
@@ -142,10 +144,19 @@ pub fn xen_command(
         "loglvl=all guest_loglvl=all console=com1 console_timestamps=boot dom0=verbose \
          dom0_mem={dom0_mem}"
     ));
+    let module_path = module;
     let mut module = elf_str.to_string();
     for a in guest_args {
         module.push(' ');
         module.push_str(&a.replace(',', ",,"));
+    }
+    if let Some(m) = module_path {
+        let m = m.to_str().context("module path is not UTF-8")?;
+        if m.contains([',', ' ']) {
+            bail!("QEMU's -initrd cannot take a path with ',' or ' ': {m}");
+        }
+        module.push(',');
+        module.push_str(m);
     }
     cmd.arg("-initrd").arg(module);
     Ok(cmd)

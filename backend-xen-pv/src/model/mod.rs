@@ -158,6 +158,16 @@ impl Model {
         self.walk(va, true)
     }
 
+    /// A guest store of `val` at `va` (8-byte aligned) through the current root: the frame's
+    /// contents change as the CPU's store would change them. `Ok(pfn)` of the frame written,
+    /// or the fault (nothing changed).
+    pub fn write(&self, va: u64, val: u64) -> Result<u64, Fault> {
+        let mut m = self.m.borrow_mut();
+        let (pfn, maddr) = walk(&m, va & !7, true)?;
+        m.poke(maddr >> 12, ((maddr & 0xfff) >> 3) as usize, val);
+        Ok(pfn)
+    }
+
     /// A guest load at `va`: `Ok(pfn)` of the frame read, or the fault.
     pub fn load(&self, va: u64) -> Result<u64, Fault> {
         self.walk(va, false)

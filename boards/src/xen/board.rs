@@ -3,6 +3,7 @@
 
 use hal_core::memmap::MemRegion;
 
+use backend_xen_pv::hypercall::abi::sif;
 use backend_xen_pv::{BootstrapLayout, P2m, RawHypercall, StartInfo, XenHypercalls};
 
 use super::bootstrap::InitialMapping;
@@ -106,10 +107,51 @@ impl XenBoard {
         self.shared_info_va
     }
 
+    /// The initial module (what follows the kernel on Xen's multiboot command line, QEMU's
+    /// `-initrd "KERNEL ARGS,MODULE"`), which Xen loads into the initial mapping right after
+    /// the kernel image.
+    pub fn module(&self) -> Result<&'static [u8], ModuleError> {
+        let (start, len) = (self.start_info.mod_start(), self.start_info.mod_len());
+        if len == 0 {
+            return Err(ModuleError::None);
+        }
+        if self.start_info.flags() & sif::MOD_START_PFN != 0 {
+            return Err(ModuleError::Unmapped { start, len });
+        }
+        let end = start.checked_add(len);
+        if start < self.image.1 || end.is_none_or(|e| e > self.layout.p2m.0) {
+            return Err(ModuleError::Outside { start, len });
+        }
+        // SAFETY: between the image and the P2M list, inside the initial mapping's part that
+        // the board reserves (memblock never hands it out); Xen loaded it and nothing writes it.
+        Ok(unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) })
+    }
+
     /// Whether `PHYSDEVOP_set_iopl(1)` succeeded (COM2 and port 0xf4 usable).
     pub fn has_io_privilege(&self) -> bool {
         self.iopl
     }
+}
+
+/// Why [`XenBoard::module`] has no module to give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+pub enum ModuleError {
+    /// Xen was given none (`mod_len` is 0).
+    None,
+    /// Xen left it unmapped (`SIF_MOD_START_PFN`: `start` is a pfn).
+    Unmapped {
+        /// `mod_start`.
+        start: u64,
+        /// `mod_len`.
+        len: u64,
+    },
+    /// It is not between the image and the P2M list, where Xen's builder puts it.
+    Outside {
+        /// `mod_start`.
+        start: u64,
+        /// `mod_len`.
+        len: u64,
+    },
 }
 
 impl Platform for XenBoard {

@@ -16,6 +16,11 @@
 //!   calls `__pvmmu_xen_trap(vector, error_code or !0, &frame.rip)`, which reports and exits.
 //!   The stubs also emit the trap table (`struct trap_info[]`, 0-terminated) for
 //!   `HYPERVISOR_set_trap_table`.
+//! - A probing store (`__pvmmu_xen_probe_store(addr, value) -> u32`, see [`super::probe`]):
+//!   it saves the stack pointer and callee-saved registers, stores at `__pvmmu_xen_probe_insn`
+//!   and returns 0. A `#PF` at that instruction makes the trap handler call
+//!   `__pvmmu_xen_probe_resume(code)`, which restores them and returns `code` from the probe
+//!   instead (the exception frame is dropped; event upcalls stay masked, as they are at boot).
 
 use backend_xen_pv::hypercall::TrapInfo;
 
@@ -81,6 +86,41 @@ __pvmmu_xen_entry:
     ud2
     .popsection
 
+    .pushsection .text.xen_probe, "ax", @progbits
+    .globl __pvmmu_xen_probe_store
+__pvmmu_xen_probe_store:
+    lea rax, [rip + __pvmmu_xen_probe_ctx]
+    mov [rax], rsp
+    mov [rax + 8], rbx
+    mov [rax + 16], rbp
+    mov [rax + 24], r12
+    mov [rax + 32], r13
+    mov [rax + 40], r14
+    mov [rax + 48], r15
+    .globl __pvmmu_xen_probe_insn
+__pvmmu_xen_probe_insn:
+    mov [rdi], rsi
+    xor eax, eax
+    ret
+    .globl __pvmmu_xen_probe_resume
+__pvmmu_xen_probe_resume:
+    lea rax, [rip + __pvmmu_xen_probe_ctx]
+    mov rsp, [rax]
+    mov rbx, [rax + 8]
+    mov rbp, [rax + 16]
+    mov r12, [rax + 24]
+    mov r13, [rax + 32]
+    mov r14, [rax + 40]
+    mov r15, [rax + 48]
+    mov eax, edi
+    ret
+    .popsection
+    .pushsection .bss.xen_probe, "aw", @nobits
+    .balign 8
+__pvmmu_xen_probe_ctx:
+    .skip 56
+    .popsection
+
     .pushsection .rodata.xen_trap_table, "a", @progbits
     .balign 16
     .globl __pvmmu_xen_trap_table
@@ -139,8 +179,19 @@ __pvmmu_xen_trap_\vec:
 );
 
 unsafe extern "C" {
+    /// Stores `value` at `addr`: 0, or the code the trap handler resumed with.
+    pub fn __pvmmu_xen_probe_store(addr: u64, value: u64) -> u32;
+    /// The probing store instruction.
+    static __pvmmu_xen_probe_insn: u8;
+    /// Abandons the current exception and returns `code` from the probe that faulted.
+    pub fn __pvmmu_xen_probe_resume(code: u32) -> !;
     static __pvmmu_xen_hypercall_page: u8;
     static __pvmmu_xen_trap_table: [TrapInfo; TRAP_VECTORS + 1];
+}
+
+/// The address of the probing store instruction.
+pub fn probe_insn() -> u64 {
+    &raw const __pvmmu_xen_probe_insn as u64
 }
 
 /// The hypercall page (the address the HYPERCALL_PAGE note names).

@@ -23,6 +23,7 @@ pub mod bootstrap;
 #[cfg(all(panic = "abort", not(test)))]
 mod entry;
 pub mod mmu;
+pub mod probe;
 pub mod shared;
 #[cfg(all(panic = "abort", not(test)))]
 pub mod traps;

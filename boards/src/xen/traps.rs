@@ -7,7 +7,8 @@
 //! the boards' shared exception report (console and defmt), then exits with `Outcome::Fail`,
 //! unless an example armed that very exception with
 //! [`expect_fault`](crate::common::expect::expect_fault): then it logs `expected fault caught`
-//! and exits with `Outcome::Pass`.
+//! and exits with `Outcome::Pass`. A `#PF` of the probing store ([`super::probe`]) is no
+//! report: the probe returns the fault instead.
 //!
 //! A fault Xen cannot deliver (no stack to push the frame on, a fault before the trap table is
 //! set, a double fault) still crashes the domain; Xen then reboots the machine after 5 seconds
@@ -40,11 +41,17 @@ static IN_TRAP: AtomicBool = AtomicBool::new(false);
 /// Only the stubs in `entry.rs` call this, with `frame` pointing at the frame Xen pushed.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn __pvmmu_xen_trap(vector: u64, error: u64, frame: *const [u64; 5]) -> ! {
+    // SAFETY: the stub passes the address of the five words Xen pushed.
+    let [rip, _cs, _rflags, rsp, _ss] = unsafe { frame.read() };
+    if vector == u64::from(PAGE_FAULT) && rip == super::entry::probe_insn() {
+        let code = super::probe::fault_code(error);
+        // SAFETY: the fault is the probing store's: resuming returns from that probe with
+        // its registers and stack as they were; nothing of this handler is needed after.
+        unsafe { super::entry::__pvmmu_xen_probe_resume(code) };
+    }
     if IN_TRAP.swap(true, Ordering::Relaxed) {
         exit::exit(Outcome::Fail);
     }
-    // SAFETY: the stub passes the address of the five words Xen pushed.
-    let [rip, _cs, _rflags, rsp, _ss] = unsafe { frame.read() };
     let vector = vector as u8;
     let report = ExceptionReport {
         vector,
