@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] [--quiet] [--keep-frames]
-//!            [--qemu-arg ARG]... ELF [-- GUEST_ARGS]
+//!            [--qemu-arg ARG]... [--module FILE] ELF [-- GUEST_ARGS]
 //! xtask test [--boot-only | --no-boot] [FILTER...]
 //! xtask conformance [--sequences N] [--seed S] [--echo]
 //! ```
@@ -25,7 +25,7 @@ use xtask::boot::{self, BootOptions};
 use xtask::suite::{self, SuiteOptions};
 
 const USAGE: &str = "usage: xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] \
-                     [--quiet] [--keep-frames] [--qemu-arg ARG]... ELF [-- GUEST_ARGS...]\n       \
+                     [--quiet] [--keep-frames] [--qemu-arg ARG]... [--module FILE] ELF [-- GUEST_ARGS...]\n       \
                      xtask test [--boot-only | --no-boot] [FILTER...]\n       \
                      xtask conformance [--sequences N] [--seed S] [--echo]";
 
@@ -84,6 +84,7 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
             "--quiet" => opts.echo = false,
             "--keep-frames" => opts.keep_frames = true,
             "--qemu-arg" => opts.qemu_args.push(value("--qemu-arg")?),
+            "--module" => opts.module = Some(PathBuf::from(value("--module")?)),
             "--" => opts.guest_args.extend(it.by_ref()),
             s if s.starts_with('-') => bail!("unknown option {s:?}\n{USAGE}"),
             s if elf.is_none() => elf = Some(PathBuf::from(s)),

@@ -37,3 +37,41 @@ fn every_sequence_leaves_the_frames_clean() {
         }
     }
 }
+
+#[test]
+#[ignore]
+fn write_experiment() {
+    use super::corpus::{flags, Code, Op, ROOT};
+    let o = |code, frame, arg| Op { frame, arg, ..Op::new(code) };
+    let mut seqs = std::vec::Vec::new();
+    // A: an L4 pinned, unpinned, then pinned as an L1 (stale Xen slots and slot 0 inside).
+    seqs.push(std::vec![o(Code::Protect, 0, 0), o(Code::Inherit, 0, 0), o(Code::Pin, 0, 4), o(Code::Unpin, 0, 0), o(Code::Pin, 0, 1), o(Code::Unpin, 0, 0), o(Code::Release, 0, 0), o(Code::Zero, 0, 0)]);
+    // B: inherit only, pin as L1 (slot 0: a writable mapping of the live L3).
+    seqs.push(std::vec![o(Code::Protect, 0, 0), o(Code::Inherit, 0, 0), o(Code::Pin, 0, 1), o(Code::Unpin, 0, 0), o(Code::Release, 0, 0), o(Code::Zero, 0, 0)]);
+    // C: an L2 whose entry maps B-like frame 1 as L1.
+    let w = Op { frame: 1, index: 300, target: 0, flags: flags::READ_ONLY, ..Op::new(Code::Write) };
+    seqs.push(std::vec![o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Inherit, 0, 0), w, o(Code::Pin, 1, 2), o(Code::Unpin, 1, 0), o(Code::Release, 0, 0), o(Code::Release, 1, 0), o(Code::Zero, 0, 0), o(Code::Zero, 1, 0)]);
+    // D: as A, but then pinned as an L2.
+    seqs.push(std::vec![o(Code::Protect, 0, 0), o(Code::Inherit, 0, 0), o(Code::Pin, 0, 4), o(Code::Unpin, 0, 0), o(Code::Pin, 0, 2), o(Code::Unpin, 0, 0), o(Code::Release, 0, 0), o(Code::Zero, 0, 0)]);
+    let s187 = super::gen::generate(2, 300)[187].clone();
+    let tail: std::vec::Vec<Op> = s187[s187.len() - 15..].to_vec();
+    let with = |prefix: &[Op], extra: &[Op]| {
+        let mut v = prefix.to_vec();
+        v.extend_from_slice(extra);
+        v.extend_from_slice(&tail);
+        v
+    };
+    seqs.clear();
+    seqs.push(with(&s187[..16], &[o(Code::Pin, 2, 3)]));
+    seqs.push(with(&s187[..16], &[o(Code::Pin, 1, 1)]));
+    seqs.push(with(&s187[..16], &[o(Code::Pin, 3, 2)]));
+    seqs.push(with(&s187[..10], &[o(Code::Unpin, 1, 0), o(Code::Pin, 2, 3)]));
+    seqs.push(with(&s187[..11], &[o(Code::Unpin, 1, 0), o(Code::Pin, 2, 3)]));
+    seqs.push(with(&s187[..13], &[o(Code::Unpin, 1, 0), o(Code::Pin, 2, 3)]));
+    let _ = ROOT;
+    std::fs::write("/tmp/exp/corpus.bin", super::gen::encode(&seqs)).unwrap();
+    for (s, r) in seqs.iter().zip(super::gen::expected(&seqs)) {
+        std::println!("{:?}", r.chunks(2).map(|c| c[0] as i8).collect::<std::vec::Vec<_>>());
+        let _ = s;
+    }
+}

@@ -109,6 +109,10 @@ pub struct FrameInfo {
     pub count: u32,
     /// Pinned (holds one type reference).
     pub pinned: bool,
+    /// Linear page-table bookkeeping (Xen's `linear_pt_count`): > 0, entries of this table
+    /// that map another table of its own level; < 0, entries of other tables of its level
+    /// that map this one. A table is never both.
+    pub linear: i32,
     data: Option<Box<[u64; 512]>>,
 }
 
@@ -156,6 +160,7 @@ impl Machine {
                 ty: PageType::None,
                 count: 0,
                 pinned: false,
+                linear: 0,
                 data: None,
             })
             .collect();
@@ -248,7 +253,7 @@ impl Machine {
             let entries = self.entries(mfn);
             for (i, &e) in entries.iter().enumerate() {
                 if !(ty == PageType::L4 && XEN_SLOTS.contains(&i)) {
-                    self.put_entry_ref(ty, e);
+                    self.put_entry_ref(mfn, ty, e);
                 }
             }
         }
@@ -268,10 +273,10 @@ impl Machine {
                 }
                 continue;
             }
-            if let Err(err) = self.get_entry_ref(ty, e) {
+            if let Err(err) = self.get_entry_ref(mfn, ty, e) {
                 for (j, &done) in entries.iter().enumerate().take(i) {
                     if !(ty == PageType::L4 && XEN_SLOTS.contains(&j)) {
-                        self.put_entry_ref(ty, done);
+                        self.put_entry_ref(mfn, ty, done);
                     }
                 }
                 return Err(err);
@@ -296,9 +301,9 @@ impl Machine {
         d & !ADDR
     }
 
-    /// The reference entry `e` of a validated table of type `ty` holds (Xen's
+    /// The reference entry `e` of table `table`, of type `ty`, holds (Xen's
     /// `get_page_from_lNe`).
-    fn get_entry_ref(&mut self, ty: PageType, e: u64) -> Result<(), i64> {
+    fn get_entry_ref(&mut self, table: u64, ty: PageType, e: u64) -> Result<(), i64> {
         debug_assert!(e & P != 0);
         let target = (e & ADDR) >> 12;
         if ty == PageType::L1 {
@@ -316,10 +321,42 @@ impl Machine {
         if e & !BASE_ALLOWED & !ADDR != 0 {
             return Err(EINVAL);
         }
-        self.get_type(target, ty.child())
+        // A child that cannot take the type (or fails its own validation, whatever the
+        // reason: measured on Xen 4.17, an L1 refused with -EBUSY on its own is -EINVAL seen
+        // from its parent's entry) is -EINVAL, unless the entry is a linear one.
+        match self.get_type(target, ty.child()) {
+            Ok(()) => Ok(()),
+            Err(_) if self.get_linear(table, ty, e) => Ok(()),
+            Err(_) => Err(EINVAL),
+        }
     }
 
-    fn put_entry_ref(&mut self, ty: PageType, e: u64) {
+    /// A linear page-table entry (Xen's `get_lN_linear_pagetable`, with `pv-linear-pt`
+    /// on, its default): a read-only entry of `table` (type `ty`, L2..L4) that maps `table`
+    /// itself (no reference), or another validated table of type `ty` (a type reference),
+    /// provided neither is on the wrong side of another linear entry.
+    fn get_linear(&mut self, table: u64, ty: PageType, e: u64) -> bool {
+        let target = (e & ADDR) >> 12;
+        if e & RW != 0 {
+            return false;
+        }
+        if target == table {
+            return true;
+        }
+        let (Some(t), Some(p)) = (self.frame(target), self.frame(table)) else {
+            return false;
+        };
+        if p.linear < 0 || t.linear > 0 || t.ty != ty || t.count == 0 {
+            return false;
+        }
+        let t = self.frame_mut(target).expect("checked");
+        t.count += 1;
+        t.linear -= 1;
+        self.frame_mut(table).expect("checked").linear += 1;
+        true
+    }
+
+    fn put_entry_ref(&mut self, table: u64, ty: PageType, e: u64) {
         if e & P == 0 {
             return;
         }
@@ -328,9 +365,16 @@ impl Machine {
             if e & RW != 0 {
                 self.put_type(target);
             }
-        } else {
-            self.put_type(target);
+            return;
         }
+        if target == table {
+            return;
+        }
+        if self.frame(target).is_some_and(|t| t.ty == ty && t.linear < 0) {
+            self.frame_mut(target).expect("checked").linear += 1;
+            self.frame_mut(table).expect("a table of the domain").linear -= 1;
+        }
+        self.put_type(target);
     }
 
     /// A checked update of entry `idx` of validated table `mfn` (Xen's `mod_lN_entry`).
@@ -358,12 +402,12 @@ impl Machine {
                 self.poke(mfn, idx, new);
                 return Ok(());
             }
-            self.get_entry_ref(ty, new)?;
+            self.get_entry_ref(mfn, ty, new)?;
         } else if new != 0 {
             self.stats.nonzero_not_present += 1;
         }
         self.poke(mfn, idx, new);
-        self.put_entry_ref(ty, old);
+        self.put_entry_ref(mfn, ty, old);
         Ok(())
     }
 
@@ -443,9 +487,12 @@ impl Machine {
                 let t = self
                     .index((e & ADDR) >> 12)
                     .ok_or_else(|| std::format!("mfn {mfn:#x} slot {slot} maps a foreign frame"))?;
+                let linear = self.frames[t].ty == f.ty && e & RW == 0;
                 match f.ty {
                     PageType::L1 if e & RW != 0 => note(t, PageType::Writable)?,
                     PageType::L1 => {}
+                    _ if t == i => {}
+                    ty if linear => note(t, ty)?,
                     ty => note(t, ty.child())?,
                 }
             }

@@ -163,9 +163,23 @@ impl Model {
     /// or the fault (nothing changed).
     pub fn write(&self, va: u64, val: u64) -> Result<u64, Fault> {
         let mut m = self.m.borrow_mut();
-        let (pfn, maddr) = walk(&m, va & !7, true)?;
-        m.poke(maddr >> 12, ((maddr & 0xfff) >> 3) as usize, val);
-        Ok(pfn)
+        let w = walk_all(&m, va & !7)?;
+        let (mfn, idx) = (w.maddr >> 12, ((w.maddr & 0xfff) >> 3) as usize);
+        if let Some(level) = w.read_only {
+            // Xen's writable page tables: a store through a read-only leaf (whatever the
+            // levels above say) to a validated L1 table is emulated as a checked update of
+            // that entry; a refused update is the #PF.
+            let f = m.frame(mfn).expect("owned");
+            if !w.leaf_rw && f.ty == PageType::L1 && f.count > 0 {
+                return match m.mod_entry(mfn, idx, val) {
+                    Ok(()) => Ok(w.pfn),
+                    Err(_) => Err(Fault::ReadOnly { level }),
+                };
+            }
+            return Err(Fault::ReadOnly { level });
+        }
+        m.poke(mfn, idx, val);
+        Ok(w.pfn)
     }
 
     /// A guest load at `va`: `Ok(pfn)` of the frame read, or the fault.
@@ -189,6 +203,25 @@ impl Model {
 
 /// Walks `va` through the current root: the pfn and the machine address it reaches.
 fn walk(m: &Machine, va: u64, write: bool) -> Result<(u64, u64), Fault> {
+    let w = walk_all(m, va)?;
+    match w.read_only {
+        Some(level) if write => Err(Fault::ReadOnly { level }),
+        _ => Ok((w.pfn, w.maddr)),
+    }
+}
+
+/// Where a walk of `va` ends, and the highest level whose entry is read-only.
+struct Walked {
+    pfn: u64,
+    maddr: u64,
+    read_only: Option<u8>,
+    leaf_rw: bool,
+}
+
+/// Walks `va` through the current root. As the CPU does, a not-present entry anywhere on the
+/// way is the fault (a write fault on a read-only entry above it reports "not present" too);
+/// permissions are judged once the whole walk is present.
+fn walk_all(m: &Machine, va: u64) -> Result<Walked, Fault> {
     let top = va >> 47;
     if top != 0 && top != 0x1ffff {
         return Err(Fault::NonCanonical);
@@ -197,25 +230,33 @@ fn walk(m: &Machine, va: u64, write: bool) -> Result<(u64, u64), Fault> {
         return Err(Fault::XenArea);
     }
     let mut table = m.cr3;
+    let mut read_only = None;
+    let mut leaf_rw = false;
     for level in (1..=4u8).rev() {
         let idx = ((va >> (12 + 9 * u32::from(level - 1))) & 0x1ff) as usize;
         let e = m.entry(table, idx);
         if e & bits::P == 0 {
             return Err(Fault::NotPresent { level });
         }
-        if write && e & bits::RW == 0 {
-            return Err(Fault::ReadOnly { level });
-        }
         if level > 1 && level < 4 && e & bits::PSE != 0 {
             return Err(Fault::LargePage { level });
         }
+        if e & bits::RW == 0 && read_only.is_none() {
+            read_only = Some(level);
+        }
+        leaf_rw = e & bits::RW != 0;
         table = (e & bits::ADDR) >> 12;
         if !m.owns(table) {
             return Err(Fault::NotPresent { level });
         }
     }
     let pfn = m.m2p(table).expect("owned");
-    Ok((pfn, (table << 12) | (va & 0xfff)))
+    Ok(Walked {
+        pfn,
+        maddr: (table << 12) | (va & 0xfff),
+        read_only,
+        leaf_rw,
+    })
 }
 
 fn run_mmu_update(m: &mut Machine, reqs: &[MmuUpdate], done: &mut u32, domid: u16) -> i64 {
