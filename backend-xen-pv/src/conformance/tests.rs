@@ -53,21 +53,22 @@ fn write_experiment() {
     seqs.push(std::vec![o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Inherit, 0, 0), w, o(Code::Pin, 1, 2), o(Code::Unpin, 1, 0), o(Code::Release, 0, 0), o(Code::Release, 1, 0), o(Code::Zero, 0, 0), o(Code::Zero, 1, 0)]);
     // D: as A, but then pinned as an L2.
     seqs.push(std::vec![o(Code::Protect, 0, 0), o(Code::Inherit, 0, 0), o(Code::Pin, 0, 4), o(Code::Unpin, 0, 0), o(Code::Pin, 0, 2), o(Code::Unpin, 0, 0), o(Code::Release, 0, 0), o(Code::Zero, 0, 0)]);
-    let s187 = super::gen::generate(2, 300)[187].clone();
-    let tail: std::vec::Vec<Op> = s187[s187.len() - 15..].to_vec();
-    let with = |prefix: &[Op], extra: &[Op]| {
-        let mut v = prefix.to_vec();
-        v.extend_from_slice(extra);
-        v.extend_from_slice(&tail);
-        v
-    };
+    let wr = |frame, index, target, flags| Op { frame, index, target, flags, ..Op::new(Code::Write) };
+    let clean = [o(Code::Unpin, 0, 0), o(Code::Unpin, 1, 0), o(Code::Release, 0, 0), o(Code::Release, 1, 0), o(Code::Zero, 0, 0), o(Code::Zero, 1, 0)];
+    let with = |v: &[Op]| { let mut v = v.to_vec(); v.extend_from_slice(&clean); v };
     seqs.clear();
-    seqs.push(with(&s187[..16], &[o(Code::Pin, 2, 3)]));
-    seqs.push(with(&s187[..16], &[o(Code::Pin, 1, 1)]));
-    seqs.push(with(&s187[..16], &[o(Code::Pin, 3, 2)]));
-    seqs.push(with(&s187[..10], &[o(Code::Unpin, 1, 0), o(Code::Pin, 2, 3)]));
-    seqs.push(with(&s187[..11], &[o(Code::Unpin, 1, 0), o(Code::Pin, 2, 3)]));
-    seqs.push(with(&s187[..13], &[o(Code::Unpin, 1, 0), o(Code::Pin, 2, 3)]));
+    // A: stale L4 X=0 nested under Y=1 as L1.
+    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Inherit, 0, 0), o(Code::Pin, 0, 4), o(Code::Unpin, 0, 0), wr(1, 300, 0, flags::READ_ONLY), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
+    // B: inherit only, nested.
+    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Inherit, 0, 0), wr(1, 300, 0, flags::READ_ONLY), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
+    // C: X maps the live root writable, nested.
+    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), wr(0, 302, ROOT, flags::WRITABLE), wr(1, 300, 0, flags::READ_ONLY), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
+    // D: B with a writable parent entry.
+    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Inherit, 0, 0), wr(1, 300, 0, flags::WRITABLE), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
+    // E: C with a read-only parent entry... and X maps the live root read-only, Y writable.
+    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), wr(0, 302, ROOT, flags::WRITABLE), wr(1, 300, 0, flags::WRITABLE), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
+    // F: A with a writable parent entry.
+    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Inherit, 0, 0), o(Code::Pin, 0, 4), o(Code::Unpin, 0, 0), wr(1, 300, 0, flags::WRITABLE), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
     let _ = ROOT;
     std::fs::write("/tmp/exp/corpus.bin", super::gen::encode(&seqs)).unwrap();
     for (s, r) in seqs.iter().zip(super::gen::expected(&seqs)) {

@@ -321,13 +321,11 @@ impl Machine {
         if e & !BASE_ALLOWED & !ADDR != 0 {
             return Err(EINVAL);
         }
-        // A child that cannot take the type (or fails its own validation, whatever the
-        // reason: measured on Xen 4.17, an L1 refused with -EBUSY on its own is -EINVAL seen
-        // from its parent's entry) is -EINVAL, unless the entry is a linear one.
+        // A child that cannot take the type is -EINVAL, unless the entry is a linear one;
+        // a child that fails its own validation passes its errno up.
         match self.get_type(target, ty.child()) {
-            Ok(()) => Ok(()),
-            Err(_) if self.get_linear(table, ty, e) => Ok(()),
-            Err(_) => Err(EINVAL),
+            Err(EINVAL) if self.get_linear(table, ty, e) => Ok(()),
+            other => other,
         }
     }
 
