@@ -108,9 +108,11 @@ pub mod flags {
     pub const UNCACHED: u8 = 5;
     /// Read-only, no-execute.
     pub const RO_NX: u8 = 6;
+    /// Read-only, without `USER` (Xen adds it, and marks the entry a kernel one).
+    pub const KERNEL_RO: u8 = 7;
 
     /// The bits of each set.
-    pub const TABLE: [u64; 7] = [
+    pub const TABLE: [u64; 8] = [
         P | RW | USER | A | D,
         P | USER | A,
         P | RW | USER | A | D | PSE,
@@ -118,6 +120,7 @@ pub mod flags {
         P | RW | USER | A | D | GLOBAL,
         P | RW | USER | A | D | PCD,
         P | USER | A | NX,
+        P | A,
     ];
 }
 

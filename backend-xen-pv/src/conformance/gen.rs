@@ -85,14 +85,15 @@ fn target(r: &mut Rng) -> u8 {
 }
 
 fn entry_flags(r: &mut Rng) -> u8 {
-    match r.below(20) {
+    match r.below(21) {
         0..=8 => flags::WRITABLE,
         9..=14 => flags::READ_ONLY,
         15 => flags::LARGE,
         16 => flags::LARGE_RO,
         17 => flags::GLOBAL_RW,
         18 => flags::UNCACHED,
-        _ => flags::RO_NX,
+        19 => flags::RO_NX,
+        _ => flags::KERNEL_RO,
     }
 }
 

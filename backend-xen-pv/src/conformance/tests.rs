@@ -57,18 +57,14 @@ fn write_experiment() {
     let clean = [o(Code::Unpin, 0, 0), o(Code::Unpin, 1, 0), o(Code::Release, 0, 0), o(Code::Release, 1, 0), o(Code::Zero, 0, 0), o(Code::Zero, 1, 0)];
     let with = |v: &[Op]| { let mut v = v.to_vec(); v.extend_from_slice(&clean); v };
     seqs.clear();
-    // A: stale L4 X=0 nested under Y=1 as L1.
-    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Inherit, 0, 0), o(Code::Pin, 0, 4), o(Code::Unpin, 0, 0), wr(1, 300, 0, flags::READ_ONLY), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
-    // B: inherit only, nested.
-    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Inherit, 0, 0), wr(1, 300, 0, flags::READ_ONLY), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
-    // C: X maps the live root writable, nested.
-    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), wr(0, 302, ROOT, flags::WRITABLE), wr(1, 300, 0, flags::READ_ONLY), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
-    // D: B with a writable parent entry.
-    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Inherit, 0, 0), wr(1, 300, 0, flags::WRITABLE), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
-    // E: C with a read-only parent entry... and X maps the live root read-only, Y writable.
-    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), wr(0, 302, ROOT, flags::WRITABLE), wr(1, 300, 0, flags::WRITABLE), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
-    // F: A with a writable parent entry.
-    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Inherit, 0, 0), o(Code::Pin, 0, 4), o(Code::Unpin, 0, 0), wr(1, 300, 0, flags::WRITABLE), o(Code::Pin, 1, 2), o(Code::Pin, 0, 1)]));
+    // K: written plain, validated as an L1, then pinned as an L2.
+    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), wr(1, 300, 0, flags::READ_ONLY), o(Code::Pin, 1, 1), o(Code::Unpin, 1, 0), o(Code::Pin, 1, 2)]));
+    // L: written while an L1, without USER, then pinned as an L2.
+    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Pin, 1, 1), wr(1, 300, 0, flags::KERNEL_RO), o(Code::Unpin, 1, 0), o(Code::Pin, 1, 2)]));
+    // M: as L, with GLOBAL.
+    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), o(Code::Pin, 1, 1), wr(1, 300, 0, flags::GLOBAL_RW), o(Code::Unpin, 1, 0), o(Code::Release, 0, 0), o(Code::Pin, 1, 2)]));
+    // N: K with KERNEL_RO.
+    seqs.push(with(&[o(Code::Protect, 0, 0), o(Code::Protect, 1, 0), wr(1, 300, 0, flags::KERNEL_RO), o(Code::Pin, 1, 1), o(Code::Unpin, 1, 0), o(Code::Pin, 1, 2)]));
     let _ = ROOT;
     std::fs::write("/tmp/exp/corpus.bin", super::gen::encode(&seqs)).unwrap();
     for (s, r) in seqs.iter().zip(super::gen::expected(&seqs)) {

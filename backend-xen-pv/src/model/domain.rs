@@ -23,6 +23,10 @@ pub struct DomainConfig {
     pub mfn_base: u64,
     /// Whether the domain may use cache attributes in L1 entries (dom0 may).
     pub cache_attrs: bool,
+    /// Whether Xen adds `GLOBAL` to the guest's user (`USER`) L1 entries, as Xen 4.17 did on
+    /// the QEMU machine the conformance corpus ran on (its `opt_global_pages` depends on the
+    /// CPU): an entry written into an L1 then refuses to serve in an L2..L4 table.
+    pub global_user_pages: bool,
 }
 
 impl DomainConfig {
@@ -33,6 +37,7 @@ impl DomainConfig {
             image_pages: 256,
             mfn_base: 0x10_0000,
             cache_attrs: true,
+            global_user_pages: true,
         }
     }
 }
@@ -58,6 +63,7 @@ pub fn build(cfg: DomainConfig) -> (Machine, BootImage) {
     let n = cfg.nr_pages;
     let p2m: Vec<u64> = (0..n).map(|pfn| cfg.mfn_base + n - 1 - pfn).collect();
     let mut m = Machine::new(p2m.clone(), cfg.mfn_base, cfg.cache_attrs);
+    m.global_user_pages = cfg.global_user_pages;
 
     // The layout of xen.h's start-of-day rules, as B's BootstrapLayout reads it.
     let virt_base = 0;

@@ -37,6 +37,9 @@ pub mod bits {
     pub const AVAIL: u64 = 0x7 << 9;
     /// Software bits 52..62.
     pub const AVAIL_HIGH: u64 = 0x7ff << 52;
+    /// Xen's `_PAGE_GUEST_KERNEL` (bit 52 of the entry): a kernel mapping of a 64-bit PV
+    /// guest, which Xen runs in ring 3 (added to L1 entries that lack `USER`).
+    pub const GUEST_KERNEL: u64 = 1 << 52;
     /// Xen's `_PAGE_GNTTAB` (bit 62), refused in L1 entries.
     pub const GNTTAB: u64 = 1 << 62;
     /// No-execute.
@@ -142,6 +145,8 @@ pub struct Machine {
     pub(super) cr3: u64,
     /// Whether PWT/PCD/PAT are allowed in L1 entries (Xen: `cache_flush_permitted`, dom0).
     pub(super) cache_attrs: bool,
+    /// Whether Xen adds `GLOBAL` to the guest's user L1 entries.
+    pub(super) global_user_pages: bool,
     pub(super) stats: Stats,
 }
 
@@ -171,6 +176,7 @@ impl Machine {
             m2p,
             cr3: 0,
             cache_attrs,
+            global_user_pages: true,
             stats: Stats::default(),
         }
     }
@@ -281,6 +287,12 @@ impl Machine {
                 }
                 return Err(err);
             }
+            if ty == PageType::L1 {
+                // Xen rewrites each entry it accepts in place (the entries before a
+                // refused one stay rewritten).
+                let adjusted = self.adjust_l1e(e);
+                self.poke(mfn, i, adjusted);
+            }
         }
         if ty == PageType::L4 {
             // Xen writes its own slots into every root it validates.
@@ -290,6 +302,23 @@ impl Machine {
             self.poke(mfn, XEN_SLOTS.start, (XEN_M2P_L3_MFN << 12) | P | USER | A);
         }
         Ok(())
+    }
+
+    /// What Xen stores for an L1 entry of a 64-bit PV guest (`adjust_guest_l1e`): a kernel
+    /// mapping (no `USER`) gets `USER` and Xen's guest-kernel mark (bit 52, which L2..L4 entries
+    /// may carry); a user mapping gets `GLOBAL` where Xen uses global pages for guests
+    /// ([`DomainConfig::global_user_pages`](super::DomainConfig::global_user_pages)), which
+    /// makes the entry invalid should the frame later be used as an L2..L4 table.
+    fn adjust_l1e(&self, e: u64) -> u64 {
+        if e & P == 0 {
+            e
+        } else if e & USER == 0 {
+            e | USER | GUEST_KERNEL
+        } else if self.global_user_pages {
+            e | GLOBAL
+        } else {
+            e
+        }
     }
 
     fn l1_disallowed(&self) -> u64 {
@@ -396,11 +425,19 @@ impl Machine {
             } else {
                 FASTPATH_L1 | RW
             };
+            let stored = if ty == PageType::L1 {
+                self.adjust_l1e(new)
+            } else {
+                new
+            };
             if old & P != 0 && (old ^ new) & !fast == 0 {
-                self.poke(mfn, idx, new);
+                self.poke(mfn, idx, stored);
                 return Ok(());
             }
             self.get_entry_ref(mfn, ty, new)?;
+            self.poke(mfn, idx, stored);
+            self.put_entry_ref(mfn, ty, old);
+            return Ok(());
         } else if new != 0 {
             self.stats.nonzero_not_present += 1;
         }

@@ -100,7 +100,8 @@ fn pinning_a_frame_that_is_mapped_writable_is_einval_until_it_is_read_only() {
     assert_eq!(d.uvm(pfn, ro | RW), -16);
     assert_eq!(
         d.m.raw_entry(d.pt.0 + 3 + pfn / 512, (pfn % 512) as usize),
-        ro
+        ro | USER | GUEST_KERNEL,
+        "unchanged (as Xen stored it: a kernel mapping, marked)"
     );
     assert_eq!(d.ext(mmuext::UNPIN_TABLE, pfn), 0);
     assert_eq!(d.ext(mmuext::UNPIN_TABLE, pfn), -22, "not pinned");
