@@ -121,6 +121,26 @@ pub fn prepare(path: &Path, sequences: u32, seed: u64) -> Result<(Vec<Vec<Op>>, 
     Ok((seqs, expected))
 }
 
+/// Reads a corpus file back into its sequences; with the model's answers.
+pub fn load(path: &Path) -> Result<(Vec<Vec<Op>>, Vec<Vec<u8>>)> {
+    use backend_xen_pv::conformance::corpus::OP_BYTES;
+    use backend_xen_pv::conformance::Corpus;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let corpus = Corpus::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+    let mut seqs = Vec::new();
+    for raw in corpus.sequences() {
+        let raw = raw.map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+        let ops = raw
+            .chunks_exact(OP_BYTES)
+            .map(|c| Op::decode(c.try_into().expect("8 bytes")))
+            .collect::<Option<Vec<Op>>>()
+            .with_context(|| format!("{}: an unknown operation", path.display()))?;
+        seqs.push(ops);
+    }
+    let expected = gen::expected(&seqs);
+    Ok((seqs, expected))
+}
+
 /// Boots `elf` (the `conformance` example, Xen image) on the corpus at `corpus`.
 pub fn boot_corpus(elf: &Path, corpus: &Path, echo: bool) -> Result<BootResult> {
     let opts = BootOptions {
@@ -139,8 +159,14 @@ pub fn boot_corpus(elf: &Path, corpus: &Path, echo: bool) -> Result<BootResult> 
 /// that did not report every sequence is in the report as a disagreement.
 pub fn run(elf: &Path, work: &Path, sequences: u32, seed: u64, echo: bool) -> Result<Report> {
     let corpus = work.join(format!("corpus-{seed}-{sequences}.bin"));
-    let (seqs, expected) = prepare(&corpus, sequences, seed)?;
-    let run = boot_corpus(elf, &corpus, echo)?;
+    prepare(&corpus, sequences, seed)?;
+    run_corpus(elf, &corpus, echo)
+}
+
+/// As [`run`], on a corpus file made elsewhere.
+pub fn run_corpus(elf: &Path, corpus: &Path, echo: bool) -> Result<Report> {
+    let (seqs, expected) = load(corpus)?;
+    let run = boot_corpus(elf, corpus, echo)?;
     if run.verdict != Verdict::Pass {
         let tail: Vec<&String> = run.defmt_lines.iter().rev().take(10).collect();
         bail!(

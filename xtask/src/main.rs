@@ -5,7 +5,7 @@
 //! xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] [--quiet] [--keep-frames]
 //!            [--qemu-arg ARG]... [--module FILE] ELF [-- GUEST_ARGS]
 //! xtask test [--boot-only | --no-boot] [FILTER...]
-//! xtask conformance [--sequences N] [--seed S] [--echo]
+//! xtask conformance [--sequences N] [--seed S | --corpus FILE] [--echo]
 //! ```
 //! `boot` exit status: 0 the example passed; 1 it reported failure (Fail, panic, CPU
 //! exception); 2 the run ended without a verdict (triple fault, reset, timeout); 3 setup error
@@ -27,7 +27,7 @@ use xtask::suite::{self, SuiteOptions};
 const USAGE: &str = "usage: xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] \
                      [--quiet] [--keep-frames] [--qemu-arg ARG]... [--module FILE] ELF [-- GUEST_ARGS...]\n       \
                      xtask test [--boot-only | --no-boot] [FILTER...]\n       \
-                     xtask conformance [--sequences N] [--seed S] [--echo]";
+                     xtask conformance [--sequences N] [--seed S | --corpus FILE] [--echo]";
 
 /// The longest `--timeout` accepted: a day.
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
@@ -130,6 +130,7 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
 /// `conformance: N sequences, A agree, D disagree`; exit 0 only if D is 0.
 fn conformance_cmd(args: Vec<String>) -> Result<ExitCode> {
     let (mut sequences, mut seed, mut echo) = (1000u32, 1u64, false);
+    let mut corpus: Option<PathBuf> = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
@@ -137,6 +138,7 @@ fn conformance_cmd(args: Vec<String>) -> Result<ExitCode> {
             "--sequences" => sequences = value("--sequences")?.parse().context("--sequences")?,
             "--seed" => seed = value("--seed")?.parse().context("--seed")?,
             "--echo" => echo = true,
+            "--corpus" => corpus = Some(PathBuf::from(value("--corpus")?)),
             s => bail!("unknown argument {s:?}\n{USAGE}"),
         }
     }
@@ -152,7 +154,10 @@ fn conformance_cmd(args: Vec<String>) -> Result<ExitCode> {
     let elf = images
         .get("conformance")
         .context("no conformance image was built")?;
-    let report = xtask::conformance::run(elf, &work, sequences, seed, echo)?;
+    let report = match corpus {
+        Some(c) => xtask::conformance::run_corpus(elf, &c, echo)?,
+        None => xtask::conformance::run(elf, &work, sequences, seed, echo)?,
+    };
     for d in report.details.iter().take(20) {
         println!("{d}");
     }

@@ -201,7 +201,7 @@ fn construction(r: &mut Rng, out: &mut Vec<Op>) {
 
 /// What every sequence ends with: back to the live root, its scratch slots cleared, every
 /// frame unpinned, writable and zero again.
-fn cleanup(out: &mut Vec<Op>) {
+pub fn cleanup(out: &mut Vec<Op>) {
     out.push(op(Code::NewRoot, ROOT));
     out.push(Op {
         count: 4,
