@@ -124,15 +124,23 @@ pub fn run<P: ConformanceBoard>(p: &mut P) -> Result<(), Failure> {
         defmt::error!("conformance: bad corpus: {}", e);
         failed("bad corpus")
     })?;
-    let mfn = |pfn: u64| x.p2m.pfn_to_mfn(pfn).map(|m| m.0).map_err(|_| failed("P2M"));
+    let mfn = |pfn: u64| {
+        x.p2m
+            .pfn_to_mfn(pfn)
+            .map(|m| m.0)
+            .map_err(|_| failed("P2M"))
+    };
     let mut frames = [FrameAt { mfn: 0, va: 0 }; FRAMES];
+    // The frames stay held (never given back) for the rest of the run.
+    let mut held: heapless::Vec<hal_core::Frame<hal_core::Free>, FRAMES> = heapless::Vec::new();
     for f in frames.iter_mut() {
         let frame = mb
             .alloc_frame(limit, Direction::TopDown)
             .map_err(Failure::Memblock)?;
         let pfn = frame.pfn().as_u64();
-        // The frame stays ours for the rest of the run: it is never given back.
-        core::mem::forget(frame);
+        if held.push(frame).is_err() {
+            return Err(failed("more frames than FRAMES"));
+        }
         *f = FrameAt {
             mfn: mfn(pfn)?,
             va: win_va + pfn * 4096,
@@ -159,7 +167,7 @@ pub fn run<P: ConformanceBoard>(p: &mut P) -> Result<(), Failure> {
         setup.root_mfn
     );
     let guest = Real(x.hv);
-    // SAFETY: the frames are ours (allocated above, never given back), the scratch slots are
+    // SAFETY: the frames are ours (held in `held`, never given back), the scratch slots are
     // empty (checked) and nothing else uses them; the live root is the boot root, pinned.
     let mut rep = unsafe { Replayer::new(&guest, setup) };
     let mut out = [0u8; 2 * MAX_OPS];

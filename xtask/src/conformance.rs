@@ -51,9 +51,13 @@ pub fn guest_results(lines: &[String], n: usize) -> Result<Vec<Option<Vec<u8>>>>
         let Some(rest) = line.split("conformance: seq ").nth(1) else {
             continue;
         };
-        let (num, rest) = rest.split_once(" ops ").context("a result line without ops")?;
+        let (num, rest) = rest
+            .split_once(" ops ")
+            .context("a result line without ops")?;
         let seq: usize = num.trim().parse().context("sequence number")?;
-        let (_, list) = rest.split_once('[').context("a result line without bytes")?;
+        let (_, list) = rest
+            .split_once('[')
+            .context("a result line without bytes")?;
         let list = list.split(']').next().unwrap_or("");
         let bytes = list
             .split(',')
@@ -89,7 +93,8 @@ pub fn compare(seqs: &[Vec<Op>], expected: &[Vec<u8>], got: &[Option<Vec<u8>>]) 
         r.ops += s.len();
         let Some(got) = got else {
             r.disagree += 1;
-            r.details.push(format!("sequence {i}: no result from the guest"));
+            r.details
+                .push(format!("sequence {i}: no result from the guest"));
             continue;
         };
         if got == exp {
@@ -109,8 +114,11 @@ pub fn compare(seqs: &[Vec<Op>], expected: &[Vec<u8>], got: &[Option<Vec<u8>>]) 
     r
 }
 
+/// A corpus's sequences, and the model's answers (2 bytes per operation) to each.
+pub type Prepared = (Vec<Vec<Op>>, Vec<Vec<u8>>);
+
 /// Writes the corpus of `sequences` from `seed` to `path`; returns it and the model's answers.
-pub fn prepare(path: &Path, sequences: u32, seed: u64) -> Result<(Vec<Vec<Op>>, Vec<Vec<u8>>)> {
+pub fn prepare(path: &Path, sequences: u32, seed: u64) -> Result<Prepared> {
     let seqs = gen::generate(seed, sequences);
     let bytes = gen::encode(&seqs);
     if let Some(dir) = path.parent() {
@@ -122,7 +130,7 @@ pub fn prepare(path: &Path, sequences: u32, seed: u64) -> Result<(Vec<Vec<Op>>, 
 }
 
 /// Reads a corpus file back into its sequences; with the model's answers.
-pub fn load(path: &Path) -> Result<(Vec<Vec<Op>>, Vec<Vec<u8>>)> {
+pub fn load(path: &Path) -> Result<Prepared> {
     use backend_xen_pv::conformance::corpus::OP_BYTES;
     use backend_xen_pv::conformance::Corpus;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -193,7 +201,11 @@ mod tests {
         assert_eq!(got[1].as_deref(), Some(&[0u8, 0, 234, 1][..]));
         assert_eq!(got[2], None);
         let seqs = gen::generate(3, 3);
-        let seqs: Vec<Vec<Op>> = vec![seqs[0][..1].to_vec(), seqs[1][..2].to_vec(), seqs[2].clone()];
+        let seqs: Vec<Vec<Op>> = vec![
+            seqs[0][..1].to_vec(),
+            seqs[1][..2].to_vec(),
+            seqs[2].clone(),
+        ];
         let exp = vec![vec![0, 0], vec![0, 0, 234, 0], vec![0; 2 * seqs[2].len()]];
         let r = compare(&seqs, &exp, &got);
         assert_eq!((r.sequences, r.agree, r.disagree), (3, 1, 2));

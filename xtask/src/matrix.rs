@@ -11,6 +11,7 @@
 //! | `boot/native/direct_map@1G[pvmmu.test-memmap=bogus]`, `boot/native/hello@1G[pvmmu.tset-memmap=zero]`, `boot/xen/hello@64M[pvmmu.test-memmap=zero]` | Setup error (status 37): the guest refuses the argument |
 //! | `boot/native/seed_bug@1G` | Pass with `nothing to demonstrate: no hypervisor refuses` |
 //! | `boot/xen/hello@64M`, `boot/xen/direct_map@{64M,512M}`, `boot/xen/fault@64M` | as above, as a Xen PV dom0 |
+//! | `boot/xen/conformance@64M` | 100 generated operation sequences replayed on Xen agree with the model, operation by operation |
 //! | `boot/xen/seed_bug@64M` | Pass through the expected `#PF`; the writable pin refused with -22, the read-only one accepted |
 
 use std::fmt;
@@ -45,6 +46,15 @@ pub enum Expect {
     /// seed_bug` line saying Xen refused the writable pin with -22 and accepted the read-only
     /// one (0), and `expected fault caught: #PF at` the line's `fault_va`.
     SeedBug,
+    /// `conformance` under Xen: the guest replays a corpus of `sequences` raw operation
+    /// sequences generated from `seed` (dom0's module), and every operation's result agrees
+    /// with the host model's (see [`crate::conformance`]).
+    Conformance {
+        /// Sequences in the corpus.
+        sequences: u32,
+        /// The generator's seed.
+        seed: u64,
+    },
 }
 
 /// The images a test boots are built once per feature set of `pvmmu-examples`.
@@ -218,6 +228,14 @@ pub const XEN: &[BootTest] = &[
     xen("direct_map", 512, Expect::DirectMap),
     xen("fault", 64, Expect::PageFault),
     xen("seed_bug", 64, Expect::SeedBug),
+    xen(
+        "conformance",
+        crate::conformance::DOM0_MIB,
+        Expect::Conformance {
+            sequences: 100,
+            seed: 12,
+        },
+    ),
     BootTest {
         guest_args: &["pvmmu.test-memmap=zero"],
         ..xen(

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::boot::{self, BootOptions, BootResult};
+use crate::conformance;
 use crate::matrix::{self, BootTest, FeatureSet};
 use crate::{checks, steps};
 
@@ -197,6 +198,9 @@ fn build_images(
 
 /// Boots one test and judges it; on failure prints what the run left.
 fn boot_test(test: &BootTest, elf: &Path) -> Result<(), String> {
+    if let matrix::Expect::Conformance { sequences, seed } = test.expect {
+        return conformance_test(test, elf, sequences, seed);
+    }
     let opts = BootOptions {
         board: Some(test.board),
         mem: Some(test.mem()),
@@ -224,6 +228,34 @@ fn boot_test(test: &BootTest, elf: &Path) -> Result<(), String> {
         }
     }
     verdict.map(|_| ())
+}
+
+/// The conformance boot: a corpus generated here, replayed by the guest, compared with the
+/// model; any disagreement fails the test (the first few are printed).
+fn conformance_test(test: &BootTest, elf: &Path, sequences: u32, seed: u64) -> Result<(), String> {
+    let work = crate::workspace_root().join("target/xtask-test/conformance");
+    let corpus = work.join(format!("corpus-{seed}-{sequences}.bin"));
+    let (seqs, expected) = conformance::prepare(&corpus, sequences, seed)
+        .map_err(|e| format!("cannot prepare the corpus: {e:#}"))?;
+    let run =
+        conformance::boot_corpus(elf, &corpus, false).map_err(|e| format!("cannot boot: {e:#}"))?;
+    if let Err(e) = checks::check(test, &run) {
+        say(&diagnostics(test, &run));
+        return Err(e);
+    }
+    let got =
+        conformance::guest_results(&run.defmt_lines, seqs.len()).map_err(|e| format!("{e:#}"))?;
+    let report = conformance::compare(&seqs, &expected, &got);
+    if report.disagree > 0 {
+        for d in report.details.iter().take(5) {
+            say(d);
+        }
+        return Err(report.summary());
+    }
+    if let Some(frames) = &run.frames_file {
+        let _ = std::fs::remove_file(frames);
+    }
+    Ok(())
 }
 
 /// The end of the console, the warnings and errors, and the last decoded lines of a run.

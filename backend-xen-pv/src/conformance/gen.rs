@@ -114,11 +114,7 @@ fn random_op(r: &mut Rng) -> Op {
         15..=21 => op(Code::Release, f),
         22..=46 => {
             let i = index(r);
-            let count = if r.pct(80) {
-                1
-            } else {
-                2 + r.below(3) as u8
-            };
+            let count = if r.pct(80) { 1 } else { 2 + r.below(3) as u8 };
             let count = count.min((512 - i).min(8) as u8);
             let frame = if r.pct(15) { ROOT } else { f };
             let frame = if frame == ROOT && i == 511 { f } else { frame };
@@ -174,7 +170,12 @@ fn construction(r: &mut Rng, out: &mut Vec<Op>) {
     };
     out.push(write(l1, slot(r), leaf_target, mistake(r, leaf_flags)));
     for pair in tables.windows(2).rev() {
-        out.push(write(pair[0], slot(r), pair[1], mistake(r, flags::WRITABLE)));
+        out.push(write(
+            pair[0],
+            slot(r),
+            pair[1],
+            mistake(r, flags::WRITABLE),
+        ));
         if r.pct(10) {
             out.push(pin(pair[1], level(r, 1)));
         }

@@ -160,7 +160,8 @@ impl<'a, G: Guest> Replayer<'a, G> {
                 (ret_code(ret), 0)
             }
             Code::Write => {
-                let (Some(table), Some(val)) = (self.mfn(op.frame), self.entry(op.target, op.flags))
+                let (Some(table), Some(val)) =
+                    (self.mfn(op.frame), self.entry(op.target, op.flags))
                 else {
                     return bad;
                 };
@@ -191,7 +192,11 @@ impl<'a, G: Guest> Replayer<'a, G> {
                 let mut done = 0;
                 // SAFETY: entries of the caller's frames, or the live root's scratch (or
                 // Xen's) slots, which nothing else uses.
-                let ret = unsafe { self.guest.hv().mmu_update(&reqs[..n], &mut done, DOMID_SELF) };
+                let ret = unsafe {
+                    self.guest
+                        .hv()
+                        .mmu_update(&reqs[..n], &mut done, DOMID_SELF)
+                };
                 (ret_code(ret), done as u8)
             }
             Code::Pin => {
@@ -274,7 +279,11 @@ impl<'a, G: Guest> Replayer<'a, G> {
         }
         let mut done = 0;
         // SAFETY: entries of the caller's frame.
-        let ret = unsafe { self.guest.hv().mmu_update(&reqs[..n], &mut done, DOMID_SELF) };
+        let ret = unsafe {
+            self.guest
+                .hv()
+                .mmu_update(&reqs[..n], &mut done, DOMID_SELF)
+        };
         (ret_code(ret), done as u8)
     }
 
@@ -307,7 +316,8 @@ impl<'a, G: Guest> Replayer<'a, G> {
 
 /// The guest slots of a root outside the scratch slots.
 fn guest_slots() -> impl Iterator<Item = u16> {
-    (0..512u16).filter(|i| !XEN_SLOTS.contains(i) && !(SCRATCH..SCRATCH + SCRATCH_SLOTS).contains(i))
+    (0..512u16)
+        .filter(|i| !XEN_SLOTS.contains(i) && !(SCRATCH..SCRATCH + SCRATCH_SLOTS).contains(i))
 }
 
 fn ret_code(ret: i64) -> i8 {

@@ -397,7 +397,10 @@ impl Machine {
         if target == table {
             return;
         }
-        if self.frame(target).is_some_and(|t| t.ty == ty && t.linear < 0) {
+        if self
+            .frame(target)
+            .is_some_and(|t| t.ty == ty && t.linear < 0)
+        {
             self.frame_mut(target).expect("checked").linear += 1;
             self.frame_mut(table).expect("a table of the domain").linear -= 1;
         }
