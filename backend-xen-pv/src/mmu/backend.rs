@@ -10,7 +10,9 @@ use crate::p2m::P2m;
 use crate::start_info::{BootstrapLayout, StartInfo};
 
 use super::counters::{Counters, Phase, Slot};
-use super::error::{Call, Capacity, Cause, Op, Refusal, Rollback, Unsupported, XenPvError};
+use super::error::{
+    Call, Capacity, Cause, Op, Refusal, RefusedEntry, Rollback, Unsupported, XenPvError,
+};
 use super::platform::PvPlatform;
 use super::queue::{Calls, Outcome, BATCH};
 use super::records::{Pinned, RangeSet, MAX_PROTECTED};
@@ -118,6 +120,7 @@ pub(super) fn refused(
             applied: out.applied,
             failed_at: at,
             rollback: Rollback::NotNeeded,
+            entry: None,
         }),
     )
 }
@@ -301,15 +304,31 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
             None => Ok(()),
             Some((at, errno, call)) => {
                 let op = self.st.queue.origin(at as usize);
+                let req = self.st.queue.reqs().get(at as usize).copied();
                 for i in at as usize..n {
                     let ptr = self.st.queue.reqs()[i].ptr & !7;
                     self.forget_ptes(ptr, ptr + 8);
                 }
-                Err(refused(op, &out, at, errno, call))
+                Err(self.naming(refused(op, &out, at, errno, call), req))
             }
         };
         self.st.queue.clear();
         result
+    }
+
+    /// `e` with the refused request `req` named in its refusal (guest frame numbers).
+    pub(super) fn naming(&self, mut e: XenPvError, req: Option<MmuUpdate>) -> XenPvError {
+        if let (Cause::Refused(r), Some(req)) = (&mut e.cause, req) {
+            // SAFETY: reading the M2P has no effect; an unknown frame gives u64::MAX.
+            let pfn = |mfn: u64| unsafe { self.hv.mfn_to_pfn(mfn) };
+            let (ptr, val) = (req.ptr & !7, req.val);
+            r.entry = Some(RefusedEntry {
+                table: pfn(ptr >> 12),
+                index: ((ptr & 0xfff) >> 3) as u16,
+                frame: (val & 1 != 0).then(|| pfn((val & 0x000f_ffff_ffff_f000) >> 12)),
+            });
+        }
+        e
     }
 
     /// Forgets remembered mappings held by entries `[lo, hi)`; if splitting a run finds no

@@ -88,6 +88,22 @@ pub struct Refusal {
     pub failed_at: u32,
     /// What the backend did about the applied entries.
     pub rollback: Rollback,
+    /// The refused entry itself, for a page-table entry (`mmu_update`, `update_va_mapping`);
+    /// `None` for an `mmuext_op` command.
+    pub entry: Option<RefusedEntry>,
+}
+
+/// The page-table entry Xen refused, in the guest's frame numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RefusedEntry {
+    /// The table that holds the entry (`u64::MAX` if the M2P does not know its frame).
+    pub table: u64,
+    /// The entry's index in the table.
+    pub index: u16,
+    /// The frame the new value names (`None` for a not-present value; `u64::MAX` if the
+    /// M2P does not know it): for protect and release, the frame whose mapping it is.
+    pub frame: Option<u64>,
 }
 
 /// Something the backend tracks in fixed-capacity storage ran out of room.

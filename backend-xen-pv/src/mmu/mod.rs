@@ -44,7 +44,9 @@ mod walk;
 
 pub use backend::{Bootstrap, ReleaseStrategy, XenPv, MAX_WINDOWS};
 pub use counters::{Counters, Phase, PhaseCount};
-pub use error::{Call, Capacity, Cause, Op, Refusal, Rollback, Unsupported, XenPvError};
+pub use error::{
+    Call, Capacity, Cause, Op, Refusal, RefusedEntry, Rollback, Unsupported, XenPvError,
+};
 pub use hal_core::Window;
 pub use platform::{PvPlatform, M2P_BYTES, M2P_VIRT_START};
 pub use queue::{BATCH, QUEUE_CAP, RELEASE_BATCHES};

@@ -117,7 +117,9 @@ impl<H: PvPlatform> XenPv<'_, H> {
                     // SAFETY: the entry maps a frame the caller of `release` owns and that is
                     // no page table; making it writable changes no mapping Rust relies on.
                     let out = unsafe { self.calls().va(va, val, uvmf::INVLPG | uvmf::LOCAL) };
-                    self.account(op, &out, progress)?;
+                    let req = MmuUpdate { ptr: part.pte, val };
+                    self.account(op, &out, progress)
+                        .map_err(|e| self.naming(e, Some(req)))?;
                 } else {
                     self.st.queue.push(
                         MmuUpdate {
@@ -141,8 +143,12 @@ impl<H: PvPlatform> XenPv<'_, H> {
             return Ok(());
         }
         let out = self.submit_queue();
+        let req = out
+            .failure
+            .and_then(|(at, _, _)| self.st.queue.reqs().get(at as usize).copied());
         self.st.queue.clear();
         self.account(op, &out, progress)
+            .map_err(|e| self.naming(e, req))
     }
 
     fn account(

@@ -184,6 +184,15 @@ fn a_writable_mapping_of_a_table_is_ebusy_mid_batch() {
         (Call::MmuUpdate, 3, 1, 1)
     );
     assert_eq!(r.rollback, Rollback::NotNeeded);
+    assert_eq!(
+        r.entry,
+        Some(crate::mmu::RefusedEntry {
+            table: l1.as_u64(),
+            index: s,
+            frame: Some(t)
+        }),
+        "the refused entry, named"
+    );
     assert_eq!(g.mmu.raw().queued(), 0, "the third entry was dropped");
     assert_eq!(
         g.mmu.raw_mut().read(l1, TableLevel::L1, s).unwrap(),
@@ -227,6 +236,7 @@ fn a_release_refused_mid_batch_rolls_back_to_read_only() {
         };
         assert_eq!(r.call, call);
         assert!(r.applied > 0 && r.applied == r.failed_at, "{r:?}");
+        assert_eq!(r.entry.and_then(|e| e.frame), Some(bad), "the refused frame, named");
         assert_eq!(r.rollback, Rollback::Done);
         // The tail comes back Unsettled, but the backend rolled back: every tail frame is
         // still read-only everywhere, as PgtReserved said before the release.
