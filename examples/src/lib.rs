@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod direct_map;
 pub mod failure;
 pub mod memview;
+pub mod refusals;
 pub mod report;
 pub mod seed_bug;
 pub mod verify;

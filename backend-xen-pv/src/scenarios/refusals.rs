@@ -236,7 +236,11 @@ fn a_release_refused_mid_batch_rolls_back_to_read_only() {
         };
         assert_eq!(r.call, call);
         assert!(r.applied > 0 && r.applied == r.failed_at, "{r:?}");
-        assert_eq!(r.entry.and_then(|e| e.frame), Some(bad), "the refused frame, named");
+        assert_eq!(
+            r.entry.and_then(|e| e.frame),
+            Some(bad),
+            "the refused frame, named"
+        );
         assert_eq!(r.rollback, Rollback::Done);
         // The tail comes back Unsettled, but the backend rolled back: every tail frame is
         // still read-only everywhere, as PgtReserved said before the release.

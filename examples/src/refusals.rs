@@ -1,0 +1,424 @@
+//! Refusals planted at every position the host asks for, in the backend's batched operations,
+//! on real Xen: the typed error must name the refused entry and carry Xen's errno, and every
+//! frame must afterwards be in the state its type says, shown by carrying on with the frames.
+//!
+//! Positions come from the guest argument `refusals.at=P,P,...` (entries of a 512-entry
+//! batch). For each position `p`:
+//!
+//! - **release** (`Mmu::release` of 512 protected frames, one `mmu_update`): frame `p` is made
+//!   a page table behind hal-core's back (a raw pin as L1), so Xen refuses its writable
+//!   mapping with -EBUSY. Expected: `Op::Release`, errno 16, `failed_at = applied = p`, the
+//!   refused entry naming frame `p`, the applied entries rolled back. Then: every other frame
+//!   still read-only (a store faults), the misdeed undone (unpin, retire), `settle` makes all
+//!   512 writable (every store lands and reads back), and the frames serve as tables again
+//!   (protect, pin frame `p` as an L1, unpin, release) before going back to memblock.
+//! - **fill** (512 entries written into a pinned L1 table `T` in one `mmu_update`): entry `p`
+//!   maps `T` itself writable, which Xen refuses with -EBUSY. Expected: `Op::Write`, errno
+//!   16, `failed_at = applied = p`, the entry named as `T`'s slot `p` mapping `T`. Then:
+//!   entries below `p` hold what was written, the others are empty; the corrected entries
+//!   are accepted; emptied, unpinned and retired, `T` is memory again (a store lands).
+//!
+//! `make read-only` (protect) has no row: Xen accepts every read-only remap of a frame the
+//! guest owns, whatever its type, so no entry of a protect batch can be refused (the backend
+//! skips entries that are read-only already or do not map the frame).
+//!
+//! Output: one `RESULT refusals op=.. at=..` line per run, then `RESULT refusals done rows=N`.
+
+use backend_xen_pv::mmu::{Cause, Op, Refusal, Rollback};
+use boards::MmuPlatform;
+use hal_core::memblock::Direction;
+use hal_core::{FrameRange, Free, PageTableFlags, Pfn, Pte, RawMmu, TableLevel};
+
+use crate::{memview, Failure};
+
+/// Entries in one batch.
+pub const BATCH: u64 = 512;
+/// Positions one run may plant at.
+pub const MAX_POSITIONS: usize = 32;
+
+/// What the board offers for the demonstration.
+pub trait RefusalsBoard: MmuPlatform {
+    /// Under Xen: the guest command line. `None` without a hypervisor.
+    fn xen_cmdline(&self) -> Option<&[u8]>;
+    /// The refusal inside a backend error, if Xen refused something.
+    fn refusal(e: &<Self::Backend as RawMmu>::Error) -> Option<(Op, Refusal)>;
+    /// A store of `val` at `va`: whether it took effect (`false`: it faulted).
+    ///
+    /// # Safety
+    /// If it takes effect, nothing Rust relies on is overwritten.
+    unsafe fn probe(&self, va: u64, val: u64) -> bool;
+}
+
+#[cfg(feature = "native")]
+impl RefusalsBoard for boards::native::NativeBoard {
+    fn xen_cmdline(&self) -> Option<&[u8]> {
+        None
+    }
+    fn refusal(_: &<Self::Backend as RawMmu>::Error) -> Option<(Op, Refusal)> {
+        None
+    }
+    unsafe fn probe(&self, _: u64, _: u64) -> bool {
+        false
+    }
+}
+
+#[cfg(feature = "xen-pv")]
+impl RefusalsBoard for boards::xen::XenBoard {
+    fn xen_cmdline(&self) -> Option<&[u8]> {
+        Some(self.start_info().cmd_line())
+    }
+    fn refusal(e: &<Self::Backend as RawMmu>::Error) -> Option<(Op, Refusal)> {
+        match e.cause {
+            Cause::Refused(r) => Some((e.op, r)),
+            _ => None,
+        }
+    }
+    unsafe fn probe(&self, va: u64, val: u64) -> bool {
+        // SAFETY: the caller's contract.
+        unsafe { boards::xen::probe::store(va, val) == boards::xen::probe::Probe::Stored }
+    }
+}
+
+fn failed(what: &'static str, ret: i64) -> Failure {
+    defmt::error!("refusals: {=str} ({=i64})", what, ret);
+    Failure::Hypercall { what, ret }
+}
+
+/// The positions of `refusals.at=...`.
+fn positions(cmdline: &[u8]) -> Result<heapless::Vec<u64, MAX_POSITIONS>, Failure> {
+    let text = core::str::from_utf8(cmdline).map_err(|_| failed("command line not UTF-8", 0))?;
+    let list = text
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix("refusals.at="))
+        .ok_or_else(|| failed("no refusals.at= on the command line", 0))?;
+    let mut out = heapless::Vec::new();
+    for p in list.split(',') {
+        let p: u64 = p
+            .parse()
+            .map_err(|_| failed("refusals.at: not a number", 0))?;
+        if p >= BATCH {
+            return Err(failed("refusals.at: a position beyond the batch", p as i64));
+        }
+        out.push(p)
+            .map_err(|_| failed("refusals.at: too many", 0))?;
+    }
+    Ok(out)
+}
+
+fn rollback_name(r: Rollback) -> &'static str {
+    match r {
+        Rollback::NotNeeded => "not-needed",
+        Rollback::Done => "done",
+        Rollback::Failed(_) => "failed",
+    }
+}
+
+fn backend<E: core::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> Failure {
+    move |e| {
+        defmt::error!("refusals: {=str}: {}", what, defmt::Debug2Format(&e));
+        failed(what, 0)
+    }
+}
+
+/// Runs every row.
+pub fn run<P: RefusalsBoard>(p: &mut P) -> Result<(), Failure> {
+    let Some(cmdline) = p.xen_cmdline() else {
+        defmt::info!("refusals: nothing to demonstrate: no hypervisor refuses");
+        p.console_write("refusals: nothing to demonstrate: no hypervisor refuses\n");
+        return Ok(());
+    };
+    let at = positions(cmdline)?;
+    let mut mb = memview::memblock(p)?;
+    let (win_va, win) = p.boot_window();
+    let limit = win.end() << 12;
+    let va = |pfn: u64| win_va + pfn * 4096;
+    let mut rows = 0u32;
+
+    // 512 frames, mapped writable in a window of their own (the initial mapping is too small
+    // for them): one L1 of ours under the first empty slot of the live tables' first L2.
+    let frames = mb
+        .alloc_frames(BATCH, u64::MAX, Direction::TopDown)
+        .map_err(Failure::Memblock)?;
+    let (fw_va, first) = window(p, &mut mb, frames.pfns(), limit)?;
+    let fva = |pfn: u64| fw_va + (pfn - first) * 4096;
+    let mut frames = Some(frames);
+    for &pos in &at {
+        let f = frames.take().ok_or_else(|| failed("frames lost", 0))?;
+        frames = Some(release_row(p, f, pos, &fva)?);
+        rows += 1;
+    }
+    // The entries' targets need no mapping of ours (only the table does).
+    let targets = mb
+        .alloc_frames(BATCH, u64::MAX, Direction::TopDown)
+        .map_err(Failure::Memblock)?;
+    let t = mb
+        .alloc_frames(1, limit, Direction::TopDown)
+        .map_err(Failure::Memblock)?;
+    let mut t = Some(t);
+    for &pos in &at {
+        let table = t.take().ok_or_else(|| failed("table frame lost", 0))?;
+        t = Some(fill_row(p, table, targets.pfns(), pos, &va)?);
+        rows += 1;
+    }
+    defmt::info!("RESULT refusals done rows={=u32}", rows);
+    p.console_write("refusals: done\n");
+    Ok(())
+}
+
+/// Maps `pfns` (512 frames) writable at a virtual address of their own and tells the backend:
+/// a fresh L1 (from memblock, below `limit`) hooked into the first empty slot of the live
+/// root's first L2. Returns the address and the first pfn.
+fn window<P: RefusalsBoard>(
+    p: &mut P,
+    mb: &mut hal_core::memblock::Memblock<{ memview::REGIONS }>,
+    pfns: hal_core::PfnRange,
+    limit: u64,
+) -> Result<(u64, u64), Failure> {
+    let l1 = mb
+        .alloc_frames(1, limit, Direction::TopDown)
+        .map_err(Failure::Memblock)?;
+    let l1_pfn = l1.pfns().start();
+    // The frame becomes a table of the live tree for good (never given back).
+    let reserved = p
+        .mmu()
+        .protect(l1)
+        .map_err(|f| backend("protect L1")(f.error))?;
+    let _ = reserved;
+    let rw = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+    let mut entries = [Pte::EMPTY; BATCH as usize];
+    for (k, e) in entries.iter_mut().enumerate() {
+        *e = Pte::new(
+            Pfn::new(pfns.start().as_u64() + k as u64).ok_or_else(|| failed("pfn", 0))?,
+            rw,
+        );
+    }
+    // SAFETY: a frame of ours that is no table yet: a plain write of writable mappings of
+    // frames we own.
+    unsafe { p.mmu().raw_mut().write(l1_pfn, TableLevel::L1, 0, &entries) }
+        .and_then(|()| p.mmu().raw_mut().flush())
+        .map_err(backend("fill window L1"))?;
+    let root = p.mmu().raw().current_root();
+    let raw = p.mmu().raw_mut();
+    let l3 = raw
+        .read(root, TableLevel::L4, 0)
+        .map_err(backend("read L4"))?;
+    let l2 = raw
+        .read(l3.pfn(), TableLevel::L3, 0)
+        .map_err(backend("read L3"))?;
+    let mut slot = None;
+    for i in 0..512u16 {
+        if !raw
+            .read(l2.pfn(), TableLevel::L2, i)
+            .map_err(backend("read L2"))?
+            .is_present()
+        {
+            slot = Some(i);
+            break;
+        }
+    }
+    let slot = slot.ok_or_else(|| failed("no empty L2 slot", 0))?;
+    // SAFETY: hooks a complete L1 (writable mappings of our frames only) into an empty slot
+    // of the live tree; nothing else uses the addresses it maps.
+    unsafe { raw.write(l2.pfn(), TableLevel::L2, slot, &[Pte::new(l1_pfn, rw)]) }
+        .and_then(|()| raw.flush())
+        .map_err(backend("hook window L1"))?;
+    let va = u64::from(slot) << 21;
+    // SAFETY: the mapping exists in the current root (just hooked) and is never removed.
+    unsafe { raw.add_window(va, pfns) }.map_err(backend("add window"))?;
+    Ok((va, pfns.start().as_u64()))
+}
+
+/// The release row at `pos`; gives the frames back as memory.
+fn release_row<P: RefusalsBoard>(
+    p: &mut P,
+    frames: FrameRange<Free>,
+    pos: u64,
+    va: &dyn Fn(u64) -> u64,
+) -> Result<FrameRange<Free>, Failure> {
+    let range = frames.pfns();
+    let base = range.start().as_u64();
+    let bad = base + pos;
+    let bad_pfn = Pfn::new(bad).ok_or_else(|| failed("pfn", 0))?;
+    let reserved = p
+        .mmu()
+        .protect(frames)
+        .map_err(|f| backend("protect")(f.error))?;
+    // SAFETY: deliberately wrong, the mistake under test: a reserved frame (read-only
+    // everywhere, all zeros, so Xen accepts it) made a page table behind hal-core's back.
+    unsafe { p.mmu().raw_mut().pin(bad_pfn, TableLevel::L1) }.map_err(backend("plant pin"))?;
+    let failed_release = match p.mmu().release(reserved) {
+        Ok(_) => {
+            return Err(failed(
+                "release with a pinned frame was accepted",
+                pos as i64,
+            ))
+        }
+        Err(f) => f,
+    };
+    let Some((op, r)) = P::refusal(&failed_release.error) else {
+        return Err(backend("release: not a refusal")(failed_release.error));
+    };
+    let named = r.entry.and_then(|e| e.frame).unwrap_or(u64::MAX);
+    // The state the types say: Unsettled, rolled back, so every frame read-only (frame `pos`
+    // is a pinned L1, whose stores Xen emulates: not probed).
+    let mut read_only = 0u64;
+    for pfn in range.iter().map(Pfn::as_u64).filter(|&f| f != bad) {
+        // SAFETY: our frame; a store that lands writes 0 into memory we own.
+        if !unsafe { p.probe(va(pfn), 0) } {
+            read_only += 1;
+        }
+    }
+    // Carry on: undo the misdeed, settle, and use the frames as memory and as tables.
+    // SAFETY: pinned just now as an L1, hooked nowhere, not the root, all zeros.
+    unsafe { p.mmu().raw_mut().unpin(bad_pfn, TableLevel::L1) }.map_err(backend("unpin"))?;
+    // SAFETY: as above, unpinned now.
+    unsafe { p.mmu().raw_mut().retire(bad_pfn, TableLevel::L1) }.map_err(backend("retire"))?;
+    let released = p
+        .mmu()
+        .settle(failed_release.value)
+        .map_err(|f| backend("settle")(f.error))?;
+    let mut writable = 0u64;
+    for pfn in range.iter().map(Pfn::as_u64) {
+        let pattern = 0x5eed_0000_0000 | pfn;
+        // SAFETY: our frame, writable again (ReleasedRW).
+        let ok = unsafe { p.probe(va(pfn) + 8, pattern) }
+            // SAFETY: as above; a load.
+            && unsafe { core::ptr::read_volatile((va(pfn) + 8) as *const u64) } == pattern;
+        // SAFETY: as above: the frame is ours and writable; zero it again for its next use.
+        unsafe { core::ptr::write_bytes(va(pfn) as *mut u8, 0, 4096) };
+        writable += u64::from(ok);
+    }
+    let again = p
+        .mmu()
+        .protect(released.into_free())
+        .map_err(|f| backend("protect again")(f.error))?;
+    // SAFETY: read-only everywhere and all zeros: a valid empty L1, hooked nowhere.
+    unsafe { p.mmu().raw_mut().pin(bad_pfn, TableLevel::L1) }.map_err(backend("pin again"))?;
+    // SAFETY: pinned just now, hooked nowhere.
+    unsafe { p.mmu().raw_mut().unpin(bad_pfn, TableLevel::L1) }.map_err(backend("unpin again"))?;
+    // SAFETY: unpinned, hooked nowhere, empty.
+    unsafe { p.mmu().raw_mut().retire(bad_pfn, TableLevel::L1) }
+        .map_err(backend("retire again"))?;
+    let back = p
+        .mmu()
+        .release(again)
+        .map_err(|f| backend("release again")(f.error))?;
+    let after = read_only == BATCH - 1 && writable == BATCH;
+    defmt::info!(
+        "RESULT refusals op=release at={=u64} op_named={=?} errno={=i64} submitted={=u32} applied={=u32} failed_at={=u32} planted={=u64} named={=u64} rollback={=str} read_only={=u64} writable={=u64} after={=str}",
+        pos,
+        op,
+        i64::from(r.errno.0),
+        r.submitted,
+        r.applied,
+        r.failed_at,
+        bad,
+        named,
+        rollback_name(r.rollback),
+        read_only,
+        writable,
+        if after { "ok" } else { "wrong" }
+    );
+    Ok(back.into_free())
+}
+
+/// The fill row at `pos`, with `table` (one free frame) as the L1 and `targets` the frames
+/// its entries map read-only; gives the table frame back as memory.
+fn fill_row<P: RefusalsBoard>(
+    p: &mut P,
+    table: FrameRange<Free>,
+    targets: hal_core::PfnRange,
+    pos: u64,
+    va: &dyn Fn(u64) -> u64,
+) -> Result<FrameRange<Free>, Failure> {
+    let t = table.pfns().start();
+    let reserved = p
+        .mmu()
+        .protect(table)
+        .map_err(|f| backend("protect table")(f.error))?;
+    // SAFETY: read-only everywhere and all zeros: a valid empty L1, hooked nowhere.
+    unsafe { p.mmu().raw_mut().pin(t, TableLevel::L1) }.map_err(backend("pin table"))?;
+    let ro = PageTableFlags::PRESENT;
+    let target = |k: u64| Pfn::new(targets.start().as_u64() + k).map(|f| Pte::new(f, ro));
+    let mut entries = [Pte::EMPTY; BATCH as usize];
+    for (k, e) in entries.iter_mut().enumerate() {
+        *e = target(k as u64).ok_or_else(|| failed("pfn", 0))?;
+    }
+    entries[pos as usize] = Pte::new(t, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
+    // SAFETY: deliberately wrong at `pos` (a writable mapping of the table itself, which Xen
+    // must refuse); the other entries map frames we own read-only, in a table hooked nowhere.
+    let res = unsafe { p.mmu().raw_mut().write(t, TableLevel::L1, 0, &entries) }
+        .and_then(|()| p.mmu().raw_mut().flush());
+    let Err(e) = res else {
+        return Err(failed(
+            "a writable mapping of a table was accepted",
+            pos as i64,
+        ));
+    };
+    let Some((op, r)) = P::refusal(&e) else {
+        return Err(backend("fill: not a refusal")(e));
+    };
+    let entry = r
+        .entry
+        .ok_or_else(|| failed("fill: the refusal names no entry", 0))?;
+    // The state: entries below `pos` applied, the others not.
+    let mut as_written = 0u64;
+    for k in 0..BATCH {
+        let got = p
+            .mmu()
+            .raw_mut()
+            .read(t, TableLevel::L1, k as u16)
+            .map_err(backend("read back"))?;
+        let want_present = k < pos;
+        let ok = if want_present {
+            got.is_present() && got.pfn() == entries[k as usize].pfn()
+        } else {
+            !got.is_present()
+        };
+        as_written += u64::from(ok);
+    }
+    // Carry on: the corrected entries, then empty, unpin, retire: memory again.
+    entries[pos as usize] = target(pos).ok_or_else(|| failed("pfn", 0))?;
+    // SAFETY: read-only mappings of frames we own, in a table hooked nowhere.
+    unsafe {
+        p.mmu()
+            .raw_mut()
+            .write(t, TableLevel::L1, pos as u16, &entries[pos as usize..])
+    }
+    .and_then(|()| p.mmu().raw_mut().flush())
+    .map_err(backend("corrected entries"))?;
+    let empty = [Pte::EMPTY; BATCH as usize];
+    // SAFETY: emptying a table hooked nowhere.
+    unsafe { p.mmu().raw_mut().write(t, TableLevel::L1, 0, &empty) }
+        .and_then(|()| p.mmu().raw_mut().flush())
+        .map_err(backend("emptying"))?;
+    // SAFETY: pinned above, hooked nowhere, not the root.
+    unsafe { p.mmu().raw_mut().unpin(t, TableLevel::L1) }.map_err(backend("unpin table"))?;
+    // SAFETY: unpinned, hooked nowhere, empty.
+    unsafe { p.mmu().raw_mut().retire(t, TableLevel::L1) }.map_err(backend("retire table"))?;
+    let back = p
+        .mmu()
+        .release(reserved)
+        .map_err(|f| backend("release table")(f.error))?;
+    // SAFETY: our frame, writable again.
+    let stored = unsafe { p.probe(va(t.as_u64()), 0) };
+    let named_ok = entry.table == t.as_u64()
+        && u64::from(entry.index) == pos
+        && entry.frame == Some(t.as_u64());
+    let after = as_written == BATCH && stored;
+    defmt::info!(
+        "RESULT refusals op=fill at={=u64} op_named={=?} errno={=i64} submitted={=u32} applied={=u32} failed_at={=u32} index={=u16} entry_named={=str} as_written={=u64} stored={=bool} after={=str}",
+        pos,
+        op,
+        i64::from(r.errno.0),
+        r.submitted,
+        r.applied,
+        r.failed_at,
+        entry.index,
+        if named_ok { "ok" } else { "wrong" },
+        as_written,
+        stored,
+        if after { "ok" } else { "wrong" }
+    );
+    Ok(back.into_free())
+}
