@@ -62,6 +62,10 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<String, String> {
         Expect::SeedBug => seed_bug(run)?,
         // The comparison itself needs the corpus: `suite` runs it.
         Expect::Conformance { .. } => passed(run)?,
+        Expect::Refusals => {
+            passed(run)?;
+            crate::refusals::check(run, test.guest_args)?
+        }
         Expect::SetupError(text) => {
             if run.verdict != Verdict::GuestSetupError {
                 return Err(format!(

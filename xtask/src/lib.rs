@@ -19,6 +19,7 @@ pub mod matrix;
 pub mod mem_size;
 pub mod qemu;
 pub mod qmp;
+pub mod refusals;
 pub mod steps;
 pub mod suite;
 pub mod verify;

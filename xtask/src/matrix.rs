@@ -11,6 +11,7 @@
 //! | `boot/native/direct_map@1G[pvmmu.test-memmap=bogus]`, `boot/native/hello@1G[pvmmu.tset-memmap=zero]`, `boot/xen/hello@64M[pvmmu.test-memmap=zero]` | Setup error (status 37): the guest refuses the argument |
 //! | `boot/native/seed_bug@1G` | Pass with `nothing to demonstrate: no hypervisor refuses` |
 //! | `boot/xen/hello@64M`, `boot/xen/direct_map@{64M,512M}`, `boot/xen/fault@64M` | as above, as a Xen PV dom0 |
+//! | `boot/xen/refusals@64M[refusals.at=...]` | Pass; at each planted position of a 512-entry release and fill batch: -EBUSY for exactly that entry, the entry named, the frames carrying on as their types say |
 //! | `boot/xen/conformance@64M` | 100 generated operation sequences replayed on Xen agree with the model, operation by operation |
 //! | `boot/xen/seed_bug@64M` | Pass through the expected `#PF`; the writable pin refused with -22, the read-only one accepted |
 
@@ -46,6 +47,10 @@ pub enum Expect {
     /// seed_bug` line saying Xen refused the writable pin with -22 and accepted the read-only
     /// one (0), and `expected fault caught: #PF at` the line's `fault_va`.
     SeedBug,
+    /// `refusals` under Xen: Pass, and for every position of its `refusals.at=` argument a
+    /// release row and a fill row saying Xen refused exactly that entry (see
+    /// [`crate::refusals`]).
+    Refusals,
     /// `conformance` under Xen: the guest replays a corpus of `sequences` raw operation
     /// sequences generated from `seed` (dom0's module), and every operation's result agrees
     /// with the host model's (see [`crate::conformance`]).
@@ -228,6 +233,10 @@ pub const XEN: &[BootTest] = &[
     xen("direct_map", 512, Expect::DirectMap),
     xen("fault", 64, Expect::PageFault),
     xen("seed_bug", 64, Expect::SeedBug),
+    BootTest {
+        guest_args: &["refusals.at=0,1,127,255,256,510,511"],
+        ..xen("refusals", 64, Expect::Refusals)
+    },
     xen(
         "conformance",
         crate::conformance::DOM0_MIB,
