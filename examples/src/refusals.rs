@@ -24,7 +24,7 @@
 //!
 //! Output: one `RESULT refusals op=.. at=..` line per run, then `RESULT refusals done rows=N`.
 
-use backend_xen_pv::mmu::{Cause, Op, Refusal, Rollback};
+use backend_xen_pv::mmu::{Op, Refusal, Rollback};
 use boards::MmuPlatform;
 use hal_core::memblock::Direction;
 use hal_core::{FrameRange, Free, PageTableFlags, Pfn, Pte, RawMmu, TableLevel};
@@ -69,7 +69,7 @@ impl RefusalsBoard for boards::xen::XenBoard {
     }
     fn refusal(e: &<Self::Backend as RawMmu>::Error) -> Option<(Op, Refusal)> {
         match e.cause {
-            Cause::Refused(r) => Some((e.op, r)),
+            backend_xen_pv::mmu::Cause::Refused(r) => Some((e.op, r)),
             _ => None,
         }
     }
