@@ -1,4 +1,9 @@
-//! Translating a virtual address by walking the tables through the backend.
+//! The guest-side page-table walker: one walk, over any way of reading an entry (through a
+//! backend's [`RawMmu::read`], or a backend's own machine-level reads), used by
+//! [`translate`] and by backends that need the table mapping an address.
+//!
+//! Host-side checks (the model's walk, the tests' oracle, the runner's walker) stay separate
+//! on purpose: they check this one.
 
 use crate::addr::Pfn;
 use crate::backend::RawMmu;
@@ -17,29 +22,66 @@ pub struct Translation {
     pub leaf: Pte,
 }
 
-/// Walks from `root` to the leaf mapping `va`; `Ok(None)` if it is not mapped.
+/// Where a [`walk`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Reached {
+    /// The table of the level the walk was asked to stop at.
+    Table(Pfn),
+    /// A leaf (before that level, for a large page).
+    Leaf(Translation),
+    /// A not-present entry on the way.
+    NotMapped,
+}
+
+/// Walks from `root` towards `va`, reading entries with `read(table, level, index)`; stops at
+/// the table of level `stop` (`None`: at the leaf). A large-page entry (PSE below L4) is a
+/// leaf.
+pub fn walk<E>(
+    root: Pfn,
+    va: u64,
+    stop: Option<TableLevel>,
+    mut read: impl FnMut(Pfn, TableLevel, u16) -> Result<Pte, E>,
+) -> Result<Reached, E> {
+    let mut table = root;
+    let mut level = TableLevel::L4;
+    loop {
+        if stop == Some(level) {
+            return Ok(Reached::Table(table));
+        }
+        let e = read(table, level, level.index_of(va))?;
+        if !e.is_present() {
+            return Ok(Reached::NotMapped);
+        }
+        let child = match level.child() {
+            Some(c) if !(e.is_huge() && level != TableLevel::L4) => c,
+            _ => {
+                let within = (va & (level.entry_span() - 1)) >> 12;
+                return Ok(match Pfn::new(e.pfn().as_u64() + within) {
+                    Some(pfn) => Reached::Leaf(Translation {
+                        pfn,
+                        level,
+                        leaf: e,
+                    }),
+                    // A leaf whose page runs past the last frame: it maps nothing there.
+                    None => Reached::NotMapped,
+                });
+            }
+        };
+        table = e.pfn();
+        level = child;
+    }
+}
+
+/// Walks from `root` to the leaf mapping `va` through the backend; `Ok(None)` if it is not
+/// mapped.
 pub fn translate<B: RawMmu>(
     raw: &mut B,
     root: Pfn,
     va: u64,
 ) -> Result<Option<Translation>, B::Error> {
-    let mut table = root;
-    let mut level = TableLevel::L4;
-    loop {
-        let e = raw.read(table, level, level.index_of(va))?;
-        if !e.is_present() {
-            return Ok(None);
-        }
-        if level == TableLevel::L1 || (e.is_huge() && level != TableLevel::L4) {
-            let within = (va & (level.entry_span() - 1)) >> 12;
-            let pfn = Pfn::new(e.pfn().as_u64() + within).expect("in range");
-            return Ok(Some(Translation {
-                pfn,
-                level,
-                leaf: e,
-            }));
-        }
-        table = e.pfn();
-        level = level.child().expect("not L1 here");
-    }
+    Ok(match walk(root, va, None, |t, l, i| raw.read(t, l, i))? {
+        Reached::Leaf(t) => Some(t),
+        Reached::NotMapped | Reached::Table(_) => None,
+    })
 }

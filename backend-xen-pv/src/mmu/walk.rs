@@ -1,6 +1,7 @@
 //! Reading tables through the windows, in machine terms, and walking the current root.
 
-use hal_core::TableLevel;
+use hal_core::walk::{walk, Reached};
+use hal_core::{PageTableFlags, Pfn, Pte, TableLevel};
 
 use super::backend::{err, XenPv, ADDR, P, PSE};
 use super::error::{Cause, Op, XenPvError};
@@ -44,17 +45,32 @@ impl<H: PvPlatform> XenPv<'_, H> {
     }
 
     /// The L1 table that maps `va` in the current root, if any (`None` also for a large
-    /// page, which a 64-bit PV guest cannot have).
+    /// page, which a 64-bit PV guest cannot have): hal-core's walker, over machine-level
+    /// reads (the queue's pending entries included) translated through the M2P.
     pub(super) fn l1_table(&self, va: u64, op: Op) -> Result<Option<u64>, XenPvError> {
-        let mut table = self.root.as_u64();
-        for level in [TableLevel::L4, TableLevel::L3, TableLevel::L2] {
-            let e = self.read_machine(table, level.index_of(va), op)?;
-            if e & P == 0 || (level != TableLevel::L4 && e & PSE != 0) {
-                return Ok(None);
+        let read = |table: Pfn, level: TableLevel, idx: u16| -> Result<Pte, XenPvError> {
+            let e = self.read_machine(table.as_u64(), idx, op)?;
+            let flags = PageTableFlags::from_bits_truncate(e & !ADDR);
+            if e & P == 0 {
+                return Ok(Pte::EMPTY);
             }
-            table = self.pfn_of((e & ADDR) >> 12, op)?;
-        }
-        Ok(Some(table))
+            if level != TableLevel::L4 && e & PSE != 0 {
+                // A leaf for the walker; no frame of ours to name.
+                return Ok(Pte::new(Pfn::new(0).expect("0 is a pfn"), flags));
+            }
+            let pfn = self.pfn_of((e & ADDR) >> 12, op)?;
+            let pfn = Pfn::new(pfn).ok_or(err(
+                op,
+                Cause::ForeignFrame {
+                    mfn: (e & ADDR) >> 12,
+                },
+            ))?;
+            Ok(Pte::new(pfn, flags))
+        };
+        Ok(match walk(self.root, va, Some(TableLevel::L1), read)? {
+            Reached::Table(l1) => Some(l1.as_u64()),
+            Reached::Leaf(_) | Reached::NotMapped => None,
+        })
     }
 
     /// The machine address of the L1 entry that maps `va` in the current root, if any.
