@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use backend_xen_pv::conformance::gen;
-use backend_xen_pv::conformance::Op;
+use backend_xen_pv::conformance::{Code, Op};
 
 use crate::boot::{self, Board, BootOptions, BootResult, Verdict};
 use crate::mem_size::MemSize;
@@ -32,6 +32,9 @@ pub struct Report {
     pub ops: usize,
     /// One line per disagreeing sequence (the first few in full).
     pub details: Vec<String>,
+    /// What Xen answered, over every operation compared: (kind, count), e.g. `accepted`,
+    /// `-22`, `store done`, `store read-only`.
+    pub outcomes: std::collections::BTreeMap<String, usize>,
 }
 
 impl Report {
@@ -91,6 +94,18 @@ pub fn compare(seqs: &[Vec<Op>], expected: &[Vec<u8>], got: &[Option<Vec<u8>>]) 
     };
     for (i, ((s, exp), got)) in seqs.iter().zip(expected).zip(got).enumerate() {
         r.ops += s.len();
+        for (op, res) in s.iter().zip(got.iter().flat_map(|g| g.chunks(2))) {
+            let kind = match (op.code, res[0] as i8, res[1]) {
+                (Code::Store | Code::StoreVia | Code::Zero, 0, 0) => "store done".into(),
+                (Code::Store | Code::StoreVia | Code::Zero, 0, 1) => "store read-only".into(),
+                (Code::Store | Code::StoreVia | Code::Zero, 0, 2) => "store not-present".into(),
+                (_, 0, _) => "accepted".into(),
+                (_, 127, _) => "not sent (a NewRoot to tables without the kernel)".into(),
+                (_, 126, _) => "not sent (malformed)".into(),
+                (_, ret, _) => format!("refused {ret}"),
+            };
+            *r.outcomes.entry(kind).or_default() += 1;
+        }
         let Some(got) = got else {
             r.disagree += 1;
             r.details

@@ -161,7 +161,16 @@ fn conformance_cmd(args: Vec<String>) -> Result<ExitCode> {
     for d in report.details.iter().take(20) {
         println!("{d}");
     }
-    println!("{} operations compared", report.ops);
+    let outcomes: Vec<String> = report
+        .outcomes
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    println!(
+        "{} operations compared; Xen answered {}",
+        report.ops,
+        outcomes.join(", ")
+    );
     println!("{}", report.summary());
     Ok(if report.disagree == 0 {
         ExitCode::SUCCESS

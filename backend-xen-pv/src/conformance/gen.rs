@@ -118,6 +118,12 @@ fn random_op(r: &mut Rng) -> Op {
             let count = count.min((512 - i).min(8) as u8);
             let frame = if r.pct(15) { ROOT } else { f };
             let frame = if frame == ROOT && i == 511 { f } else { frame };
+            // In the live root only the scratch slots and Xen's are written.
+            let count = if frame == ROOT && i >= SCRATCH {
+                count.min((SCRATCH + 4 - i) as u8)
+            } else {
+                count
+            };
             Op {
                 count,
                 ..write(frame, i, target(r), entry_flags(r))
