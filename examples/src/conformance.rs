@@ -4,18 +4,18 @@
 //!
 //! The operations act on [`FRAMES`] frames from memblock (mapped writable once, by the
 //! initial mapping, and zeroed) and on the live root's scratch slots, through
-//! `backend_xen_pv::conformance`'s replayer: the same code the host runs on the model. Stores
+//! `pvmmu::xen_pv::conformance`'s replayer: the same code the host runs on the model. Stores
 //! go through the board's probing store, so a `#PF` is a result, not the end of the run.
 //!
 //! Output: `conformance: seq N ops K [r0, e0, r1, e1, ...]` per sequence (2 bytes per
 //! operation: the hypercall's return value as an i8, and a success count or a store outcome),
 //! then `RESULT conformance sequences=N ops=M`. On bare metal there is nothing to replay.
 
-use backend_xen_pv::conformance::corpus::{FRAMES, SCRATCH, SCRATCH_SLOTS};
-use backend_xen_pv::conformance::{Corpus, FrameAt, Guest, Replayer, Setup, StoreOutcome};
-use backend_xen_pv::{P2m, RawHypercall};
 use boards::MmuPlatform;
-use hal_core::memblock::Direction;
+use pvmmu::memblock::Direction;
+use pvmmu::xen_pv::conformance::corpus::{FRAMES, SCRATCH, SCRATCH_SLOTS};
+use pvmmu::xen_pv::conformance::{Corpus, FrameAt, Guest, Replayer, Setup, StoreOutcome};
+use pvmmu::xen_pv::{P2m, RawHypercall};
 
 use crate::{memview, Failure};
 
@@ -132,7 +132,7 @@ pub fn run<P: ConformanceBoard>(p: &mut P) -> Result<(), Failure> {
     };
     let mut frames = [FrameAt { mfn: 0, va: 0 }; FRAMES];
     // The frames stay held (never given back) for the rest of the run.
-    let mut held: heapless::Vec<hal_core::Frame<hal_core::Free>, FRAMES> = heapless::Vec::new();
+    let mut held: heapless::Vec<pvmmu::Frame<pvmmu::Free>, FRAMES> = heapless::Vec::new();
     for f in frames.iter_mut() {
         let frame = mb
             .alloc_frame(limit, Direction::TopDown)

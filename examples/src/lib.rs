@@ -5,10 +5,12 @@
 //! and as a Xen PV guest; the files in this crate's root (`hello.rs`, `direct_map.rs`, ...)
 //! only register them with their board.
 
+#[cfg(feature = "xen-pv")]
 pub mod conformance;
 pub mod direct_map;
 pub mod failure;
 pub mod memview;
+#[cfg(feature = "xen-pv")]
 pub mod refusals;
 pub mod report;
 pub mod seed_bug;

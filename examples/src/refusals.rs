@@ -24,10 +24,10 @@
 //!
 //! Output: one `RESULT refusals op=.. at=..` line per run, then `RESULT refusals done rows=N`.
 
-use backend_xen_pv::mmu::{Op, Refusal, Rollback};
 use boards::MmuPlatform;
-use hal_core::memblock::Direction;
-use hal_core::{FrameRange, Free, PageTableFlags, Pfn, Pte, RawMmu, TableLevel};
+use pvmmu::memblock::Direction;
+use pvmmu::xen_pv::mmu::{Op, Refusal, Rollback};
+use pvmmu::{FrameRange, Free, PageTableFlags, Pfn, Pte, RawMmu, TableLevel};
 
 use crate::{memview, Failure};
 
@@ -69,7 +69,7 @@ impl RefusalsBoard for boards::xen::XenBoard {
     }
     fn refusal(e: &<Self::Backend as RawMmu>::Error) -> Option<(Op, Refusal)> {
         match e.cause {
-            backend_xen_pv::mmu::Cause::Refused(r) => Some((e.op, r)),
+            pvmmu::xen_pv::mmu::Cause::Refused(r) => Some((e.op, r)),
             _ => None,
         }
     }
@@ -170,8 +170,8 @@ pub fn run<P: RefusalsBoard>(p: &mut P) -> Result<(), Failure> {
 /// root's first L2. Returns the address and the first pfn.
 fn window<P: RefusalsBoard>(
     p: &mut P,
-    mb: &mut hal_core::memblock::Memblock<{ memview::REGIONS }>,
-    pfns: hal_core::PfnRange,
+    mb: &mut pvmmu::memblock::Memblock<{ memview::REGIONS }>,
+    pfns: pvmmu::PfnRange,
     limit: u64,
 ) -> Result<(u64, u64), Failure> {
     let l1 = mb
@@ -327,7 +327,7 @@ fn release_row<P: RefusalsBoard>(
 fn fill_row<P: RefusalsBoard>(
     p: &mut P,
     table: FrameRange<Free>,
-    targets: hal_core::PfnRange,
+    targets: pvmmu::PfnRange,
     pos: u64,
     va: &dyn Fn(u64) -> u64,
 ) -> Result<FrameRange<Free>, Failure> {

@@ -48,6 +48,7 @@ fn messages_name_the_cause() {
             applied: 3,
             failed_at: 3,
             rollback: Rollback::NotNeeded,
+            entry: None,
         }),
     };
     let text = refused.to_string();
