@@ -25,4 +25,4 @@ pub use mmu::{
     Bootstrap, Counters, Phase, PvPlatform, ReleaseStrategy, Storage, XenPv, XenPvError,
 };
 pub use p2m::{Mfn, P2m, P2mError};
-pub use start_info::{BootstrapLayout, StartInfo, StartInfoError};
+pub use start_info::{BootstrapLayout, DomUConsole, Peek, StartInfo, StartInfoError};

@@ -216,6 +216,14 @@ impl<'a> StartInfo<'a> {
     pub const fn console_raw(&self) -> [u64; 2] {
         self.console
     }
+    /// The console ring of a domU (`console.domU`), validated; `None` for dom0 (whose
+    /// `console.dom0` describes a VGA/VESA console instead) or when the fields are unusable.
+    pub fn domu_console(&self) -> Option<DomUConsole> {
+        if self.is_initdomain() {
+            return None;
+        }
+        DomUConsole::from_raw(self.console)
+    }
     /// Virtual address of the bootstrap L4 (the first bootstrap page-table frame).
     pub const fn pt_base(&self) -> u64 {
         self.pt_base
@@ -247,6 +255,66 @@ impl<'a> StartInfo<'a> {
     /// Frames of that out-of-mapping P2M (0 when the P2M is in the initial mapping).
     pub const fn nr_p2m_frames(&self) -> u64 {
         self.nr_p2m_frames
+    }
+}
+
+/// A domU's console: the machine frame of its `struct xencons_interface` ring page and the
+/// event channel (bound by the toolstack to dom0's console daemon) to notify after writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DomUConsole {
+    /// `console.domU.mfn`.
+    pub mfn: u64,
+    /// `console.domU.evtchn`.
+    pub evtchn: u32,
+}
+
+impl DomUConsole {
+    /// From the raw 16-byte union (`mfn` at +0, `evtchn` at +8): `None` if the mfn is 0 or
+    /// above what a PTE can name, or the port is 0 (never a bound channel).
+    pub fn from_raw(console: [u64; 2]) -> Option<Self> {
+        let mfn = console[0];
+        let evtchn = console[1] as u32;
+        (mfn != 0 && mfn <= crate::p2m::MAX_MFN && evtchn != 0).then_some(Self { mfn, evtchn })
+    }
+}
+
+/// What a guest needs before `start_info` is validated: whether it is dom0, and a domU's
+/// console, so that a domU can report a bad `start_info` on its own console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peek {
+    /// `flags` (`SIF_*`).
+    pub flags: u32,
+    /// The console ring, if this is a domU and the fields are usable.
+    pub domu_console: Option<DomUConsole>,
+}
+
+impl Peek {
+    /// Reads `flags` and the console union of the start_info in `b`, checking only its size
+    /// and magic.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, StartInfoError> {
+        if b.len() < START_INFO_SIZE {
+            return Err(StartInfoError::Truncated { len: b.len() });
+        }
+        if !b[off::MAGIC..].starts_with(MAGIC_PREFIX) {
+            return Err(StartInfoError::BadMagic);
+        }
+        let flags = u32_at(b, off::FLAGS);
+        let initdomain = flags & crate::hypercall::abi::sif::INITDOMAIN != 0;
+        let console = [u64_at(b, off::CONSOLE), u64_at(b, off::CONSOLE + 8)];
+        Ok(Self {
+            flags,
+            domu_console: if initdomain {
+                None
+            } else {
+                DomUConsole::from_raw(console)
+            },
+        })
+    }
+
+    /// Whether this is the initial domain (`SIF_INITDOMAIN`).
+    pub const fn is_initdomain(&self) -> bool {
+        self.flags & crate::hypercall::abi::sif::INITDOMAIN != 0
     }
 }
 
@@ -483,6 +551,38 @@ mod tests {
             case(&|b| b[off::CMD_LINE..off::FIRST_P2M_PFN].fill(b'x')),
             E::CmdLineUnterminated
         );
+    }
+
+    #[test]
+    fn peek_and_domu_console() {
+        let mut b = sample();
+        let p = Peek::from_bytes(&b).unwrap();
+        assert!(p.is_initdomain());
+        assert_eq!(p.domu_console, None);
+        // A domU: no SIF flags, console.domU = { mfn, evtchn }.
+        b[off::FLAGS..off::FLAGS + 4].copy_from_slice(&0u32.to_le_bytes());
+        put(&mut b, off::CONSOLE, 0x1234);
+        put(&mut b, off::CONSOLE + 8, 0xdead_0000_0002); // evtchn is the low 32 bits
+        let want = Some(DomUConsole {
+            mfn: 0x1234,
+            evtchn: 2,
+        });
+        let p = Peek::from_bytes(&b).unwrap();
+        assert!(!p.is_initdomain());
+        assert_eq!(p.domu_console, want);
+        assert_eq!(StartInfo::from_bytes(&b).unwrap().domu_console(), want);
+        // Unusable fields give no console, never a panic.
+        for (mfn, port) in [(0, 2), (0x1234, 0), (1 << 40, 2)] {
+            put(&mut b, off::CONSOLE, mfn);
+            put(&mut b, off::CONSOLE + 8, port);
+            assert_eq!(Peek::from_bytes(&b).unwrap().domu_console, None);
+        }
+        assert_eq!(
+            Peek::from_bytes(&b[..10]).unwrap_err(),
+            StartInfoError::Truncated { len: 10 }
+        );
+        b[0] = b'y';
+        assert_eq!(Peek::from_bytes(&b).unwrap_err(), StartInfoError::BadMagic);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub mod nr {
     pub const MMUEXT_OP: u32 = 26;
     /// `sched_op(cmd, arg)` (the current one, not `sched_op_compat` = 6).
     pub const SCHED_OP: u32 = 29;
+    /// `event_channel_op(cmd, arg)` (the current one, not `event_channel_op_compat` = 20).
+    pub const EVENT_CHANNEL_OP: u32 = 32;
     /// `physdev_op(cmd, arg)` (the current one, not `physdev_op_compat` = 19).
     pub const PHYSDEV_OP: u32 = 33;
 }
@@ -100,8 +102,37 @@ pub mod vmasst {
 /// `console_io` command: write `count` bytes to Xen's console (dom0 only).
 pub const CONSOLEIO_WRITE: u32 = 0;
 
+/// `sched_op` command: give up the CPU for a moment; the argument is null.
+pub const SCHEDOP_YIELD: u32 = 0;
+
 /// `sched_op` command: shut the domain down; the argument is a [`SchedShutdown`].
 pub const SCHEDOP_SHUTDOWN: u32 = 2;
+
+/// `event_channel_op` command: notify the remote end of a bound port; the argument is an
+/// [`EvtchnSend`] (public `event_channel.h`).
+pub const EVTCHNOP_SEND: u32 = 4;
+
+/// `struct xencons_interface` (public `io/console.h`): the console ring page a domU gets in
+/// `start_info.console.domU`. Byte offsets; the indices are free-running `u32`s, masked by
+/// the ring size to index the arrays.
+pub mod xencons {
+    /// `char in[1024]`: dom0 to guest.
+    pub const IN: usize = 0;
+    /// Bytes of `in`.
+    pub const IN_SIZE: u32 = 1024;
+    /// `char out[2048]`: guest to dom0 (the console output).
+    pub const OUT: usize = 1024;
+    /// Bytes of `out`.
+    pub const OUT_SIZE: u32 = 2048;
+    /// `in_cons` (guest-written).
+    pub const IN_CONS: usize = 3072;
+    /// `in_prod` (backend-written).
+    pub const IN_PROD: usize = 3076;
+    /// `out_cons` (backend-written: how far xenconsoled has read).
+    pub const OUT_CONS: usize = 3080;
+    /// `out_prod` (guest-written: how far the guest has written).
+    pub const OUT_PROD: usize = 3084;
+}
 
 /// `sched_shutdown.reason` values (`SHUTDOWN_*`).
 pub mod shutdown {
@@ -250,6 +281,14 @@ pub struct SchedShutdown {
     pub reason: u32,
 }
 
+/// Argument of `event_channel_op(EVTCHNOP_send)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvtchnSend {
+    /// The local port (`evtchn_port_t`).
+    pub port: u32,
+}
+
 /// Argument of `physdev_op(PHYSDEVOP_set_iopl)`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,5 +309,10 @@ const _: () = {
     assert!(size_of::<TrapInfo>() == 16);
     assert!(offset_of!(TrapInfo, cs) == 2 && offset_of!(TrapInfo, address) == 8);
     assert!(size_of::<SchedShutdown>() == 4 && size_of::<PhysdevSetIopl>() == 4);
+    assert!(size_of::<EvtchnSend>() == 4);
+    assert!(xencons::IN + xencons::IN_SIZE as usize == xencons::OUT);
+    assert!(xencons::OUT + xencons::OUT_SIZE as usize == xencons::IN_CONS);
+    assert!(xencons::IN_SIZE.is_power_of_two() && xencons::OUT_SIZE.is_power_of_two());
+    assert!(xencons::OUT_PROD + 4 <= 4096);
     assert!(start_info_off::CMD_LINE + MAX_GUEST_CMDLINE == start_info_off::FIRST_P2M_PFN);
 };

@@ -3,7 +3,9 @@
 
 use core::arch::asm;
 
-use super::abi::{self, nr, MmuUpdate, MmuextOp, MulticallEntry, PhysdevSetIopl, SchedShutdown};
+use super::abi::{
+    self, nr, EvtchnSend, MmuUpdate, MmuextOp, MulticallEntry, PhysdevSetIopl, SchedShutdown,
+};
 use super::{RawHypercall, TrapInfo, XenErrno};
 
 /// The real hypercalls of a 64-bit PV guest: `call hypercall_page + nr * 32`.
@@ -63,6 +65,32 @@ impl XenHypercalls {
             );
         }
         ret
+    }
+
+    /// `HYPERVISOR_event_channel_op(EVTCHNOP_send, &{port})`: notifies the remote end of the
+    /// local `port` (a domU's console and xenstore channels are bound by the toolstack before
+    /// the guest starts). Not on [`RawHypercall`]: only the board's console uses it, and it
+    /// touches no page table.
+    pub fn event_channel_send(&self, port: u32) -> i64 {
+        let arg = EvtchnSend { port };
+        // SAFETY: Xen only reads the 4-byte argument; a notification changes no memory of
+        // this guest.
+        unsafe {
+            self.call(
+                nr::EVENT_CHANNEL_OP,
+                u64::from(abi::EVTCHNOP_SEND),
+                &raw const arg as u64,
+                0,
+                0,
+            )
+        }
+    }
+
+    /// `HYPERVISOR_sched_op(SCHEDOP_yield, NULL)`: lets other vCPUs (dom0's console daemon)
+    /// run; returns 0.
+    pub fn sched_yield(&self) -> i64 {
+        // SAFETY: SCHEDOP_yield takes a null argument and changes no memory.
+        unsafe { self.call(nr::SCHED_OP, u64::from(abi::SCHEDOP_YIELD), 0, 0, 0) }
     }
 }
 
