@@ -1,7 +1,8 @@
-//! The defmt global logger: rzcobs-encoded frames on COM2 (port 0x2f8), on both boards.
+//! The defmt global logger: rzcobs-encoded frames on COM2 (port 0x2f8), on both boards, or
+//! into a board's own sink (a Xen domU has no ports: its frames go over the console ring).
 //!
 //! Frames are dropped until a board calls [`init`], which it does once it may drive COM2
-//! (at once on bare metal; after `PHYSDEVOP_set_iopl` in a Xen PV guest). A frame is a
+//! (at once on bare metal; after `PHYSDEVOP_set_iopl` in a Xen PV dom0), or [`init_sink`]. A frame is a
 //! critical section: the board's [`IrqMask`] keeps interrupt (or event) delivery off while it
 //! is being written. Re-entering the logger (a fault or panic while a frame is open) is
 //! detected; the panic and fault handlers check [`is_busy`] and then report on the console only.
@@ -41,6 +42,8 @@ fn cpu_restore(was_enabled: bool) {
 
 /// The board's mask; null until [`init`] (frames are dropped until then).
 static MASK: AtomicPtr<IrqMask> = AtomicPtr::new(core::ptr::null_mut());
+/// The board's sink (a `fn(&[u8])`); null means COM2.
+static SINK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 /// A frame is open.
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
@@ -56,6 +59,13 @@ pub fn init(mask: &'static IrqMask) {
     MASK.store(mask as *const IrqMask as *mut IrqMask, Ordering::Release);
 }
 
+/// Starts sending defmt frames to `sink` instead of COM2, with `mask` guarding each frame.
+/// The sink is called only inside a frame (with the logger's lock held).
+pub fn init_sink(mask: &'static IrqMask, sink: fn(&[u8])) {
+    SINK.store(sink as *mut (), Ordering::Release);
+    MASK.store(mask as *const IrqMask as *mut IrqMask, Ordering::Release);
+}
+
 /// Whether a defmt frame is being written right now (so logging would re-enter the logger).
 pub fn is_busy() -> bool {
     TAKEN.load(Ordering::Relaxed)
@@ -65,7 +75,7 @@ pub fn is_busy() -> bool {
 mod global {
     use core::sync::atomic::Ordering;
 
-    use super::{IrqMask, FRAMES, MASK, TAKEN};
+    use super::{IrqMask, FRAMES, MASK, SINK, TAKEN};
     use crate::common::racy_cell::RacyCell;
 
     fn mask() -> &'static IrqMask {
@@ -79,8 +89,16 @@ mod global {
     }
 
     fn send(bytes: &[u8]) {
-        if !MASK.load(Ordering::Relaxed).is_null() {
+        if MASK.load(Ordering::Acquire).is_null() {
+            return;
+        }
+        let sink = SINK.load(Ordering::Acquire);
+        if sink.is_null() {
             FRAMES.write_bytes(bytes);
+        } else {
+            // SAFETY: the only non-null value ever stored is a `fn(&[u8])` (see `init_sink`).
+            let sink = unsafe { core::mem::transmute::<*mut (), fn(&[u8])>(sink) };
+            sink(bytes);
         }
     }
 

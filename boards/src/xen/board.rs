@@ -12,6 +12,27 @@ use crate::Platform;
 
 const PAGE_SIZE: u64 = 4096;
 
+/// Which kind of PV domain the guest is, from `start_info.flags` (`SIF_INITDOMAIN`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+pub enum Role {
+    /// The initial domain, built by Xen itself: console through `console_io`, defmt on COM2
+    /// and the exit port after `PHYSDEVOP_set_iopl`.
+    Dom0,
+    /// An unprivileged domain built by the toolstack (`xl create`): console and defmt over
+    /// the console ring, exit through `SCHEDOP_shutdown`, no I/O privilege.
+    DomU,
+}
+
+impl Role {
+    /// `"dom0"` or `"domU"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Dom0 => "dom0",
+            Self::DomU => "domU",
+        }
+    }
+}
+
 /// A Xen PV guest, as the boot found it.
 ///
 /// # Pseudo-physical memory
@@ -38,6 +59,7 @@ pub struct XenBoard {
     pub(super) memory_map: [MemRegion; 1],
     pub(super) reserved: heapless::Vec<(u64, u64), 2>,
     pub(super) iopl: bool,
+    pub(super) role: Role,
     /// The MMU backend; from the board's boot on, every page-table change goes through it.
     pub(super) mmu: hal_core::Mmu<Backend>,
     /// The one handle to the live root (the domain builder's bootstrap L4 at boot).
@@ -127,9 +149,15 @@ impl XenBoard {
         Ok(unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) })
     }
 
-    /// Whether `PHYSDEVOP_set_iopl(1)` succeeded (COM2 and port 0xf4 usable).
+    /// Whether `PHYSDEVOP_set_iopl(1)` succeeded (COM2 and port 0xf4 usable); always false
+    /// in a domU, which never asks.
     pub fn has_io_privilege(&self) -> bool {
         self.iopl
+    }
+
+    /// dom0 or domU.
+    pub fn role(&self) -> Role {
+        self.role
     }
 }
 
@@ -156,7 +184,10 @@ pub enum ModuleError {
 
 impl Platform for XenBoard {
     fn name(&self) -> &'static str {
-        "xen-pv"
+        match self.role {
+            Role::Dom0 => "xen-pv",
+            Role::DomU => "xen-pv-domU",
+        }
     }
 
     fn memory_map(&self) -> &[MemRegion] {
@@ -167,8 +198,9 @@ impl Platform for XenBoard {
         &self.reserved
     }
 
+    /// The role's console: `console_io` for dom0, the console ring for a domU.
     fn console_write(&mut self, s: &str) {
-        self.hv.console_write(s.as_bytes());
+        crate::common::console::write(s);
     }
 
     fn cycles(&self) -> u64 {

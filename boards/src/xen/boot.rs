@@ -1,21 +1,24 @@
 //! The Rust half of the Xen PV entry: from `start_info` to `main::<XenBoard>` and the exit.
 //!
-//! Order matters: I/O privilege first (COM2 and the exit port need it), then the console and
-//! exit hooks, the trap table, start_info / P2M / layout validation and the walk of the
-//! bootstrap tables (before the shared_info window changes one mapping), shared_info, and
-//! the defmt logger last.
+//! Order matters: the role first (start_info's flags, before anything else is validated); for
+//! dom0 I/O privilege (COM2 and the exit port need it), for a domU the console ring's window;
+//! then the console and exit hooks, the trap table, start_info / P2M / layout validation and
+//! the walk of the bootstrap tables (before the shared_info window changes one mapping; the
+//! console window is the one mapping it expects changed), shared_info, and the defmt logger
+//! last.
 
 use core::fmt::Write;
 
 use backend_xen_pv::hypercall::abi::shutdown;
+use backend_xen_pv::start_info::START_INFO_SIZE;
 use backend_xen_pv::{
-    Bootstrap, BootstrapLayout, P2m, RawHypercall, StartInfo, Storage, XenErrno, XenHypercalls,
-    XenPv,
+    Bootstrap, BootstrapLayout, Mfn, P2m, Peek, RawHypercall, StartInfo, Storage, XenErrno,
+    XenHypercalls, XenPv,
 };
 use hal_core::memmap::{MemRegion, RegionKind};
 use x86_64::instructions::port::Port;
 
-use super::{bootstrap, entry, shared, traps, XenBoard};
+use super::{bootstrap, domu, entry, shared, traps, Role, XenBoard};
 use crate::common::{console, console::Console, exit, logger};
 use crate::Outcome;
 
@@ -28,7 +31,7 @@ unsafe extern "C" {
     static __image_end: u8;
 }
 
-fn hypercalls() -> XenHypercalls {
+pub(super) fn hypercalls() -> XenHypercalls {
     // SAFETY: only the Xen entry reaches this module's code, so we run as a PV guest whose
     // HYPERCALL_PAGE note names this page, which Xen filled before the entry.
     unsafe { XenHypercalls::new(entry::hypercall_page()) }
@@ -55,6 +58,52 @@ fn fail(what: &str, err: impl core::fmt::Debug) -> ! {
     exit::exit(Outcome::Fail)
 }
 
+/// The role from start_info's flags, read before anything else is validated (a domU must not
+/// try dom0's console or I/O privilege, and must report a bad start_info on its own console).
+/// A start_info too broken to tell is treated as dom0's, as before roles existed; the full
+/// parse below then reports it.
+///
+/// # Safety
+/// `start_info` is the `rsi` Xen started the guest with (a mapped start_info page).
+unsafe fn peek(start_info: u64) -> Option<Peek> {
+    // SAFETY: Xen maps the start_info page at `rsi`; START_INFO_SIZE < 4096.
+    let bytes = unsafe { core::slice::from_raw_parts(start_info as *const u8, START_INFO_SIZE) };
+    Peek::from_bytes(bytes).ok()
+}
+
+/// Console and exit for the role; returns whether the domain has I/O privilege.
+fn setup_role(hv: &XenHypercalls, role: Role, peek: Option<Peek>) -> bool {
+    match role {
+        Role::Dom0 => {
+            let iopl = XenErrno::check(hv.physdev_set_iopl(1)).is_ok();
+            console::set(console_write);
+            if iopl {
+                exit::set_hook(xen_exit);
+            } else {
+                exit::set_hook(|_| {
+                    hypercalls().sched_shutdown(shutdown::REBOOT);
+                    loop {
+                        core::hint::spin_loop();
+                    }
+                });
+            }
+            iopl
+        }
+        Role::DomU => {
+            exit::set_hook(domu::exit);
+            match peek.and_then(|p| p.domu_console) {
+                Some(c) => match domu::init(hv, c) {
+                    Ok(_) => console::set(domu::console_write),
+                    // No console to say it on: the crash reason is all the host gets.
+                    Err(_) => exit::exit(Outcome::Fail),
+                },
+                None => exit::exit(Outcome::Fail),
+            }
+            false
+        }
+    }
+}
+
 /// Runs the board's boot, then `main`, then exits with its outcome.
 ///
 /// # Safety
@@ -62,18 +111,13 @@ fn fail(what: &str, err: impl core::fmt::Debug) -> ! {
 /// `rsi` and `boot_rsp` the `rsp` Xen started it with.
 pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> Outcome) -> ! {
     let hv = hypercalls();
-    let iopl = XenErrno::check(hv.physdev_set_iopl(1)).is_ok();
-    console::set(console_write);
-    if iopl {
-        exit::set_hook(xen_exit);
-    } else {
-        exit::set_hook(|_| {
-            hypercalls().sched_shutdown(shutdown::REBOOT);
-            loop {
-                core::hint::spin_loop();
-            }
-        });
-    }
+    // SAFETY: the caller passes Xen's rsi.
+    let peeked = unsafe { peek(start_info) };
+    let role = match peeked {
+        Some(p) if !p.is_initdomain() => Role::DomU,
+        _ => Role::Dom0,
+    };
+    let iopl = setup_role(&hv, role, peeked);
     if let Err(e) = traps::install(&hv) {
         fail("set_trap_table failed", e);
     }
@@ -101,14 +145,19 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     // place; the board never writes the list.
     let p2m = unsafe { P2m::from_start_info(&si) }.unwrap_or_else(|e| fail("bad P2M", e));
     let (cr3, _) = x86_64::registers::control::Cr3::read_raw();
-    // SAFETY: nothing has changed the bootstrap mapping yet.
-    let initial_mapping = unsafe { bootstrap::check(&layout, &p2m, cr3.start_address().as_u64()) }
-        .unwrap_or_else(|e| fail("initial mapping differs from start_info", e));
+    let remapped = domu::console_window().map(|(va, mfn)| (va, Mfn(mfn)));
+    // SAFETY: nothing but the console window (passed as `remapped`) has changed the
+    // bootstrap mapping yet.
+    let initial_mapping =
+        unsafe { bootstrap::check(&layout, &p2m, cr3.start_address().as_u64(), remapped) }
+            .unwrap_or_else(|e| fail("initial mapping differs from start_info", e));
 
     let shared_info_va =
         shared::map(&hv, si.shared_info()).unwrap_or_else(|e| fail("cannot map shared_info", e));
-    if iopl {
-        logger::init(&shared::EVENT_MASK);
+    match role {
+        Role::Dom0 if iopl => logger::init(&shared::EVENT_MASK),
+        Role::Dom0 => {}
+        Role::DomU => logger::init_sink(&shared::EVENT_MASK, domu::defmt_sink),
     }
 
     // The MMU backend takes over page-table changes from here (the shared_info remap above
@@ -145,6 +194,7 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         shared_info_va,
         image,
         iopl,
+        role,
         mmu,
         root,
         memblock_taken: false,
@@ -178,9 +228,10 @@ fn report(b: &XenBoard) {
     let (si, l) = (b.start_info(), b.layout());
     let version = XenErrno::check(b.hv.xen_version()).unwrap_or(0);
     defmt::info!(
-        "xen-pv: Xen {=u64}.{=u64}, flags {=u32:#x}, nr_pages {=u64}, upcall mask {=u8}",
+        "xen-pv: Xen {=u64}.{=u64}, {=str}, flags {=u32:#x}, nr_pages {=u64}, upcall mask {=u8}",
         version >> 16,
         version & 0xffff,
+        b.role().name(),
         si.flags(),
         si.nr_pages(),
         shared::upcall_mask().unwrap_or(0xff)

@@ -61,6 +61,7 @@ pub enum MappingError {
 
 struct Walk<'a> {
     layout: &'a BootstrapLayout,
+    remapped: Option<(u64, Mfn)>,
     p2m: &'a P2m<'a>,
     pt_pfn: u64,
     mapped: u64,
@@ -115,7 +116,11 @@ impl Walk<'_> {
             .layout
             .va_to_pfn(va)
             .ok_or(MappingError::WrongFrame { va })?;
-        if self.p2m.pfn_to_mfn(pfn) != Ok(Mfn(mfn)) {
+        let expected = match self.remapped {
+            Some((at, to)) if at == va => Ok(to),
+            _ => self.p2m.pfn_to_mfn(pfn),
+        };
+        if expected != Ok(Mfn(mfn)) {
             return Err(MappingError::WrongFrame { va });
         }
         let is_table = (self.layout.page_tables.0..self.layout.page_tables.1).contains(&va);
@@ -129,6 +134,8 @@ impl Walk<'_> {
 }
 
 /// Walks the bootstrap tables; `cr3` is the value `mov cr3` gives (a machine address).
+/// `remapped` is one page the board has already retargeted (a domU's console window, mapped
+/// before anything else so that errors can be reported): its va and the frame it now maps.
 ///
 /// # Safety
 /// The bootstrap page tables are still mapped where `layout` says (nothing has unmapped or
@@ -137,6 +144,7 @@ pub unsafe fn check(
     layout: &BootstrapLayout,
     p2m: &P2m<'_>,
     cr3: u64,
+    remapped: Option<(u64, Mfn)>,
 ) -> Result<InitialMapping, MappingError> {
     let pt_pfn = layout
         .va_to_pfn(layout.page_tables.0)
@@ -147,6 +155,7 @@ pub unsafe fn check(
     }
     let mut walk = Walk {
         layout,
+        remapped,
         p2m,
         pt_pfn,
         mapped: 0,

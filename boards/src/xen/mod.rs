@@ -20,6 +20,9 @@ pub mod board;
 #[doc(hidden)]
 pub mod boot;
 pub mod bootstrap;
+pub mod console;
+#[cfg(all(panic = "abort", not(test)))]
+pub mod domu;
 #[cfg(all(panic = "abort", not(test)))]
 mod entry;
 pub mod mmu;
@@ -28,7 +31,7 @@ pub mod shared;
 #[cfg(all(panic = "abort", not(test)))]
 pub mod traps;
 
-pub use board::XenBoard;
+pub use board::{Role, XenBoard};
 
 /// The Xen PV board's entry glue: the Rust function the entry stub calls, which boots the
 /// board and runs `main::<XenBoard>`. In a `panic = "unwind"` build (`cargo test`) it only
