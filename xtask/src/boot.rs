@@ -15,7 +15,7 @@ use crate::elf::{self, XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_PHYS32_ENTRY};
 use crate::guest_mem::{self, RamFile, RamLayout};
 use crate::mem_size::MemSize;
 use crate::qmp::{Qmp, Registers};
-use crate::{defmt_stream, qemu, walker, xen};
+use crate::{defmt_stream, domu, qemu, walker, xen};
 
 /// The boards' exit gate (`boards/src/common/exit.rs`): the symbol the guest waits on, the
 /// value that opens it, and the console line saying the guest is there.
@@ -39,6 +39,8 @@ pub enum Board {
     Native,
     /// Xen PV dom0 under Xen 4.17 in QEMU.
     Xen,
+    /// Xen PV domU, created by `xl` in a Linux dom0 under Xen 4.17 in QEMU ([`crate::domu`]).
+    XenDomU,
 }
 
 impl Board {
@@ -59,7 +61,13 @@ impl Board {
         match self {
             Self::Native => MemSize::from_mib(1024),
             Self::Xen => MemSize::from_mib(256),
+            Self::XenDomU => MemSize::from_mib(64),
         }
+    }
+
+    /// Whether the image runs as a Xen PV guest (dom0 or domU).
+    pub const fn is_xen(self) -> bool {
+        matches!(self, Self::Xen | Self::XenDomU)
     }
 
     /// Timeout when not told: it grows with memory (Xen's own boot and dom0's build take
@@ -69,6 +77,8 @@ impl Board {
         match self {
             Self::Native => Duration::from_secs(30 + 2 * gib),
             Self::Xen => Duration::from_secs(120 + 10 * gib),
+            // The domU's own time, on top of dom0's boot (`domu::DOM0_BOOT_TIMEOUT`).
+            Self::XenDomU => Duration::from_secs(60 + 10 * gib),
         }
     }
 
@@ -76,7 +86,7 @@ impl Board {
     pub const fn entry_note(self) -> u32 {
         match self {
             Self::Native => XEN_ELFNOTE_PHYS32_ENTRY,
-            Self::Xen => XEN_ELFNOTE_ENTRY,
+            Self::Xen | Self::XenDomU => XEN_ELFNOTE_ENTRY,
         }
     }
 
@@ -88,7 +98,7 @@ impl Board {
         let mib = image_end.div_ceil(1 << 20);
         match self {
             Self::Native => MemSize::from_mib(mib.max(3)),
-            Self::Xen => MemSize::from_mib(mib.max(4)),
+            Self::Xen | Self::XenDomU => MemSize::from_mib(mib.max(4)),
         }
     }
 }
@@ -99,7 +109,8 @@ impl std::str::FromStr for Board {
         match s {
             "native" | "pvh" => Ok(Self::Native),
             "xen" | "xen-pv" => Ok(Self::Xen),
-            _ => Err(format!("unknown board {s:?} (native or xen)")),
+            "xen-domu" => Ok(Self::XenDomU),
+            _ => Err(format!("unknown board {s:?} (native, xen or xen-domu)")),
         }
     }
 }
@@ -109,6 +120,7 @@ impl fmt::Display for Board {
         f.write_str(match self {
             Self::Native => "native",
             Self::Xen => "xen",
+            Self::XenDomU => "xen-domu",
         })
     }
 }
@@ -155,6 +167,13 @@ pub enum Verdict {
     QemuError,
     /// The guest refused how it was started (an unknown `pvmmu.*` argument): status 37.
     GuestSetupError,
+    /// A domU ended without poweroff or crash: `reason` is xl's shutdown reason code if it
+    /// shut down otherwise (1 reboot, 2 suspend, 4 watchdog, 5 soft reset), `None` if it
+    /// never did (xl failed, or dom0 did not report it).
+    NoShutdown {
+        /// xl's reason code.
+        reason: Option<u32>,
+    },
 }
 
 impl Verdict {
@@ -203,8 +222,14 @@ pub struct BootResult {
     pub elapsed: Duration,
     /// The raw defmt frames, kept when the run did not pass.
     pub frames_file: Option<PathBuf>,
-    /// What the host captured at the exit gate: `None` if the guest never got there.
+    /// What the host captured at the exit gate: `None` if the guest never got there (and
+    /// always for xen-domu: the host sees the machine, not a domU's memory).
     pub capture: Option<Result<Capture, String>>,
+    /// xen-domu: the host's console (Xen's and dom0's, COM1); empty on the other boards,
+    /// whose console is `console_text`.
+    pub host_console: String,
+    /// xen-domu: dom0's own failure message, if its init gave up.
+    pub host_failed: Option<String>,
 }
 
 /// The machine as the host found it at the exit gate, stopped: the registers from QEMU's
@@ -238,6 +263,12 @@ impl BootResult {
             Verdict::GuestSetupError => {
                 "SETUP ERROR: the guest refused its command line (see the console)".into()
             }
+            Verdict::NoShutdown { reason: Some(r) } => {
+                format!("FAIL: the domU shut down with reason {r}, neither poweroff nor crash")
+            }
+            Verdict::NoShutdown { reason: None } => {
+                "FAIL: the domU never shut down (xl or dom0 failed; see the host console)".into()
+            }
         };
         format!(
             "{how} [{} board, mem {}, {:.2} s]",
@@ -267,7 +298,7 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
     if !notes.contains(&board.entry_note()) {
         let feature = match board {
             Board::Native => "native",
-            Board::Xen => "xen-pv",
+            Board::Xen | Board::XenDomU => "xen-pv",
         };
         bail!(
             "{} has no entry note for the {board} board: build it with the `{feature}` \
@@ -285,6 +316,9 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
         );
     }
     let timeout = opts.timeout.unwrap_or(board.default_timeout(mem));
+    if board == Board::XenDomU {
+        return boot_domu(elf, opts, mem, timeout);
+    }
     let gate_va = elf::symbol_address(&bytes, GATE_SYMBOL).with_context(|| {
         format!(
             "{}: no {GATE_SYMBOL} symbol (the boards' exit gate)",
@@ -299,6 +333,7 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
     let machine = match board {
         Board::Native => mem,
         Board::Xen => qemu::xen_machine_mem(mem),
+        Board::XenDomU => bail!("xen-domu boots through domu::run_batch"),
     };
     let ram_path = guest_mem::ram_dir().join(scratch_name("ram"));
     let ram = Arc::new(
@@ -325,6 +360,7 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
                 &host,
             )?
         }
+        Board::XenDomU => bail!("xen-domu boots through domu::run_batch"),
     };
     let capture: Mutex<Option<Result<Capture, String>>> = Mutex::new(None);
     let at_gate = || {
@@ -382,7 +418,38 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
         elapsed: run.elapsed,
         frames_file,
         capture,
+        host_console: String::new(),
+        host_failed: None,
     })
+}
+
+/// `boot` on the xen-domu board: one job in one boot of the Xen host; with `echo`, dom0's
+/// progress lines live, then the domU's console and decoded defmt lines.
+fn boot_domu(
+    elf: &Path,
+    opts: &BootOptions,
+    mem: MemSize,
+    timeout: Duration,
+) -> Result<BootResult> {
+    let job = domu::Job {
+        elf: elf.to_path_buf(),
+        mem,
+        args: opts.guest_args.clone(),
+        timeout,
+    };
+    let run = domu::run_batch(std::slice::from_ref(&job), &opts.qemu_args, opts.echo)?
+        .pop()
+        .context("the Xen host returned no result")?;
+    if opts.echo {
+        let mut out = std::io::stdout().lock();
+        for l in run.console_text.lines() {
+            let _ = writeln!(out, "{l}");
+        }
+        for l in &run.defmt_lines {
+            let _ = writeln!(out, "defmt: {l}");
+        }
+    }
+    Ok(run)
 }
 
 /// A fresh file name for one run's COM2 capture, under `target/xtask/runs/`.

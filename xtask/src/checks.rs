@@ -15,6 +15,11 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<String, String> {
             passed(run)?;
             memory_map_printed(run)?;
         }
+        Expect::DirectMap if test.board == Board::XenDomU => {
+            passed(run)?;
+            let f = Figures::find(&run.defmt_lines).map_err(|e| format!("{e:#}"))?;
+            return domu_direct_map(test, &f, &run.defmt_lines);
+        }
         Expect::DirectMap => {
             // The host's walk runs whatever the guest says, so a failed run also shows what
             // the live tables were.
@@ -156,6 +161,7 @@ fn host_verdict(test: &BootTest, run: &BootResult) -> Result<Report, String> {
     let (dom0_pages, xen_boot_tables) = match test.board {
         Board::Native => (0, (0, 0)),
         Board::Xen => (test.mem_mib << 8, xen_boot_tables(&run.console_text)?),
+        Board::XenDomU => return Err(DOMU_NOT_WALKED.into()),
     };
     let machine = Machine {
         board: test.board,
@@ -165,6 +171,64 @@ fn host_verdict(test: &BootTest, run: &BootResult) -> Result<Report, String> {
     };
     verify::verify(cap.ram.as_ref(), &cap.regs, &machine, pgt_buf)
         .map_err(|e| format!("host verifier: {e}"))
+}
+
+/// Why a domU's tables are not walked by the host: the host stops the *machine* at the exit
+/// gate and walks from the CPU's CR3; a domU runs under Xen beside dom0, its exit is dom0's
+/// business (`xl`), and nothing stops the machine while the domU's tables are live.
+pub const DOMU_NOT_WALKED: &str =
+    "the host verifier does not reach a domU's page tables (no exit gate for a domU)";
+
+/// RAM a domU's `nr_pages` may withhold from xl's `memory` (none was, measured).
+const DOMU_RAM_SLACK: u64 = 8 << 20;
+/// The `direct_map` example's `HEADROOM` (`examples/src/direct_map.rs`): frames `pgt_buf`
+/// holds beyond the exact count, all of which `finish` must release.
+const DIRECT_MAP_HEADROOM: u64 = 64;
+
+/// `direct_map` as a domU: the guest's figures against themselves and the configured memory
+/// (the checks the suite made before the host verifier), and the hypercall budgets on the
+/// guest's counters. See [`DOMU_NOT_WALKED`].
+fn domu_direct_map(test: &BootTest, f: &Figures, lines: &[String]) -> Result<String, String> {
+    let fail = |what: String| Err(format!("{what} in {f:?}"));
+    let mem = test.mem_mib << 20;
+    if f.tables_used != f.computed + 1 {
+        return fail(format!(
+            "tables_used {} != computed {} + 1 (root)",
+            f.tables_used, f.computed
+        ));
+    }
+    if f.tail_released != DIRECT_MAP_HEADROOM {
+        return fail(format!(
+            "tail_released {} != the headroom {}",
+            f.tail_released, DIRECT_MAP_HEADROOM
+        ));
+    }
+    if f.pages[1] != 0 || f.pages[2] != 0 {
+        return fail("large pages under Xen PV (it has no superpages)".into());
+    }
+    if f.pages[0] << 12 != f.ram_bytes || f.leaves_checked != f.pages[0] {
+        return fail("the pages do not cover ram_bytes, or not every leaf was checked".into());
+    }
+    if f.ram_bytes > mem || f.ram_bytes + DOMU_RAM_SLACK < mem {
+        return fail(format!(
+            "ram_bytes is not within 8 MiB below the domU's {} MiB",
+            test.mem_mib
+        ));
+    }
+    if f.cross_checked != f.tail_released || f.pages_touched == 0 {
+        return fail("cross_checked != tail_released, or no page touched".into());
+    }
+    // The budgets, on the guest's own count of the tail's mappings (the batched release's
+    // entries): the host walk that gives m*K for dom0 does not reach a domU.
+    let batched = crate::budget::phase(lines, "release (batched)")
+        .ok_or("no `xen-pv hypercalls, release (batched)` line")?;
+    let claimed = Report {
+        tail_frames: f.tail_released,
+        tail_mappings: batched.entries,
+        ..Report::default()
+    };
+    let budget = crate::budget::check(lines, &claimed)?;
+    Ok(format!("{budget} (guest's counts; {DOMU_NOT_WALKED})"))
 }
 
 /// `seed_bug` under Xen: see [`Expect::SeedBug`].
@@ -244,6 +308,16 @@ fn verdict_reason(run: &BootResult) -> String {
         Verdict::Timeout => format!("timed out after {:.0} s", run.elapsed.as_secs_f64()),
         Verdict::QemuError => format!("QEMU failed to start: {}", run.qemu_stderr.trim()),
         Verdict::GuestSetupError => "the guest refused its command line".into(),
+        Verdict::NoShutdown { reason: Some(r) } => {
+            format!("the domU shut down with reason {r}, neither poweroff (0) nor crash (3)")
+        }
+        Verdict::NoShutdown { reason: None } => {
+            let why = run
+                .host_failed
+                .as_deref()
+                .unwrap_or("xl create failed or dom0 stopped");
+            format!("the domU never shut down: {why}")
+        }
     }
 }
 
@@ -350,6 +424,8 @@ mod tests {
             qemu_stderr: String::new(),
             elapsed: Duration::from_millis(300),
             frames_file: None,
+            host_console: String::new(),
+            host_failed: None,
             capture: None,
         }
     }

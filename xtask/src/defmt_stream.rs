@@ -57,6 +57,24 @@ pub fn follow(
     }
 }
 
+/// Decodes `frames` (a complete capture) with the defmt table of `elf`; as [`follow`].
+pub fn decode(elf: &[u8], frames: &[u8]) -> Result<Vec<String>> {
+    let Some(table) = Table::parse(elf).context("reading the ELF's defmt table")? else {
+        return Ok(Vec::new());
+    };
+    let locations = table.get_locations(elf).unwrap_or_default();
+    let mut decoder = table.new_stream_decoder();
+    decoder.received(frames);
+    let mut lines = Vec::new();
+    loop {
+        match decoder.decode() {
+            Ok(frame) => lines.push(render(&frame, &locations)),
+            Err(DecodeError::UnexpectedEof) => return Ok(lines),
+            Err(DecodeError::Malformed) => lines.push("(malformed defmt frame skipped)".into()),
+        }
+    }
+}
+
 /// One decoded frame as a line.
 fn render(frame: &Frame<'_>, locations: &BTreeMap<u64, Location>) -> String {
     let text = frame.display(false).to_string();

@@ -12,6 +12,7 @@ pub mod budget;
 pub mod checks;
 pub mod conformance;
 pub mod defmt_stream;
+pub mod domu;
 pub mod elf;
 pub mod figures;
 pub mod guest_mem;

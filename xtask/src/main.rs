@@ -2,8 +2,8 @@
 //! for kernel ELFs.
 //!
 //! ```text
-//! xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] [--quiet] [--keep-frames]
-//!            [--qemu-arg ARG]... [--module FILE] ELF [-- GUEST_ARGS]
+//! xtask boot [--board native|xen|xen-domu] [--mem SIZE] [--timeout SECS] [--quiet]
+//!            [--keep-frames] [--qemu-arg ARG]... [--module FILE] ELF [-- GUEST_ARGS]
 //! xtask test [--boot-only | --no-boot] [FILTER...]
 //! xtask conformance [--sequences N] [--seed S | --corpus FILE] [--echo]
 //! ```
@@ -24,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use xtask::boot::{self, BootOptions};
 use xtask::suite::{self, SuiteOptions};
 
-const USAGE: &str = "usage: xtask boot [--board native|xen] [--mem SIZE] [--timeout SECS] \
+const USAGE: &str = "usage: xtask boot [--board native|xen|xen-domu] [--mem SIZE] [--timeout SECS] \
                      [--quiet] [--keep-frames] [--qemu-arg ARG]... [--module FILE] ELF [-- GUEST_ARGS...]\n       \
                      xtask test [--boot-only | --no-boot] [FILTER...]\n       \
                      xtask conformance [--sequences N] [--seed S | --corpus FILE] [--echo]";

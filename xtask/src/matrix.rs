@@ -14,6 +14,7 @@
 //! | `boot/xen/refusals@64M[refusals.at=...]` | Pass; at each planted position of a 512-entry release and fill batch: -EBUSY for exactly that entry, the entry named, the frames carrying on as their types say |
 //! | `boot/xen/conformance@64M` | 100 generated operation sequences replayed on Xen agree with the model, operation by operation |
 //! | `boot/xen/seed_bug@64M` | Pass through the expected `#PF`; the writable pin refused with -22, the read-only one accepted |
+//! | `boot/xen-domu/hello@64M`, `direct_map@{64M,512M}`, `fault@64M`, `seed_bug@64M` | the same as dom0, as unprivileged PV domUs that `xl create` starts in a Linux dom0 (one dom0 boot runs them all) |
 
 use std::fmt;
 
@@ -114,7 +115,7 @@ impl BootTest {
     pub const fn features(&self) -> FeatureSet {
         match self.board {
             Board::Native => FeatureSet::Native,
-            Board::Xen => FeatureSet::XenPv,
+            Board::Xen | Board::XenDomU => FeatureSet::XenPv,
         }
     }
 }
@@ -255,11 +256,30 @@ pub const XEN: &[BootTest] = &[
     },
 ];
 
-/// The tests that run: [`NATIVE`], then [`XEN`] when [`XEN_ENABLED`].
+const fn domu(example: &'static str, mem_mib: u64, expect: Expect) -> BootTest {
+    BootTest {
+        board: Board::XenDomU,
+        ..xen(example, mem_mib, expect)
+    }
+}
+
+/// The same examples as unprivileged Xen PV domUs, started by `xl create` in a Linux dom0
+/// (see [`crate::domu`]), with the dom0 rows' assertions; `mem_mib` is the domU's memory. All
+/// of them run in one boot of the host. Run only when [`XEN_ENABLED`].
+pub const XEN_DOMU: &[BootTest] = &[
+    domu("hello", 64, Expect::Hello),
+    domu("direct_map", 64, Expect::DirectMap),
+    domu("direct_map", 512, Expect::DirectMap),
+    domu("fault", 64, Expect::PageFault),
+    domu("seed_bug", 64, Expect::SeedBug),
+];
+
+/// The tests that run: [`NATIVE`], then [`XEN`] and [`XEN_DOMU`] when [`XEN_ENABLED`].
 pub fn enabled() -> Vec<BootTest> {
     let mut all = NATIVE.to_vec();
     if XEN_ENABLED {
         all.extend_from_slice(XEN);
+        all.extend_from_slice(XEN_DOMU);
     }
     all
 }
@@ -277,11 +297,17 @@ mod tests {
             "boot/native/direct_map@1G[pvmmu.test-memmap=overlap]"
         );
         assert_eq!(XEN[2].to_string(), "boot/xen/direct_map@512M");
+        assert_eq!(XEN_DOMU[2].to_string(), "boot/xen-domu/direct_map@512M");
     }
 
     #[test]
     fn names_are_unique() {
-        let mut names: Vec<String> = NATIVE.iter().chain(XEN).map(|t| t.to_string()).collect();
+        let mut names: Vec<String> = NATIVE
+            .iter()
+            .chain(XEN)
+            .chain(XEN_DOMU)
+            .map(|t| t.to_string())
+            .collect();
         let n = names.len();
         names.sort();
         names.dedup();

@@ -11,10 +11,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::boot::{self, BootOptions, BootResult};
+use crate::boot::{self, Board, BootOptions, BootResult};
 use crate::conformance;
 use crate::matrix::{self, BootTest, FeatureSet};
-use crate::{checks, steps};
+use crate::{checks, domu, steps};
 
 /// What to run.
 #[derive(Clone, Debug, Default)]
@@ -118,17 +118,28 @@ pub fn run(root: &Path, opts: &SuiteOptions) -> Summary {
             ));
         }
         let images = build_images(root, &work, &logs, &tests, &mut summary);
+        let image = |test: &BootTest| match images.get(&test.features()) {
+            Some(Ok(set)) => set
+                .get(test.example)
+                .cloned()
+                .ok_or_else(|| format!("no image for example {:?}", test.example)),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("image not built".into()),
+        };
+        let mut domus = run_domus(&tests, &image);
         for test in &tests {
             let t = Instant::now();
-            let result = match images.get(&test.features()) {
-                Some(Ok(set)) => match set.get(test.example) {
-                    Some(elf) => boot_test(test, elf),
-                    None => Err(format!("no image for example {:?}", test.example)),
-                },
-                Some(Err(e)) => Err(e.clone()),
-                None => Err("image not built".into()),
+            let (result, elapsed) = if test.board == Board::XenDomU {
+                match domus.remove(&test.to_string()) {
+                    Some(Ok(run)) => (judge(test, &run), run.elapsed),
+                    Some(Err(e)) => (Err(e), Duration::ZERO),
+                    None => (Err("not run".into()), Duration::ZERO),
+                }
+            } else {
+                let result = image(test).and_then(|elf| boot_test(test, &elf));
+                (result, t.elapsed())
             };
-            summary.record(&test.to_string(), result, t.elapsed());
+            summary.record(&test.to_string(), result, elapsed);
             boots += 1;
         }
     }
@@ -196,6 +207,59 @@ fn build_images(
     images
 }
 
+/// The xen-domu tests, all in one boot of the Xen host (dom0 boots once): their runs by test
+/// name. The times recorded per test are the domU's own (`xl create` to its end).
+fn run_domus(
+    tests: &[BootTest],
+    image: &dyn Fn(&BootTest) -> Result<PathBuf, String>,
+) -> BTreeMap<String, Result<BootResult, String>> {
+    let mut out = BTreeMap::new();
+    let mut jobs = Vec::new();
+    let mut names = Vec::new();
+    for test in tests.iter().filter(|t| t.board == Board::XenDomU) {
+        match image(test) {
+            Ok(elf) => {
+                jobs.push(domu::Job {
+                    elf,
+                    mem: test.mem(),
+                    args: test.guest_args.iter().map(|s| s.to_string()).collect(),
+                    timeout: Board::XenDomU.default_timeout(test.mem()),
+                });
+                names.push(test.to_string());
+            }
+            Err(e) => {
+                out.insert(test.to_string(), Err(e));
+            }
+        }
+    }
+    if jobs.is_empty() {
+        return out;
+    }
+    say(&format!(
+        "     booting the Xen host (Linux dom0) once for {} domUs",
+        jobs.len()
+    ));
+    let t = Instant::now();
+    match domu::run_batch(&jobs, &[], false) {
+        Ok(runs) => {
+            say(&format!(
+                "     the Xen host ran {} domUs in {:.1} s (QEMU start to power-off)",
+                runs.len(),
+                t.elapsed().as_secs_f64()
+            ));
+            for (name, run) in names.into_iter().zip(runs) {
+                out.insert(name, Ok(run));
+            }
+        }
+        Err(e) => {
+            for name in names {
+                out.insert(name, Err(format!("cannot boot the Xen host: {e:#}")));
+            }
+        }
+    }
+    out
+}
+
 /// Boots one test and judges it; on failure prints what the run left.
 fn boot_test(test: &BootTest, elf: &Path) -> Result<(), String> {
     if let matrix::Expect::Conformance { sequences, seed } = test.expect {
@@ -210,9 +274,14 @@ fn boot_test(test: &BootTest, elf: &Path) -> Result<(), String> {
         ..Default::default()
     };
     let run = boot::boot(elf, &opts).map_err(|e| format!("cannot boot: {e:#}"))?;
-    let verdict = checks::check(test, &run);
+    judge(test, &run)
+}
+
+/// Judges one run; on failure prints what it left.
+fn judge(test: &BootTest, run: &BootResult) -> Result<(), String> {
+    let verdict = checks::check(test, run);
     match (&verdict, &run.frames_file) {
-        (Err(_), _) => say(&diagnostics(test, &run)),
+        (Err(_), _) => say(&diagnostics(test, run)),
         // An expected failure: its raw frames are of no further use.
         (Ok(_), Some(frames)) => {
             let _ = std::fs::remove_file(frames);
@@ -276,6 +345,20 @@ fn diagnostics(test: &BootTest, run: &BootResult) -> String {
     }
     if let Some(f) = &run.frames_file {
         s.push_str(&format!("raw defmt frames: {}\n", f.display()));
+    }
+    if !run.host_console.is_empty() {
+        let (xen, dom0): (Vec<&str>, Vec<&str>) = run
+            .host_console
+            .lines()
+            .partition(|l| l.starts_with("(XEN)"));
+        s.push_str("Xen console (last 15 lines):\n");
+        for l in &xen[xen.len().saturating_sub(15)..] {
+            s.push_str(&format!("  | {l}\n"));
+        }
+        s.push_str("dom0 console (last 15 lines):\n");
+        for l in &dom0[dom0.len().saturating_sub(15)..] {
+            s.push_str(&format!("  | {l}\n"));
+        }
     }
     s.push_str("----");
     s

@@ -176,13 +176,16 @@ pub fn verify(
     machine: &Machine,
     pgt_buf: Pfns,
 ) -> Result<Report, String> {
+    if machine.board == Board::XenDomU {
+        return Err(crate::checks::DOMU_NOT_WALKED.into());
+    }
     if !regs.four_level_paging() {
         return Err(format!("not 4-level long-mode paging: {regs:x?}"));
     }
     let root = regs.root();
     let tree = match machine.board {
         Board::Native => walker::walk(mem, root, &|_| true),
-        Board::Xen => walker::walk(mem, root, &|s| !XEN_SLOTS.contains(&s)),
+        Board::Xen | Board::XenDomU => walker::walk(mem, root, &|s| !XEN_SLOTS.contains(&s)),
     }
     .map_err(|e| format!("walking from CR3 {:#x}: {e}", regs.cr3))?;
     let mut r = Report {
@@ -207,7 +210,7 @@ pub fn verify(
     r.dm_tables = dm_tables.len() as u64;
     match machine.board {
         Board::Native => native(&tree, &dm, &dm_tables, machine, &mut r)?,
-        Board::Xen => xen(mem, &tree, &dm, &dm_tables, machine, &mut r)?,
+        Board::Xen | Board::XenDomU => xen(mem, &tree, &dm, &dm_tables, machine, &mut r)?,
     }
     Ok(r)
 }
