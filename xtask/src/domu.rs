@@ -102,7 +102,11 @@ pub fn provision(dir: &Path, xen_dir: &Path) -> Result<Host> {
     let xen = xen::provision(xen_dir)?;
     let initrd = dir.join("initrd-base.cpio");
     let kernel = dir.join("vmlinuz");
-    if initrd.is_file() && kernel.is_file() {
+    // What the cached base was made from; a change of the lists rebuilds it.
+    let recipe = format!("{PACKAGES:?} {PROGRAMS:?} {DLOPENED:?} {MODULES:?}\n");
+    let stamp = dir.join("initrd-base.recipe");
+    let cached = std::fs::read_to_string(&stamp).is_ok_and(|s| s == recipe);
+    if cached && initrd.is_file() && kernel.is_file() {
         return Ok(Host {
             xen,
             kernel,
@@ -116,11 +120,17 @@ pub fn provision(dir: &Path, xen_dir: &Path) -> Result<Host> {
     packages.push(kernel_package()?);
     let root = dir.join("root");
     let _ = std::fs::remove_dir_all(&root);
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|p| find_deb(&debs, p).ok().flatten().is_none())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        download(&debs, &missing)?;
+    }
     for p in &packages {
-        let deb = match find_deb(&debs, p)? {
-            Some(d) => d,
-            None => download(&debs, p)?,
-        };
+        let deb =
+            find_deb(&debs, p)?.with_context(|| format!("apt-get download left no {p}_*.deb"))?;
         run(
             Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
             &format!("dpkg-deb -x {}", deb.display()),
@@ -141,6 +151,7 @@ pub fn provision(dir: &Path, xen_dir: &Path) -> Result<Host> {
     std::fs::write(&tmp, archive).context("writing the base initrd")?;
     std::fs::copy(&vmlinuz, &kernel).context("copying vmlinuz")?;
     std::fs::rename(&tmp, &initrd).context("writing the base initrd")?;
+    std::fs::write(&stamp, recipe).context("writing the base initrd's recipe")?;
     Ok(Host {
         xen,
         kernel,
@@ -178,21 +189,28 @@ fn find_deb(dir: &Path, package: &str) -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
-fn download(dir: &Path, package: &str) -> Result<PathBuf> {
-    eprintln!("xtask: downloading {package} into {}", dir.display());
+/// `apt-get download` of `packages` into `dir`, in one call.
+fn download(dir: &Path, packages: &[&str]) -> Result<()> {
+    eprintln!(
+        "xtask: downloading {} packages for the Xen host into {}",
+        packages.len(),
+        dir.display()
+    );
     let out = Command::new("apt-get")
-        .args(["download", package])
+        .arg("download")
+        .args(packages)
         .current_dir(dir)
         .output()
         .context("running apt-get (Debian's apt is needed to provision the Xen host)")?;
     if !out.status.success() {
         bail!(
-            "`apt-get download {package}` failed ({}); try `apt-get update` first: {}",
+            "`apt-get download {}` failed ({}); try `apt-get update` first: {}",
+            packages.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    find_deb(dir, package)?.with_context(|| format!("apt-get download left no {package}_*.deb"))
+    Ok(())
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<()> {

@@ -255,4 +255,16 @@ fn report(b: &XenBoard) {
         l.mapped_end
     );
     defmt::info!("xen-pv: initial mapping {}", b.initial_mapping());
+    if let Some(c) = si.domu_console() {
+        let pfn = |mfn: u64| b.p2m().find_pfn(Mfn(mfn)).unwrap_or(u64::MAX);
+        defmt::info!(
+            "xen-pv: domU console ring mfn {=u64:#x} (pfn {=u64:#x}), evtchn {=u32}; xenstore mfn {=u64:#x} (pfn {=u64:#x}), evtchn {=u32}",
+            c.mfn,
+            pfn(c.mfn),
+            c.evtchn,
+            si.store_mfn(),
+            pfn(si.store_mfn()),
+            si.store_evtchn()
+        );
+    }
 }
