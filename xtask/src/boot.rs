@@ -515,6 +515,15 @@ mod tests {
     }
 
     #[test]
+    fn the_domu_board_by_name() {
+        assert_eq!("xen-domu".parse::<Board>(), Ok(Board::XenDomU));
+        assert_eq!(Board::XenDomU.to_string(), "xen-domu");
+        assert!(Board::XenDomU.is_xen() && Board::Xen.is_xen() && !Board::Native.is_xen());
+        assert_eq!(Board::XenDomU.entry_note(), XEN_ELFNOTE_ENTRY);
+        assert_eq!(Verdict::NoShutdown { reason: Some(1) }.exit_code(), 2);
+    }
+
+    #[test]
     fn memory_floors_and_timeouts() {
         // The native image loads at 2 MiB: a 62 KiB image needs 3 MiB, one ending past 3 MiB
         // needs 4.

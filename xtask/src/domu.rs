@@ -152,6 +152,8 @@ pub fn provision(dir: &Path, xen_dir: &Path) -> Result<Host> {
     std::fs::copy(&vmlinuz, &kernel).context("copying vmlinuz")?;
     std::fs::rename(&tmp, &initrd).context("writing the base initrd")?;
     std::fs::write(&stamp, recipe).context("writing the base initrd's recipe")?;
+    // The unpacked tree (mostly kernel modules) is not needed any more; the .debs stay cached.
+    let _ = std::fs::remove_dir_all(&root);
     Ok(Host {
         xen,
         kernel,
