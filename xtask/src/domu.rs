@@ -654,6 +654,22 @@ pub fn run_batch(jobs: &[Job], qemu_args: &[String], echo: bool) -> Result<Vec<B
     Ok(results)
 }
 
+/// The last `n` lines of Xen's and of dom0's console in `host_console` (COM1: Xen's lines
+/// start with `(XEN)`), indented, for failure reports.
+pub fn host_tail(host_console: &str, n: usize) -> String {
+    let (xen, dom0): (Vec<&str>, Vec<&str>) =
+        host_console.lines().partition(|l| l.starts_with("(XEN)"));
+    let mut s = format!("Xen console (last {n} lines):\n");
+    for l in &xen[xen.len().saturating_sub(n)..] {
+        s.push_str(&format!("  | {l}\n"));
+    }
+    s.push_str(&format!("dom0 console (last {n} lines):\n"));
+    for l in &dom0[dom0.len().saturating_sub(n)..] {
+        s.push_str(&format!("  | {l}\n"));
+    }
+    s
+}
+
 fn path_str(p: &Path) -> Result<&str> {
     let s = p.to_str().context("path is not UTF-8")?;
     if s.contains([',', ' ']) {
@@ -711,6 +727,15 @@ mod tests {
         // A truncated stream keeps what is complete.
         let env = parse_envelopes(&s[..40]);
         assert!(env.reports.is_empty() && !env.done);
+    }
+
+    #[test]
+    fn host_tail_splits_xen_from_dom0() {
+        let t = host_tail("(XEN) a\nb\n(XEN) c\nd\n", 1);
+        assert_eq!(
+            t,
+            "Xen console (last 1 lines):\n  | (XEN) c\ndom0 console (last 1 lines):\n  | d\n"
+        );
     }
 
     #[test]

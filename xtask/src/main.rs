@@ -108,6 +108,10 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
             eprintln!("qemu: {}", result.qemu_stderr.trim_end());
         }
     }
+    if result.verdict != boot::Verdict::Pass && !result.host_console.is_empty() {
+        // xen-domu: the host's side of the failure.
+        eprint!("{}", xtask::domu::host_tail(&result.host_console, 15));
+    }
     eprintln!("xtask: {}: {}", elf.display(), result.summary());
     match &result.capture {
         Some(Ok(c)) => eprintln!(

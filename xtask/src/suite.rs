@@ -347,18 +347,7 @@ fn diagnostics(test: &BootTest, run: &BootResult) -> String {
         s.push_str(&format!("raw defmt frames: {}\n", f.display()));
     }
     if !run.host_console.is_empty() {
-        let (xen, dom0): (Vec<&str>, Vec<&str>) = run
-            .host_console
-            .lines()
-            .partition(|l| l.starts_with("(XEN)"));
-        s.push_str("Xen console (last 15 lines):\n");
-        for l in &xen[xen.len().saturating_sub(15)..] {
-            s.push_str(&format!("  | {l}\n"));
-        }
-        s.push_str("dom0 console (last 15 lines):\n");
-        for l in &dom0[dom0.len().saturating_sub(15)..] {
-            s.push_str(&format!("  | {l}\n"));
-        }
+        s.push_str(&domu::host_tail(&run.host_console, 15));
     }
     s.push_str("----");
     s
