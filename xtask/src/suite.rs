@@ -240,6 +240,20 @@ fn run_domus(
         jobs.len()
     ));
     let t = Instant::now();
+    let root = crate::workspace_root();
+    match domu::provision(&root.join("target/xen-domu"), &root.join("target/xen")) {
+        Ok(_) => say(&format!(
+            "     the Xen host is provisioned ({:.1} s; cached under target/xen-domu)",
+            t.elapsed().as_secs_f64()
+        )),
+        Err(e) => {
+            for name in names {
+                out.insert(name, Err(format!("cannot provision the Xen host: {e:#}")));
+            }
+            return out;
+        }
+    }
+    let t = Instant::now();
     match domu::run_batch(&jobs, &[], false) {
         Ok(runs) => {
             say(&format!(
