@@ -40,7 +40,9 @@ impl Role {
 /// (`[0, nr_pages * 4096)`). [`Platform::reserved`] is `[0, bootstrap_end)`: pfns below the
 /// image (mapped, unused), the kernel image, the P2M list, start_info, the bootstrap page
 /// tables and Xen's boot stack, plus the frames of a P2M placed outside the initial mapping if
-/// Xen made one (`first_p2m_pfn`, `nr_p2m_frames`; not for our images).
+/// Xen made one (`first_p2m_pfn`, `nr_p2m_frames`; not for our images), plus a domU's
+/// xenstore and console pages should the toolstack place them outside that range (it places
+/// them right after start_info).
 ///
 /// # Virtual memory at entry
 /// `[0, layout().mapped_end)` maps pfn `n` at `n * 4096` (4 KiB pages only), all writable
@@ -57,7 +59,7 @@ pub struct XenBoard {
     pub(super) shared_info_va: u64,
     pub(super) image: (u64, u64),
     pub(super) memory_map: [MemRegion; 1],
-    pub(super) reserved: heapless::Vec<(u64, u64), 2>,
+    pub(super) reserved: heapless::Vec<(u64, u64), 4>,
     pub(super) iopl: bool,
     pub(super) role: Role,
     /// The MMU backend; from the board's boot on, every page-table change goes through it.

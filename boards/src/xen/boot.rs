@@ -185,7 +185,7 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     let mut board = XenBoard {
         hv,
         memory_map: memory_map(&si),
-        reserved: reserved(&si, &layout),
+        reserved: reserved(&si, &layout, &p2m),
         start_info: si,
         start_info_va: start_info,
         layout,
@@ -213,14 +213,37 @@ fn memory_map(si: &StartInfo<'_>) -> [MemRegion; 1] {
     }]
 }
 
-/// `[0, bootstrap_end)`, plus the frames of a P2M Xen placed outside the initial mapping.
-fn reserved(si: &StartInfo<'_>, layout: &BootstrapLayout) -> heapless::Vec<(u64, u64), 2> {
-    let mut r = heapless::Vec::new();
-    let _ = r.push((0, layout.bootstrap_end() - layout.virt_base));
+/// `[0, bootstrap_end)`, plus the frames of a P2M Xen placed outside the initial mapping, plus
+/// a domU's xenstore and console pages if the toolstack put them outside the bootstrap area
+/// (libxenguest puts them right after start_info, inside it; checked, not assumed: a ring
+/// page handed out as free memory would be overwritten). Sorted by start.
+fn reserved(
+    si: &StartInfo<'_>,
+    layout: &BootstrapLayout,
+    p2m: &P2m<'_>,
+) -> heapless::Vec<(u64, u64), 4> {
+    let mut r: heapless::Vec<(u64, u64), 4> = heapless::Vec::new();
+    let end = layout.bootstrap_end() - layout.virt_base;
+    let _ = r.push((0, end));
     if si.nr_p2m_frames() != 0 {
         let start = si.first_p2m_pfn() * PAGE_SIZE;
         let _ = r.push((start, start + si.nr_p2m_frames() * PAGE_SIZE));
     }
+    if let Some(console) = si.domu_console() {
+        for (what, mfn) in [
+            ("console ring", console.mfn),
+            ("xenstore ring", si.store_mfn()),
+        ] {
+            let pfn = p2m
+                .find_pfn(Mfn(mfn))
+                .unwrap_or_else(|| fail("a domU ring page is not a frame of this domain", what));
+            let page = (pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE);
+            if page.0 >= end && !r.contains(&page) {
+                let _ = r.push(page);
+            }
+        }
+    }
+    r.sort_unstable();
     r
 }
 

@@ -32,13 +32,19 @@
 //! | a crash Xen cannot deliver | Xen reboots the machine after 5 s | the domain is crashed; xl reports reason 3 |
 //! | MMU hypercalls (`mmu_update`, `mmuext_op`, `update_va_mapping`, `multicall`) | Xen's type rules | the same rules and errnos (measured: the writable pin is refused with -22 in both); a domU may not set PCD/PWT/PAT bits without cache permission, which the backend never sets |
 //!
+//! Measured at 64 MiB (debug image): dom0 has start_info at `0x2e8000` and its page tables
+//! right after it; a domU has start_info at `0x2ec000`, xenstore at pfn `0x2ed`, the console
+//! ring at pfn `0x2ee`, page tables from `0x2ef000` (5 frames in both), and both map
+//! `[0, 4 MiB)`. The direct-map figures are identical in both roles at 64 and 512 MiB.
+//!
 //! In code: `boot::start` peeks at `flags` and `console` ([`backend_xen_pv::Peek`]) before
 //! validating the rest, so that a domU never calls `set_iopl` or `console_io` and can report a
 //! bad `start_info` on its own console. A domU maps its console ring over a page of the
 //! board's `.bss` from the machine address (as shared_info is mapped), before the walk of the
 //! bootstrap tables, which is told about that one changed mapping. The layout check accepts
 //! the extra pages (it only requires start_info to end before the page tables); `reserved`
-//! keeps `[0, bootstrap_end)`, xenstore and console pages included, out of memblock. Nothing
+//! keeps `[0, bootstrap_end)`, xenstore and console pages included, out of memblock (and
+//! reserves those two pages apart if a toolstack ever placed them elsewhere). Nothing
 //! else changes: the backend, the P2M and the bootstrap handle are the same in both roles.
 //!
 //! Console in a domU: the board is the only producer of the ring's output half; it keeps its
