@@ -494,10 +494,21 @@ pub fn parse_envelopes(mut s: &[u8]) -> Envelopes {
     env
 }
 
-/// Splits a domU's console stream into its text and its defmt bytes (the framing of
-/// `boards/src/xen/console.rs`: `0 0` is a NUL of text, `0 n` starts `n` defmt bytes).
-pub fn split(stream: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let (mut text, mut defmt) = (Vec::new(), Vec::new());
+/// A domU's console stream, split.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Split {
+    /// The text.
+    pub text: Vec<u8>,
+    /// The defmt bytes (rzcobs frames, as on COM2).
+    pub defmt: Vec<u8>,
+    /// The exit status record's code (isa-debug-exit's value), the last if several.
+    pub status: Option<u8>,
+}
+
+/// Splits a domU's console stream (the framing of `boards/src/xen/console.rs`: `0 0` is a NUL
+/// of text, `0 0xff c` the exit status record, `0 n` starts `n` defmt bytes).
+pub fn split(stream: &[u8]) -> Split {
+    let (mut text, mut defmt, mut status) = (Vec::new(), Vec::new(), None);
     let mut i = 0;
     while i < stream.len() {
         match stream[i] {
@@ -505,6 +516,10 @@ pub fn split(stream: &[u8]) -> (Vec<u8>, Vec<u8>) {
                 Some(0) => {
                     text.push(0);
                     i += 2;
+                }
+                Some(0xff) => {
+                    status = stream.get(i + 2).copied().or(status);
+                    i += 3;
                 }
                 Some(&n) => {
                     let end = (i + 2 + n as usize).min(stream.len());
@@ -519,16 +534,26 @@ pub fn split(stream: &[u8]) -> (Vec<u8>, Vec<u8>) {
             }
         }
     }
-    (text, defmt)
+    Split {
+        text,
+        defmt,
+        status,
+    }
 }
 
-/// The verdict of a report: poweroff Pass, crash Fail, anything else no verdict.
+/// isa-debug-exit's setup-error value (`boards::common::exit::SETUP_ERROR`).
+const STATUS_SETUP_ERROR: u8 = 0x12;
+
+/// The verdict of a report: poweroff Pass, crash Fail (a setup error when the status record
+/// says so), anything else no verdict.
 pub fn verdict(report: Option<&Report>, qemu_timed_out: bool) -> Verdict {
+    let status = report.and_then(|r| split(&r.stream).status);
     match report {
         None if qemu_timed_out => Verdict::Timeout,
         None => Verdict::NoShutdown { reason: None },
         Some(r) => match r.reason {
             Some(0) => Verdict::Pass,
+            Some(3) if status == Some(STATUS_SETUP_ERROR) => Verdict::GuestSetupError,
             Some(3) => Verdict::Fail,
             None if r.xl_status == 137 => Verdict::Timeout,
             reason => Verdict::NoShutdown { reason },
@@ -630,8 +655,8 @@ pub fn run_batch(jobs: &[Job], qemu_args: &[String], echo: bool) -> Result<Vec<B
     let mut results = Vec::new();
     for (i, (job, elf)) in jobs.iter().zip(&images).enumerate() {
         let report = env.reports.get(&i);
-        let (text, frames) = report.map(|r| split(&r.stream)).unwrap_or_default();
-        let defmt_lines = defmt_stream::decode(elf, &frames)?;
+        let Split { text, defmt, .. } = report.map(|r| split(&r.stream)).unwrap_or_default();
+        let defmt_lines = defmt_stream::decode(elf, &defmt)?;
         let verdict = verdict(report, timed_out);
         let elapsed = report.map_or(run.elapsed, |r| {
             Duration::from_secs_f64((r.t.1 - r.t.0).max(0.0))
@@ -684,13 +709,19 @@ mod tests {
 
     #[test]
     fn split_separates_text_nul_and_defmt() {
-        let s = b"ab\0\x03xyz\0\0c\0\x01q";
-        let (text, defmt) = split(s);
-        assert_eq!(text, b"ab\0c");
-        assert_eq!(defmt, b"xyzq");
+        let s = b"ab\0\x03xyz\0\0c\0\x01q\0\xff\x11";
+        let got = split(s);
+        assert_eq!(got.text, b"ab\0c");
+        assert_eq!(got.defmt, b"xyzq");
+        assert_eq!(got.status, Some(0x11));
         // A chunk cut short by the end of the stream keeps what arrived.
-        assert_eq!(split(b"t\0\x05ab"), (b"t".to_vec(), b"ab".to_vec()));
-        assert_eq!(split(b"t\0"), (b"t".to_vec(), Vec::new()));
+        let cut = split(b"t\0\x05ab");
+        assert_eq!(
+            (cut.text, cut.defmt, cut.status),
+            (b"t".to_vec(), b"ab".to_vec(), None)
+        );
+        assert_eq!(split(b"t\0").text, b"t");
+        assert_eq!(split(b"t\0\xff").status, None);
     }
 
     #[test]
@@ -714,6 +745,12 @@ mod tests {
         assert_eq!(verdict(Some(r0), false), Verdict::Pass);
         assert_eq!(verdict(env.reports.get(&1), false), Verdict::Timeout);
         assert_eq!(verdict(env.reports.get(&2), false), Verdict::Fail);
+        let setup = Report {
+            stream: b"refused\n\0\xff\x12".to_vec(),
+            reason: Some(3),
+            ..r0.clone()
+        };
+        assert_eq!(verdict(Some(&setup), false), Verdict::GuestSetupError);
         assert_eq!(verdict(None, true), Verdict::Timeout);
         assert_eq!(verdict(None, false), Verdict::NoShutdown { reason: None });
         let reboot = Report {

@@ -14,7 +14,7 @@
 //! | `boot/xen/refusals@64M[refusals.at=...]` | Pass; at each planted position of a 512-entry release and fill batch: -EBUSY for exactly that entry, the entry named, the frames carrying on as their types say |
 //! | `boot/xen/conformance@64M` | 100 generated operation sequences replayed on Xen agree with the model, operation by operation |
 //! | `boot/xen/seed_bug@64M` | Pass through the expected `#PF`; the writable pin refused with -22, the read-only one accepted |
-//! | `boot/xen-domu/hello@64M`, `direct_map@{64M,512M}`, `fault@64M`, `seed_bug@64M` | the same as dom0, as unprivileged PV domUs that `xl create` starts in a Linux dom0 (one dom0 boot runs them all) |
+//! | `boot/xen-domu/hello@64M`, `direct_map@{64M,512M}`, `fault@64M`, `seed_bug@64M`, `hello@64M[pvmmu.test-memmap=zero]` | the same as dom0, as unprivileged PV domUs that `xl create` starts in a Linux dom0 (one dom0 boot runs them all) |
 
 use std::fmt;
 
@@ -272,6 +272,14 @@ pub const XEN_DOMU: &[BootTest] = &[
     domu("direct_map", 512, Expect::DirectMap),
     domu("fault", 64, Expect::PageFault),
     domu("seed_bug", 64, Expect::SeedBug),
+    BootTest {
+        guest_args: &["pvmmu.test-memmap=zero"],
+        ..domu(
+            "hello",
+            64,
+            Expect::SetupError("unknown guest argument \"pvmmu.test-memmap=zero\""),
+        )
+    },
 ];
 
 /// The tests that run: [`NATIVE`], then [`XEN`] and [`XEN_DOMU`] when [`XEN_ENABLED`].

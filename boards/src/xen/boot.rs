@@ -134,7 +134,10 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
             Console,
             "xen-pv: {e} (this board knows no pvmmu.* argument)"
         );
-        exit::setup_error(iopl);
+        match role {
+            Role::Dom0 => exit::setup_error(iopl),
+            Role::DomU => domu::setup_error(),
+        }
     }
     let layout =
         BootstrapLayout::new(&si, start_info, VIRT_BASE).unwrap_or_else(|e| fail("bad layout", e));

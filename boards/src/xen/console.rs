@@ -15,8 +15,12 @@
 //! # Framing (text and defmt on one byte stream)
 //! The stream is text, except that byte `0x00` ([`ESC`]) starts an escape:
 //! - `0x00 0x00`: one literal `0x00` of text;
-//! - `0x00 n` with `n` in `1..=255`: the next `n` bytes are defmt data (rzcobs frames,
-//!   concatenated across chunks exactly as they would appear on COM2).
+//! - `0x00 n` with `n` in `1..=254`: the next `n` bytes are defmt data (rzcobs frames,
+//!   concatenated across chunks exactly as they would appear on COM2);
+//! - `0x00 0xff c`: the exit status record, written once before the shutdown: `c` is the
+//!   value a board with I/O privilege would write to isa-debug-exit (0x10 Pass, 0x11 Fail,
+//!   0x12 setup error). xl's shutdown reason stays the verdict; the record only tells a
+//!   setup error (which also shuts down as crash) from the example's failure.
 //!
 //! The runner (`xtask/src/domu.rs`) splits the stream the same way. A chunk is written with one
 //! call, so text and defmt interleave only at chunk boundaries.
@@ -29,7 +33,9 @@ use backend_xen_pv::hypercall::abi::xencons;
 /// The escape byte of the framing.
 pub const ESC: u8 = 0x00;
 /// Most defmt bytes in one chunk.
-pub const MAX_CHUNK: usize = 255;
+pub const MAX_CHUNK: usize = 254;
+/// The length byte that marks the exit status record instead of a defmt chunk.
+pub const STATUS: u8 = 0xff;
 
 /// Why the ring refused output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
@@ -158,6 +164,11 @@ pub fn frame_defmt(data: &[u8], emit: &mut dyn FnMut(&[u8])) {
     }
 }
 
+/// The exit status record for isa-debug-exit value `code`.
+pub const fn frame_status(code: u8) -> [u8; 3] {
+    [ESC, STATUS, code]
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -254,10 +265,12 @@ mod tests {
         let data: Vec<u8> = (1..=300u32).map(|i| i as u8).collect();
         frame_defmt(&data, &mut |c| chunks.push(c.to_vec()));
         assert_eq!(chunks.len(), 2);
-        assert_eq!(&chunks[0][..2], &[0, 255]);
-        assert_eq!(&chunks[0][2..], &data[..255]);
-        assert_eq!(&chunks[1][..2], &[0, 45]);
-        assert_eq!(&chunks[1][2..], &data[255..]);
+        assert_eq!(&chunks[0][..2], &[0, 254]);
+        assert_eq!(&chunks[0][2..], &data[..254]);
+        assert_eq!(&chunks[1][..2], &[0, 46]);
+        assert_eq!(&chunks[1][2..], &data[254..]);
+        assert!(chunks.iter().all(|c| c[1] != STATUS));
+        assert_eq!(frame_status(0x12), [0, 0xff, 0x12]);
         let mut none = 0;
         frame_defmt(&[], &mut |_| none += 1);
         assert_eq!(none, 0);

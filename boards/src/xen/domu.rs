@@ -14,7 +14,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use backend_xen_pv::hypercall::abi::{shutdown, uvmf};
 use backend_xen_pv::{DomUConsole, RawHypercall, XenErrno, XenHypercalls};
 
-use super::console::{frame_defmt, frame_text, OutRing, RingError, MAX_CHUNK};
+use super::console::{frame_defmt, frame_status, frame_text, OutRing, RingError, MAX_CHUNK};
+use crate::common::exit;
 use crate::common::racy_cell::RacyCell;
 use crate::Outcome;
 
@@ -150,15 +151,26 @@ pub fn drain() -> bool {
     false
 }
 
-/// The exit hook in a domU: drain the console, then `SCHEDOP_shutdown` with the reason the
-/// host reads back (poweroff: Pass, crash: Fail).
+/// The exit hook in a domU: the status record, drain the console, then `SCHEDOP_shutdown`
+/// with the reason the host reads back (poweroff: Pass, crash: Fail).
 pub fn exit(outcome: Outcome) -> ! {
-    drain();
-    let hv = hypercalls();
     let reason = match outcome {
         Outcome::Pass => shutdown::POWEROFF,
         Outcome::Fail => shutdown::CRASH,
     };
+    shut_down(exit::code(outcome) as u8, reason)
+}
+
+/// The domU's setup error (a refused guest argument): status record 0x12, then crash, so the
+/// runner reports a setup error as it does for dom0's isa-debug-exit 0x12.
+pub fn setup_error() -> ! {
+    shut_down(exit::SETUP_ERROR as u8, shutdown::CRASH)
+}
+
+fn shut_down(code: u8, reason: u32) -> ! {
+    write_all(&frame_status(code));
+    drain();
+    let hv = hypercalls();
     hv.sched_shutdown(reason);
     // Only reached if Xen refused the shutdown: crash is the one no domain is refused.
     hv.sched_shutdown(shutdown::CRASH);
