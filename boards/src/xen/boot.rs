@@ -90,6 +90,7 @@ fn setup_role(hv: &XenHypercalls, role: Role, peek: Option<Peek>) -> bool {
             iopl
         }
         Role::DomU => {
+            exit::skip_gate();
             exit::set_hook(domu::exit);
             match peek.and_then(|p| p.domu_console) {
                 Some(c) => match domu::init(hv, c) {
