@@ -29,6 +29,7 @@
 //! | console | `console_io(CONSOLEIO_write)` | **refused** (`-EPERM`: Xen's default XSM policy allows it to privileged or `is_console` domains only, or with `CONFIG_VERBOSE_DEBUG`, which Debian's release build lacks): the ring instead |
 //! | defmt | COM2 after `PHYSDEVOP_set_iopl(1)` | no I/O ports (a domU's port rangeset is empty): framed over the console ring |
 //! | exit | isa-debug-exit (port 0xf4) after `set_iopl` | `SCHEDOP_shutdown`: `poweroff` for Pass, `crash` for Fail, read back through xl; a setup error (a refused guest argument) is a crash after the exit status record 0x12 on the console stream |
+//! | exit gate (the host's walk of the live tables) | waits for the host, which stops the machine and walks from CR3 | skipped (`exit::skip_gate`): the host stops the machine, not a domU, whose tables are live beside dom0's; a domU's `direct_map` is judged on its own figures |
 //! | a crash Xen cannot deliver | Xen reboots the machine after 5 s | the domain is crashed; xl reports reason 3 |
 //! | MMU hypercalls (`mmu_update`, `mmuext_op`, `update_va_mapping`, `multicall`) | Xen's type rules | the same rules and errnos (measured: the writable pin is refused with -22 in both); a domU may not set PCD/PWT/PAT bits without cache permission, which the backend never sets |
 //!
