@@ -4,7 +4,7 @@
 use hal_core::memmap::MemRegion;
 
 use backend_xen_pv::hypercall::abi::sif;
-use backend_xen_pv::{BootstrapLayout, P2m, RawHypercall, StartInfo, XenHypercalls};
+use backend_xen_pv::{BootstrapLayout, P2m, StartInfo, XenHypercalls};
 
 use super::bootstrap::InitialMapping;
 use super::mmu::Backend;
