@@ -18,6 +18,9 @@ pub trait Cpu {
     unsafe fn set_root(&mut self, root: Pfn);
     /// Flushes the TLB (non-global entries).
     fn flush_tlb(&mut self);
+    /// Invalidates the TLB entry of the page containing `va` and every paging-structure
+    /// cache entry (`invlpg`).
+    fn invalidate_page(&mut self, va: u64);
 }
 
 /// The real processor.
@@ -38,5 +41,13 @@ impl Cpu for HardwareCpu {
 
     fn flush_tlb(&mut self) {
         x86_64::instructions::tlb::flush_all();
+    }
+
+    fn invalidate_page(&mut self, va: u64) {
+        // A non-canonical address names no page (invlpg of it does nothing useful): flush all.
+        match x86_64::VirtAddr::try_new(va) {
+            Ok(a) => x86_64::instructions::tlb::flush(a),
+            Err(_) => x86_64::instructions::tlb::flush_all(),
+        }
     }
 }

@@ -22,6 +22,8 @@ pub struct Counters {
     pub root_switches: u64,
     /// TLB flushes.
     pub tlb_flushes: u64,
+    /// Single pages invalidated (`invlpg`).
+    pub invlpgs: u64,
 }
 
 /// The bare-metal backend.
@@ -153,7 +155,8 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
 
     unsafe fn retire(&mut self, _table: Pfn, _level: TableLevel) -> Result<(), NativeError> {
         // The table is hooked nowhere (caller's promise): once the TLB forgets it, it is memory.
-        self.stale_tlb = true;
+        // Unhooking it changed a present entry, which left the TLB stale until a flush of
+        // either kind (`flush_tlb` covers it by its contract): flush only if still stale.
         self.flush()
     }
 
@@ -174,6 +177,21 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         self.windows
             .push(Window { va, pfns })
             .map_err(|_| NativeError::TooManyWindows)
+    }
+
+    unsafe fn flush_tlb(&mut self, tlb: &hal_core::TlbBatch) -> Result<(), NativeError> {
+        if tlb.is_all() {
+            self.cpu.flush_tlb();
+            self.counters.tlb_flushes += 1;
+        } else {
+            for &va in tlb.pages() {
+                self.cpu.invalidate_page(va);
+            }
+            self.counters.invlpgs += tlb.pages().len() as u64;
+        }
+        // The caller's contract: `tlb` covers every entry changed since the last flush.
+        self.stale_tlb = false;
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), NativeError> {

@@ -27,6 +27,7 @@ impl Cpu for FakeCpu {
     fn flush_tlb(&mut self) {
         self.flushes += 1;
     }
+    fn invalidate_page(&mut self, _va: u64) {}
 }
 
 fn setup(mem: &mut [[u64; 512]]) -> Mmu<Native<FakeCpu>> {

@@ -20,13 +20,15 @@
 //! | [`switch_root`](RawMmu::switch_root) | `mov cr3` | `MMUEXT_NEW_BASEPTR` |
 //! | [`release`](RawMmu::release) | nothing | every read-only mapping becomes writable (`mmu_update` batches) |
 //! | [`unpin`](RawMmu::unpin) | nothing | `MMUEXT_UNPIN_TABLE` |
-//! | [`retire`](RawMmu::retire) | TLB flush | as `release` |
+//! | [`retire`](RawMmu::retire) | TLB flush if an entry changed since the last one | as `release` |
+//! | [`flush_tlb`](RawMmu::flush_tlb) | `invlpg` per page, or a CR3 reload | the queue plus the invalidation in one hypercall (`update_va_mapping` + `UVMF_INVLPG`, or a `multicall` of `mmu_update` and `mmuext_op`) |
 
 use crate::addr::{Mfn, Pfn, PfnRange};
 use crate::error::BackendError;
 use crate::level::TableLevel;
 use crate::phase::Phase;
 use crate::pte::Pte;
+use crate::tlb::TlbBatch;
 
 bitflags::bitflags! {
     /// Leaf page sizes a backend can map.
@@ -201,4 +203,21 @@ pub unsafe trait RawMmu {
     fn set_phase(&mut self, phase: Phase) {
         let _ = phase;
     }
+
+    /// Submits every queued operation, as [`flush`](RawMmu::flush), and then invalidates this
+    /// CPU's TLB for the pages of `tlb` (every page's entry and the paging-structure caches),
+    /// or all of its non-global entries if [`TlbBatch::is_all`]. The backend may do more
+    /// (a full flush instead of single pages) but never less.
+    ///
+    /// Native: `invlpg` per page, or a CR3 reload. Xen PV: the invalidation rides on the last
+    /// hypercall: one queued entry for the one page becomes `update_va_mapping` with
+    /// `UVMF_INVLPG`; otherwise the queued `mmu_update` batch and one `mmuext_op` of
+    /// `INVLPG_LOCAL`s (or one `TLB_FLUSH_LOCAL`) go in one `multicall`.
+    ///
+    /// # Safety
+    /// `tlb` names (or [`is_all`](TlbBatch::is_all) covers) every virtual page of the current
+    /// address space whose translation changed through [`write`](RawMmu::write) since the
+    /// last flush of either kind, including, for an unhooked table, one address it mapped: a
+    /// backend may then forget any staleness it tracked itself.
+    unsafe fn flush_tlb(&mut self, tlb: &TlbBatch) -> Result<(), Self::Error>;
 }

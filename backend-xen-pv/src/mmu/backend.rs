@@ -260,7 +260,7 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
     }
 
     /// Where hypercalls are counted now: under the phase, or with the per-page releases.
-    fn slot(&self) -> Slot {
+    pub(super) fn slot(&self) -> Slot {
         match self.strategy {
             ReleaseStrategy::PerPage => Slot::PerPageRelease,
             ReleaseStrategy::Batched => Slot::Phase(self.phase),
@@ -670,6 +670,10 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
 
     fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
+    }
+
+    unsafe fn flush_tlb(&mut self, tlb: &hal_core::TlbBatch) -> Result<(), XenPvError> {
+        self.flush_with_tlb(tlb)
     }
 }
 

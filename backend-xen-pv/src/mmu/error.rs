@@ -38,6 +38,8 @@ pub enum Op {
     Translate,
     /// A rollback after a refused release (the read-only entries written back).
     Rollback,
+    /// `flush_tlb`: the queue and a TLB invalidation.
+    FlushTlb,
 }
 
 /// The hypercall that carried a refused entry.
@@ -229,6 +231,7 @@ impl fmt::Display for Op {
             Self::AddWindow => "add_window",
             Self::Translate => "P2M lookup",
             Self::Rollback => "rollback of a refused release",
+            Self::FlushTlb => "flush_tlb",
         })
     }
 }

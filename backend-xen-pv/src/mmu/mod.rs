@@ -23,6 +23,7 @@
 //! | `switch_root` | one `mmuext_op`: `PIN_L4_TABLE` (if not pinned yet) + `NEW_BASEPTR` |
 //! | `release(K frames)` | at most `ceil(m * K / 1024) + 1`: the queue, then multicalls of two 512-entry batches |
 //! | `retire` | `UNPIN` (if pinned) + a release of one frame |
+//! | `flush_tlb` | one queued entry for the one page: one `update_va_mapping` with `UVMF_INVLPG`; otherwise one `multicall` of the queued `mmu_update` batch (at most 511 entries: full ones went already) and one `mmuext_op` of `INVLPG_LOCAL`s or a `TLB_FLUSH_LOCAL`; an empty queue: one `mmuext_op` |
 //!
 //! # State after a refusal
 //! The queue is always empty after a submission, successful or not; [`Refusal`] says how many
@@ -40,6 +41,7 @@ mod records;
 mod release;
 mod report;
 mod storage;
+mod tlb;
 mod walk;
 
 pub use backend::{Bootstrap, ReleaseStrategy, XenPv, MAX_WINDOWS};

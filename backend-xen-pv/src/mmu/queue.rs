@@ -169,6 +169,71 @@ impl<H: RawHypercall> Calls<'_, H> {
         out
     }
 
+    /// Submits `reqs` (at most [`BATCH`]) and then `ops` in one `multicall` of an
+    /// `mmu_update` and an `mmuext_op`. The failure reported is the first one, in order.
+    ///
+    /// # Safety
+    /// As [`RawHypercall::mmu_update`] and [`RawHypercall::mmuext_op`].
+    pub(crate) unsafe fn updates_then_ext(
+        &mut self,
+        reqs: &[MmuUpdate],
+        ops: &[MmuextOp],
+    ) -> Outcome {
+        assert!(reqs.len() <= BATCH, "one mmu_update batch");
+        let mut done = [0u32; 2];
+        let [d0, d1] = &mut done;
+        let mut entries = [
+            MulticallEntry {
+                op: u64::from(nr::MMU_UPDATE),
+                result: 0,
+                args: [
+                    reqs.as_ptr() as u64,
+                    reqs.len() as u64,
+                    d0 as *mut u32 as u64,
+                    u64::from(DOMID_SELF),
+                    0,
+                    0,
+                ],
+            },
+            MulticallEntry {
+                op: u64::from(nr::MMUEXT_OP),
+                result: 0,
+                args: [
+                    ops.as_ptr() as u64,
+                    ops.len() as u64,
+                    d1 as *mut u32 as u64,
+                    u64::from(DOMID_SELF),
+                    0,
+                    0,
+                ],
+            },
+        ];
+        // SAFETY: both entries point at the caller's arrays and at live success counters,
+        // all outliving the call; the requests and commands are the caller's contract.
+        let ret = unsafe { self.hv.multicall(&mut entries) };
+        let submitted = (reqs.len() + ops.len()) as u32;
+        self.counters
+            .record(self.slot, Kind::Multicall, u64::from(submitted));
+        if let Err(e) = check(ret) {
+            return Outcome {
+                submitted,
+                applied: 0,
+                failure: Some((0, e, Call::Multicall)),
+            };
+        }
+        let mut out = Outcome {
+            submitted,
+            applied: done[0] + done[1],
+            failure: None,
+        };
+        if let Err(errno) = check(entries[0].result as i64) {
+            out.failure = Some((done[0], errno, Call::MmuUpdate));
+        } else if let Err(errno) = check(entries[1].result as i64) {
+            out.failure = Some((reqs.len() as u32 + done[1], errno, Call::MmuextOp));
+        }
+        out
+    }
+
     /// Submits `ops` in one `mmuext_op`.
     ///
     /// # Safety

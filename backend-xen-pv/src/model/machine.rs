@@ -148,6 +148,10 @@ pub struct Machine {
     /// Whether Xen adds `GLOBAL` to the guest's user L1 entries.
     pub(super) global_user_pages: bool,
     pub(super) stats: Stats,
+    /// The guest CPU's TLB: virtual page → (pfn, machine address of the page, writable),
+    /// filled by successful guest accesses, emptied only by invalidations (the guest's, and
+    /// Xen's own on a change of a frame's type or of the root).
+    pub(super) tlb: std::collections::HashMap<u64, (u64, u64, bool)>,
 }
 
 impl Machine {
@@ -178,6 +182,7 @@ impl Machine {
             cache_attrs,
             global_user_pages: true,
             stats: Stats::default(),
+            tlb: std::collections::HashMap::new(),
         }
     }
 
@@ -230,6 +235,11 @@ impl Machine {
     /// Takes a type reference of type `want` on `mfn` (Xen's `get_page_and_type_from_mfn`):
     /// 0 → 1 may change the type and validates a page-table type.
     pub(super) fn get_type(&mut self, mfn: u64, want: PageType) -> Result<(), i64> {
+        let f = self.frame_mut(mfn).ok_or(EINVAL)?;
+        if f.count == 0 && f.ty != want {
+            // Xen flushes TLBs that may still map the frame with its old type.
+            self.tlb.clear();
+        }
         let f = self.frame_mut(mfn).ok_or(EINVAL)?;
         if f.count == 0 {
             f.ty = want;

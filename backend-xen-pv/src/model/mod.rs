@@ -15,15 +15,20 @@
 //!   subtree first; PSE (and PWT/PCD/GLOBAL) in L2..L4 → -EINVAL; L4 slots 256..272 → -EINVAL.
 //! - `mmuext_op`: PIN_L1..L4 (-EINVAL if pinned already, or if validation fails), UNPIN
 //!   (-EINVAL if not pinned), NEW_BASEPTR (validates the new root; the old one's reference is
-//!   dropped), TLB operations (no-ops).
-//! - `update_va_mapping` through the current root (-EINVAL without an L1), `multicall` with a
-//!   result per entry (a failing entry does not stop the batch).
+//!   dropped, the TLB flushed), TLB operations on the guest TLB below.
+//! - `update_va_mapping` through the current root (-EINVAL without an L1) with its flush
+//!   flags (`UVMF_INVLPG`, `UVMF_TLB_FLUSH`), `multicall` with a result per entry (a failing
+//!   entry does not stop the batch).
+//! - The guest CPU's TLB: [`Model::store`] and [`Model::load`] go through it; it keeps what
+//!   they walked until `INVLPG_LOCAL`/`_ALL`, `TLB_FLUSH_LOCAL`/`_ALL`, the `UVMF` flags, a new
+//!   base pointer or a change of a frame's type (Xen's own flush) drops it. A missing
+//!   invalidation shows as a stale translation.
 //! - The guest itself: [`Model::store`] is a store through the current root (the #PF of a
 //!   read-only mapping), [`PvPlatform::read_u64`] a load, [`PvPlatform::mfn_to_pfn`] the M2P.
 //!
 //! # What it leaves out
 //! General references, linear page tables, preemption/continuations, segment descriptors,
-//! grant and foreign mappings, MMIO, `_PAGE_USER` adjustment, TLBs. Frame contents other than
+//! grant and foreign mappings, MMIO, `_PAGE_USER` adjustment, large-page TLB entries. Frame contents other than
 //! page-table entries are not kept.
 
 mod domain;
@@ -40,7 +45,7 @@ pub use machine::{bits, PageType, Stats, XEN_SLOTS};
 
 use machine::Machine;
 
-use crate::hypercall::abi::{mmu, mmuext, nr, DOMID_SELF};
+use crate::hypercall::abi::{mmu, mmuext, nr, uvmf, DOMID_SELF};
 use crate::hypercall::{MmuUpdate, MmuextOp, MulticallEntry, RawHypercall, TrapInfo};
 use crate::mmu::PvPlatform;
 use errno::{EINVAL, ENOSYS, ESRCH};
@@ -194,10 +199,32 @@ impl Model {
         m.entry(mfn, idx)
     }
 
+    /// A guest access: through the TLB if it holds the page (a store to a page cached
+    /// read-only faults, as on the CPU, and the fault drops the entry), else a walk whose
+    /// result the TLB keeps.
     fn walk(&self, va: u64, write: bool) -> Result<u64, Fault> {
-        let m = self.m.borrow();
-        let (pfn, _) = walk(&m, va, write)?;
-        Ok(pfn)
+        let mut m = self.m.borrow_mut();
+        let page = va & !0xfff;
+        if let Some(&(pfn, _, rw)) = m.tlb.get(&page) {
+            if !write || rw {
+                return Ok(pfn);
+            }
+            m.tlb.remove(&page);
+            return Err(Fault::ReadOnly { level: 1 });
+        }
+        match walk(&m, va, write) {
+            Ok((pfn, maddr)) => {
+                let rw = walk(&m, va, true).is_ok();
+                m.tlb.insert(page, (pfn, maddr & !0xfff, rw));
+                Ok(pfn)
+            }
+            Err(f) => Err(f),
+        }
+    }
+
+    /// Pages the guest's TLB holds now.
+    pub fn tlb_entries(&self) -> usize {
+        self.m.borrow().tlb.len()
     }
 }
 
@@ -339,23 +366,36 @@ fn mmuext_one(m: &mut Machine, op: &MmuextOp) -> Result<(), i64> {
             let old = m.cr3;
             m.cr3 = mfn;
             m.put_type(old);
+            m.tlb.clear();
             Ok(())
         }
-        mmuext::TLB_FLUSH_LOCAL
-        | mmuext::INVLPG_LOCAL
-        | mmuext::TLB_FLUSH_ALL
-        | mmuext::INVLPG_ALL => Ok(()),
+        mmuext::TLB_FLUSH_LOCAL | mmuext::TLB_FLUSH_ALL => {
+            m.tlb.clear();
+            Ok(())
+        }
+        mmuext::INVLPG_LOCAL | mmuext::INVLPG_ALL => {
+            m.tlb.remove(&(op.arg1 & !0xfff));
+            Ok(())
+        }
         _ => Err(ENOSYS),
     }
 }
 
-fn update_va_inner(m: &mut Machine, va: u64, pte: u64) -> i64 {
+fn update_va_inner(m: &mut Machine, va: u64, pte: u64, flags: u64) -> i64 {
     let Some((l1, idx)) = m.l1_slot(va) else {
         return -EINVAL;
     };
     match m.mod_entry(l1, idx, pte) {
         Ok(()) => {
             m.stats.updates_applied += 1;
+            // UVMF_FLUSHTYPE_MASK: 1 a TLB flush, 2 an invlpg of `va`.
+            match flags & 3 {
+                uvmf::TLB_FLUSH => m.tlb.clear(),
+                uvmf::INVLPG => {
+                    m.tlb.remove(&(va & !0xfff));
+                }
+                _ => {}
+            }
             0
         }
         Err(e) => -e,
@@ -377,10 +417,10 @@ unsafe impl RawHypercall for Model {
         mmuext_inner(&mut m, ops, success_count, domid)
     }
 
-    unsafe fn update_va_mapping(&self, va: u64, pte: u64, _flags: u64) -> i64 {
+    unsafe fn update_va_mapping(&self, va: u64, pte: u64, flags: u64) -> i64 {
         let mut m = self.m.borrow_mut();
         m.stats.hypercalls += 1;
-        update_va_inner(&mut m, va, pte)
+        update_va_inner(&mut m, va, pte, flags)
     }
 
     unsafe fn multicall(&self, entries: &mut [MulticallEntry]) -> i64 {
@@ -409,7 +449,7 @@ unsafe impl RawHypercall for Model {
                     }
                     ret
                 }
-                nr::UPDATE_VA_MAPPING => update_va_inner(&mut m, a[0], a[1]),
+                nr::UPDATE_VA_MAPPING => update_va_inner(&mut m, a[0], a[1], a[2]),
                 _ => -ENOSYS,
             };
             e.result = ret as u64;

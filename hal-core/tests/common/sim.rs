@@ -124,6 +124,10 @@ pub struct Counts {
     pub entries_written: u64,
     pub frames_protected: u64,
     pub frames_released: u64,
+    /// `flush_tlb` calls, single pages they invalidated, full flushes among them.
+    pub tlb_flushes: u64,
+    pub invlpgs: u64,
+    pub full_flushes: u64,
 }
 
 impl Counts {
@@ -204,6 +208,9 @@ pub struct Sim {
     queued: u64,
     pub counts: Counts,
     pub violations: Vec<String>,
+    /// The simulated CPU's TLB: leaf page base → (leaf entry, level). Filled by
+    /// [`Sim::access`], emptied only by `flush_tlb` and `switch_root`.
+    tlb: HashMap<u64, (u64, TableLevel)>,
 }
 
 impl fmt::Debug for Sim {
@@ -238,6 +245,7 @@ impl Sim {
             queued: 0,
             counts: Counts::default(),
             violations: Vec::new(),
+            tlb: HashMap::new(),
         };
         for (i, level) in [TableLevel::L4, TableLevel::L3, TableLevel::L2]
             .into_iter()
@@ -259,6 +267,42 @@ impl Sim {
             sim.tables.get_mut(&b).unwrap()[usize::from(XEN_SLOT)] = table(XEN_PFN);
         }
         sim
+    }
+
+    /// A CPU access at `va`: through the TLB when it holds the page, else a walk of the
+    /// current root whose leaf the TLB keeps. `Ok(pfn)` of the 4 KiB frame reached, `Err` if
+    /// the page is not mapped or (for a store) not writable; a fault drops the TLB entry.
+    pub fn access(&mut self, va: u64, write: bool) -> Result<u64, &'static str> {
+        let cached = [TableLevel::L1, TableLevel::L2, TableLevel::L3]
+            .into_iter()
+            .find_map(|l| {
+                let base = va & !(l.entry_span() - 1);
+                match self.tlb.get(&base) {
+                    Some(&(e, lv)) if lv == l => Some((base, e, l)),
+                    _ => None,
+                }
+            });
+        let (base, e, level) = match cached {
+            Some(c) => c,
+            None => {
+                let (_, _, e, level) = self.leaf_of(va).ok_or("not mapped")?;
+                let base = va & !(level.entry_span() - 1);
+                self.tlb.insert(base, (e, level));
+                (base, e, level)
+            }
+        };
+        if write && !entry_flags(e).contains(PageTableFlags::WRITABLE) {
+            self.tlb.remove(&base);
+            return Err("read-only");
+        }
+        let within = (va - base) >> 12;
+        let _ = level;
+        Ok(Pte::from_bits(e).pfn().as_u64() + within)
+    }
+
+    /// Pages the TLB holds.
+    pub fn tlb_len(&self) -> usize {
+        self.tlb.len()
     }
 
     /// Arms a fault.
@@ -672,6 +716,7 @@ unsafe impl RawMmu for Sim {
 
     unsafe fn switch_root(&mut self, root: Pfn) -> Result<(), SimError> {
         self.flush()?;
+        self.tlb.clear();
         self.count(Op::SwitchRoot)?;
         match self.state.get(&root.as_u64()) {
             Some(FState::Table {
@@ -738,6 +783,23 @@ unsafe impl RawMmu for Sim {
     fn flush(&mut self) -> Result<(), SimError> {
         self.count(Op::Flush)?;
         self.queued = 0;
+        Ok(())
+    }
+
+    unsafe fn flush_tlb(&mut self, tlb: &hal_core::TlbBatch) -> Result<(), SimError> {
+        self.flush()?;
+        self.counts.tlb_flushes += 1;
+        if tlb.is_all() {
+            self.counts.full_flushes += 1;
+            self.tlb.clear();
+        } else {
+            for &va in tlb.pages() {
+                self.counts.invlpgs += 1;
+                for l in [TableLevel::L1, TableLevel::L2, TableLevel::L3] {
+                    self.tlb.remove(&(va & !(l.entry_span() - 1)));
+                }
+            }
+        }
         Ok(())
     }
 }

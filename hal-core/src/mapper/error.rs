@@ -1,0 +1,104 @@
+//! [`MapError`]: why the mapper refused, with the backend's cause where there is one.
+
+use core::fmt;
+
+use crate::error::{BackendError, ErrorKind, Failed};
+use crate::level::TableLevel;
+use crate::unsettled::Unsettled;
+
+/// Why a mapper operation was refused or failed. A refusal changed nothing; a failure part way
+/// through a `map` was rolled back (what was mapped is unmapped again and flushed).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MapError<E> {
+    /// The root given is not the one the mapper was made for.
+    WrongRoot,
+    /// An address or length is not aligned to the page size asked for (or to 4 KiB), or the
+    /// length is zero.
+    Unaligned {
+        /// Virtual address.
+        va: u64,
+        /// Physical address.
+        phys: u64,
+        /// Length in bytes.
+        len: u64,
+    },
+    /// The range is not canonical (or crosses the hole between the halves).
+    NonCanonical(u64),
+    /// The range touches a root slot the backend reserves (Xen PV: 256..272).
+    ReservedSlot(u16),
+    /// The physical range goes beyond what an entry can hold.
+    PhysOutOfRange(u64),
+    /// The page size asked for is not one the backend maps (Xen PV: 4 KiB only).
+    SizeUnsupported(TableLevel),
+    /// Flags the backend does not accept (NX without NX support, or flags that are no leaf
+    /// flags: `HUGE_PAGE` is the mapper's to set).
+    FlagsRefused(u64),
+    /// A page of the range is mapped already.
+    Overlap(u64),
+    /// A large page was asked for where a table already is.
+    TablesInRange(u64),
+    /// A writable mapping of a frame that is a page table (one of the mapper's own, or one the
+    /// backend reports).
+    FrameIsTable(u64),
+    /// The operation would write a leaf into a table the mapper did not create.
+    ForeignTable(u64),
+    /// Unmapping or changing part of a large page (the mapper does not split them).
+    SplitsLargePage(u64),
+    /// The frame source has no frame left.
+    OutOfFrames,
+    /// The record of owned tables (or of tables waiting to be retired) is full.
+    RecordFull,
+    /// The backend refused.
+    Backend(E),
+    /// A frame's protection failed part way: it is [`Unsettled`] and comes back to the caller.
+    Unsettled(Failed<Unsettled, E>),
+}
+
+impl<E: BackendError> MapError<E> {
+    /// The kind, for generic code.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Backend(e) => e.kind(),
+            Self::Unsettled(f) => f.error.kind(),
+            Self::OutOfFrames | Self::RecordFull => ErrorKind::Capacity,
+            Self::SizeUnsupported(_) | Self::FlagsRefused(_) | Self::ReservedSlot(_) => {
+                ErrorKind::Unsupported
+            }
+            Self::NonCanonical(_) | Self::PhysOutOfRange(_) => ErrorKind::OutOfRange,
+            Self::FrameIsTable(_) => ErrorKind::Busy,
+            _ => ErrorKind::Refused,
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Display for MapError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WrongRoot => write!(f, "not the mapper's root"),
+            Self::Unaligned { va, phys, len } => {
+                write!(f, "unaligned: va {va:#x} phys {phys:#x} len {len:#x}")
+            }
+            Self::NonCanonical(va) => write!(f, "non-canonical range at {va:#x}"),
+            Self::ReservedSlot(s) => write!(f, "root slot {s} is reserved by the backend"),
+            Self::PhysOutOfRange(p) => write!(f, "physical address {p:#x} out of range"),
+            Self::SizeUnsupported(l) => write!(f, "no level-{} leaves here", l.as_u8()),
+            Self::FlagsRefused(b) => write!(f, "flags {b:#x} refused"),
+            Self::Overlap(va) => write!(f, "{va:#x} is mapped already"),
+            Self::TablesInRange(va) => {
+                write!(f, "a table is where a large page at {va:#x} would go")
+            }
+            Self::FrameIsTable(p) => write!(f, "frame {p:#x} is a page table"),
+            Self::ForeignTable(va) => {
+                write!(f, "{va:#x} lies in a table the mapper did not create")
+            }
+            Self::SplitsLargePage(va) => write!(f, "would split the large page at {va:#x}"),
+            Self::OutOfFrames => write!(f, "the frame source is empty"),
+            Self::RecordFull => write!(f, "the record of owned tables is full"),
+            Self::Backend(e) => write!(f, "backend: {e:?}"),
+            Self::Unsettled(e) => write!(f, "protect failed part way: {:?}", e.error),
+        }
+    }
+}
+
+impl<E: fmt::Debug> core::error::Error for MapError<E> {}

@@ -1,0 +1,449 @@
+//! [`Mapper`] and mapping: ranges split into the largest pages alignment and the backend
+//! allow, tables created on the way.
+
+use typenum::U4;
+use x86_64::structures::paging::PageTableFlags;
+
+use crate::addr::Pfn;
+use crate::backend::{Caps, PageSizes, RawMmu};
+use crate::error::Failed;
+use crate::level::{Level, TableLevel};
+use crate::mmu::Mmu;
+use crate::pte::Pte;
+use crate::range::FrameRange;
+use crate::table::{TableBuilder, TableRef};
+use crate::tlb::TlbBatch;
+
+use super::error::MapError;
+use super::flush::{Flush, MapperStats};
+use super::record::{OwnedTable, Record};
+use super::source::FrameSource;
+
+/// Tables waiting, unhooked, for the next flush to retire them; one more flushes early.
+pub(crate) const RETIRE_CAP: usize = 64;
+/// Entries written to a table in one backend call.
+const RUN: usize = 64;
+
+/// What happens to a table that unmapping leaves empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EmptyTables {
+    /// Unhooked, retired at the next flush and given back to the frame source.
+    Free,
+    /// Kept hooked (for a range that will be mapped again); freed by
+    /// [`teardown`](Mapper::teardown).
+    Keep,
+}
+
+/// The page size of a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PageSize {
+    /// The largest that the alignment of the virtual and physical addresses, the length left
+    /// and the backend allow, chosen per page.
+    Auto,
+    /// 4 KiB pages only.
+    Size4K,
+    /// 2 MiB pages only (va, phys and length 2 MiB-aligned).
+    Size2M,
+    /// 1 GiB pages only (va, phys and length 1 GiB-aligned).
+    Size1G,
+}
+
+/// A run-time mapper over one root. `S` gives it table frames; `N` (a power of two) bounds
+/// the tables it can own at once.
+pub struct Mapper<S: FrameSource, const N: usize = 256> {
+    pub(crate) root: Pfn,
+    pub(crate) caps: Caps,
+    pub(crate) source: S,
+    pub(crate) record: Record<N>,
+    pub(crate) retiring: heapless::Vec<OwnedTable, RETIRE_CAP>,
+    pub(crate) tlb: TlbBatch,
+    pub(crate) dirty: bool,
+    pub(crate) policy: EmptyTables,
+    pub(crate) stats: MapperStats,
+    /// The virtual range `[lo, hi)` the mapper ever mapped into.
+    pub(crate) extent: (u64, u64),
+}
+
+pub(crate) const LEAF_FLAGS: u64 = PageTableFlags::WRITABLE.bits()
+    | PageTableFlags::USER_ACCESSIBLE.bits()
+    | PageTableFlags::WRITE_THROUGH.bits()
+    | PageTableFlags::NO_CACHE.bits()
+    | PageTableFlags::GLOBAL.bits()
+    | PageTableFlags::BIT_9.bits()
+    | PageTableFlags::BIT_10.bits()
+    | PageTableFlags::BIT_11.bits()
+    | PageTableFlags::NO_EXECUTE.bits();
+
+const fn size_of(level: TableLevel) -> u64 {
+    level.entry_span()
+}
+
+impl<S: FrameSource, const N: usize> Mapper<S, N> {
+    /// A mapper for the tree under `root`, with the backend's `caps`, taking tables from
+    /// `source`.
+    pub fn new(root: TableRef<'_, U4>, caps: Caps, source: S, policy: EmptyTables) -> Self {
+        Self {
+            root: root.pfn(),
+            caps,
+            source,
+            record: Record::new(),
+            retiring: heapless::Vec::new(),
+            tlb: TlbBatch::new(),
+            dirty: false,
+            policy,
+            stats: MapperStats::default(),
+            extent: (u64::MAX, 0),
+        }
+    }
+
+    /// What the mapper did so far.
+    pub fn stats(&self) -> MapperStats {
+        self.stats
+    }
+
+    /// Tables the mapper owns now (hooked, or unhooked and waiting for the next flush).
+    pub fn tables_owned(&self) -> usize {
+        self.record.len() + self.retiring.len()
+    }
+
+    /// Whether `pfn` is a table this mapper created and still owns.
+    pub fn owns_table(&self, pfn: Pfn) -> bool {
+        self.record.get(pfn).is_some() || self.retiring.iter().any(|t| t.pfn() == pfn)
+    }
+
+    /// The frame source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// The policy for tables left empty.
+    pub fn set_policy(&mut self, policy: EmptyTables) {
+        self.policy = policy;
+    }
+
+    /// Gives up the mapper, returning its frame source. Tables it still owns stay in the tree
+    /// (leaked): [`teardown`](Self::teardown) first to get them back.
+    pub fn into_source(self) -> S {
+        self.source
+    }
+
+    pub(crate) fn check_root(&self, root: &TableRef<'_, U4>) -> Result<(), ()> {
+        (root.pfn() == self.root).then_some(()).ok_or(())
+    }
+
+    /// Canonical, not crossing halves, no reserved root slot; `len > 0`, 4 KiB-aligned.
+    pub(crate) fn check_range<E>(&self, va: u64, len: u64) -> Result<(), MapError<E>> {
+        let unaligned = MapError::Unaligned { va, phys: 0, len };
+        if va % 4096 != 0 || len % 4096 != 0 || len == 0 {
+            return Err(unaligned);
+        }
+        let last = va.checked_add(len - 1).ok_or(MapError::NonCanonical(va))?;
+        let half = |a: u64| match a >> 47 {
+            0 => Some(0),
+            0x1ffff => Some(1),
+            _ => None,
+        };
+        match (half(va), half(last)) {
+            (Some(a), Some(b)) if a == b => {}
+            _ => return Err(MapError::NonCanonical(va)),
+        }
+        let (rs, re) = self.caps.reserved_root_slots;
+        let (s0, s1) = (TableLevel::L4.index_of(va), TableLevel::L4.index_of(last));
+        if rs < re && s0 < re && rs <= s1 {
+            return Err(MapError::ReservedSlot(s0.max(rs)));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_flags<E>(&self, flags: PageTableFlags) -> Result<u64, MapError<E>> {
+        let bits = flags.bits() & !PageTableFlags::PRESENT.bits();
+        if bits & !LEAF_FLAGS != 0 {
+            return Err(MapError::FlagsRefused(bits & !LEAF_FLAGS));
+        }
+        if bits & PageTableFlags::NO_EXECUTE.bits() != 0 && !self.caps.nx {
+            return Err(MapError::FlagsRefused(PageTableFlags::NO_EXECUTE.bits()));
+        }
+        Ok(bits | PageTableFlags::PRESENT.bits())
+    }
+
+    /// Whether a writable mapping of frames `[lo, hi)` would map a table the mapper or the
+    /// backend knows of.
+    pub(crate) fn known_table_in<B: RawMmu>(&self, mmu: &Mmu<B>, lo: u64, hi: u64) -> Option<u64> {
+        if let Some(p) = self.record.table_in(lo, hi) {
+            return Some(p);
+        }
+        if let Some(t) = self
+            .retiring
+            .iter()
+            .find(|t| (lo..hi).contains(&t.pfn().as_u64()))
+        {
+            return Some(t.pfn().as_u64());
+        }
+        mmu.raw().foreign_tables().iter().find_map(|r| {
+            let s = r.start().as_u64().max(lo);
+            (s < r.end().min(hi)).then_some(s)
+        })
+    }
+
+    /// Maps physical `[phys, phys + len)` at `[va, va + len)` with `flags` (`PRESENT` implied,
+    /// `HUGE_PAGE` is the mapper's), in pages of `size`. Refused (nothing changed) if any page
+    /// of the range is mapped, a table sits where a large page would go, a writable mapping
+    /// would map a table the mapper knows of, or for the reasons [`MapError`] lists. If the
+    /// frame source runs dry part way, what was mapped is unmapped again (and flushed).
+    ///
+    /// # Safety
+    /// The physical range may be mapped with these flags (it is not a page table the mapper
+    /// cannot know of, mapped writable; no Rust object relies on it not being aliased
+    /// writably), and the virtual range is the caller's to use.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn map<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        root: TableRef<'_, U4>,
+        va: u64,
+        phys: u64,
+        len: u64,
+        flags: PageTableFlags,
+        size: PageSize,
+    ) -> Result<Flush, MapError<B::Error>> {
+        self.check_root(&root).map_err(|()| MapError::WrongRoot)?;
+        self.check_range(va, len)?;
+        let unaligned = MapError::Unaligned { va, phys, len };
+        if phys % 4096 != 0 {
+            return Err(unaligned);
+        }
+        let end = phys
+            .checked_add(len)
+            .ok_or(MapError::PhysOutOfRange(phys))?;
+        if end > crate::addr::MAX_PFN << 12 {
+            return Err(MapError::PhysOutOfRange(phys));
+        }
+        let bits = self.check_flags(flags)?;
+        let sizes = self.caps.page_sizes;
+        let fixed = match size {
+            PageSize::Auto => None,
+            PageSize::Size4K => Some(TableLevel::L1),
+            PageSize::Size2M => Some(TableLevel::L2),
+            PageSize::Size1G => Some(TableLevel::L3),
+        };
+        if let Some(level) = fixed {
+            let ok = match level {
+                TableLevel::L2 => sizes.contains(PageSizes::SIZE_2M),
+                TableLevel::L3 => sizes.contains(PageSizes::SIZE_1G),
+                _ => true,
+            };
+            if !ok {
+                return Err(MapError::SizeUnsupported(level));
+            }
+            let m = size_of(level) - 1;
+            if va & m != 0 || phys & m != 0 || len & m != 0 {
+                return Err(unaligned);
+            }
+        }
+        if bits & PageTableFlags::WRITABLE.bits() != 0 {
+            if let Some(p) = self.known_table_in(mmu, phys >> 12, end >> 12) {
+                return Err(MapError::FrameIsTable(p));
+            }
+        }
+        let mut done = 0;
+        while done < len {
+            match self.map_step(mmu, va + done, phys + done, len - done, bits, fixed) {
+                Ok(n) => done += n,
+                Err(e) => {
+                    if done > 0 {
+                        // SAFETY: `[va, va + done)` is exactly what this call just mapped.
+                        unsafe { self.unmap_raw(mmu, va, done) }?;
+                    }
+                    self.flush_inner(mmu)?;
+                    return Err(e);
+                }
+            }
+        }
+        self.extent = (self.extent.0.min(va), self.extent.1.max(va + len));
+        Ok(Flush::one())
+    }
+
+    /// The leaf level for the next page at `va`/`phys` with `rest` bytes left.
+    fn pick(&self, va: u64, phys: u64, rest: u64, fixed: Option<TableLevel>) -> TableLevel {
+        if let Some(l) = fixed {
+            return l;
+        }
+        let fits = |l: TableLevel| {
+            let s = size_of(l);
+            (va | phys) & (s - 1) == 0 && rest >= s
+        };
+        let sizes = self.caps.page_sizes;
+        if sizes.contains(PageSizes::SIZE_1G) && fits(TableLevel::L3) {
+            TableLevel::L3
+        } else if sizes.contains(PageSizes::SIZE_2M) && fits(TableLevel::L2) {
+            TableLevel::L2
+        } else {
+            TableLevel::L1
+        }
+    }
+
+    /// Maps one run of leaves in one table; returns the bytes mapped.
+    fn map_step<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        phys: u64,
+        rest: u64,
+        bits: u64,
+        fixed: Option<TableLevel>,
+    ) -> Result<u64, MapError<B::Error>> {
+        let leaf = self.pick(va, phys, rest, fixed);
+        let mut table = self.root;
+        let mut level = TableLevel::L4;
+        while level != leaf {
+            table = self.child_or_new(mmu, table, level, va)?;
+            level = level.child().expect("above the leaf level");
+        }
+        if self.record.get(table).is_none() {
+            return Err(MapError::ForeignTable(va));
+        }
+        let span = size_of(leaf);
+        let first = leaf.index_of(va);
+        let mut n = (512 - u64::from(first)).min(rest / span);
+        if fixed.is_none()
+            && leaf == TableLevel::L1
+            && self.caps.page_sizes.contains(PageSizes::SIZE_2M)
+        {
+            // Stop where a 2 MiB page could start.
+            let m = (2 << 20) - 1;
+            if (va ^ phys) & m == 0 {
+                let to_boundary = (((va | m) + 1) - va) / 4096;
+                n = n.min(to_boundary);
+            }
+        }
+        if leaf != TableLevel::L1 && fixed.is_none() {
+            n = 1;
+        }
+        let n = n.min(RUN as u64) as usize;
+        let huge = if leaf == TableLevel::L1 {
+            0
+        } else {
+            PageTableFlags::HUGE_PAGE.bits()
+        };
+        let raw = mmu.raw_mut();
+        let mut entries = [Pte::EMPTY; RUN];
+        for (i, e) in entries.iter_mut().enumerate().take(n) {
+            let slot = first + i as u16;
+            let old = raw.read(table, leaf, slot).map_err(MapError::Backend)?;
+            let at = va + i as u64 * span;
+            if old.is_present() {
+                if leaf != TableLevel::L1 && !old.is_huge() {
+                    return Err(MapError::TablesInRange(at));
+                }
+                return Err(MapError::Overlap(at));
+            }
+            let p = phys + i as u64 * span;
+            *e = Pte::from_bits(p | bits | huge);
+        }
+        // SAFETY: `table` is a level-`leaf` table this mapper created (the record), hooked in
+        // its tree; the slots were empty; the caller of `map` vouches for the frames and the
+        // virtual range.
+        unsafe { raw.write(table, leaf, first, &entries[..n]) }.map_err(MapError::Backend)?;
+        self.record.adjust(table, n as i32);
+        self.stats.entries_written += n as u64;
+        self.dirty = true;
+        Ok(n as u64 * span)
+    }
+
+    /// The table behind entry `index_of(va)` of `table` (level `level`), created and hooked if
+    /// the entry is empty.
+    fn child_or_new<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        table: Pfn,
+        level: TableLevel,
+        va: u64,
+    ) -> Result<Pfn, MapError<B::Error>> {
+        let idx = level.index_of(va);
+        let e = mmu
+            .raw_mut()
+            .read(table, level, idx)
+            .map_err(MapError::Backend)?;
+        if e.is_present() {
+            if e.is_huge() && level != TableLevel::L4 {
+                return Err(MapError::Overlap(va));
+            }
+            return Ok(e.pfn());
+        }
+        let child_level = level.child().expect("not L1");
+        let child = self.new_table(mmu, child_level)?;
+        let entry = [Pte::table(child)];
+        // SAFETY: `table` is a live level-`level` table of the mapper's tree (the root, or a
+        // table reached from it), the slot is empty, and `child` a complete, empty level
+        // `level - 1` table the mapper just made: hooking hands it to the tree, the record
+        // remembers it is the mapper's.
+        if let Err(e) = unsafe { mmu.raw_mut().write(table, level, idx, &entry) } {
+            self.record.remove(child);
+            // SAFETY: the write failed: the child is hooked nowhere and ours.
+            if let Some(t) = unsafe { OwnedTable::claim(child, child_level) } {
+                let _ = self.retiring.push(t);
+            }
+            return Err(MapError::Backend(e));
+        }
+        self.record.adjust(table, 1);
+        self.stats.entries_written += 1;
+        self.dirty = true;
+        Ok(child)
+    }
+
+    /// A new, empty level-`level` table from the source: `Free` → protected → table, recorded.
+    fn new_table<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        level: TableLevel,
+    ) -> Result<Pfn, MapError<B::Error>> {
+        if self.record.is_full() {
+            return Err(MapError::RecordFull);
+        }
+        let frame = self.source.alloc().ok_or(MapError::OutOfFrames)?;
+        let mut reserved = mmu
+            .protect(FrameRange::from_frame(frame))
+            .map_err(MapError::Unsettled)?;
+        let frame = reserved.pop_front().expect("one frame");
+        let pfn = frame.pfn();
+        let res = match level {
+            TableLevel::L1 => self.fill::<B, typenum::U1>(mmu, frame),
+            TableLevel::L2 => self.fill::<B, typenum::U2>(mmu, frame),
+            _ => self.fill::<B, typenum::U3>(mmu, frame),
+        };
+        res?;
+        self.record.insert(pfn, level).expect("room checked above");
+        self.stats.tables_allocated += 1;
+        Ok(pfn)
+    }
+
+    /// Writes an empty table into `frame` (queued) and forgets the typed frame: the caller
+    /// hooks it at once and records it. On failure the frame goes back to the source.
+    fn fill<B: RawMmu, L: Level>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        frame: crate::frame::Frame<crate::state::PgtReserved>,
+    ) -> Result<(), MapError<B::Error>> {
+        match mmu.new_table_queued(TableBuilder::<L>::new(frame)) {
+            Ok((table, pending)) => {
+                pending.defer();
+                crate::frame::handed_over(table);
+                self.stats.entries_written += 512;
+                Ok(())
+            }
+            Err(Failed { error, value }) => {
+                let frame = value.into_frame();
+                match mmu.release(FrameRange::from_frame(frame)) {
+                    Ok(mut r) => {
+                        let f = r.pop_front().expect("one frame").into_free();
+                        let _ = self.source.give_back(f);
+                        Err(MapError::Backend(error))
+                    }
+                    Err(u) => Err(MapError::Unsettled(u)),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Walking a virtual range of the mapper's tree: unmap, change protection, tear down; tables
+//! left empty are unhooked and queued for retirement.
+
+use x86_64::structures::paging::PageTableFlags;
+
+use crate::addr::Pfn;
+use crate::backend::RawMmu;
+use crate::level::TableLevel;
+use crate::mmu::Mmu;
+use crate::pte::Pte;
+
+use super::error::MapError;
+use super::map::{EmptyTables, Mapper};
+use super::record::OwnedTable;
+use super::source::FrameSource;
+
+/// What a walk does to the leaves it meets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// Clear them.
+    Unmap,
+    /// Give them these leaf bits (PRESENT included, HUGE_PAGE kept as it is).
+    Protect(u64),
+    /// Clear them and unhook every owned table, whatever the policy.
+    Teardown,
+}
+
+const RUN: usize = 64;
+
+impl<S: FrameSource, const N: usize> Mapper<S, N> {
+    /// Checks, then applies, `act` to `[va, va + len)`.
+    ///
+    /// # Safety
+    /// The caller may unmap (or change) every page of the range.
+    pub(crate) unsafe fn walk_range<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        len: u64,
+        act: Act,
+    ) -> Result<(), MapError<B::Error>> {
+        let hi = va + len;
+        self.visit(mmu, self.root, TableLevel::L4, va, hi, act, true)?;
+        self.visit(mmu, self.root, TableLevel::L4, va, hi, act, false)
+    }
+
+    /// Unmaps `[va, va + len)` without the checks of the public entry points.
+    ///
+    /// # Safety
+    /// As [`walk_range`](Self::walk_range).
+    pub(crate) unsafe fn unmap_raw<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        len: u64,
+    ) -> Result<(), MapError<B::Error>> {
+        // SAFETY: the caller's contract.
+        unsafe { self.walk_range(mmu, va, len, Act::Unmap) }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn visit<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        table: Pfn,
+        level: TableLevel,
+        lo: u64,
+        hi: u64,
+        act: Act,
+        check: bool,
+    ) -> Result<(), MapError<B::Error>> {
+        let span = level.entry_span();
+        let owned = self.record.get(table).is_some();
+        let mut cursor = lo;
+        // A run of L1 slots to write: (first slot, entries).
+        let mut run: (u16, usize, [Pte; RUN]) = (0, 0, [Pte::EMPTY; RUN]);
+        loop {
+            let idx = level.index_of(cursor);
+            let start = cursor & !(span - 1);
+            let end = start.wrapping_add(span);
+            let seg_hi = if end == 0 || end > hi { hi } else { end };
+            let e = mmu
+                .raw_mut()
+                .read(table, level, idx)
+                .map_err(MapError::Backend)?;
+            let leaf = level == TableLevel::L1 || (e.is_huge() && level != TableLevel::L4);
+            if e.is_present() && leaf {
+                if !owned {
+                    return Err(MapError::ForeignTable(start));
+                }
+                if start < lo || end.wrapping_sub(1) > hi - 1 {
+                    return Err(MapError::SplitsLargePage(start));
+                }
+                let new = match act {
+                    Act::Unmap | Act::Teardown => Pte::EMPTY,
+                    Act::Protect(bits) => {
+                        let huge = e.bits() & PageTableFlags::HUGE_PAGE.bits();
+                        Pte::new(e.pfn(), PageTableFlags::from_bits_retain(bits | huge))
+                    }
+                };
+                if check {
+                    if let Act::Protect(bits) = act {
+                        if bits & PageTableFlags::WRITABLE.bits() != 0 {
+                            let p = e.pfn().as_u64();
+                            if let Some(t) = self.known_table_in(mmu, p, p + span / 4096) {
+                                return Err(MapError::FrameIsTable(t));
+                            }
+                        }
+                    }
+                } else if new != e {
+                    self.tlb.add(start);
+                    if run.1 > 0 && (run.0 + run.1 as u16 != idx || run.1 == RUN) {
+                        self.write_run(mmu, table, level, &mut run)?;
+                    }
+                    if run.1 == 0 {
+                        run.0 = idx;
+                    }
+                    run.2[run.1] = new;
+                    run.1 += 1;
+                    if !new.is_present() {
+                        self.record.adjust(table, -1);
+                    }
+                }
+            } else if e.is_present() {
+                if run.1 > 0 {
+                    self.write_run(mmu, table, level, &mut run)?;
+                }
+                let child = e.pfn();
+                let child_level = level.child().expect("a table entry above L1");
+                self.visit(mmu, child, child_level, cursor, seg_hi, act, check)?;
+                if !check {
+                    self.maybe_unhook(mmu, table, level, idx, start, child, act)?;
+                }
+            }
+            if run.1 > 0 && idx == 511 {
+                self.write_run(mmu, table, level, &mut run)?;
+            }
+            if idx == 511 || seg_hi >= hi {
+                break;
+            }
+            cursor = seg_hi;
+        }
+        if run.1 > 0 {
+            self.write_run(mmu, table, level, &mut run)?;
+        }
+        Ok(())
+    }
+
+    fn write_run<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        table: Pfn,
+        level: TableLevel,
+        run: &mut (u16, usize, [Pte; RUN]),
+    ) -> Result<(), MapError<B::Error>> {
+        let n = run.1;
+        run.1 = 0;
+        // SAFETY: `table` is a level-`level` table the mapper created (checked by the caller
+        // through the record); the entries are the leaves it held, cleared or with the
+        // protection the caller of the public operation asked for, mapping the same frames.
+        unsafe { mmu.raw_mut().write(table, level, run.0, &run.2[..n]) }
+            .map_err(MapError::Backend)?;
+        self.stats.entries_written += n as u64;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Unhooks `child` (behind slot `idx` of `table`) if it is the mapper's and empty, and the
+    /// policy (or a teardown) says so; it is retired at the next flush.
+    #[allow(clippy::too_many_arguments)]
+    fn maybe_unhook<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        table: Pfn,
+        level: TableLevel,
+        idx: u16,
+        start: u64,
+        child: Pfn,
+        act: Act,
+    ) -> Result<(), MapError<B::Error>> {
+        let Some(o) = self.record.get(child) else {
+            return Ok(());
+        };
+        if o.used != 0 || (self.policy == EmptyTables::Keep && act != Act::Teardown) {
+            return Ok(());
+        }
+        if self.retiring.is_full() {
+            self.flush_inner(mmu)?;
+        }
+        // SAFETY: `table` is a live table of the tree; the entry pointed at `child`, a table
+        // the mapper created (the record) and that maps nothing any more: clearing the entry
+        // unmaps nothing anyone relies on.
+        unsafe { mmu.raw_mut().write(table, level, idx, &[Pte::EMPTY]) }
+            .map_err(MapError::Backend)?;
+        self.stats.entries_written += 1;
+        self.dirty = true;
+        self.tlb.add(start);
+        self.record.remove(child);
+        self.record.adjust(table, -1);
+        // SAFETY: the mapper created `child` as a level-`o.level` table and has just taken it
+        // out of the tree: nobody else owns it.
+        if let Some(t) = unsafe { OwnedTable::claim(child, o.level) } {
+            if let Err(t) = self.retiring.push(t) {
+                crate::frame::handed_over(t);
+                return Err(MapError::RecordFull);
+            }
+        }
+        Ok(())
+    }
+}
