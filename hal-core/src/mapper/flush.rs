@@ -11,6 +11,11 @@ pub struct Flush {
 }
 
 impl Flush {
+    /// No obligation (for flushing without a new operation).
+    pub const fn none() -> Self {
+        Self { ops: 0 }
+    }
+
     pub(crate) const fn one() -> Self {
         Self { ops: 1 }
     }

@@ -108,6 +108,11 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         self.record.len() + self.retiring.len()
     }
 
+    /// Tables the mapper created that are hooked in the tree now.
+    pub fn tables_hooked(&self) -> usize {
+        self.record.len()
+    }
+
     /// Whether `pfn` is a table this mapper created and still owns.
     pub fn owns_table(&self, pfn: Pfn) -> bool {
         self.record.get(pfn).is_some() || self.retiring.iter().any(|t| t.pfn() == pfn)
@@ -256,6 +261,8 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                         // SAFETY: `[va, va + done)` is exactly what this call just mapped.
                         unsafe { self.unmap_raw(mmu, va, done) }?;
                     }
+                    // Tables made for the refused page, now empty.
+                    self.prune(mmu, va + done, 4096)?;
                     self.flush_inner(mmu)?;
                     return Err(e);
                 }
@@ -402,7 +409,15 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         if self.record.is_full() {
             return Err(MapError::RecordFull);
         }
-        let frame = self.source.alloc().ok_or(MapError::OutOfFrames)?;
+        let frame = match self.source.alloc() {
+            Some(f) => f,
+            None if !self.retiring.is_empty() => {
+                // Tables waiting for a flush are frames too: flush early and take one back.
+                self.flush_inner(mmu)?;
+                self.source.alloc().ok_or(MapError::OutOfFrames)?
+            }
+            None => return Err(MapError::OutOfFrames),
+        };
         let mut reserved = mmu
             .protect(FrameRange::from_frame(frame))
             .map_err(MapError::Unsettled)?;

@@ -23,6 +23,9 @@ pub(crate) enum Act {
     Protect(u64),
     /// Clear them and unhook every owned table, whatever the policy.
     Teardown,
+    /// Leave them; unhook every owned table that is empty, whatever the policy (the tables a
+    /// refused `map` made on its way).
+    Prune,
 }
 
 const RUN: usize = 64;
@@ -42,6 +45,24 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         let hi = va + len;
         self.visit(mmu, self.root, TableLevel::L4, va, hi, act, true)?;
         self.visit(mmu, self.root, TableLevel::L4, va, hi, act, false)
+    }
+
+    /// Unhooks the empty tables the mapper owns under `[va, va + len)`; leaves stay.
+    pub(crate) fn prune<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        len: u64,
+    ) -> Result<(), MapError<B::Error>> {
+        self.visit(
+            mmu,
+            self.root,
+            TableLevel::L4,
+            va,
+            va + len,
+            Act::Prune,
+            false,
+        )
     }
 
     /// Unmaps `[va, va + len)` without the checks of the public entry points.
@@ -84,7 +105,9 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                 .read(table, level, idx)
                 .map_err(MapError::Backend)?;
             let leaf = level == TableLevel::L1 || (e.is_huge() && level != TableLevel::L4);
-            if e.is_present() && leaf {
+            if e.is_present() && leaf && act == Act::Prune {
+                // Nothing to do with leaves.
+            } else if e.is_present() && leaf {
                 if !owned {
                     return Err(MapError::ForeignTable(start));
                 }
@@ -92,7 +115,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                     return Err(MapError::SplitsLargePage(start));
                 }
                 let new = match act {
-                    Act::Unmap | Act::Teardown => Pte::EMPTY,
+                    Act::Unmap | Act::Teardown | Act::Prune => Pte::EMPTY,
                     Act::Protect(bits) => {
                         let huge = e.bits() & PageTableFlags::HUGE_PAGE.bits();
                         Pte::new(e.pfn(), PageTableFlags::from_bits_retain(bits | huge))
@@ -181,7 +204,8 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         let Some(o) = self.record.get(child) else {
             return Ok(());
         };
-        if o.used != 0 || (self.policy == EmptyTables::Keep && act != Act::Teardown) {
+        let forced = matches!(act, Act::Teardown | Act::Prune);
+        if o.used != 0 || (self.policy == EmptyTables::Keep && !forced) {
             return Ok(());
         }
         if self.retiring.is_full() {

@@ -5,6 +5,7 @@
 pub mod gen;
 pub mod oracle;
 pub mod sim;
+pub mod space;
 
 use hal_core::backend::Caps;
 use hal_core::direct_map::{count_tables, DirectMapSpec, TableCount};
