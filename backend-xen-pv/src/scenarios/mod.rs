@@ -5,5 +5,6 @@
 
 mod common;
 mod direct_map;
+mod mapper;
 mod refusals;
 mod report;

@@ -7,6 +7,9 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::format;
+use std::string::String;
+use std::vec::Vec;
 
 use hal_core::backend::{Caps, PageSizes, RawMmu};
 use hal_core::mapper::{EmptyTables, FrameSource, MapError, Mapper, PageSize};
@@ -368,8 +371,10 @@ pub fn drive<B: RawMmu, M: Machine<B>, const N: usize>(
     mb: &mut Memblock<N>,
     limit: u64,
     budget: u64,
+    phys_area: (u64, u64),
     ops: &[Op],
 ) -> Result<Summary, String> {
+    let (phys_base, phys_len) = phys_area;
     let caps = mmu.caps();
     let free_before = mb.free_bytes();
     let mut space = Space::default();
@@ -396,11 +401,13 @@ pub fn drive<B: RawMmu, M: Machine<B>, const N: usize>(
                     fixed,
                 } => {
                     let va = WINDOW + off;
-                    let len = (units * unit).min(WINDOW_LEN - off);
+                    let phys = phys % phys_len;
+                    let len = (units * unit).min(WINDOW_LEN - off).min(phys_len - phys);
                     let mut len = len - len % K4;
                     let fx = fixed.then_some(unit);
                     if fx.is_none()
-                        && Space::plan(caps.page_sizes, va, PHYS + phys, len, None).len() > 1024
+                        && Space::plan(caps.page_sizes, va, phys_base + phys, len, None).len()
+                            > 1024
                     {
                         // Small pages only (4 KiB-only caps, or misaligned): keep it short.
                         len = len.min(1024 * K4);
@@ -422,11 +429,11 @@ pub fn drive<B: RawMmu, M: Machine<B>, const N: usize>(
                     let expect = if !ok_size {
                         Verdict::SizeUnsupported
                     } else if fx
-                        .is_some_and(|s| va % s != 0 || len % s != 0 || (PHYS + phys) % s != 0)
+                        .is_some_and(|s| va % s != 0 || len % s != 0 || (phys_base + phys) % s != 0)
                     {
                         Verdict::Unaligned
                     } else {
-                        let plan = Space::plan(caps.page_sizes, va, PHYS + phys, len, fx);
+                        let plan = Space::plan(caps.page_sizes, va, phys_base + phys, len, fx);
                         let mut trial = space.clone();
                         let v = trial.map(&plan, writable, nx && caps.nx, budget);
                         if v == Verdict::Ok {
@@ -441,7 +448,7 @@ pub fn drive<B: RawMmu, M: Machine<B>, const N: usize>(
                             mmu,
                             root,
                             va,
-                            PHYS + phys,
+                            phys_base + phys,
                             len,
                             flags(writable, nx, &caps),
                             size,
@@ -509,7 +516,7 @@ pub fn drive<B: RawMmu, M: Machine<B>, const N: usize>(
                         _ => (Verdict::Flags, WINDOW, PageTableFlags::HUGE_PAGE),
                     };
                     // SAFETY: refused before anything is written.
-                    let r = unsafe { m.map(mmu, root, va, PHYS, K4, f, PageSize::Auto) };
+                    let r = unsafe { m.map(mmu, root, va, phys_base, K4, f, PageSize::Auto) };
                     (expect, r)
                 }
                 Op::Flush => {

@@ -1,0 +1,182 @@
+//! The run-time mapper on the model of Xen: the reference-model driver hal-core's tests use
+//! (its `space` module, shared by path), over `XenPv<Model>`. Xen's own checks apply to every
+//! entry (no writable mapping of a table, no superpages, reserved slots), the model's guest
+//! TLB keeps what the CPU touched until an invalidation drops it, and the hypercall counts
+//! are checked against the bound the backend documents.
+
+#[allow(dead_code, clippy::all)]
+#[path = "../../../hal-core/tests/common/space.rs"]
+mod space;
+
+use std::vec::Vec;
+
+use hal_core::mapper::{EmptyTables, Mapper, MemblockSource, PageSize};
+use hal_core::memblock::Direction;
+use hal_core::{Mmu, PageTableFlags};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use super::common::{boot, Backend};
+use crate::model::DomainConfig;
+
+struct XenCpu;
+
+impl space::Machine<Backend> for XenCpu {
+    fn access(&mut self, mmu: &mut Mmu<Backend>, va: u64, write: bool) -> Result<u64, ()> {
+        let m = mmu.raw().hypervisor();
+        if write { m.store(va) } else { m.load(va) }.map_err(|_| ())
+    }
+    fn table_frames(&self, mmu: &Mmu<Backend>) -> Vec<u64> {
+        let m = mmu.raw().hypervisor();
+        (0..mmu.raw().p2m().nr_pages())
+            .filter(|&p| m.frame(p).ty.is_table())
+            .collect()
+    }
+}
+
+/// Data frames: 4 MiB of the guest's RAM set aside (top-down, beyond the boot window);
+/// table frames come from the boot window, through which the backend reads them.
+fn run(budget: u64, ops: &[space::Op]) -> Result<space::Summary, std::string::String> {
+    let mut g = boot(DomainConfig::mib(64));
+    let data =
+        g.mb.alloc_frames(1024, u64::MAX, Direction::TopDown)
+            .unwrap();
+    let (phys, end) = data.pfns().bytes();
+    let limit = g.layout.mapped_pages() * 4096;
+    let root = g.live.table();
+    let r = space::drive(
+        &mut g.mmu,
+        root,
+        &mut XenCpu,
+        &mut g.mb,
+        limit,
+        budget,
+        (phys, end - phys),
+        ops,
+    )?;
+    g.xen().audit()?;
+    let _ = data;
+    Ok(r)
+}
+
+#[test]
+fn mapper_on_xen_matches_the_reference_model() {
+    let cases = std::env::var("PVMMU_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(256)
+        / 8;
+    let mut runner = TestRunner::new(Config {
+        cases: cases.max(1),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (
+        prop_oneof![3 => Just(1000u64), 1 => 2u64..8],
+        prop::collection::vec(space::op(), 1..40),
+    );
+    runner
+        .run(&strategy, |(budget, ops)| {
+            run(budget, &ops).map(|_| ()).map_err(TestCaseError::fail)
+        })
+        .unwrap();
+}
+
+/// Hypercalls of a batch of 4 KiB mappings with one flush: one per 512 entries, the last
+/// carrying the invalidation (a multicall), plus what the new tables cost.
+#[test]
+fn a_batch_costs_one_hypercall_per_512_entries_plus_tables() {
+    let mut g = boot(DomainConfig::mib(64));
+    let data =
+        g.mb.alloc_frames(2048, u64::MAX, Direction::TopDown)
+            .unwrap();
+    let (phys, _) = data.pfns().bytes();
+    let limit = g.layout.mapped_pages() * 4096;
+    let root = g.live.table();
+    let src = MemblockSource::new(&mut g.mb, limit);
+    let mut m: Mapper<_> = Mapper::new(root, g.mmu.caps(), src, EmptyTables::Free);
+    let va = space::WINDOW;
+    // Tables first (3: L3, L2, L1 for the first 2 MiB, then a second L1).
+    // SAFETY: the guest's own data frames, the test's window.
+    let f = unsafe {
+        m.map(
+            &mut g.mmu,
+            root,
+            va,
+            phys,
+            4096,
+            PageTableFlags::WRITABLE,
+            PageSize::Auto,
+        )
+    }
+    .unwrap();
+    m.flush(&mut g.mmu, f).unwrap();
+    // SAFETY: as above.
+    let f = unsafe {
+        m.map(
+            &mut g.mmu,
+            root,
+            va + (2 << 20),
+            phys + 4096,
+            4096,
+            PageTableFlags::WRITABLE,
+            PageSize::Auto,
+        )
+    }
+    .unwrap();
+    m.flush(&mut g.mmu, f).unwrap();
+    g.mmu.raw_mut().reset_counters();
+    // 1,023 more leaves in the two existing L1s, then unmap all of them: 2,046 entries.
+    // SAFETY: as above.
+    let f = unsafe {
+        m.map(
+            &mut g.mmu,
+            root,
+            va + 4096,
+            phys + 8192,
+            511 * 4096,
+            PageTableFlags::WRITABLE,
+            PageSize::Auto,
+        )
+    }
+    .unwrap();
+    // SAFETY: as above.
+    let f = f.join(
+        unsafe {
+            m.map(
+                &mut g.mmu,
+                root,
+                va + (2 << 20) + 4096,
+                phys + 600 * 4096,
+                511 * 4096,
+                PageTableFlags::WRITABLE,
+                PageSize::Auto,
+            )
+        }
+        .unwrap(),
+    );
+    m.flush(&mut g.mmu, f).unwrap();
+    let t = g.mmu.raw().counters().total();
+    // 1,022 entries: one full mmu_update, one multicall carrying the rest (no invalidation).
+    assert_eq!(t.hypercalls, 2, "{t:?}");
+    // A protect of one page: one update_va_mapping with UVMF_INVLPG.
+    g.mmu.raw_mut().reset_counters();
+    g.mmu.raw().hypervisor().store(va + 4096).unwrap();
+    // SAFETY: as above.
+    let f =
+        unsafe { m.protect(&mut g.mmu, root, va + 4096, 4096, PageTableFlags::empty()) }.unwrap();
+    m.flush(&mut g.mmu, f).unwrap();
+    let t = g.mmu.raw().counters().total();
+    assert_eq!((t.hypercalls, t.update_va_mapping), (1, 1), "{t:?}");
+    assert!(
+        g.mmu.raw().hypervisor().store(va + 4096).is_err(),
+        "the read-only page is still writable in the TLB"
+    );
+    // Teardown: everything back.
+    // SAFETY: as above.
+    let td = unsafe { m.teardown(&mut g.mmu, root) }.unwrap();
+    assert_eq!(td.tables_freed_total, td.tables_allocated);
+    assert_eq!(td.tables_allocated, 4);
+    g.xen().audit().unwrap();
+    let _ = data;
+}
