@@ -48,6 +48,7 @@ fn run(caps: Caps, budget: u64, ops: &[Op]) -> Result<space::Summary, TestCaseEr
         &mut w.mb,
         64 * MIB,
         budget,
+        (space::PHYS, space::PHYS_LEN),
         ops,
     )
     .map_err(TestCaseError::fail)?;
