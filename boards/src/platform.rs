@@ -91,6 +91,8 @@ pub trait Platform {
     fn console_write(&mut self, s: &str);
     /// The time-stamp counter.
     fn cycles(&self) -> u64;
+    /// The guest command line (bare metal: QEMU's `-append`; Xen PV: `start_info.cmd_line`).
+    fn cmdline(&self) -> &str;
     /// memblock over the machine's RAM (from [`memory_map`](Self::memory_map)) with
     /// [`reserved`](Self::reserved) kept out. The RAM is claimed once: a second call says
     /// [`ClaimError::AlreadyClaimed`], so no two memblocks hand out the same frames.

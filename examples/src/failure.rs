@@ -69,4 +69,13 @@ pub enum Failure {
         /// The address stored to.
         va: u64,
     },
+    /// A run-time mapping check failed (`what` says which, at `va`, in operation `op`).
+    Runtime {
+        /// Which check.
+        what: &'static str,
+        /// The address.
+        va: u64,
+        /// The operation's number.
+        op: u64,
+    },
 }

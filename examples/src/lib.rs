@@ -13,6 +13,7 @@ pub mod memview;
 #[cfg(feature = "xen-pv")]
 pub mod refusals;
 pub mod report;
+pub mod runtime_map;
 pub mod seed_bug;
 pub mod verify;
 

@@ -21,6 +21,12 @@ pub trait Report: RawMmu + Sized {
     /// with `\n`), in words a log reader understands.
     fn report(&self, out: &mut dyn fmt::Write) -> fmt::Result;
 
+    /// Hypercalls the backend made since it was made, and the entries they carried (page-table
+    /// updates and commands); `None` for a backend that makes none (bare metal).
+    fn hypercalls(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// A backend-specific comparison on `frames`, free memory the caller owns: they come back
     /// free, writable and unchanged in content. Xen PV protects them again and releases them
     /// the 2011 seed's way (one `update_va_mapping` per mapping), counted apart from the

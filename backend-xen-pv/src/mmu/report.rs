@@ -23,6 +23,11 @@ fn line(out: &mut dyn fmt::Write, name: &str, c: &PhaseCount) -> fmt::Result {
 }
 
 impl<H: PvPlatform> Report for XenPv<'_, H> {
+    fn hypercalls(&self) -> Option<(u64, u64)> {
+        let t = self.counters().total();
+        Some((t.hypercalls, t.entries))
+    }
+
     /// One line per phase that made hypercalls, one for the per-page releases if any were
     /// made, and the total.
     fn report(&self, out: &mut dyn fmt::Write) -> fmt::Result {

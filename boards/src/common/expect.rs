@@ -75,3 +75,57 @@ pub fn take_matching(r: &ExceptionReport) -> bool {
     }
     true
 }
+
+static PROBE_ARMED: AtomicBool = AtomicBool::new(false);
+static PROBE_ADDR: AtomicU64 = AtomicU64::new(0);
+static PROBES_CAUGHT: AtomicU64 = AtomicU64::new(0);
+
+unsafe extern "C" {
+    fn pvmmu_probe_store(addr: u64, value: u64) -> u64;
+    static pvmmu_probe_insn: u8;
+    fn pvmmu_probe_recover() -> !;
+}
+
+/// Catch and continue: stores `value` at `addr` and says whether the store took effect
+/// (`true`) or raised `#PF` at `addr` (`false`: the board's trap path recognised the probe's
+/// store and resumed after it; nothing is reported and the run goes on).
+///
+/// # Safety
+/// If `addr` is mapped writable, the store is one the caller may make (the 8 bytes are its
+/// memory); any other fault than a `#PF` at `addr` from the probe's store is reported and ends
+/// the run as usual.
+pub unsafe fn probe_store(addr: u64, value: u64) -> bool {
+    PROBE_ADDR.store(addr, Ordering::Relaxed);
+    PROBE_ARMED.store(true, Ordering::Release);
+    // SAFETY: the caller's contract for the store; a fault in it comes back through
+    // `resume_probe`, which restores the probe's stack and registers.
+    let stored = unsafe { pvmmu_probe_store(addr, value) } == 1;
+    PROBE_ARMED.store(false, Ordering::Release);
+    stored
+}
+
+/// `#PF`s caught by [`probe_store`] so far.
+pub fn probes_caught() -> u64 {
+    PROBES_CAUGHT.load(Ordering::Relaxed)
+}
+
+/// Called by the boards' trap paths first: if `r` is a `#PF` at the armed probe's address,
+/// raised by the probe's own store, resumes the probe (does not return). Otherwise returns.
+pub fn resume_probe(r: &ExceptionReport) {
+    if !PROBE_ARMED.load(Ordering::Acquire) {
+        return;
+    }
+    let insn = (&raw const pvmmu_probe_insn) as u64;
+    if r.vector != super::fault::PAGE_FAULT
+        || r.rip != insn
+        || r.cr2 != Some(PROBE_ADDR.load(Ordering::Relaxed))
+    {
+        return;
+    }
+    PROBE_ARMED.store(false, Ordering::Release);
+    PROBES_CAUGHT.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the fault is the probe's store, so the probe's frame (its saved stack pointer
+    // and registers) is live below us: the recovery point returns from `pvmmu_probe_store`
+    // with 0. Nothing of the trap frame is needed: the interrupted code is the probe.
+    unsafe { pvmmu_probe_recover() }
+}

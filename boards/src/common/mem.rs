@@ -1,9 +1,52 @@
 //! `memcpy`, `memmove`, `memset`, `memcmp`, `bcmp` and `rust_eh_personality`: the symbols the
-//! prebuilt `core` expects from a C library. This is the only inline assembly of the shared
-//! board code (`rep movsb` / `rep stosb`); plain loops could be turned back into calls to these
-//! very functions by the optimizer.
+//! prebuilt `core` expects from a C library; and `pvmmu_probe_store`, a store that may fault
+//! (for [`expect::probe_store`](super::expect::probe_store)). This is the only inline assembly
+//! of the shared board code (`rep movsb` / `rep stosb`, the probe); plain loops could be turned
+//! back into calls to these very functions by the optimizer.
 
-use core::arch::asm;
+use core::arch::{asm, global_asm};
+
+// `pvmmu_probe_store(addr, value) -> 1` stores `value` at `addr`; if that store faults, the
+// trap path (which recognises `pvmmu_probe_insn`) jumps to `pvmmu_probe_recover`, which
+// restores the stack and the callee-saved registers saved here and returns 0 to the caller.
+global_asm!(
+    r#"
+    .pushsection .bss.pvmmu_probe, "aw", @nobits
+    .balign 8
+pvmmu_probe_rsp:
+    .zero 8
+    .popsection
+
+    .pushsection .text.pvmmu_probe, "ax", @progbits
+    .global pvmmu_probe_store
+    .global pvmmu_probe_insn
+    .global pvmmu_probe_recover
+pvmmu_probe_store:
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, pvmmu_probe_rsp(%rip)
+pvmmu_probe_insn:
+    mov %rsi, (%rdi)
+    mov $1, %eax
+    jmp 1f
+pvmmu_probe_recover:
+    mov pvmmu_probe_rsp(%rip), %rsp
+    xor %eax, %eax
+1:  pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    ret
+    .popsection
+"#,
+    options(att_syntax)
+);
 
 /// Copies `n` bytes from `src` to `dst` (no overlap).
 ///

@@ -130,6 +130,10 @@ impl Platform for NativeBoard {
         "native-pvh"
     }
 
+    fn cmdline(&self) -> &str {
+        &self.cmdline
+    }
+
     fn memory_map(&self) -> &[MemRegion] {
         &self.map
     }

@@ -47,9 +47,6 @@ static IN_FAULT: AtomicBool = AtomicBool::new(false);
 
 /// Called by the exception stubs with the saved frame; never returns.
 pub extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
-    if IN_FAULT.swap(true, Ordering::Relaxed) {
-        exit::exit(Outcome::Fail);
-    }
     let vector = frame.vector as u8;
     let report = ExceptionReport {
         vector,
@@ -58,6 +55,11 @@ pub extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
         rsp: frame.rsp,
         cr2: (vector == PAGE_FAULT).then(Cr2::read_raw),
     };
+    // A probe's expected #PF resumes the probe (no return).
+    expect::resume_probe(&report);
+    if IN_FAULT.swap(true, Ordering::Relaxed) {
+        exit::exit(Outcome::Fail);
+    }
     if expect::take_matching(&report) {
         exit::exit(Outcome::Pass);
     }

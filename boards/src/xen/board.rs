@@ -192,6 +192,10 @@ impl Platform for XenBoard {
         }
     }
 
+    fn cmdline(&self) -> &str {
+        core::str::from_utf8(self.start_info.cmd_line()).unwrap_or("")
+    }
+
     fn memory_map(&self) -> &[MemRegion] {
         &self.memory_map
     }
