@@ -71,6 +71,15 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<String, String> {
             passed(run)?;
             crate::refusals::check(run, test.guest_args)?
         }
+        Expect::RuntimeMap => {
+            passed(run)?;
+            let line = run
+                .defmt_lines
+                .iter()
+                .find(|l| l.contains(crate::runtime_map::MARKER))
+                .ok_or("no `RESULT runtime_map` defmt line")?;
+            crate::runtime_map::check(test.board, test.guest_args, test.mem_mib << 20, line)?;
+        }
         Expect::SetupError(text) => {
             if run.verdict != Verdict::GuestSetupError {
                 return Err(format!(

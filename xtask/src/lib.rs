@@ -21,6 +21,7 @@ pub mod mem_size;
 pub mod qemu;
 pub mod qmp;
 pub mod refusals;
+pub mod runtime_map;
 pub mod steps;
 pub mod suite;
 pub mod verify;

@@ -10,6 +10,7 @@
 //! | `boot/native/fault@1G` | Fail: the board's `#PF` report with CR2 |
 //! | `boot/native/direct_map@1G[pvmmu.test-memmap=bogus]`, `boot/native/hello@1G[pvmmu.tset-memmap=zero]`, `boot/xen/hello@64M[pvmmu.test-memmap=zero]` | Setup error (status 37): the guest refuses the argument |
 //! | `boot/native/seed_bug@1G` | Pass with `nothing to demonstrate: no hypervisor refuses` |
+//! | `boot/native/runtime_map@1G[runtime_map.seed=.. runtime_map.ops=10000]`, `boot/xen/runtime_map@64M[..]` | Pass; the `RESULT runtime_map` line has the seed and count passed, conserved frames, every table freed, all page sizes (native) or 4 KiB only (Xen), hypercalls within the bound |
 //! | `boot/xen/hello@64M`, `boot/xen/direct_map@{64M,512M}`, `boot/xen/fault@64M` | as above, as a Xen PV dom0 |
 //! | `boot/xen/refusals@64M[refusals.at=...]` | Pass; at each planted position of a 512-entry release and fill batch: -EBUSY for exactly that entry, the entry named, the frames carrying on as their types say |
 //! | `boot/xen/conformance@64M` | 100 generated operation sequences replayed on Xen agree with the model, operation by operation |
@@ -61,6 +62,10 @@ pub enum Expect {
         /// The generator's seed.
         seed: u64,
     },
+    /// `runtime_map`: Pass, and its `RESULT runtime_map` line consistent with the seed and
+    /// operation count of the guest command line, the memory size, the board's page sizes
+    /// and (Xen) the hypercall bound (see [`crate::runtime_map::check`]).
+    RuntimeMap,
 }
 
 /// The images a test boots are built once per feature set of `pvmmu-examples`.
@@ -218,6 +223,10 @@ pub const NATIVE: &[BootTest] = &[
         )
     },
     native("fault", 1024, Expect::PageFault),
+    BootTest {
+        guest_args: &["runtime_map.seed=20261201", "runtime_map.ops=10000"],
+        ..native("runtime_map", 1024, Expect::RuntimeMap)
+    },
     native(
         "seed_bug",
         1024,
@@ -246,6 +255,10 @@ pub const XEN: &[BootTest] = &[
             seed: 12,
         },
     ),
+    BootTest {
+        guest_args: &["runtime_map.seed=4242", "runtime_map.ops=10000"],
+        ..xen("runtime_map", 64, Expect::RuntimeMap)
+    },
     BootTest {
         guest_args: &["pvmmu.test-memmap=zero"],
         ..xen(
