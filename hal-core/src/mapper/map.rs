@@ -335,7 +335,8 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             PageTableFlags::HUGE_PAGE.bits()
         };
         let raw = mmu.raw_mut();
-        let mut entries = [Pte::EMPTY; RUN];
+        // Not zeroed: only the first `n` are written and read.
+        let mut entries = [const { core::mem::MaybeUninit::<Pte>::uninit() }; RUN];
         for (i, e) in entries.iter_mut().enumerate().take(n) {
             let slot = first + i as u16;
             let old = raw.read(table, leaf, slot).map_err(MapError::Backend)?;
@@ -347,12 +348,16 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                 return Err(MapError::Overlap(at));
             }
             let p = phys + i as u64 * span;
-            *e = Pte::from_bits(p | bits | huge);
+            e.write(Pte::from_bits(p | bits | huge));
         }
+        // SAFETY: the loop above wrote the first `n` entries; `MaybeUninit<Pte>` has `Pte`'s
+        // layout.
+        let entries: &[Pte] =
+            unsafe { &*(&entries[..n] as *const [core::mem::MaybeUninit<Pte>] as *const [Pte]) };
         // SAFETY: `table` is a level-`leaf` table this mapper created (the record), hooked in
         // its tree; the slots were empty; the caller of `map` vouches for the frames and the
         // virtual range.
-        unsafe { raw.write(table, leaf, first, &entries[..n]) }.map_err(MapError::Backend)?;
+        unsafe { raw.write(table, leaf, first, entries) }.map_err(MapError::Backend)?;
         self.record.adjust(table, n as i32);
         self.stats.entries_written += n as u64;
         self.dirty = true;

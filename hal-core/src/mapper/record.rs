@@ -48,6 +48,27 @@ impl OwnedTable {
     }
 }
 
+/// Keys are frame numbers times an odd constant (a bijection): consecutive frames then differ
+/// in every byte, and the map's FNV hash (of which it keeps 16 bits) spreads them; raw
+/// consecutive frame numbers clustered and made its probes long.
+const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+/// The inverse of [`MIX`] modulo 2^64 (Newton's iteration).
+const UNMIX: u64 = {
+    let mut x = MIX;
+    let mut i = 0;
+    while i < 6 {
+        x = x.wrapping_mul(2u64.wrapping_sub(MIX.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+};
+
+const _: () = assert!(MIX.wrapping_mul(UNMIX) == 1);
+
+const fn key(pfn: u64) -> u64 {
+    pfn.wrapping_mul(MIX)
+}
+
 /// One owned table: its level and how many present entries it holds.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Owned {
@@ -81,13 +102,13 @@ impl<const N: usize> Record<N> {
     }
 
     pub fn get(&self, pfn: Pfn) -> Option<Owned> {
-        self.map.get(&pfn.as_u64()).copied()
+        self.map.get(&key(pfn.as_u64())).copied()
     }
 
     pub fn insert(&mut self, pfn: Pfn, level: TableLevel) -> Result<(), ()> {
         let p = pfn.as_u64();
         self.map
-            .insert(p, Owned { level, used: 0 })
+            .insert(key(p), Owned { level, used: 0 })
             .map_err(|_| ())?;
         self.lo = self.lo.min(p);
         self.hi = self.hi.max(p);
@@ -95,12 +116,12 @@ impl<const N: usize> Record<N> {
     }
 
     pub fn remove(&mut self, pfn: Pfn) -> Option<Owned> {
-        self.map.remove(&pfn.as_u64())
+        self.map.remove(&key(pfn.as_u64()))
     }
 
     /// Adds `delta` to the present-entry count of `pfn`, if it is owned.
     pub fn adjust(&mut self, pfn: Pfn, delta: i32) -> Option<u16> {
-        let o = self.map.get_mut(&pfn.as_u64())?;
+        let o = self.map.get_mut(&key(pfn.as_u64()))?;
         o.used = (i32::from(o.used) + delta).clamp(0, 512) as u16;
         Some(o.used)
     }
@@ -111,8 +132,11 @@ impl<const N: usize> Record<N> {
             return None;
         }
         if hi - lo <= 8 {
-            return (lo..hi).find(|p| self.map.contains_key(p));
+            return (lo..hi).find(|&p| self.map.contains_key(&key(p)));
         }
-        self.map.keys().copied().find(|p| (lo..hi).contains(p))
+        self.map
+            .keys()
+            .map(|k| k.wrapping_mul(UNMIX))
+            .find(|p| (lo..hi).contains(p))
     }
 }

@@ -117,9 +117,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             self.dirty = false;
         }
         while let Some(t) = self.retiring.pop() {
-            if let Err(e) = self.retire(mmu, t) {
-                return Err(e);
-            }
+            self.retire(mmu, t)?;
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! Walking a virtual range of the mapper's tree: unmap, change protection, tear down; tables
 //! left empty are unhooked and queued for retirement.
 
+use core::mem::MaybeUninit;
+
 use x86_64::structures::paging::PageTableFlags;
 
 use crate::addr::Pfn;
@@ -29,6 +31,9 @@ pub(crate) enum Act {
 }
 
 const RUN: usize = 64;
+
+/// A run of slots to write: first slot, entries written so far, the entries.
+type Run = (u16, usize, [MaybeUninit<Pte>; RUN]);
 
 impl<S: FrameSource, const N: usize> Mapper<S, N> {
     /// Checks, then applies, `act` to `[va, va + len)`.
@@ -93,8 +98,10 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         let span = level.entry_span();
         let owned = self.record.get(table).is_some();
         let mut cursor = lo;
-        // A run of L1 slots to write: (first slot, entries).
-        let mut run: (u16, usize, [Pte; RUN]) = (0, 0, [Pte::EMPTY; RUN]);
+        // A run of slots to write: (first slot, entries so far, entries). Not zeroed: only
+        // the first `run.1` are ever read.
+        let mut run: Run = (0, 0, [const { MaybeUninit::uninit() }; RUN]);
+        let mut removed = 0i32;
         loop {
             let idx = level.index_of(cursor);
             let start = cursor & !(span - 1);
@@ -138,10 +145,10 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                     if run.1 == 0 {
                         run.0 = idx;
                     }
-                    run.2[run.1] = new;
+                    run.2[run.1].write(new);
                     run.1 += 1;
                     if !new.is_present() {
-                        self.record.adjust(table, -1);
+                        removed += 1;
                     }
                 }
             } else if e.is_present() {
@@ -166,6 +173,9 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         if run.1 > 0 {
             self.write_run(mmu, table, level, &mut run)?;
         }
+        if removed > 0 {
+            self.record.adjust(table, -removed);
+        }
         Ok(())
     }
 
@@ -174,15 +184,18 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         mmu: &mut Mmu<B>,
         table: Pfn,
         level: TableLevel,
-        run: &mut (u16, usize, [Pte; RUN]),
+        run: &mut Run,
     ) -> Result<(), MapError<B::Error>> {
         let n = run.1;
         run.1 = 0;
+        // SAFETY: the first `n` entries were written (`run.1` counts the writes), and
+        // `MaybeUninit<Pte>` has `Pte`'s layout.
+        let entries: &[Pte] =
+            unsafe { &*(&run.2[..n] as *const [MaybeUninit<Pte>] as *const [Pte]) };
         // SAFETY: `table` is a level-`level` table the mapper created (checked by the caller
         // through the record); the entries are the leaves it held, cleared or with the
         // protection the caller of the public operation asked for, mapping the same frames.
-        unsafe { mmu.raw_mut().write(table, level, run.0, &run.2[..n]) }
-            .map_err(MapError::Backend)?;
+        unsafe { mmu.raw_mut().write(table, level, run.0, entries) }.map_err(MapError::Backend)?;
         self.stats.entries_written += n as u64;
         self.dirty = true;
         Ok(())

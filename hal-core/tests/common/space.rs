@@ -364,6 +364,7 @@ fn flags(writable: bool, nx: bool, caps: &Caps) -> PageTableFlags {
 /// Runs `ops` through a mapper over `root` (tables from `mb`, at most `budget` at once),
 /// checking every outcome against the model, the tree against it after every operation, the
 /// CPU's view after every flush, and after a teardown that every table frame is back in `mb`.
+#[allow(clippy::too_many_arguments)]
 pub fn drive<B: RawMmu, M: Machine<B>, const N: usize>(
     mmu: &mut Mmu<B>,
     root: TableRef<'_, U4>,
@@ -612,7 +613,7 @@ fn check_tree<B: RawMmu, S: FrameSource, const N: usize>(
     // A few holes: just below and above every leaf.
     for (&va, l) in &space.leaves {
         for probe in [va.wrapping_sub(K4), va + l.size] {
-            if probe < WINDOW || probe >= WINDOW + WINDOW_LEN || space.cover(probe).is_some() {
+            if !(WINDOW..WINDOW + WINDOW_LEN).contains(&probe) || space.cover(probe).is_some() {
                 continue;
             }
             if let Ok(Some(t)) = translate(mmu.raw_mut(), r, probe) {
