@@ -19,9 +19,7 @@
 
 use boards::common::expect::{probe_store, probes_caught};
 use boards::MmuPlatform;
-use pvmmu::mapper::{
-    EmptyTables, Flush, MapError, Mapper, MapperStats, MemblockSource, PageSize,
-};
+use pvmmu::mapper::{EmptyTables, Flush, MapError, Mapper, MapperStats, MemblockSource, PageSize};
 use pvmmu::memblock::Direction;
 use pvmmu::{PageSizes, PageTableFlags, TableLevel};
 
