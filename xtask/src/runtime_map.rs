@@ -106,7 +106,7 @@ pub fn check(board: Board, args: &[&str], mem: u64, line: &str) -> Result<(), St
                 return Err(format!("{hc} hypercalls on bare metal"));
             }
         }
-        Board::Xen => {
+        Board::Xen | Board::XenDomU => {
             if sizes.len() != 3 || sizes[0] == 0 || sizes[1] != 0 || sizes[2] != 0 {
                 return Err(format!("Xen PV maps 4 KiB pages only: {sizes:?}"));
             }
