@@ -1,6 +1,8 @@
 //! [`Native`]: `RawMmu` with direct stores into table frames.
 
-use hal_core::backend::{Caps, PageSizes, RawMmu};
+use core::sync::atomic::{compiler_fence, Ordering};
+
+use hal_core::backend::{Caps, EntryRun, PageSizes, RawMmu};
 use hal_core::{Mfn, Pfn, PfnRange, Pte, TableLevel};
 use heapless::Vec;
 
@@ -116,6 +118,8 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
             return Err(NativeError::BadIndex(first));
         }
         let base = self.table_ptr(table)?;
+        // Plain stores made by `fill_fresh` into tables this write may hook reach memory first.
+        compiler_fence(Ordering::Release);
         for (i, e) in (usize::from(first)..).zip(entries) {
             // SAFETY: the window maps the table frame writable (constructor's promise) and
             // `i < 512` keeps the store inside the frame; the caller owns the table.
@@ -129,6 +133,33 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
             unsafe { slot.write_volatile(e.bits()) };
         }
         self.counters.entries_written += entries.len() as u64;
+        Ok(())
+    }
+
+    unsafe fn fill_fresh(
+        &mut self,
+        table: Pfn,
+        _level: TableLevel,
+        first: u16,
+        run: &EntryRun,
+    ) -> Result<(), NativeError> {
+        let start = usize::from(first);
+        let count = usize::from(run.count);
+        if start + count > 512 {
+            return Err(NativeError::BadIndex(first));
+        }
+        let base = self.table_ptr(table)?;
+        // SAFETY: the window maps the table frame writable (constructor's promise) and
+        // `start + count <= 512` keeps the slice inside the frame; the caller owns the table
+        // and nobody reads it (not live: no walker, no TLB entry), so plain stores are enough.
+        let slots = unsafe { core::slice::from_raw_parts_mut(base.add(start), count) };
+        let step = run.step << hal_core::addr::PAGE_SHIFT;
+        let mut bits = run.first.bits();
+        for slot in slots {
+            *slot = bits;
+            bits = bits.wrapping_add(step);
+        }
+        self.counters.entries_written += u64::from(run.count);
         Ok(())
     }
 
@@ -162,6 +193,8 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
 
     unsafe fn switch_root(&mut self, root: Pfn) -> Result<(), NativeError> {
         self.flush()?;
+        // Every store into the new tables happens before the CPU may walk them.
+        compiler_fence(Ordering::SeqCst);
         // SAFETY: the caller promises `root` maps the running kernel.
         unsafe { self.cpu.set_root(root) };
         self.counters.root_switches += 1;

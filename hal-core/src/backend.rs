@@ -15,7 +15,8 @@
 //! | operation | bare metal (`backend-native`) | Xen PV (`backend-xen-pv`) |
 //! |---|---|---|
 //! | [`protect`](RawMmu::protect) | nothing: the memblock reservation hal-core made is all | every writable mapping of the frames becomes read-only (`mmu_update` batches) |
-//! | [`write`](RawMmu::write) | stores through a mapping of the frame | `mmu_update` entries, P2M-translated, 512 to a batch |
+//! | [`write`](RawMmu::write) | stores through a mapping of the frame (volatile, noting entries the TLB may hold) | `mmu_update` entries, P2M-translated, 512 to a batch |
+//! | [`fill_fresh`](RawMmu::fill_fresh) | plain stores into a frame nobody walks yet | `mmu_update` entries generated straight into the queue |
 //! | [`pin`](RawMmu::pin) | nothing | `MMUEXT_PIN_Ln_TABLE` (Xen validates the tree) |
 //! | [`switch_root`](RawMmu::switch_root) | `mov cr3` | `MMUEXT_NEW_BASEPTR` |
 //! | [`release`](RawMmu::release) | nothing | every read-only mapping becomes writable (`mmu_update` batches) |
@@ -63,6 +64,100 @@ impl core::fmt::Display for PageSizes {
 impl defmt::Format for PageSizes {
     fn format(&self, f: defmt::Formatter<'_>) {
         defmt::write!(f, "{=str}", self.as_str())
+    }
+}
+
+/// A run of entries for [`RawMmu::fill_fresh`]: `count` entries, entry `i` being `first` with
+/// its frame number advanced by `i * step` (`step` 0: `count` copies, such as empty entries).
+///
+/// This is how a streaming builder hands a backend 512 leaves without staging them: the
+/// backend generates them where they go (the frame on bare metal, the `mmu_update` queue on
+/// Xen PV).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct EntryRun {
+    /// The first entry.
+    pub first: Pte,
+    /// Frames between consecutive entries.
+    pub step: u64,
+    /// Entries in the run.
+    pub count: u16,
+}
+
+impl EntryRun {
+    /// `count` empty entries.
+    pub const fn empty(count: u16) -> Self {
+        Self {
+            first: Pte::EMPTY,
+            step: 0,
+            count,
+        }
+    }
+
+    /// One entry.
+    pub const fn one(pte: Pte) -> Self {
+        Self {
+            first: pte,
+            step: 0,
+            count: 1,
+        }
+    }
+
+    /// Entry `i` of the run (`i < count`), as raw bits: `first` plus `i * step` frames.
+    #[inline]
+    pub fn bits(&self, i: u16) -> u64 {
+        self.first
+            .bits()
+            .wrapping_add(u64::from(i).wrapping_mul(self.step) << crate::addr::PAGE_SHIFT)
+    }
+
+    /// Entry `i` of the run.
+    #[inline]
+    pub fn entry(&self, i: u16) -> Pte {
+        Pte::from_bits(self.bits(i))
+    }
+
+    /// The longest run at the start of `entries` (not empty): equal entries, or present
+    /// entries with the same flags and frames equally spaced upward.
+    pub fn longest(entries: &[Pte]) -> Self {
+        const FLAGS: u64 = !0x000f_ffff_ffff_f000;
+        let Some(&first) = entries.first() else {
+            return Self::empty(0);
+        };
+        let step = match entries.get(1) {
+            Some(&next)
+                if first.is_present()
+                    && next.bits() > first.bits()
+                    && (next.bits() ^ first.bits()) & FLAGS == 0 =>
+            {
+                (next.bits() - first.bits()) >> crate::addr::PAGE_SHIFT
+            }
+            _ => 0,
+        };
+        let mut count = 1u16;
+        let mut prev = first.bits();
+        for e in &entries[1..] {
+            let want = prev.wrapping_add(step << crate::addr::PAGE_SHIFT);
+            if e.bits() != want || (step != 0 && want < prev) {
+                break;
+            }
+            prev = want;
+            count += 1;
+        }
+        Self { first, step, count }
+    }
+
+    /// Whether every entry's frame number stays below [`MAX_PFN`](crate::addr::MAX_PFN) (so no
+    /// frame number carries into the flag bits). Empty entries are fine.
+    pub fn frames_in_range(&self) -> bool {
+        if !self.first.is_present() || self.count == 0 {
+            return self.first == Pte::EMPTY || self.count == 0;
+        }
+        let last = self
+            .step
+            .checked_mul(u64::from(self.count - 1))
+            .and_then(|d| d.checked_add(self.first.pfn().as_u64()));
+        last.is_some_and(|l| l < crate::addr::MAX_PFN)
     }
 }
 
@@ -143,6 +238,47 @@ pub unsafe trait RawMmu {
         first: u16,
         entries: &[Pte],
     ) -> Result<(), Self::Error>;
+
+    /// Writes the entries of `run` into the *fresh* table `table` (of level `level`) from slot
+    /// `first` on: the streaming form of [`write`](RawMmu::write) for a table that is not
+    /// live yet.
+    ///
+    /// Pre: `first + run.count <= 512`; every entry is present, or empty (all zeros); frame
+    /// numbers stay below `MAX_PFN` ([`EntryRun::frames_in_range`]). `table` is *not live*:
+    /// protected, hooked nowhere, not pinned, not the current root, and no TLB holds a
+    /// translation through it (it has not been a live table since it was protected, or was
+    /// retired since), so nothing but the caller reads it until it is hooked or pinned. Every
+    /// slot of the table is written by such calls before that (once, by hal-core's streaming
+    /// builder; again only after a refused call).
+    ///
+    /// Post (once flushed): the slots hold exactly the entries, translated. Native: plain
+    /// stores (no read-back, no TLB bookkeeping: nothing can have cached them). Xen PV: the
+    /// entries go straight into the `mmu_update` queue (Xen applies them as plain writes: the
+    /// frame has no page-table type yet). The default writes through [`write`](RawMmu::write)
+    /// in chunks of 32 entries.
+    ///
+    /// # Safety
+    /// As [`write`](RawMmu::write), and `table` is not live as said above.
+    unsafe fn fill_fresh(
+        &mut self,
+        table: Pfn,
+        level: TableLevel,
+        first: u16,
+        run: &EntryRun,
+    ) -> Result<(), Self::Error> {
+        let mut chunk = [Pte::EMPTY; 32];
+        let mut done = 0u16;
+        while done < run.count {
+            let n = (run.count - done).min(32);
+            for (i, slot) in chunk.iter_mut().enumerate().take(usize::from(n)) {
+                *slot = run.entry(done + i as u16);
+            }
+            // SAFETY: the caller's contract, which is `write`'s and more.
+            unsafe { self.write(table, level, first + done, &chunk[..usize::from(n)]) }?;
+            done += n;
+        }
+        Ok(())
+    }
 
     /// Reads entry `index` of table `table` (after any queued writes), in pseudo-physical terms.
     /// Fails with [`ErrorKind::NotMapped`](crate::error::ErrorKind::NotMapped) if the backend

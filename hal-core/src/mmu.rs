@@ -66,7 +66,7 @@ impl Pending {
     /// flush (every operation that needs them flushed first, such as `switch_root`, does so).
     pub fn defer(self) {}
 
-    fn one() -> Self {
+    pub(crate) fn one() -> Self {
         Self { ops: 1 }
     }
 }
@@ -185,10 +185,7 @@ impl<B: RawMmu> Mmu<B> {
         &mut self,
         builder: TableBuilder<L>,
     ) -> Result<Frame<PinnedRO<L>>, Failed<TableBuilder<L>, B::Error>> {
-        let pfn = builder.pfn();
-        // SAFETY: as in `new_table_queued`.
-        let res = unsafe { self.raw.write(pfn, L::LEVEL, 0, builder.entries()) }
-            .and_then(|()| self.raw.flush());
+        let res = self.write_builder(&builder).and_then(|()| self.raw.flush());
         match res {
             Ok(()) => {
                 let (frame, _) = builder.into_parts();
@@ -201,27 +198,21 @@ impl<B: RawMmu> Mmu<B> {
         }
     }
 
-    /// As [`new_table`](Self::new_table), without the flush: for builders inside hal-core that
-    /// hand the table to a parent at once and flush the whole tree before it is used.
-    pub(crate) fn new_table_queued<L: Level>(
-        &mut self,
-        builder: TableBuilder<L>,
-    ) -> Result<(Frame<PinnedRO<L>>, Pending), Failed<TableBuilder<L>, B::Error>> {
+    /// Writes a builder's 512 entries into its frame, as runs of equally spaced entries.
+    fn write_builder<L: Level>(&mut self, builder: &TableBuilder<L>) -> Result<(), B::Error> {
         let pfn = builder.pfn();
-        // SAFETY: the frame is PgtReserved (protected, ours), becomes a level-L table here;
-        // the builder's entries are leaves the caller vouched for (set_leaf/set_raw are
-        // unsafe) or adopted children of level L-1.
-        let res = unsafe { self.raw.write(pfn, L::LEVEL, 0, builder.entries()) };
-        match res {
-            Ok(()) => {
-                let (frame, _) = builder.into_parts();
-                Ok((frame.into_state(), Pending::one()))
-            }
-            Err(error) => Err(Failed {
-                error,
-                value: builder,
-            }),
+        let entries = builder.entries();
+        let mut i = 0;
+        while i < ENTRIES {
+            let run = crate::backend::EntryRun::longest(&entries[i..]);
+            // SAFETY: the frame is PgtReserved (protected, ours, never hooked or pinned: not
+            // live) and becomes a level-L table here; the builder's entries are leaves the
+            // caller vouched for (set_leaf/set_raw are unsafe) or adopted children of level
+            // L-1, written once each.
+            unsafe { self.raw.fill_fresh(pfn, L::LEVEL, i as u16, &run) }?;
+            i += usize::from(run.count);
         }
+        Ok(())
     }
 
     /// Pins a table as level `L` (Xen validates the tree under it; native: counted only).

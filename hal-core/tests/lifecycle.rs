@@ -14,7 +14,7 @@ use hal_core::memblock::Direction;
 use hal_core::memmap::MemRegion;
 use hal_core::walk::translate;
 use hal_core::{
-    Caps, PageSizes, PageTableFlags, PfnRange, PgtBuf, RawMmu, TableBuilder, TableLevel,
+    Caps, FreshTable, PageSizes, PageTableFlags, PfnRange, PgtBuf, RawMmu, TableBuilder, TableLevel,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -157,35 +157,49 @@ fn lifecycle(c: Case) -> Result<(), TestCaseError> {
 
     // The new root keeps the kernel's slot, never Xen's.
     let slots = oracle::slots(&ranges, c.base);
-    let mut root = TableBuilder::new(buf.alloc().expect("room for the root"));
-    let copied = w
-        .mmu
-        .inherit_root(&w.live, &mut root, (slots.start, slots.end))
-        .map_err(|e| TestCaseError::fail(format!("inherit_root: {e:?}")))?;
-    check!(copied == 1, "inherit_root copied {copied} slots");
-    let kernel = root.entry(KERNEL_SLOT).unwrap();
-    check!(kernel.is_present(), "kernel slot inherited");
-    check!(
-        !root.entry(common::sim::XEN_SLOT).unwrap().is_present(),
-        "Xen's slot not inherited"
-    );
+    // Half the cases stage the root in memory (TableBuilder), half stream it in place
+    // (FreshTable); the headroom is random, so its parity picks.
+    let frame = buf.alloc().expect("room for the root");
+    let mut staged = None;
+    let mut fresh = None;
+    let mut root_before = 0;
+    let target = if c.headroom % 2 == 0 {
+        let staged = staged.insert(TableBuilder::new(frame));
+        let copied = w
+            .mmu
+            .inherit_root(&w.live, staged, (slots.start, slots.end))
+            .map_err(|e| TestCaseError::fail(format!("inherit_root: {e:?}")))?;
+        check!(copied == 1, "inherit_root copied {copied} slots");
+        let kernel = staged.entry(KERNEL_SLOT).unwrap();
+        check!(kernel.is_present(), "kernel slot inherited");
+        check!(
+            !staged.entry(common::sim::XEN_SLOT).unwrap().is_present(),
+            "Xen's slot not inherited"
+        );
+        Target::New(staged)
+    } else {
+        let mut t = FreshTable::new(frame);
+        // Slots are streamed in ascending order: those below the direct map now, the kernel's
+        // (511, above it) after the build.
+        let copied = w
+            .mmu
+            .inherit_root_fresh(&w.live, &mut t, (0, slots.start))
+            .map_err(|e| TestCaseError::fail(format!("inherit_root: {e:?}")))?;
+        check!(
+            copied == 0,
+            "inherit_root copied {copied} slots below the map"
+        );
+        root_before = t.next_slot();
+        Target::Fresh(fresh.insert(t))
+    };
 
     // Build.
-    let writes_before = w.mmu.raw().counts.get(common::sim::Op::Write);
+    let entries_before = w.mmu.raw().counts.entries_written;
     // SAFETY: the direct map's slots are empty in the new root; the frames are the
     // simulated machine's RAM.
-    let built = unsafe {
-        direct_map::build(
-            &mut w.mmu,
-            &mut buf,
-            Target::New(&mut root),
-            &ranges,
-            &[],
-            &spec,
-            flags,
-        )
-    }
-    .map_err(|e| TestCaseError::fail(format!("build: {e:?}")))?;
+    let built =
+        unsafe { direct_map::build(&mut w.mmu, &mut buf, target, &ranges, &[], &spec, flags) }
+            .map_err(|e| TestCaseError::fail(format!("build: {e:?}")))?;
     check!(
         built.made == count,
         "made {:?}, counted {count:?}",
@@ -197,9 +211,20 @@ fn lifecycle(c: Case) -> Result<(), TestCaseError> {
         "used {} for {count:?} + root",
         buf.used()
     );
+    // Streamed: every slot of every new table written exactly once, nothing staged twice.
+    // (A streamed root's slots up to the last table written count too.)
+    let root_written = u64::from(fresh.as_ref().map_or(0, |t| t.next_slot() - root_before));
+    let counts = &w.mmu.raw().counts;
     check!(
-        w.mmu.raw().counts.get(common::sim::Op::Write) - writes_before == count.total(),
-        "one write per table"
+        counts.entries_written - entries_before == 512 * count.total() + root_written,
+        "{} entries written for {} tables",
+        counts.entries_written - entries_before,
+        count.total()
+    );
+    check!(
+        counts.fresh_rewrites == 0,
+        "{} slots written twice",
+        counts.fresh_rewrites
     );
 
     // The oracle: page sizes from the read-only set at build time.
@@ -229,10 +254,32 @@ fn lifecycle(c: Case) -> Result<(), TestCaseError> {
         .pending
         .flush(&mut w.mmu)
         .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-    let root = w
-        .mmu
-        .new_table(root)
-        .map_err(|e| TestCaseError::fail(format!("new root: {:?}", e.error)))?;
+    let root = match (staged, fresh) {
+        (Some(staged), _) => w
+            .mmu
+            .new_table(staged)
+            .map_err(|e| TestCaseError::fail(format!("new root: {:?}", e.error)))?,
+        (None, Some(mut t)) => {
+            let copied = w
+                .mmu
+                .inherit_root_fresh(&w.live, &mut t, (slots.end, 512))
+                .map_err(|e| TestCaseError::fail(format!("inherit_root: {e:?}")))?;
+            check!(copied == 1, "inherit_root copied {copied} slots");
+            w.mmu
+                .finish_table(t)
+                .map_err(|e| TestCaseError::fail(format!("new root: {:?}", e.error)))?
+        }
+        (None, None) => unreachable!("one root or the other"),
+    };
+    let kernel = w.mmu.entry(root.as_table(), KERNEL_SLOT).unwrap();
+    check!(kernel.is_present(), "kernel slot inherited");
+    check!(
+        !w.mmu
+            .entry(root.as_table(), common::sim::XEN_SLOT)
+            .unwrap()
+            .is_present(),
+        "Xen's slot not inherited"
+    );
     let root = w
         .mmu
         .pin(root)

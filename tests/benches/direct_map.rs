@@ -15,7 +15,7 @@ use std::time::Instant;
 use backend_native::{Cpu, Native, Window};
 use hal_core::direct_map::{self, plan::LINUX_PAGE_OFFSET, DirectMapSpec, Target};
 use hal_core::memblock::{Direction, Memblock};
-use hal_core::{Mmu, PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf, TableBuilder};
+use hal_core::{FreshTable, Mmu, PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf};
 use x86_64::structures::paging::{
     FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PhysFrame, Size1GiB, Size2MiB,
     Size4KiB,
@@ -181,13 +181,13 @@ fn pvmmu_setup(mem: &SimMem, case: Case) -> PvmmuSetup {
 /// the root's frame.
 #[inline(never)]
 fn pvmmu_build(s: &mut PvmmuSetup, case: Case) -> u64 {
-    let mut root = TableBuilder::new(s.buf.alloc().expect("root"));
+    let mut root = FreshTable::new(s.buf.alloc().expect("root"));
     // SAFETY: the direct map's virtual range is unused, the frames are numbers only.
     let built = unsafe {
         direct_map::build(
             &mut s.mmu,
             &mut s.buf,
-            Target::New(&mut root),
+            Target::Fresh(&mut root),
             &ranges(case),
             &[],
             &spec(case),
@@ -196,7 +196,7 @@ fn pvmmu_build(s: &mut PvmmuSetup, case: Case) -> u64 {
     }
     .expect("build");
     built.pending.flush(&mut s.mmu).expect("flush");
-    let root = s.mmu.new_table(root).expect("root written");
+    let root = s.mmu.finish_table(root).expect("root written");
     // The tree stays in the simulated memory; the frame handle is dropped (leaked).
     let _tree = root.pfn();
     _tree.as_u64()

@@ -1,6 +1,6 @@
 //! [`XenPv`]: hal-core's [`RawMmu`] on a 64-bit Xen PV guest.
 
-use hal_core::backend::{Caps, PageSizes, RawMmu};
+use hal_core::backend::{Caps, EntryRun, PageSizes, RawMmu};
 use hal_core::{Mfn as HalMfn, Pfn, PfnRange, Pte, TableLevel};
 use heapless::Vec;
 
@@ -543,6 +543,79 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
                 },
                 op,
             )?;
+        }
+        Ok(())
+    }
+
+    unsafe fn fill_fresh(
+        &mut self,
+        table: Pfn,
+        level: TableLevel,
+        first: u16,
+        run: &EntryRun,
+    ) -> Result<(), XenPvError> {
+        let op = Op::Write;
+        let end = usize::from(first) + usize::from(run.count);
+        if end > 512 {
+            return Err(err(op, Cause::Unsupported(Unsupported::Index(end as u16))));
+        }
+        if run.count == 0 {
+            return Ok(());
+        }
+        let e = run.first;
+        // Check the run before queuing anything: one entry says it for all.
+        if !e.is_present() {
+            if e.bits() != 0 {
+                return Err(err(
+                    op,
+                    Cause::Unsupported(Unsupported::NonZeroNotPresent(first)),
+                ));
+            }
+        } else {
+            let last = first + run.count - 1;
+            if level == TableLevel::L4 && first < XEN_SLOTS.end && XEN_SLOTS.start <= last {
+                let at = first.max(XEN_SLOTS.start);
+                return Err(err(op, Cause::Unsupported(Unsupported::XenSlot(at))));
+            }
+            if matches!(level, TableLevel::L2 | TableLevel::L3) && e.bits() & PSE != 0 {
+                return Err(err(op, Cause::Unsupported(Unsupported::LargePage(first))));
+            }
+            let last_pfn = run.entry(run.count - 1).pfn().as_u64();
+            self.mfn(last_pfn, op)?;
+            self.mfn(e.pfn().as_u64(), op)?;
+        }
+        let base = (self.mfn(table.as_u64(), op)? << 12) + 8 * u64::from(first);
+        let hi = base + 8 * u64::from(run.count);
+        // A fresh frame holds no remembered mapping, unless it held entries once (forget
+        // them); the run's read-only leaves for protected frames add at most one run of
+        // records per protected range they cross (checked as they come).
+        self.forget_ptes(base, hi);
+        let remember = level == TableLevel::L1 && e.is_present() && e.bits() & RW == 0;
+        let flags = e.bits() & !ADDR;
+        let mut ptr = base;
+        for i in 0..run.count {
+            let val = if e.is_present() {
+                let pfn = e.pfn().as_u64() + u64::from(i) * run.step;
+                let mfn = self.mfn(pfn, op)?;
+                if remember
+                    && self.protected.contains(pfn)
+                    && self.st.records.add(pfn, ptr, flags).is_err()
+                {
+                    self.forget_ptes(base, hi);
+                    return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
+                }
+                flags | (mfn << 12)
+            } else {
+                0
+            };
+            self.push(
+                MmuUpdate {
+                    ptr: ptr | mmu::NORMAL_PT_UPDATE,
+                    val,
+                },
+                op,
+            )?;
+            ptr += 8;
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! Building the direct map through the typed layer.
 //!
 //! Tables are opened as the (ascending) runs reach them and closed when the runs leave them;
-//! a table that did not exist is filled completely in memory ([`TableBuilder`]) and written
-//! once, all 512 entries, when it is closed, then adopted by its parent (or hooked, if the
-//! parent is live). Children are therefore complete before any parent points at them, and on
+//! a table that did not exist is a [`FreshTable`]: each run of leaves is streamed into it at
+//! once (one backend call per run: plain stores on bare metal, the `mmu_update` queue on Xen
+//! PV), the slots no run covers are written empty, every slot exactly once. When it is closed
+//! it becomes a `Frame<PinnedRO<L>>` and is written into its parent (or hooked, if the parent
+//! is live). Children are therefore complete before any parent points at them, and on
 //! Xen PV a subtree is validated once, when it is hooked under the live root (or when the new
 //! root is pinned).
 
@@ -13,8 +15,9 @@ use x86_64::structures::paging::PageTableFlags;
 
 use super::plan::{count_tables, DirectMapSpec, PageSize, PlanError, Runs, TableCount};
 use crate::addr::{Pfn, PfnRange};
-use crate::backend::RawMmu;
+use crate::backend::{EntryRun, RawMmu};
 use crate::error::{BackendError, ErrorKind, Failed};
+use crate::fresh::FreshTable;
 use crate::level::{ChildOf, HasChild, Level, TableLevel};
 use crate::mmu::{Mmu, Pending, WriteError};
 use crate::pgt_buf::{Exhausted, PgtBuf};
@@ -25,8 +28,11 @@ use crate::Frame;
 
 /// Where the direct map goes.
 pub enum Target<'r, 'b> {
-    /// A root being built (not live yet): its slots are filled in memory.
+    /// A root being built in memory (not live yet): its slots are filled in the builder.
     New(&'b mut TableBuilder<U4>),
+    /// A root being written in place (not live yet): the direct map's slots are streamed into
+    /// it, so they must lie at or above its [`next_slot`](FreshTable::next_slot).
+    Fresh(&'b mut FreshTable<U4>),
     /// A live root: existing tables under it are reused.
     Live(TableRef<'r, U4>),
 }
@@ -215,11 +221,10 @@ pub unsafe fn build<B: RawMmu>(
     })
 }
 
-/// A table the cursor has open: made here (in memory) or found live. The in-memory variant
-/// is 4 KiB by design: three of them (L3, L2, L1) are all the builder ever holds.
-#[allow(clippy::large_enum_variant)]
+/// A table the cursor has open: made here (written in place as the runs reach it) or found
+/// live. Either is a few words: nothing is staged.
 enum Open<'r, L: Level> {
-    New { key: u64, table: TableBuilder<L> },
+    New { key: u64, table: FreshTable<L> },
     Live { key: u64, table: TableRef<'r, L> },
 }
 
@@ -271,25 +276,29 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         if size != PageSize::Size4K {
             flags.insert(PageTableFlags::HUGE_PAGE);
         }
-        let pte = |i: u64| {
-            let f = Pfn::new(pfn + i * size.frames()).expect("checked by the plan");
-            Pte::new(f, flags)
+        let run = EntryRun {
+            first: Pte::new(Pfn::new(pfn).ok_or(BuildError::BadFlags)?, flags),
+            step: size.frames(),
+            count: n as u16,
         };
         match size {
             PageSize::Size4K => {
                 self.open_l1(va)?;
                 let slot = self.l1.as_mut().expect("opened");
-                fill(self.mmu, slot, first, n, pte, va)?;
+                fill(self.mmu, slot, first, &run, va)?;
             }
             PageSize::Size2M => {
+                // The L1 below comes first in the L2 (runs ascend): finish it before the leaves.
+                self.close_l1()?;
                 self.open_l2(va)?;
                 let slot = self.l2.as_mut().expect("opened");
-                fill(self.mmu, slot, first, n, pte, va)?;
+                fill(self.mmu, slot, first, &run, va)?;
             }
             PageSize::Size1G => {
+                self.close_l2()?;
                 self.open_l3(va)?;
                 let slot = self.l3.as_mut().expect("opened");
-                fill(self.mmu, slot, first, n, pte, va)?;
+                fill(self.mmu, slot, first, &run, va)?;
             }
         }
         Ok(n)
@@ -311,6 +320,12 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
                 Some(e) if e.is_present() => return Err(BuildError::AlreadyMapped(va)),
                 _ => None,
             },
+            // A slot behind the cursor of a fresh root is written already (inherited, or an
+            // earlier table): a fresh root is not read back.
+            Target::Fresh(root) if idx < root.next_slot() => {
+                return Err(BuildError::AlreadyMapped(va))
+            }
+            Target::Fresh(_) => None,
             Target::Live(root) => live_child(self.mmu, *root, idx, va)?,
         };
         self.l3 = Some(self.open_at(key, existing)?);
@@ -326,6 +341,9 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         self.open_l3(va)?;
         let idx = TableLevel::L3.index_of(va);
         let existing = match self.l3.as_ref().expect("opened") {
+            Open::New { table, .. } if idx < table.next_slot() => {
+                return Err(BuildError::AlreadyMapped(va))
+            }
             Open::New { .. } => None,
             Open::Live { table, .. } => live_child(self.mmu, *table, idx, va)?,
         };
@@ -342,6 +360,9 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         self.open_l2(va)?;
         let idx = TableLevel::L2.index_of(va);
         let existing = match self.l2.as_ref().expect("opened") {
+            Open::New { table, .. } if idx < table.next_slot() => {
+                return Err(BuildError::AlreadyMapped(va))
+            }
             Open::New { .. } => None,
             Open::Live { table, .. } => live_child(self.mmu, *table, idx, va)?,
         };
@@ -361,7 +382,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
             }
             None => Open::New {
                 key,
-                table: TableBuilder::new(self.buf.alloc()?),
+                table: FreshTable::new(self.buf.alloc()?),
             },
         })
     }
@@ -408,6 +429,10 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
                 crate::frame::handed_over(f);
                 BuildError::at(va, WriteError::<B::Error>::Entry(e))
             }),
+            Target::Fresh(root) => self.mmu.put_child(root, idx, frame).map_err(|f| {
+                crate::frame::handed_over(f.value);
+                BuildError::at(va, f.error)
+            }),
             Target::Live(root) => {
                 let p = self.mmu.hook(*root, idx, frame).map_err(|f| {
                     crate::frame::handed_over(f.value);
@@ -419,7 +444,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         }
     }
 
-    /// Writes a table made here; returns it with a virtual address it covers. Live tables
+    /// Finishes a table made here; returns it with a virtual address it covers. Live tables
     /// need nothing.
     #[allow(clippy::type_complexity)]
     fn make<L: Level>(
@@ -431,7 +456,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
             return Ok(None);
         };
         let va = key << (level.entry_shift() + 9);
-        let (frame, p) = self.mmu.new_table_queued(table).map_err(|f| {
+        let (frame, p) = self.mmu.finish_table_queued(table).map_err(|f| {
             // The frame stays in the buffer's used part, read-only: nothing is handed out.
             let _ = f.value.into_frame();
             BuildError::Backend(f.error)
@@ -471,9 +496,9 @@ fn attach<L: HasChild, B: RawMmu>(
     va: u64,
 ) -> Result<(), BuildError<B::Error>> {
     match parent {
-        Open::New { table, .. } => table.adopt(idx, frame).map_err(|(e, f)| {
-            crate::frame::handed_over(f);
-            BuildError::at(va, WriteError::<B::Error>::Entry(e))
+        Open::New { table, .. } => mmu.put_child(table, idx, frame).map_err(|f| {
+            crate::frame::handed_over(f.value);
+            BuildError::at(va, f.error)
         }),
         Open::Live { table, .. } => {
             let p = mmu.hook(*table, idx, frame).map_err(|f| {
@@ -486,35 +511,36 @@ fn attach<L: HasChild, B: RawMmu>(
     }
 }
 
-/// Writes `n` leaves from slot `first` into an open table.
+/// Entries staged per call when leaves go into a live table (which is checked slot by slot).
+const LIVE_CHUNK: usize = 32;
+
+/// Writes the leaves of `run` from slot `first` into an open table.
 fn fill<L: LeafLevel, B: RawMmu>(
     mmu: &mut Mmu<B>,
     open: &mut Open<'_, L>,
     first: u16,
-    n: u64,
-    pte: impl Fn(u64) -> Pte,
+    run: &EntryRun,
     va: u64,
 ) -> Result<(), BuildError<B::Error>> {
     match open {
         Open::New { table, .. } => {
-            for i in 0..n {
-                // SAFETY: the caller of `build` vouched for the virtual range and the frames.
-                unsafe { table.set_leaf(first + i as u16, pte(i)) }.map_err(|e| match e {
-                    EntryError::Occupied(_) => BuildError::AlreadyMapped(va),
-                    _ => BuildError::BadFlags,
-                })?;
-            }
-            Ok(())
+            // SAFETY: the caller of `build` vouched for the virtual range and the frames.
+            unsafe { mmu.put_leaves(table, first, run) }.map_err(|e| BuildError::at(va, e))
         }
         Open::Live { table, .. } => {
-            let mut buf = [Pte::EMPTY; 512];
-            for (i, slot) in buf.iter_mut().enumerate().take(n as usize) {
-                *slot = pte(i as u64);
+            let mut chunk = [Pte::EMPTY; LIVE_CHUNK];
+            let mut done = 0u16;
+            while done < run.count {
+                let n = (run.count - done).min(LIVE_CHUNK as u16);
+                for (i, slot) in chunk.iter_mut().enumerate().take(usize::from(n)) {
+                    *slot = run.entry(done + i as u16);
+                }
+                // SAFETY: as above.
+                let p = unsafe { mmu.map_leaves(*table, first + done, &chunk[..usize::from(n)]) }
+                    .map_err(|e| BuildError::at(va, e))?;
+                p.defer();
+                done += n;
             }
-            // SAFETY: as above.
-            let p = unsafe { mmu.map_leaves(*table, first, &buf[..n as usize]) }
-                .map_err(|e| BuildError::at(va, e))?;
-            p.defer();
             Ok(())
         }
     }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use hal_core::backend::{Caps, PageSizes, RawMmu};
+use hal_core::backend::{Caps, EntryRun, PageSizes, RawMmu};
 use hal_core::{BackendError, ErrorKind, Mfn, PageTableFlags, Pfn, PfnRange, Pte, TableLevel};
 
 /// A multiplicative hasher for `u64` keys: the default SipHash is slow in debug builds.
@@ -128,6 +128,8 @@ pub struct Counts {
     pub tlb_flushes: u64,
     pub invlpgs: u64,
     pub full_flushes: u64,
+    /// Slots of fresh tables written again (by `fill_fresh`) before the table was complete.
+    pub fresh_rewrites: u64,
 }
 
 impl Counts {
@@ -206,6 +208,10 @@ pub struct Sim {
     windows: Vec<(u64, PfnRange)>,
     faults: Vec<Fault>,
     queued: u64,
+    /// Entries of tables pointing at each frame (how often it is hooked).
+    hooks: FastMap<u64, u32>,
+    /// Tables being filled through `fill_fresh`: the slots written so far (a bitmap).
+    fresh: FastMap<u64, [u64; 8]>,
     pub counts: Counts,
     pub violations: Vec<String>,
     /// The simulated CPU's TLB: leaf page base → (leaf entry, level). Filled by
@@ -243,6 +249,8 @@ impl Sim {
             windows: Vec::new(),
             faults: Vec::new(),
             queued: 0,
+            hooks: FastMap::default(),
+            fresh: FastMap::default(),
             counts: Counts::default(),
             violations: Vec::new(),
             tlb: HashMap::new(),
@@ -607,12 +615,92 @@ unsafe impl RawMmu for Sim {
                 },
             );
         }
+        if level != TableLevel::L1 {
+            for e in entries.iter().filter(|e| e.is_present() && !e.is_huge()) {
+                let child = e.pfn().as_u64();
+                if self
+                    .fresh
+                    .get(&child)
+                    .is_some_and(|m| m.iter().any(|w| *w != u64::MAX))
+                {
+                    let detail = format!("{table:?} -> {child:#x}");
+                    return Err(self.refuse(
+                        Op::Write,
+                        ErrorKind::Refused,
+                        "hook of a fresh table not written in full",
+                        detail,
+                    ));
+                }
+            }
+        }
         let tb = self.tables.entry(t).or_insert_with(|| Box::new([0; 512]));
         for (i, e) in entries.iter().enumerate() {
-            tb[usize::from(first) + i] = e.bits();
+            let slot = &mut tb[usize::from(first) + i];
+            if level != TableLevel::L1 {
+                let old = Pte::from_bits(*slot);
+                if old.is_present() && !old.is_huge() {
+                    if let Some(n) = self.hooks.get_mut(&old.pfn().as_u64()) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                if e.is_present() && !e.is_huge() {
+                    let child = e.pfn().as_u64();
+                    *self.hooks.entry(child).or_default() += 1;
+                    self.fresh.remove(&child);
+                }
+            }
+            *slot = e.bits();
         }
         self.counts.entries_written += entries.len() as u64;
         self.queued += 1;
+        Ok(())
+    }
+
+    unsafe fn fill_fresh(
+        &mut self,
+        table: Pfn,
+        level: TableLevel,
+        first: u16,
+        run: &EntryRun,
+    ) -> Result<(), SimError> {
+        let t = table.as_u64();
+        let live = t == self.root
+            || self.hooks.get(&t).is_some_and(|n| *n > 0)
+            || matches!(self.state.get(&t), Some(FState::Table { pinned: true, .. }))
+            || (matches!(self.state.get(&t), Some(FState::Table { .. }))
+                && !self.fresh.contains_key(&t));
+        if live {
+            let detail = format!("{table:?} as {level:?}");
+            return Err(self.refuse(
+                Op::Write,
+                ErrorKind::Refused,
+                "fill_fresh of a live table",
+                detail,
+            ));
+        }
+        if usize::from(first) + usize::from(run.count) > 512 || !run.frames_in_range() {
+            return Err(SimError {
+                op: Op::Write,
+                kind: ErrorKind::OutOfRange,
+                applied: 0,
+                why: "fresh run past the end of the table or of the frame numbers",
+            });
+        }
+        let map = self.fresh.get(&t).copied().unwrap_or([0; 8]);
+        let slots = usize::from(first)..usize::from(first) + usize::from(run.count);
+        let rewrites = slots
+            .clone()
+            .filter(|&i| map[i / 64] & (1 << (i % 64)) != 0)
+            .count();
+        let entries: Vec<Pte> = (0..run.count).map(|i| run.entry(i)).collect();
+        // SAFETY: the caller's contract, which is `write`'s and more.
+        unsafe { self.write(table, level, first, &entries) }?;
+        let mut map = map;
+        for i in slots {
+            map[i / 64] |= 1 << (i % 64);
+        }
+        self.fresh.insert(t, map);
+        self.counts.fresh_rewrites += rewrites as u64;
         Ok(())
     }
 
@@ -644,6 +732,20 @@ unsafe impl RawMmu for Sim {
     unsafe fn pin(&mut self, table: Pfn, level: TableLevel) -> Result<(), SimError> {
         self.count(Op::Pin)?;
         let t = table.as_u64();
+        if self
+            .fresh
+            .get(&t)
+            .is_some_and(|m| m.iter().any(|w| *w != u64::MAX))
+        {
+            let detail = format!("{table:?} as {level:?}");
+            return Err(self.refuse(
+                Op::Pin,
+                ErrorKind::Refused,
+                "pin of a fresh table not written in full",
+                detail,
+            ));
+        }
+        self.fresh.remove(&t);
         match self.state.get_mut(&t) {
             Some(FState::Table { level: l, pinned }) if *l == level && !*pinned => {
                 *pinned = true;
