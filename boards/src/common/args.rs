@@ -16,7 +16,8 @@ pub struct UnknownKey<'a> {
 
 impl fmt::Display for UnknownKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown guest argument {:?} on this board", self.word)
+        // Quoted by hand: `{:?}` of a str pulls in escaping and Unicode tables (3 KiB).
+        write!(f, "unknown guest argument \"{}\" on this board", self.word)
     }
 }
 

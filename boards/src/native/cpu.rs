@@ -2,6 +2,7 @@
 //! with a TSS whose IST1 stack serves `#DF`, NMI and `#MC` (so a fault on a broken stack is
 //! still reported), and an IDT routing every CPU exception to the stubs in [`super::boot`].
 
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
@@ -15,7 +16,7 @@ use super::boot;
 use crate::common::racy_cell::RacyCell;
 
 /// Size of the IST1 stack.
-const IST_STACK_SIZE: usize = 16 * 1024;
+const IST_STACK_SIZE: usize = 8 * 1024;
 
 #[repr(C, align(16))]
 struct IstStack([u8; IST_STACK_SIZE]);
@@ -23,7 +24,9 @@ struct IstStack([u8; IST_STACK_SIZE]);
 static IST_STACK: RacyCell<IstStack> = RacyCell::new(IstStack([0; IST_STACK_SIZE]));
 static TSS: RacyCell<TaskStateSegment> = RacyCell::new(TaskStateSegment::new());
 static GDT: RacyCell<GlobalDescriptorTable> = RacyCell::new(GlobalDescriptorTable::new());
-static IDT: RacyCell<InterruptDescriptorTable> = RacyCell::new(InterruptDescriptorTable::new());
+/// Written by [`init`]: uninitialised until then, so it lands in `.bss`, not in 4 KiB of the
+/// loaded image (an empty IDT is not all zeros).
+static IDT: RacyCell<MaybeUninit<InterruptDescriptorTable>> = RacyCell::new(MaybeUninit::uninit());
 /// Set by the first [`init`]; the tables are written only then.
 static DONE: AtomicBool = AtomicBool::new(false);
 
@@ -35,6 +38,7 @@ pub fn init() {
     // SAFETY: `DONE` makes this the only time these statics are borrowed; after this they are
     // only read, by the CPU.
     let (tss, gdt, idt) = unsafe { (&mut *TSS.get(), &mut *GDT.get(), &mut *IDT.get()) };
+    let idt = idt.write(InterruptDescriptorTable::new());
     let ist_top = VirtAddr::from_ptr(IST_STACK.get()) + IST_STACK_SIZE as u64;
     tss.interrupt_stack_table[0] = ist_top;
 

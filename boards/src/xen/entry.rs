@@ -24,8 +24,28 @@
 
 use backend_xen_pv::hypercall::TrapInfo;
 
-/// Bytes of the stack the entry code switches to.
-pub const STACK_SIZE: usize = 256 * 1024;
+// The stack the entry code switches to: the native board's boot stack when the image carries
+// both boards (only one of them ever runs), a stack of its own otherwise.
+
+/// Bytes of the board's own stack (as the native board's `BOOT_STACK_SIZE`).
+#[cfg(not(feature = "native"))]
+pub const STACK_SIZE: usize = if cfg!(debug_assertions) { 256 } else { 64 } * 1024;
+
+#[cfg(feature = "native")]
+core::arch::global_asm!(".set __pvmmu_xen_stack_top, pvh_stack_top");
+
+#[cfg(not(feature = "native"))]
+core::arch::global_asm!(
+    r#"
+    .pushsection .bss.xen_stack, "aw", @nobits
+    .balign 4096
+__pvmmu_xen_stack_bottom:
+    .skip {stack_size}
+__pvmmu_xen_stack_top:
+    .popsection
+    "#,
+    stack_size = const STACK_SIZE,
+);
 /// Vectors with a stub in the trap table (2 NMI, 8 #DF, 18 #MC are not delivered this way).
 pub const TRAP_VECTORS: usize = 18;
 
@@ -60,18 +80,11 @@ core::arch::global_asm!(
     XEN_NOTE_ADDR 1, __pvmmu_xen_entry
     XEN_NOTE_ADDR 2, __pvmmu_xen_hypercall_page
 
-    .pushsection .text.xen_hypercall_page, "ax", @progbits
+    .pushsection .xen_hypercall_page, "awx", @nobits
     .balign 4096
     .globl __pvmmu_xen_hypercall_page
 __pvmmu_xen_hypercall_page:
-    .fill 4096, 1, 0xcc
-    .popsection
-
-    .pushsection .bss.xen_stack, "aw", @nobits
-    .balign 4096
-__pvmmu_xen_stack_bottom:
-    .skip {stack_size}
-__pvmmu_xen_stack_top:
+    .skip 4096
     .popsection
 
     .pushsection .text.xen_entry, "ax", @progbits
@@ -173,7 +186,6 @@ __pvmmu_xen_trap_\vec:
     .quad 0, 0
     .popsection
     "#,
-    stack_size = const STACK_SIZE,
     trap_flags = const TrapInfo::MASK_EVENTS,
     kernel_cs = const backend_xen_pv::hypercall::abi::FLAT_KERNEL_CS,
 );
