@@ -549,12 +549,19 @@ fn main() {
     }
     if with_callgrind {
         println!();
-        println!("callgrind, instructions per 4 KiB page (inside the build function)");
+        println!(
+            "callgrind, instructions inside the build function: per 4 KiB page (4 KiB-only \
+             mappings), per build (large pages)"
+        );
         println!();
         println!("| mapping | pvmmu | x86_64 | flat |");
         println!("|---|---|---|---|");
         for (case, c) in counts {
-            let pages = (case.bytes / 4096) as f64;
+            let pages = if case.large {
+                1.0
+            } else {
+                (case.bytes / 4096) as f64
+            };
             let f = |x: Option<u64>| {
                 x.map_or_else(|| "n/a".to_string(), |n| format!("{:.2}", n as f64 / pages))
             };
