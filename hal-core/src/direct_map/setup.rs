@@ -41,13 +41,13 @@ use super::plan::{count_tables, DirectMapSpec, PlanError, LINUX_PAGE_OFFSET};
 use crate::addr::{Pfn, PfnRange, PAGE_SHIFT};
 use crate::backend::{PageSizes, RawMmu};
 use crate::error::{BackendError, ErrorKind};
+use crate::fresh::FreshTable;
 use crate::level::TableLevel;
 use crate::memblock::{Direction, Memblock, MemblockError};
 use crate::mmu::{Mmu, SwitchError, WriteError};
 use crate::pgt_buf::{FinishError, Finished, NewError, PgtBuf};
 use crate::phase::Phase;
 use crate::root::{LiveRoot, PreviousRoot};
-use crate::table::TableBuilder;
 
 /// Trial placements [`map_ram`] makes before it gives up on a size that keeps changing.
 pub const MAX_SIZING_ROUNDS: u32 = 8;
@@ -591,17 +591,20 @@ fn build_and_switch<B: RawMmu>(
     }
 
     let frame = buf.alloc().map_err(|e| SetupError::Build(e.into()))?;
-    let mut root = TableBuilder::new(frame);
+    // The new root is written in place (a 16-byte FreshTable, not a 4 KiB staged table):
+    // its slots in ascending order, the live root's below the direct map first, the direct
+    // map, then the live root's above it.
+    let mut root = FreshTable::new(frame);
     figures.inherited = mmu
-        .inherit_root(live, &mut root, slots)
+        .inherit_root_fresh(live, &mut root, (0, slots.0))
         .map_err(SetupError::Inherit)?;
-    // SAFETY: as above; the new root's direct-map slots are empty (skipped by inherit_root,
-    // and empty in the live root anyway).
+    // SAFETY: as above; the new root's direct-map slots are empty (not written yet, and
+    // empty in the live root anyway).
     let built = unsafe {
         build(
             mmu,
             buf,
-            Target::New(&mut root),
+            Target::Fresh(&mut root),
             ranges,
             &[],
             &setup.spec,
@@ -610,12 +613,15 @@ fn build_and_switch<B: RawMmu>(
     }
     .map_err(SetupError::Build)?;
     note(figures, &built);
+    figures.inherited += mmu
+        .inherit_root_fresh(live, &mut root, (slots.1, 512))
+        .map_err(SetupError::Inherit)?;
     built
         .pending
         .flush(mmu)
         .map_err(|e| SetupError::Build(BuildError::Backend(e)))?;
     let root = mmu
-        .new_table(root)
+        .finish_table(root)
         .map_err(|f| SetupError::Switch(SwitchError::Backend(f.error)))?;
     mmu.raw_mut().set_phase(Phase::Switch);
     let root = mmu
