@@ -37,7 +37,8 @@ const XEN_AREA: (u64, u64) = (0xFFFF_8000_0000_0000, 0xFFFF_8800_0000_0000);
 pub enum ReleaseStrategy {
     /// `mmu_update` batches of 512 entries, up to
     /// [`RELEASE_BATCHES`](super::RELEASE_BATCHES) of them in one `multicall`: releasing `K`
-    /// frames mapped `m` times costs at most `ceil(m * K / 1024) + 1` hypercalls.
+    /// frames mapped `m` times costs at most `ceil(m * K / (512 * RELEASE_BATCHES)) + 1`
+    /// hypercalls.
     Batched,
     /// One `update_va_mapping` per mapping reachable through a window, as Linux did in 2011
     /// for the `pgt_buf` tail (`make_lowmem_page_readwrite` per page); mappings no window
