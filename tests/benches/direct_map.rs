@@ -116,6 +116,7 @@ impl Cpu for HostCpu {
     }
     unsafe fn set_root(&mut self, _root: Pfn) {}
     fn flush_tlb(&mut self) {}
+    fn invalidate_page(&mut self, _va: u64) {}
 }
 
 fn spec(case: Case) -> DirectMapSpec {

@@ -11,7 +11,7 @@ use crate::level::{Level, TableLevel};
 use crate::mmu::Mmu;
 use crate::pte::Pte;
 use crate::range::FrameRange;
-use crate::table::{TableBuilder, TableRef};
+use crate::table::TableRef;
 use crate::tlb::TlbBatch;
 
 use super::error::MapError;
@@ -446,7 +446,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         mmu: &mut Mmu<B>,
         frame: crate::frame::Frame<crate::state::PgtReserved>,
     ) -> Result<(), MapError<B::Error>> {
-        match mmu.new_table_queued(TableBuilder::<L>::new(frame)) {
+        match mmu.finish_table_queued(crate::fresh::FreshTable::<L>::new(frame)) {
             Ok((table, pending)) => {
                 pending.defer();
                 crate::frame::handed_over(table);
