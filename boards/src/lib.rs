@@ -30,4 +30,6 @@ pub mod platform;
 pub mod xen;
 
 pub use common::console::PlatformWriter;
-pub use platform::{BoardMemblock, ClaimError, MmuPlatform, Outcome, Platform, MEMBLOCK_REGIONS};
+pub use platform::{
+    AliasError, BoardMemblock, ClaimError, MmuPlatform, Outcome, Platform, MEMBLOCK_REGIONS,
+};

@@ -99,6 +99,18 @@ pub trait Platform {
     fn take_memblock(&mut self) -> Result<(BoardMemblock, MapReport), ClaimError>;
 }
 
+/// Why [`MmuPlatform::alias`] gave no second mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+pub enum AliasError {
+    /// The board has no mapping of this frame besides the kernel's own.
+    NoMapping {
+        /// The frame.
+        pfn: u64,
+    },
+    /// The backend refused to map it (the board logged why).
+    Backend(hal_core::ErrorKind),
+}
+
 /// A board with an MMU backend: what the page-table examples need beyond [`Platform`].
 ///
 /// Backend-specific figures (Xen PV's hypercalls per phase, the seed's per-page release for
@@ -122,6 +134,17 @@ pub trait MmuPlatform: Platform {
     /// The boot mapping of physical memory: `(va, frames)`, frames mapped contiguously from
     /// `va`, writable (bare metal: the identity map; Xen PV: the domain builder's mapping).
     fn boot_window(&self) -> (u64, hal_core::PfnRange);
+
+    /// A second mapping of frame `pfn`, independent of any table a kernel built: the virtual
+    /// address at which the frame can be read, valid until the next call to `alias` or
+    /// [`end_alias`](Self::end_alias). Bare metal: the boot identity map; Xen PV: the domain
+    /// builder's initial mapping where it covers the frame, elsewhere a page of the board's own
+    /// pointed at the frame, read-only. [`AliasError::NoMapping`] where the board has none.
+    fn alias(&mut self, pfn: hal_core::Pfn) -> Result<u64, AliasError>;
+
+    /// Ends the mapping [`alias`](Self::alias) gave (a page of the board's own maps its own
+    /// frame again). Nothing to do if there is none.
+    fn end_alias(&mut self) -> Result<(), AliasError>;
 }
 
 #[cfg(test)]

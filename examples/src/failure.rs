@@ -57,6 +57,11 @@ pub enum Failure {
         /// The frame.
         pfn: u64,
     },
+    /// The board has no second mapping of a frame to cross-check it through.
+    NoAlias {
+        /// The frame.
+        pfn: u64,
+    },
     /// A raw hypercall returned something other than what the demonstration expects.
     Hypercall {
         /// Which call.

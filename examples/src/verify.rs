@@ -1,9 +1,9 @@
 //! The `direct_map` example's own checks of the map `map_ram` made, independent of its
 //! figures: the software walk of every leaf (frame, size, protection against the plan), the
-//! released tail written and read back through the new map and the boot mapping (twice on a
-//! backend that compares the seed's release), and the CPU reading through the map.
+//! released tail written and read back through the new map and through a second mapping the
+//! board gives (twice on a backend that compares the seed's release), and the CPU reading through the map.
 
-use boards::MmuPlatform;
+use boards::{AliasError, MmuPlatform};
 use heapless::Vec;
 use pvmmu::direct_map::{DirectMap, DirectMapSpec, PageSize, Runs};
 use pvmmu::memblock::Memblock;
@@ -42,14 +42,14 @@ pub fn direct_map<P: MmuPlatform, const N: usize>(
         .alloc_exact(map.buffer.released)
         .map_err(Failure::Memblock)?;
     // SAFETY: we own the tail frames (allocated just now) and the direct map is live.
-    f.cross_checked = unsafe { pattern(base, tail.pfns(), p.boot_window()) }?;
+    f.cross_checked = unsafe { pattern(p, base, tail.pfns()) }?;
     // The backend's comparison (Xen PV: the same frames released again the seed's way).
     let tail = P::Backend::compare_release(p.mmu(), tail).map_err(|e| {
         defmt::error!("compare_release: {}", defmt::Display2Format(&e.error));
         Failure::Backend("compare_release", e.error.kind())
     })?;
     // SAFETY: as above: the frames came back free and ours.
-    unsafe { pattern(base, tail.pfns(), p.boot_window()) }?;
+    unsafe { pattern(p, base, tail.pfns()) }?;
     mb.free_frames(tail)
         .map_err(|e| Failure::Memblock(e.error))?;
 
@@ -135,37 +135,63 @@ pub fn every_leaf<B: RawMmu>(
 }
 
 /// Writes a pattern into every frame of `frames` through the direct map at `base`, reads it
-/// back, and where `boot` (a second mapping: `(va, frames)`) also covers a frame, reads it
-/// through that one too. Returns how many frames were cross-checked through `boot`.
+/// back, and reads it again through a second, independent mapping of the same frame that the
+/// board gives ([`MmuPlatform::alias`]). Returns how many frames were read through it: every
+/// frame, or the run fails ([`Failure::NoAlias`] where the board has no second mapping).
 ///
 /// # Safety
-/// The caller owns the frames as memory, and both mappings are live and writable.
-pub unsafe fn pattern(base: u64, frames: PfnRange, boot: (u64, PfnRange)) -> Result<u64, Failure> {
-    let mut crossed = 0;
-    for pfn in frames.iter() {
-        let p = (base + pfn.addr()) as *mut u64;
-        let tag = pfn.as_u64().wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        for i in 0..512 {
-            // SAFETY: the caller owns the frame and its direct mapping is live and writable.
-            unsafe { p.add(i).write_volatile(tag ^ i as u64) };
-        }
-        for i in 0..512 {
-            // SAFETY: as above.
-            if unsafe { p.add(i).read_volatile() } != tag ^ i as u64 {
-                return Err(Failure::Pattern { pfn: pfn.as_u64() });
+/// The caller owns the frames as memory, and the direct map of them at `base` is live and
+/// writable.
+pub unsafe fn pattern<P: MmuPlatform>(
+    p: &mut P,
+    base: u64,
+    frames: PfnRange,
+) -> Result<u64, Failure> {
+    let crossed = (|| {
+        let mut crossed = 0;
+        for pfn in frames.iter() {
+            let d = (base + pfn.addr()) as *mut u64;
+            let tag = pfn.as_u64().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            for i in 0..512 {
+                // SAFETY: the caller owns the frame and its direct mapping is live and writable.
+                unsafe { d.add(i).write_volatile(tag ^ i as u64) };
             }
-        }
-        let (bva, bframes) = boot;
-        if bframes.contains(pfn) {
-            let q = (bva + (pfn.as_u64() - bframes.start().as_u64()) * 4096) as *const u64;
-            // SAFETY: the boot mapping covers the frame (checked) and is live.
-            if unsafe { q.add(7).read_volatile() } != tag ^ 7 {
-                return Err(Failure::Alias { pfn: pfn.as_u64() });
+            for i in 0..512 {
+                // SAFETY: as above.
+                if unsafe { d.add(i).read_volatile() } != tag ^ i as u64 {
+                    return Err(Failure::Pattern { pfn: pfn.as_u64() });
+                }
+            }
+            let q = p.alias(pfn).map_err(|e| alias_failure(pfn.as_u64(), e))? as *const u64;
+            for i in 0..512 {
+                // SAFETY: the board maps the frame readable at `q` until the next `alias` or
+                // `end_alias`; the caller owns it, so nothing else writes it.
+                if unsafe { q.add(i).read_volatile() } != tag ^ i as u64 {
+                    return Err(Failure::Alias { pfn: pfn.as_u64() });
+                }
             }
             crossed += 1;
         }
-    }
+        Ok(crossed)
+    })();
+    let ended = p.end_alias().map_err(|e| alias_failure(u64::MAX, e));
+    let crossed = crossed?;
+    ended?;
     Ok(crossed)
+}
+
+/// `pfn`: the frame asked for (`u64::MAX`: ending the alias).
+fn alias_failure(pfn: u64, e: AliasError) -> Failure {
+    match e {
+        AliasError::NoMapping { pfn } => {
+            defmt::error!("no second mapping of pfn {=u64:#x} to cross-check it", pfn);
+            Failure::NoAlias { pfn }
+        }
+        AliasError::Backend(kind) => {
+            defmt::error!("second mapping of pfn {=u64:#x} refused", pfn);
+            Failure::Backend("alias", kind)
+        }
+    }
 }
 
 /// Reads one word from every `stride`-th page of `ranges` through the direct map: the hardware

@@ -752,6 +752,37 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
 }
 
 impl<H: PvPlatform> XenPv<'_, H> {
+    /// Points the 4 KiB page at `va` at frame `pfn`, present, writable only if `writable`:
+    /// one `update_va_mapping` through the current root with a local `INVLPG`, counted in the
+    /// current phase. A kernel uses it for a second, temporary mapping of a frame (Mini-OS's
+    /// way with shared_info), and to put the page's own frame back afterwards.
+    ///
+    /// Xen refuses (typed error, nothing changed) when no L1 entry maps `va`, when `va` is
+    /// mapped by a large page, and a writable mapping of a page-table frame.
+    ///
+    /// # Safety
+    /// The page at `va` belongs to the caller: nothing else relies on what it maps (no
+    /// reference points into it) until the caller points it back. With `writable`, the
+    /// caller owns `pfn` as memory (no table, nobody else's).
+    pub unsafe fn retarget_page(
+        &mut self,
+        va: u64,
+        pfn: Pfn,
+        writable: bool,
+    ) -> Result<(), XenPvError> {
+        use crate::hypercall::abi::uvmf;
+        let op = Op::Retarget;
+        let mfn = self.mfn(pfn.as_u64(), op)?;
+        let pte = (mfn << 12) | 1 | (u64::from(writable) << 1);
+        // SAFETY: the caller owns the page at `va`; Xen checks the new entry (a writable
+        // mapping of a table is refused) and the caller owns `pfn` if it is writable.
+        let out = unsafe { self.calls().va(va, pte, uvmf::INVLPG | uvmf::LOCAL) };
+        match out.failure {
+            None => Ok(()),
+            Some((at, errno, call)) => Err(refused(op, &out, at, errno, call)),
+        }
+    }
+
     /// `MMUEXT_UNPIN_TABLE` for `pfn` (machine frame `mfn`), and forgets the pin.
     ///
     /// # Safety

@@ -40,6 +40,8 @@ pub enum Op {
     Rollback,
     /// `flush_tlb`: the queue and a TLB invalidation.
     FlushTlb,
+    /// `retarget_page`: one page of the caller's pointed at another frame.
+    Retarget,
 }
 
 /// The hypercall that carried a refused entry.
@@ -232,6 +234,7 @@ impl fmt::Display for Op {
             Self::Translate => "P2M lookup",
             Self::Rollback => "rollback of a refused release",
             Self::FlushTlb => "flush_tlb",
+            Self::Retarget => "retarget_page",
         })
     }
 }

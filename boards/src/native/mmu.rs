@@ -4,7 +4,7 @@ use backend_native::{HardwareCpu, Native, Window};
 use hal_core::{Mmu, Pfn, PfnRange};
 
 use super::NativeBoard;
-use crate::MmuPlatform;
+use crate::{AliasError, MmuPlatform};
 
 /// The boot stub identity-maps this much: new page-table frames must lie below it.
 pub const IDENTITY_END: u64 = 4 << 30;
@@ -35,5 +35,18 @@ impl MmuPlatform for NativeBoard {
     fn boot_window(&self) -> (u64, PfnRange) {
         let w = identity_window();
         (w.va, w.pfns)
+    }
+
+    fn alias(&mut self, pfn: Pfn) -> Result<u64, AliasError> {
+        let w = identity_window();
+        if w.pfns.contains(pfn) {
+            Ok(w.va + pfn.addr())
+        } else {
+            Err(AliasError::NoMapping { pfn: pfn.as_u64() })
+        }
+    }
+
+    fn end_alias(&mut self) -> Result<(), AliasError> {
+        Ok(())
     }
 }

@@ -67,6 +67,8 @@ pub struct XenBoard {
     /// The one handle to the live root (the domain builder's bootstrap L4 at boot).
     pub(super) root: hal_core::LiveRoot,
     pub(super) memblock_taken: bool,
+    /// The alias page of [`MmuPlatform::alias`](crate::MmuPlatform::alias) maps another frame.
+    pub(super) aliased: bool,
 }
 
 impl XenBoard {

@@ -202,6 +202,7 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         mmu,
         root,
         memblock_taken: false,
+        aliased: false,
     };
     report(&board);
     let outcome = main(&mut board);

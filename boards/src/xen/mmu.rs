@@ -5,10 +5,49 @@ use backend_xen_pv::{XenHypercalls, XenPv};
 use hal_core::{Mmu, Pfn, PfnRange};
 
 use super::XenBoard;
-use crate::MmuPlatform;
+use crate::{AliasError, MmuPlatform};
 
 /// The board's backend.
 pub type Backend = XenPv<'static, XenHypercalls>;
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+/// The page [`MmuPlatform::alias`] points at a frame the initial mapping does not cover.
+static mut ALIAS_PAGE: Page = Page([0; 4096]);
+
+fn alias_page() -> u64 {
+    &raw mut ALIAS_PAGE as u64
+}
+
+impl XenBoard {
+    /// Points the alias page at `pfn` (`None`: back at its own frame).
+    fn retarget_alias(&mut self, pfn: Option<Pfn>) -> Result<(), AliasError> {
+        let va = alias_page();
+        let own = self
+            .layout
+            .va_to_pfn(va)
+            .and_then(Pfn::new)
+            .ok_or(AliasError::NoMapping { pfn: u64::MAX })?;
+        let (target, writable) = match pfn {
+            Some(pfn) => (pfn, false),
+            None => (own, true),
+        };
+        // SAFETY: ALIAS_PAGE is a page of the image's `.bss` that nothing reads or writes (only
+        // its address is taken), so retargeting its mapping invalidates nothing; the new mapping
+        // is read-only, or writable of the page's own frame, which is the image's.
+        unsafe { self.mmu.raw_mut().retarget_page(va, target, writable) }.map_err(|e| {
+            defmt::error!(
+                "alias page to {=u64:#x}: {}",
+                target.as_u64(),
+                defmt::Debug2Format(&e)
+            );
+            AliasError::Backend(hal_core::BackendError::kind(&e))
+        })?;
+        self.aliased = pfn.is_some();
+        Ok(())
+    }
+}
 
 impl MmuPlatform for XenBoard {
     type Backend = Backend;
@@ -31,5 +70,22 @@ impl MmuPlatform for XenBoard {
         let pfns = PfnRange::new(Pfn::new(0).expect("0"), self.layout.mapped_pages())
             .expect("validated layout");
         (self.layout.virt_base, pfns)
+    }
+
+    fn alias(&mut self, pfn: Pfn) -> Result<u64, AliasError> {
+        let (va, boot) = self.boot_window();
+        if boot.contains(pfn) {
+            self.end_alias()?;
+            return Ok(va + (pfn.as_u64() - boot.start().as_u64()) * 4096);
+        }
+        self.retarget_alias(Some(pfn))?;
+        Ok(alias_page())
+    }
+
+    fn end_alias(&mut self) -> Result<(), AliasError> {
+        if self.aliased {
+            self.retarget_alias(None)?;
+        }
+        Ok(())
     }
 }

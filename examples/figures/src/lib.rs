@@ -42,7 +42,7 @@ pub struct Figures {
     pub leaves_checked: u64,
     /// Pages touched through the new map by the CPU.
     pub pages_touched: u64,
-    /// Tail frames cross-checked through the boot mapping.
+    /// Tail frames read back through a second mapping (the board's `alias`).
     pub cross_checked: u64,
 }
 
