@@ -6,7 +6,7 @@
 use std::boxed::Box;
 use std::vec::Vec;
 
-use crate::model::{DomainConfig, Model};
+use crate::model::{DomainConfig, Model, PageType};
 use crate::{Bootstrap, BootstrapLayout, P2m, Phase, StartInfo, Storage, XenPv};
 use hal_core::direct_map::{self, count_tables, plan::LINUX_PAGE_OFFSET, DirectMapSpec, Target};
 use hal_core::memblock::{Direction, Memblock};
@@ -85,6 +85,28 @@ pub fn boot(cfg: DomainConfig) -> Guest {
         layout,
         boot_tables: bootstrap.tables,
     }
+}
+
+/// The mappings of released `frames` in the live tables, from the model: a released frame is
+/// ordinary memory mapped only writable, so its type count is its number of mappings. Checked
+/// frame by frame against the layout: the direct map's, plus the initial mapping's where that
+/// covers the frame. Returns `m·K` (the sum) and the fewest and most mappings of one frame.
+pub fn tail_mappings(g: &Guest, frames: PfnRange) -> (u64, u32, u32) {
+    let (mut sum, mut lo, mut hi) = (0, u32::MAX, 0);
+    for pfn in frames.iter().map(|p| p.as_u64()) {
+        let f = g.xen().frame(pfn);
+        assert_eq!(f.ty, PageType::Writable, "pfn {pfn:#x}: ordinary memory");
+        let m = f.writable_mappings();
+        let layout = 1 + u32::from(g.layout.pfn_to_va(pfn).is_some());
+        assert_eq!(
+            m, layout,
+            "pfn {pfn:#x}: the model's mappings, the layout's"
+        );
+        sum += u64::from(m);
+        lo = lo.min(m);
+        hi = hi.max(m);
+    }
+    (sum, lo, hi)
 }
 
 /// Tables the direct map of all RAM needs (below the root).

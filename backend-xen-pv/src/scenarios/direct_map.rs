@@ -4,6 +4,8 @@
 
 use super::common;
 
+use crate::mmu::Op;
+use crate::mmu::PhaseCount;
 use crate::model::{DomainConfig, Fault, PageType};
 use crate::{Phase, ReleaseStrategy, XenPv};
 use common::{boot, direct_map, Guest};
@@ -119,12 +121,27 @@ fn fill_and_install_costs_one_hypercall_per_512_entries() {
     }
 }
 
-/// Builds with `headroom`, then measures a release of the tail with `strategy`: the tail
-/// released by `finish` (batched), then protected again and released with `strategy`.
-fn release_costs(mib: u64, headroom: u64) -> (u64, u64, u64, u64) {
+/// What [`release_costs`] measured.
+struct Costs {
+    /// Tail frames.
+    k: u64,
+    /// Their mappings in the live tables, the model's count (`m·K`).
+    mk: u64,
+    /// The fewest and the most mappings of one tail frame.
+    m: (u32, u32),
+    /// `finish`'s release (batched).
+    batched: PhaseCount,
+    /// The same frames protected again and released one hypercall per mapping.
+    per_page: PhaseCount,
+}
+
+/// Builds with `headroom`, then measures a release of the tail: the tail released by `finish`
+/// (batched), then protected again and released the seed's way.
+fn release_costs(mib: u64, headroom: u64) -> Costs {
     let mut g = boot(DomainConfig::mib(mib));
     let fin = direct_map(&mut g, headroom);
     let batched = *g.mmu.raw().counters().get(Phase::Release);
+    let (mk, lo, hi) = common::tail_mappings(&g, fin.released);
     let tail = g.mb.alloc_exact(fin.released).unwrap();
     let k = tail.len();
     let before = *g.mmu.raw().counters();
@@ -142,20 +159,95 @@ fn release_costs(mib: u64, headroom: u64) -> (u64, u64, u64, u64) {
     for pfn in released.pfns().iter() {
         assert_eq!(g.xen().store(Guest::va(pfn.as_u64())), Ok(pfn.as_u64()));
     }
+    assert_eq!(common::tail_mappings(&g, released.pfns()).0, mk);
     g.xen().audit().unwrap();
     let _ = released;
-    (k, batched.hypercalls, per_page.hypercalls, per_page.entries)
+    Costs {
+        k,
+        mk,
+        m: (lo, hi),
+        batched,
+        per_page,
+    }
 }
 
+/// The documented budget (`ReleaseStrategy::Batched`, the `mmu` module's table): releasing `K`
+/// frames mapped `m` times each costs at most `ceil(m·K/1024) + 1` hypercalls, carrying one
+/// entry per mapping; `m·K` is the model's count of the tail's mappings.
 #[test]
-fn release_costs_at_most_ceil_k_over_512_plus_one() {
-    for (mib, headroom) in [(64, 64), (64, 700), (512, 64), (512, 1500), (512, 3000)] {
-        let (k, batched, per_page, per_page_entries) = release_costs(mib, headroom);
+fn release_costs_at_most_ceil_mk_over_1024_plus_one() {
+    // (MiB, headroom, the fewest and most mappings of a tail frame). A small tail lies inside
+    // the initial mapping (m = 2), a large one runs past its end; at 2 GiB the P2M pushes the
+    // whole buffer past it (m = 1: the direct map's mapping only).
+    let cases = [
+        (64, 64, (2, 2)),
+        (64, 700, (1, 2)),
+        (512, 64, (2, 2)),
+        (512, 1500, (1, 2)),
+        (512, 3000, (1, 2)),
+        (2048, 64, (1, 1)),
+        (2048, 3000, (1, 1)),
+    ];
+    for (mib, headroom, m) in cases {
+        let c = release_costs(mib, headroom);
+        assert_eq!(c.k, headroom, "{mib}M: the tail is the headroom");
+        assert_eq!(c.m, m, "{mib}M K={}: mappings per frame", c.k);
+        if m.0 == m.1 {
+            assert_eq!(c.mk, u64::from(m.0) * c.k);
+        }
+        assert_eq!(c.batched.entries, c.mk, "{mib}M: one entry per mapping");
+        let budget = c.mk.div_ceil(1024) + 1;
         assert!(
-            batched <= k.div_ceil(512) + 1,
-            "{mib}M K={k}: {batched} hypercalls"
+            c.batched.hypercalls <= budget,
+            "{mib}M K={} m*K={}: {} hypercalls, budget {budget}",
+            c.k,
+            c.mk,
+            c.batched.hypercalls
         );
-        assert!(per_page >= k, "the seed's way: at least one per page");
-        assert_eq!(per_page, per_page_entries, "one entry per hypercall");
+        assert_eq!(
+            (c.per_page.hypercalls, c.per_page.entries),
+            (c.mk, c.mk),
+            "{mib}M: the seed's way, one hypercall per mapping"
+        );
     }
+}
+
+/// `retarget_page`, the board's second mapping of a frame: a page of the initial mapping
+/// pointed at a frame beyond it read-only, a writable mapping of a table refused with nothing
+/// changed, then the page pointed back at its own frame.
+#[test]
+fn retarget_page_maps_another_frame_and_back() {
+    use hal_core::{BackendError, ErrorKind, Pfn};
+    let mut g = boot(DomainConfig::mib(64));
+    let fin = direct_map(&mut g, HEADROOM);
+    let own = fin.released.start();
+    let page = g.layout.pfn_to_va(own.as_u64()).unwrap();
+    let beyond = Pfn::new(g.ram.end() - 1).unwrap();
+    assert!(g.layout.pfn_to_va(beyond.as_u64()).is_none());
+    let before = g.mmu.raw().counters().total().update_va_mapping;
+    // SAFETY: a released tail frame's page of the initial mapping, which nothing here uses.
+    unsafe { g.mmu.raw_mut().retarget_page(page, beyond, false) }.unwrap();
+    assert_eq!(g.xen().load(page), Ok(beyond.as_u64()));
+    assert_eq!(g.xen().store(page), Err(Fault::ReadOnly { level: 1 }));
+    // SAFETY: as above; Xen refuses the writable mapping of a table.
+    let e = unsafe { g.mmu.raw_mut().retarget_page(page, fin.used.start(), true) }.unwrap_err();
+    assert_eq!(e.op, Op::Retarget);
+    assert!(
+        matches!(e.kind(), ErrorKind::Busy | ErrorKind::Refused),
+        "{e:?}"
+    );
+    assert_eq!(g.xen().load(page), Ok(beyond.as_u64()));
+    // No L1 maps an address of an L4 slot nothing uses: refused.
+    // SAFETY: nothing is mapped there.
+    let e = unsafe { g.mmu.raw_mut().retarget_page(1 << 46, own, false) }.unwrap_err();
+    assert_eq!(e.op, Op::Retarget);
+    // SAFETY: as above; the frame is the page's own, released, ours.
+    unsafe { g.mmu.raw_mut().retarget_page(page, own, true) }.unwrap();
+    assert_eq!(g.xen().store(page), Ok(own.as_u64()));
+    assert_eq!(
+        g.mmu.raw().counters().total().update_va_mapping - before,
+        4,
+        "one update_va_mapping each, refused ones too"
+    );
+    g.xen().audit().unwrap();
 }
