@@ -11,7 +11,7 @@
 //! | `boot/native/direct_map@1G[pvmmu.test-memmap=bogus]`, `boot/native/hello@1G[pvmmu.tset-memmap=zero]`, `boot/xen/hello@64M[pvmmu.test-memmap=zero]` | Setup error (status 37): the guest refuses the argument |
 //! | `boot/native/seed_bug@1G` | Pass with `nothing to demonstrate: no hypervisor refuses` |
 //! | `boot/native/runtime_map@1G[runtime_map.seed=.. runtime_map.ops=10000]`, `boot/xen/runtime_map@64M[..]` | Pass; the `RESULT runtime_map` line has the seed and count passed, conserved frames, every table freed, all page sizes (native) or 4 KiB only (Xen), hypercalls within the bound |
-//! | `boot/xen/hello@64M`, `boot/xen/direct_map@{64M,512M,1536M}`, `boot/xen/fault@64M` | as above, as a Xen PV dom0 |
+//! | `boot/xen/hello@64M`, `boot/xen/direct_map@{64M,512M,2G}`, `boot/xen/fault@64M` | as above, as a Xen PV dom0 |
 //! | `boot/xen/refusals@64M[refusals.at=...]` | Pass; at each planted position of a 512-entry release and fill batch: -EBUSY for exactly that entry, the entry named, the frames carrying on as their types say |
 //! | `boot/xen/conformance@64M` | 100 generated operation sequences replayed on Xen agree with the model, operation by operation |
 //! | `boot/xen/seed_bug@64M` | Pass through the expected `#PF`; the writable pin refused with -22, the read-only one accepted |
@@ -243,7 +243,7 @@ pub const XEN: &[BootTest] = &[
     xen("direct_map", 512, Expect::DirectMap),
     // Above ~1.2 GiB the pgt_buf lies beyond the domain builder's initial mapping: the tail's
     // cross-check goes through the board's alias page.
-    xen("direct_map", 1536, Expect::DirectMap),
+    xen("direct_map", 2 * 1024, Expect::DirectMap),
     xen("fault", 64, Expect::PageFault),
     xen("seed_bug", 64, Expect::SeedBug),
     BootTest {
