@@ -85,7 +85,15 @@ pub enum MapError {
         /// Position in the map.
         index: usize,
     },
-    /// No usable RAM at all (after trimming to whole pages).
+    /// memblock refused entry `index` for another reason (its own error says which).
+    Memblock {
+        /// Position in the map.
+        index: usize,
+        /// memblock's cause.
+        error: MemblockError,
+    },
+    /// No usable RAM at all (after trimming to whole pages and dropping what lies beyond the
+    /// last addressable frame).
     NoRam,
 }
 
@@ -144,9 +152,19 @@ impl core::fmt::Display for MapError {
                 f,
                 "more RAM regions than memblock's capacity: map entry {index} did not fit"
             ),
+            Self::Memblock { index, error } => {
+                write!(f, "map entry {index} refused by memblock: {error}")
+            }
             Self::NoRam => f.write_str("no usable RAM in the map (after trimming to whole pages)"),
         }
     }
 }
 
-impl core::error::Error for MapError {}
+impl core::error::Error for MapError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Memblock { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Building a memblock from a firmware map, with validation.
 
 use super::{MapError, Memblock, MemblockError};
-use crate::addr::PAGE_SIZE;
+use crate::addr::{MAX_PFN, PAGE_SHIFT, PAGE_SIZE};
 use crate::memmap::{MemRegion, RegionKind};
 
 /// What [`Memblock::from_firmware`] did with the map.
@@ -14,6 +14,10 @@ pub struct MapReport {
     pub ram_bytes: u64,
     /// Bytes of RAM dropped because they were partial pages at an entry's edges.
     pub trimmed_bytes: u64,
+    /// Bytes of RAM (whole pages) dropped because they lie at or above
+    /// [`MAX_PFN`](crate::addr::MAX_PFN): no frame number, so no page-table entry, can name
+    /// them.
+    pub unaddressable_bytes: u64,
 }
 
 impl<const N: usize> Memblock<N> {
@@ -22,7 +26,9 @@ impl<const N: usize> Memblock<N> {
     /// The map must be sorted by start address, with no zero-length, overflowing or
     /// overlapping entries (of any type); otherwise the index of the first bad entry is
     /// reported. RAM entries are trimmed *inward* to whole pages (firmware maps have RAM edges
-    /// such as 0x9fc00; a partial page is not usable RAM): the report says how much was cut.
+    /// such as 0x9fc00; a partial page is not usable RAM), and RAM at or above
+    /// [`MAX_PFN`](crate::addr::MAX_PFN) is dropped (nothing can map it): the report says how
+    /// much of each was cut.
     ///
     /// # Safety
     /// As [`add_memory`](Memblock::add_memory) for every RAM entry: the map describes this
@@ -54,18 +60,29 @@ impl<const N: usize> Memblock<N> {
             if e.kind != RegionKind::Ram {
                 continue;
             }
-            let s = e.start.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+            // Whole pages inside the entry; an entry within the last page of the address
+            // space holds none (rounding its start up would pass 2^64).
+            let s = e.start.checked_next_multiple_of(PAGE_SIZE);
             let t = end & !(PAGE_SIZE - 1);
-            if t <= s {
+            let Some(s) = s.filter(|&s| s < t) else {
                 report.trimmed_bytes += e.len;
                 continue;
-            }
+            };
             report.trimmed_bytes += e.len - (t - s);
+            let addressable_end = t.min(MAX_PFN << PAGE_SHIFT);
+            if addressable_end <= s {
+                report.unaddressable_bytes += t - s;
+                continue;
+            }
+            report.unaddressable_bytes += t - addressable_end;
+            let t = addressable_end;
             // SAFETY: the caller claims the map's RAM for this memblock (this fn's contract).
             match unsafe { mb.add_memory(s, t) } {
                 Ok(()) => {}
                 Err(MemblockError::Capacity) => return Err(MapError::TooMany { index }),
-                Err(_) => return Err(MapError::Overlap { index }),
+                Err(MemblockError::Overlap { .. }) => return Err(MapError::Overlap { index }),
+                Err(MemblockError::Overflow) => return Err(MapError::Overflow { index }),
+                Err(error) => return Err(MapError::Memblock { index, error }),
             }
             report.ram_entries += 1;
             report.ram_bytes += t - s;
