@@ -1,6 +1,8 @@
 //! The P2M list: the guest's pfn → machine frame table that Xen builds at `start_info.mfn_list`
 //! (`nr_pages` entries; the entry for pfn `n` is the mfn backing it).
 
+use core::fmt;
+
 use crate::start_info::StartInfo;
 
 /// The P2M value of a pfn that no machine frame backs (Linux's `INVALID_P2M_ENTRY`).
@@ -28,6 +30,11 @@ impl Mfn {
 pub enum P2mError {
     /// The list has no entries.
     Empty,
+    /// `nr_pages` entries do not fit this machine's address space (more than `usize::MAX`).
+    TooLarge {
+        /// `start_info.nr_pages`.
+        nr_pages: u64,
+    },
     /// `pfn` is not below the domain's `nr_pages`.
     PfnOutOfRange {
         /// The pfn asked for.
@@ -47,6 +54,40 @@ pub enum P2mError {
         /// Its entry.
         mfn: u64,
     },
+}
+
+impl fmt::Display for P2mError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Empty => f.write_str("the P2M list has no entries"),
+            Self::TooLarge { nr_pages } => {
+                write!(
+                    f,
+                    "a P2M list of {nr_pages} entries does not fit the address space"
+                )
+            }
+            Self::PfnOutOfRange { pfn, nr_pages } => {
+                write!(
+                    f,
+                    "pfn {pfn:#x} is not below the domain's {nr_pages:#x} pages"
+                )
+            }
+            Self::InvalidEntry { pfn } => write!(f, "no machine frame backs pfn {pfn:#x}"),
+            Self::MfnTooLarge { pfn, mfn } => {
+                write!(
+                    f,
+                    "the machine frame {mfn:#x} of pfn {pfn:#x} is above MAX_MFN"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for P2mError {}
+
+/// Entries of a list of `nr_pages` entries, if this machine can address them.
+fn list_len(nr_pages: u64) -> Result<usize, P2mError> {
+    usize::try_from(nr_pages).map_err(|_| P2mError::TooLarge { nr_pages })
 }
 
 /// A validated P2M list: every pfn in `0..nr_pages` has a usable machine frame.
@@ -80,7 +121,7 @@ impl<'a> P2m<'a> {
     /// `si` is the `start_info` Xen gave this guest, whose bootstrap mapping (which holds the
     /// list, read-write) is still in place for `'a`, and nothing writes the list during `'a`.
     pub unsafe fn from_start_info(si: &StartInfo<'_>) -> Result<P2m<'a>, P2mError> {
-        let len = usize::try_from(si.nr_pages()).map_err(|_| P2mError::Empty)?;
+        let len = list_len(si.nr_pages())?;
         // SAFETY: StartInfo guarantees `mfn_list` is non-null, 8-byte aligned and that the
         // `nr_pages` entries lie in the guest half of the address space; the caller guarantees
         // they are mapped and unchanged for 'a.
@@ -146,6 +187,7 @@ impl core::error::Error for P2mError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::string::ToString;
 
     #[test]
     fn looks_up_with_bounds_checks() {
@@ -190,6 +232,28 @@ mod tests {
             }
         );
         assert!(P2m::new(&[MAX_MFN]).is_ok());
+    }
+
+    #[test]
+    fn a_list_too_large_for_the_address_space_is_not_called_empty() {
+        assert_eq!(list_len(0x400), Ok(0x400));
+        // Only a machine with a usize narrower than 64 bits can refuse a count; the cause
+        // must then be the size, never `Empty`.
+        match usize::try_from(u64::MAX) {
+            Ok(_) => assert_eq!(list_len(u64::MAX), Ok(usize::MAX)),
+            Err(_) => assert_eq!(
+                list_len(u64::MAX),
+                Err(P2mError::TooLarge { nr_pages: u64::MAX })
+            ),
+        }
+        assert_eq!(
+            P2mError::TooLarge { nr_pages: 1 << 40 }.to_string(),
+            "a P2M list of 1099511627776 entries does not fit the address space"
+        );
+        assert_eq!(
+            P2mError::InvalidEntry { pfn: 0x12 }.to_string(),
+            "no machine frame backs pfn 0x12"
+        );
     }
 
     #[test]
