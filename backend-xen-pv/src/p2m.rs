@@ -1,8 +1,6 @@
 //! The P2M list: the guest's pfn → machine frame table that Xen builds at `start_info.mfn_list`
 //! (`nr_pages` entries; the entry for pfn `n` is the mfn backing it).
 
-use core::fmt;
-
 use crate::start_info::StartInfo;
 
 /// The P2M value of a pfn that no machine frame backs (Linux's `INVALID_P2M_ENTRY`).
@@ -55,35 +53,6 @@ pub enum P2mError {
         mfn: u64,
     },
 }
-
-impl fmt::Display for P2mError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Self::Empty => f.write_str("the P2M list has no entries"),
-            Self::TooLarge { nr_pages } => {
-                write!(
-                    f,
-                    "a P2M list of {nr_pages} entries does not fit the address space"
-                )
-            }
-            Self::PfnOutOfRange { pfn, nr_pages } => {
-                write!(
-                    f,
-                    "pfn {pfn:#x} is not below the domain's {nr_pages:#x} pages"
-                )
-            }
-            Self::InvalidEntry { pfn } => write!(f, "no machine frame backs pfn {pfn:#x}"),
-            Self::MfnTooLarge { pfn, mfn } => {
-                write!(
-                    f,
-                    "the machine frame {mfn:#x} of pfn {pfn:#x} is above MAX_MFN"
-                )
-            }
-        }
-    }
-}
-
-impl core::error::Error for P2mError {}
 
 /// Entries of a list of `nr_pages` entries, if this machine can address them.
 fn list_len(nr_pages: u64) -> Result<usize, P2mError> {
@@ -165,6 +134,10 @@ impl core::fmt::Display for P2mError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Empty => f.write_str("the P2M list has no entries"),
+            Self::TooLarge { nr_pages } => write!(
+                f,
+                "a P2M list of {nr_pages} entries does not fit the address space"
+            ),
             Self::PfnOutOfRange { pfn, nr_pages } => write!(
                 f,
                 "pfn {pfn:#x} is not below the domain's {nr_pages:#x} pages"
@@ -252,7 +225,7 @@ mod tests {
         );
         assert_eq!(
             P2mError::InvalidEntry { pfn: 0x12 }.to_string(),
-            "no machine frame backs pfn 0x12"
+            "no machine frame backs pfn 0x12 (INVALID_P2M_ENTRY)"
         );
     }
 

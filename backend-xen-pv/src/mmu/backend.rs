@@ -141,15 +141,24 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
         boot: &Bootstrap,
         storage: &'a mut Storage,
     ) -> Result<Self, XenPvError> {
-        let op = Op::AddWindow;
+        let op = Op::New;
         let n = p2m.nr_pages();
-        if boot.tables.end() > n || !boot.tables.contains(boot.root) {
+        if boot.tables.end() > n {
+            // The first bootstrap table frame the P2M has no entry for.
             return Err(err(
                 op,
                 Cause::P2m(crate::P2mError::PfnOutOfRange {
-                    pfn: boot.tables.end(),
+                    pfn: boot.tables.start().as_u64().max(n),
                     nr_pages: n,
                 }),
+            ));
+        }
+        if !boot.tables.contains(boot.root) {
+            return Err(err(
+                op,
+                Cause::RootOutsideTables {
+                    root: boot.root.as_u64(),
+                },
             ));
         }
         storage.reset();

@@ -16,6 +16,8 @@ use crate::p2m::P2mError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Op {
+    /// `XenPv::new`: checking the bootstrap tables against the P2M.
+    New,
     /// `protect`: making mappings read-only.
     Protect,
     /// `write`: table entries.
@@ -166,6 +168,11 @@ pub enum Cause {
     Capacity(Capacity),
     /// An entry or request outside what Xen PV allows; nothing was changed.
     Unsupported(Unsupported),
+    /// The bootstrap root is not one of the bootstrap page-table frames.
+    RootOutsideTables {
+        /// The root's pfn.
+        root: u64,
+    },
 }
 
 /// An error of the Xen PV backend: the operation, and the cause.
@@ -213,7 +220,9 @@ impl BackendError for XenPvError {
             Cause::P2m(_) | Cause::ForeignFrame { .. } => ErrorKind::OutOfRange,
             Cause::NotMapped { .. } => ErrorKind::NotMapped,
             Cause::Capacity(_) => ErrorKind::Capacity,
-            Cause::Unsupported(Unsupported::Index(_)) => ErrorKind::OutOfRange,
+            Cause::Unsupported(Unsupported::Index(_)) | Cause::RootOutsideTables { .. } => {
+                ErrorKind::OutOfRange
+            }
             Cause::Unsupported(_) => ErrorKind::Unsupported,
         }
     }
@@ -222,6 +231,7 @@ impl BackendError for XenPvError {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::New => "starting the backend",
             Self::Protect => "protect",
             Self::Write => "write",
             Self::Read => "read",
@@ -317,6 +327,12 @@ impl fmt::Display for Cause {
             ),
             Self::Capacity(c) => write!(f, "{c}; nothing was changed"),
             Self::Unsupported(u) => write!(f, "{u}; nothing was changed"),
+            Self::RootOutsideTables { root } => {
+                write!(
+                    f,
+                    "the bootstrap root {root:#x} is not a bootstrap table frame"
+                )
+            }
         }
     }
 }

@@ -8,3 +8,4 @@ mod direct_map;
 mod mapper;
 mod refusals;
 mod report;
+mod start;
