@@ -50,9 +50,7 @@ impl NativeBoard {
             *e = unsafe { base.add(i).read_unaligned() };
         }
         let mut cmdline = heapless::String::new();
-        if info.cmdline_paddr != 0
-            && info.cmdline_paddr + MAX_CMDLINE as u64 <= start_info::IDENTITY_MAP_END
-        {
+        if cmdline_readable(info.cmdline_paddr) {
             let text = info.cmdline_paddr as *const u8;
             for i in 0..MAX_CMDLINE {
                 // SAFETY: the loader's NUL-terminated command line, read up to its NUL or
@@ -107,6 +105,17 @@ impl NativeBoard {
     }
 }
 
+/// Whether the loader's command line at `paddr` can be read, [`MAX_CMDLINE`] bytes of it,
+/// through the identity map: not null, and all of it below
+/// [`IDENTITY_MAP_END`](start_info::IDENTITY_MAP_END) (an address near the end of the address
+/// space must not wrap around into it).
+pub fn cmdline_readable(paddr: u64) -> bool {
+    paddr != 0
+        && paddr
+            .checked_add(MAX_CMDLINE as u64)
+            .is_some_and(|end| end <= start_info::IDENTITY_MAP_END)
+}
+
 /// The ranges memblock must keep out of the allocator: the first MiB, the kernel image, the
 /// `hvm_start_info` page(s) and the memory map table, each rounded out to pages.
 pub fn reserved_ranges(
@@ -114,13 +123,20 @@ pub fn reserved_ranges(
     start_info_paddr: u64,
     table: &MemmapTable,
 ) -> heapless::Vec<(u64, u64), MAX_RESERVED> {
-    let info_end = start_info_paddr + core::mem::size_of::<HvmStartInfo>() as u64;
-    let pages = |start: u64, end: u64| (start & !(PAGE - 1), end.div_ceil(PAGE) * PAGE);
+    // Rounded out to pages; an end past the address space stays u64::MAX, which memblock
+    // refuses as `Overflow` rather than the board wrapping around.
+    let info_end = start_info_paddr.saturating_add(core::mem::size_of::<HvmStartInfo>() as u64);
+    let pages = |start: u64, end: u64| {
+        (
+            start & !(PAGE - 1),
+            end.checked_next_multiple_of(PAGE).unwrap_or(u64::MAX),
+        )
+    };
     heapless::Vec::from_slice(&[
         (0, LOW_MEMORY_END),
         pages(image.0, image.1),
         pages(start_info_paddr, info_end),
-        pages(table.paddr, table.paddr + table.size()),
+        pages(table.paddr, table.paddr.saturating_add(table.size())),
     ])
     .unwrap_or_default()
 }
@@ -165,6 +181,30 @@ impl Platform for NativeBoard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_line_near_the_end_of_the_address_space_is_not_read() {
+        // `paddr + MAX_CMDLINE` overflowed (a panic in debug kernels, and in release a wrap
+        // to a small address that passed the bound).
+        assert!(!cmdline_readable(u64::MAX - 10));
+        assert!(!cmdline_readable(u64::MAX - MAX_CMDLINE as u64 + 1));
+        assert!(!cmdline_readable(0));
+        assert!(cmdline_readable(0x1000));
+        let end = start_info::IDENTITY_MAP_END;
+        assert!(cmdline_readable(end - MAX_CMDLINE as u64));
+        assert!(!cmdline_readable(end - MAX_CMDLINE as u64 + 1));
+    }
+
+    #[test]
+    fn reserved_ranges_near_the_end_of_the_address_space_do_not_wrap() {
+        let table = MemmapTable {
+            paddr: u64::MAX - 8,
+            entries: 4,
+        };
+        let r = reserved_ranges((0x200000, 0x260000), u64::MAX - 20, &table);
+        assert_eq!(r[2], (u64::MAX & !(PAGE - 1), u64::MAX));
+        assert_eq!(r[3], (u64::MAX & !(PAGE - 1), u64::MAX));
+    }
 
     #[test]
     fn reserved_ranges_are_page_rounded() {
