@@ -15,16 +15,14 @@ use backend_xen_pv::{
     Bootstrap, BootstrapLayout, Mfn, P2m, Peek, RawHypercall, StartInfo, Storage, XenErrno,
     XenHypercalls, XenPv,
 };
-use hal_core::memmap::{MemRegion, RegionKind};
 use x86_64::instructions::port::Port;
 
-use super::{bootstrap, domu, entry, shared, traps, Role, XenBoard};
+use super::{bootstrap, domu, entry, memmap, shared, traps, Role, XenBoard};
 use crate::common::{console, console::Console, exit, logger};
 use crate::Outcome;
 
 /// `VIRT_BASE` of our images (the note is absent, so Xen uses 0).
 const VIRT_BASE: u64 = 0;
-const PAGE_SIZE: u64 = 4096;
 
 unsafe extern "C" {
     static __image_start: u8;
@@ -186,10 +184,12 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     // SAFETY: the board is made once per boot (this entry runs once), so this is the one
     // handle to the bootstrap root; from here on only the backend changes page tables.
     let root = unsafe { hal_core::LiveRoot::adopt_boot_root(&mmu) };
+    let memory_map = memmap::memory_map(&si).unwrap_or_else(|e| fail("bad start_info", e));
+    let reserved = memmap::reserved(&si, &layout).unwrap_or_else(|e| fail("bad start_info", e));
     let mut board = XenBoard {
         hv,
-        memory_map: memory_map(&si),
-        reserved: reserved(&si, &layout, &p2m),
+        memory_map,
+        reserved: ring_pages(&si, &p2m, reserved),
         start_info: si,
         start_info_va: start_info,
         layout,
@@ -209,31 +209,16 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     exit::exit(outcome)
 }
 
-/// The domain's pseudo-physical memory: one RAM range, pfns `0..nr_pages`.
-fn memory_map(si: &StartInfo<'_>) -> [MemRegion; 1] {
-    [MemRegion {
-        start: 0,
-        len: si.nr_pages() * PAGE_SIZE,
-        kind: RegionKind::Ram,
-    }]
-}
-
-/// `[0, bootstrap_end)`, plus the frames of a P2M Xen placed outside the initial mapping, plus
-/// a domU's xenstore and console pages if the toolstack put them outside the bootstrap area
-/// (libxenguest puts them right after start_info, inside it; checked, not assumed: a ring
-/// page handed out as free memory would be overwritten). Sorted by start.
-fn reserved(
+/// The domain's reservations plus a domU's xenstore and console pages if the toolstack put
+/// them outside the bootstrap area (libxenguest puts them right after start_info, inside it;
+/// checked, not assumed: a ring page handed out as free memory would be overwritten). Sorted.
+fn ring_pages(
     si: &StartInfo<'_>,
-    layout: &BootstrapLayout,
     p2m: &P2m<'_>,
+    base: heapless::Vec<(u64, u64), 2>,
 ) -> heapless::Vec<(u64, u64), 4> {
-    let mut r: heapless::Vec<(u64, u64), 4> = heapless::Vec::new();
-    let end = layout.bootstrap_end() - layout.virt_base;
-    let _ = r.push((0, end));
-    if si.nr_p2m_frames() != 0 {
-        let start = si.first_p2m_pfn() * PAGE_SIZE;
-        let _ = r.push((start, start + si.nr_p2m_frames() * PAGE_SIZE));
-    }
+    let mut r: heapless::Vec<(u64, u64), 4> = base.iter().copied().collect();
+    let end = base.first().map_or(0, |b| b.1);
     if let Some(console) = si.domu_console() {
         for (what, mfn) in [
             ("console ring", console.mfn),
@@ -242,7 +227,10 @@ fn reserved(
             let pfn = p2m
                 .find_pfn(Mfn(mfn))
                 .unwrap_or_else(|| fail("a domU ring page is not a frame of this domain", what));
-            let page = (pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE);
+            let page = pfn
+                .checked_mul(hal_core::PAGE_SIZE)
+                .and_then(|s| Some((s, s.checked_add(hal_core::PAGE_SIZE)?)))
+                .unwrap_or_else(|| fail("a domU ring page is beyond the address space", what));
             if page.0 >= end && !r.contains(&page) {
                 let _ = r.push(page);
             }

@@ -6,6 +6,7 @@
 //! - `boot`: the Rust boot sequence up to `main::<XenBoard>`;
 //! - [`board`]: [`XenBoard`], [`Role`], the [`Platform`](crate::Platform) impl and accessors;
 //! - [`bootstrap`]: the boot-time check of the initial mapping;
+//! - [`memmap`]: the domain's RAM and the bootstrap reservations, for memblock;
 //! - [`mmu`]: the MMU backend (`backend-xen-pv`'s `XenPv`) and the board's
 //!   [`MmuPlatform`](crate::MmuPlatform) impl;
 //! - [`shared`]: the shared_info mapping (event mask, #PF address);
@@ -67,6 +68,7 @@ pub mod console;
 pub mod domu;
 #[cfg(all(panic = "abort", not(test)))]
 mod entry;
+pub mod memmap;
 pub mod mmu;
 pub mod probe;
 pub mod shared;
