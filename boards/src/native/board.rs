@@ -202,8 +202,8 @@ mod tests {
             entries: 4,
         };
         let r = reserved_ranges((0x200000, 0x260000), u64::MAX - 20, &table);
-        assert_eq!(r[2], (u64::MAX & !(PAGE - 1), u64::MAX));
-        assert_eq!(r[3], (u64::MAX & !(PAGE - 1), u64::MAX));
+        assert_eq!(r[2], (!(PAGE - 1), u64::MAX));
+        assert_eq!(r[3], (!(PAGE - 1), u64::MAX));
     }
 
     #[test]
