@@ -13,6 +13,19 @@ pub enum Failure {
     Memblock(MemblockError),
     /// The machine's RAM was claimed already (one memblock per boot).
     Claimed,
+    /// memblock holds RAM `[start, end)` that no frame number can name (at or above
+    /// `MAX_PFN`), so no page table can map it.
+    Unaddressable {
+        /// Start of the memory region.
+        start: u64,
+        /// Its end.
+        end: u64,
+    },
+    /// The P2M has no usable machine frame for `pfn` (the log line before says why).
+    P2mLookup {
+        /// The pfn looked up.
+        pfn: u64,
+    },
     /// The direct map cannot be planned.
     Plan(PlanError),
     /// `map_ram` failed (the log line before says which step and why).

@@ -18,3 +18,8 @@ pub mod seed_bug;
 pub mod verify;
 
 pub use failure::Failure;
+
+#[cfg(test)]
+extern crate std;
+#[cfg(test)]
+mod tests;

@@ -2,7 +2,8 @@
 
 use boards::{ClaimError, Platform};
 use heapless::Vec;
-use pvmmu::memblock::Memblock;
+use pvmmu::addr::{MAX_PFN, PAGE_SHIFT};
+use pvmmu::memblock::{Memblock, MemblockError};
 use pvmmu::PfnRange;
 
 use crate::Failure;
@@ -32,16 +33,43 @@ pub fn memblock<P: Platform>(p: &mut P) -> Result<Memblock<REGIONS>, Failure> {
         report.ram_bytes >> 10,
         report.trimmed_bytes
     );
+    if report.unaddressable_bytes != 0 {
+        defmt::warn!(
+            "memblock: {=u64} KiB of RAM dropped: at or above MAX_PFN, no page table can map it",
+            report.unaddressable_bytes >> 10
+        );
+    }
     Ok(mb)
 }
 
-/// The RAM of `mb` as frame ranges.
-pub fn ram_ranges(mb: &Memblock<REGIONS>) -> Vec<PfnRange, REGIONS> {
-    mb.memory()
-        .iter()
-        .filter_map(|r| PfnRange::inside_bytes(r.start(), r.end()))
-        .filter(|r| !r.is_empty())
-        .collect()
+/// The RAM of `mb` as frame ranges (whole frames inside each region). RAM that no frame
+/// number can name is refused, never dropped: memblock's firmware path already leaves it out
+/// (and counts it), so such a region was added by hand.
+pub fn ram_ranges(mb: &Memblock<REGIONS>) -> Result<Vec<PfnRange, REGIONS>, Failure> {
+    let mut out = Vec::new();
+    for r in mb.memory() {
+        let unaddressable = || {
+            defmt::error!(
+                "memblock: RAM [{=u64:#x}, {=u64:#x}) is beyond the last frame number",
+                r.start(),
+                r.end()
+            );
+            Failure::Unaddressable {
+                start: r.start(),
+                end: r.end(),
+            }
+        };
+        if r.end() > MAX_PFN << PAGE_SHIFT {
+            return Err(unaddressable());
+        }
+        let pfns = PfnRange::inside_bytes(r.start(), r.end()).ok_or_else(unaddressable)?;
+        if !pfns.is_empty() {
+            // As many ranges as memblock has regions: this cannot fail.
+            out.push(pfns)
+                .map_err(|_| Failure::Memblock(MemblockError::Capacity))?;
+        }
+    }
+    Ok(out)
 }
 
 /// Logs memory, reserved and free regions.

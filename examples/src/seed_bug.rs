@@ -66,7 +66,7 @@ pub fn run<P: SeedBugBoard>(p: &mut P) -> Result<(), Failure> {
 
 /// The part that needs a hypervisor (built with the `xen-pv` feature only).
 #[cfg(feature = "xen-pv")]
-mod xen {
+pub(crate) mod xen {
     use super::SeedBugBoard;
     use crate::{memview, Failure};
     use boards::common::fault::PAGE_FAULT;
@@ -131,7 +131,7 @@ mod xen {
     ///
     /// # Safety
     /// `va` maps `pfn` (writable, 4 KiB) in the live tables, and the caller owns the frame.
-    unsafe fn pin_demo(
+    pub(crate) unsafe fn pin_demo(
         hv: &dyn RawHypercall,
         p2m: &P2m<'static>,
         pfn: u64,
@@ -139,9 +139,9 @@ mod xen {
     ) -> Result<PinFigures, Failure> {
         let mfn = p2m
             .pfn_to_mfn(pfn)
-            .map_err(|_| Failure::Hypercall {
-                what: "P2M lookup",
-                ret: 0,
+            .map_err(|e| {
+                defmt::error!("seed_bug: P2M lookup of pfn {=u64:#x} failed: {}", pfn, e);
+                Failure::P2mLookup { pfn }
             })?
             .0;
         // SAFETY: the caller owns the frame and `va` maps it writable.
