@@ -16,12 +16,25 @@ pub const KIB: u64 = 1 << 10;
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
 
-/// Cases per property: 256, or `PVMMU_PROPTEST_CASES`.
+/// Cases per property: 256, or `PVMMU_PROPTEST_CASES`. A value that is not a positive
+/// number fails the property (zero cases would pass without testing anything).
 pub fn cases() -> u32 {
-    std::env::var("PVMMU_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256)
+    let v = std::env::var("PVMMU_PROPTEST_CASES").ok();
+    parse_cases(v.as_deref()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `PVMMU_PROPTEST_CASES` read: unset is 256; otherwise a positive integer.
+pub fn parse_cases(v: Option<&str>) -> Result<u32, String> {
+    match v {
+        None => Ok(256),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(0) => Err("PVMMU_PROPTEST_CASES=0 would run no case: set at least 1".into()),
+            Ok(n) => Ok(n),
+            Err(e) => Err(format!(
+                "PVMMU_PROPTEST_CASES={v:?} is not a number of cases: {e}"
+            )),
+        },
+    }
 }
 
 /// Runs a property for [`cases`] passing cases and prints how many ran.
