@@ -12,9 +12,11 @@ use backend_xen_pv::model::{Fault, PageType};
 use backend_xen_pv::{Phase, Storage};
 use hal_core::direct_map::plan::LINUX_PAGE_OFFSET;
 use hal_core::direct_map::{self, count_tables, DirectMapSpec, Target};
-use hal_core::memblock::{Direction, Memblock};
+use hal_core::memblock::{Direction, Memblock, MemblockError};
+use hal_core::pgt_buf::NewError;
 use hal_core::{
-    PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf, RawMmu, TableBuilder, TableLevel,
+    LiveRoot, PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf, PreviousRoot, RawMmu, TableBuilder,
+    TableLevel,
 };
 use libfuzzer_sys::fuzz_target;
 use pvmmu_fuzz::guest;
@@ -68,8 +70,12 @@ fuzz_target!(|data: &[u8]| {
     let b = guest::boot(nr_pages);
     let mut storage = Box::new(Storage::new());
     let mut mmu = guest::backend(b.model, &b.p2m, &b.bootstrap, &mut storage);
+    // SAFETY: the one handle to the model's address space; only `mmu` changes its tables.
+    let mut live = unsafe { LiveRoot::adopt_boot_root(&mmu) };
     let mut mb = Memblock::<16>::new();
-    mb.add_memory(0, nr_pages * 4096).unwrap();
+    // SAFETY: the model's frames are this memblock's alone (one memblock per model); nothing
+    // dereferences them (the model's memory is simulated).
+    unsafe { mb.add_memory(0, nr_pages * 4096) }.unwrap();
     mb.reserve(0, b.layout.bootstrap_end()).unwrap();
 
     let spec = DirectMapSpec {
@@ -82,17 +88,20 @@ fuzz_target!(|data: &[u8]| {
         .total();
     // The buffer inside the initial mapping, where the backend can read its tables.
     let limit = b.layout.mapped_pages() * 4096;
-    let Ok(frames) = mb.alloc_frames(needed + 1 + headroom, limit, Direction::BottomUp) else {
-        // Too big for the initial mapping: nothing to build.
-        return;
-    };
     mmu.raw_mut().set_phase(Phase::MakeReadOnly);
-    let mut buf = PgtBuf::new(&mut mmu, frames).unwrap();
+    let n = needed + 1 + headroom;
+    let mut buf = match PgtBuf::new(&mut mmu, &mut mb, n, limit, Direction::BottomUp) {
+        Ok(buf) => buf,
+        // Too big for the initial mapping: nothing to build.
+        Err(NewError::Memblock(MemblockError::OutOfMemory { .. })) => return,
+        Err(e) => panic!("pgt_buf of {n} frames: {e:?}"),
+    };
     mmu.raw_mut().set_phase(Phase::FillInstall);
     let mut root = TableBuilder::new(buf.alloc().unwrap());
     let first = TableLevel::L4.index_of(BASE);
     let last = TableLevel::L4.index_of(BASE + ranges.last().unwrap().end() * 4096 - 1);
-    mmu.inherit_root(&mut root, (first, last + 1)).unwrap();
+    mmu.inherit_root(&live, &mut root, (first, last + 1))
+        .unwrap();
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
     // SAFETY: the direct map's slots were skipped when inheriting; all RAM is the model
     // guest's, and nothing dereferences it (the model's memory is simulated).
@@ -109,12 +118,14 @@ fuzz_target!(|data: &[u8]| {
     }
     .unwrap();
     built.pending.flush(&mut mmu).unwrap();
-    let (root, p) = mmu.new_table(root).unwrap();
-    p.flush(&mut mmu).unwrap();
+    let root = mmu.new_table(root).unwrap();
+    let root_pfn = root.pfn();
     mmu.raw_mut().set_phase(Phase::Switch);
-    mmu.pin(&root).unwrap();
+    let pinned = mmu.pin(root).unwrap();
     // SAFETY: the root inherited every slot of the current root outside the direct map.
-    unsafe { mmu.switch_root(&root) }.unwrap();
+    let previous = unsafe { mmu.switch_root(&mut live, pinned) }.unwrap();
+    assert!(matches!(previous, PreviousRoot::Boot(p) if p == b.bootstrap.root));
+    assert_eq!(live.pfn(), root_pfn);
     for r in &ranges {
         // SAFETY: the new root is live and maps `r` linearly at BASE.
         unsafe { mmu.raw_mut().add_window(BASE + r.start().addr(), *r) }.unwrap();
@@ -133,7 +144,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(fill.hypercalls, needed + 1, "one mmu_update per table");
     let xen = mmu.raw().hypervisor();
     xen.audit().unwrap();
-    assert_eq!(xen.current_root(), root.pfn().as_u64());
+    assert_eq!(xen.current_root(), root_pfn.as_u64());
     let is_table = |p: u64| fin.used.contains(pfn(p)) || b.bootstrap.tables.contains(pfn(p));
     let mut r = ranges.iter().peekable();
     for p in 0..nr_pages {
@@ -167,5 +178,4 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(xen.store(b.layout.pfn_to_va(p).unwrap()), Ok(p));
     }
     assert_eq!(mmu.raw().queued(), 0);
-    let _stays_the_root = root;
 });

@@ -1,7 +1,7 @@
 //! Random sequences of typed-API operations (allocate, protect, release, new L1 and L2
 //! tables, pin, retire, give back to memblock) on backend-xen-pv over the model of Xen's
-//! rules. Every operation the types allow must succeed (a second pin is refused by Xen and
-//! reported as such), and after each one the model agrees with the types: a `Free` frame is
+//! rules. Every operation the types allow must succeed (a table with child tables is refused
+//! by retire, and comes back), and after each one the model agrees with the types: a `Free` frame is
 //! no table and writable through the initial mapping, a `PgtReserved` or `PinnedRO` frame has
 //! no writable mapping, a pinned table has its level's type, and Xen's bookkeeping audits
 //! clean.
@@ -9,10 +9,12 @@
 #![no_main]
 
 use backend_xen_pv::model::{Fault, Model, PageType};
-use backend_xen_pv::{Storage, XenErrno, XenPv};
+use backend_xen_pv::{Storage, XenPv};
 use hal_core::memblock::{Direction, Memblock};
+use hal_core::mmu::RetireError;
 use hal_core::{
-    Frame, FrameRange, Free, Mmu, PageTableFlags, PgtReserved, PinnedRO, Pte, TableBuilder,
+    Frame, FrameRange, Free, Level, Mmu, PageTableFlags, Pfn, PgtReserved, Pinned, PinnedRO, Pte,
+    TableBuilder,
 };
 use libfuzzer_sys::fuzz_target;
 use pvmmu_fuzz::guest;
@@ -21,9 +23,22 @@ use typenum::{U1, U2};
 
 const NR_PAGES: u64 = 1100;
 
-struct Table<L: hal_core::Level> {
-    frame: Frame<PinnedRO<L>>,
-    pinned: bool,
+/// A table the sequence holds, unpinned or pinned, and how many child tables it adopted.
+enum Table<L: Level> {
+    Unpinned(Frame<PinnedRO<L>>, u32),
+    Pinned(Pinned<L>, u32),
+}
+
+impl<L: Level> Table<L> {
+    fn pfn(&self) -> Pfn {
+        match self {
+            Self::Unpinned(f, _) => f.pfn(),
+            Self::Pinned(p, _) => p.pfn(),
+        }
+    }
+    fn pinned(&self) -> bool {
+        matches!(self, Self::Pinned(..))
+    }
 }
 
 #[derive(Default)]
@@ -48,6 +63,35 @@ struct World<'a> {
     mb: Memblock<32>,
     window_va: u64,
     held: Held,
+}
+
+/// Pins an unpinned table or unpins a pinned one; Xen must accept either.
+fn toggle<L: Level>(mmu: &mut Mmu<XenPv<'_, Model>>, t: Table<L>) -> Table<L> {
+    match t {
+        Table::Unpinned(f, c) => Table::Pinned(mmu.pin(f).expect("pin of a complete table"), c),
+        Table::Pinned(p, c) => Table::Unpinned(mmu.unpin(p).expect("unpin of a pinned table"), c),
+    }
+}
+
+/// Retires an unpinned table: refused (and given back) exactly when it has child tables.
+fn retire<L: Level>(
+    mmu: &mut Mmu<XenPv<'_, Model>>,
+    f: Frame<PinnedRO<L>>,
+    children: u32,
+) -> Result<Frame<Free>, Table<L>> {
+    match mmu.retire(f) {
+        Ok(r) => {
+            assert_eq!(children, 0, "a table with children retired");
+            Ok(r.into_free())
+        }
+        Err(RetireError::HasChild { table, .. }) => {
+            assert!(children > 0, "refused as having children");
+            Err(Table::Unpinned(table, children))
+        }
+        Err(RetireError::CurrentRoot(_)) => panic!("retire: a held table is the current root"),
+        Err(RetireError::Unreadable { error, .. }) => panic!("retire: unreadable: {error:?}"),
+        Err(RetireError::Backend(f)) => panic!("retire: {:?}", f.error),
+    }
 }
 
 impl World<'_> {
@@ -79,18 +123,17 @@ impl World<'_> {
                 );
             }
         }
-        let tables = self
+        let l1 = self
             .held
             .l1
             .iter()
-            .map(|t| (t.frame.pfn(), t.pinned, PageType::L1));
-        let tables = tables.chain(
-            self.held
-                .l2
-                .iter()
-                .map(|t| (t.frame.pfn(), t.pinned, PageType::L2)),
-        );
-        for (pfn, pinned, ty) in tables {
+            .map(|t| (t.pfn(), t.pinned(), PageType::L1));
+        let l2 = self
+            .held
+            .l2
+            .iter()
+            .map(|t| (t.pfn(), t.pinned(), PageType::L2));
+        for (pfn, pinned, ty) in l1.chain(l2) {
             let f = xen.frame(pfn.as_u64());
             assert_eq!(f.writable_mappings(), 0, "table {pfn:?}: {f:?}");
             assert_eq!(f.pinned, pinned, "table {pfn:?}: {f:?}");
@@ -98,6 +141,15 @@ impl World<'_> {
                 assert_eq!(f.ty, ty, "table {pfn:?}");
             }
         }
+    }
+
+    fn reserved_frame(&mut self, inp: &mut Input<'_>) -> Option<Frame<PgtReserved>> {
+        let mut r = pick(&mut self.held.reserved, inp)?;
+        let frame = r.next();
+        if !r.is_empty() {
+            self.held.reserved.push(r);
+        }
+        frame
     }
 
     fn step(&mut self, inp: &mut Input<'_>) {
@@ -129,106 +181,78 @@ impl World<'_> {
                 self.held.free.push(r.into_free());
             }
             3 => {
-                // A new L1 table from a reserved frame, with read-only leaves to held frames.
-                let Some(mut r) = pick(&mut self.held.reserved, inp) else {
+                // A new L1 table, with read-only leaves to any frames.
+                let Some(frame) = self.reserved_frame(inp) else {
                     return;
                 };
-                let Some(frame) = r.next() else { return };
-                if !r.is_empty() {
-                    self.held.reserved.push(r);
-                }
                 let mut b = TableBuilder::<U1>::new(frame);
                 for _ in 0..inp.below(4) {
                     let idx = inp.u16() % 512;
-                    let target = hal_core::Pfn::new(u64::from(inp.u16()) % NR_PAGES).unwrap();
+                    let target = Pfn::new(u64::from(inp.u16()) % NR_PAGES).unwrap();
                     // SAFETY: the table is never hooked into a live tree, so the leaf maps
                     // nothing the guest uses; read-only leaves are allowed to any frame.
                     let _ = unsafe { b.set_leaf(idx, Pte::new(target, PageTableFlags::PRESENT)) };
                 }
-                let (t, p) = self.mmu.new_table(b).unwrap();
-                p.flush(&mut self.mmu).unwrap();
-                self.held.l1.push(Table {
-                    frame: t,
-                    pinned: false,
-                });
+                let t = self.mmu.new_table(b).unwrap();
+                self.held.l1.push(Table::Unpinned(t, 0));
             }
             4 => {
-                // A new L2 adopting some L1 tables.
-                let Some(mut r) = pick(&mut self.held.reserved, inp) else {
+                // A new L2 adopting some unpinned L1 tables.
+                let Some(frame) = self.reserved_frame(inp) else {
                     return;
                 };
-                let Some(frame) = r.next() else { return };
-                if !r.is_empty() {
-                    self.held.reserved.push(r);
-                }
                 let mut b = TableBuilder::<U2>::new(frame);
+                let mut children = 0;
                 for _ in 0..inp.below(3) {
-                    // Only unpinned children: a pinned table keeps its pin when adopted.
-                    let Some(i) = self.held.l1.iter().position(|t| !t.pinned) else {
+                    let Some(i) = self.held.l1.iter().position(|t| !t.pinned()) else {
                         break;
                     };
-                    let child = self.held.l1.swap_remove(i).frame;
-                    if let Err((_, child)) = b.adopt(inp.u16() % 512, child) {
-                        self.held.l1.push(Table {
-                            frame: child,
-                            pinned: false,
-                        });
+                    let Table::Unpinned(child, c) = self.held.l1.swap_remove(i) else {
+                        unreachable!("picked an unpinned one")
+                    };
+                    match b.adopt(inp.u16() % 512, child) {
+                        Ok(()) => children += 1,
+                        Err((_, child)) => self.held.l1.push(Table::Unpinned(child, c)),
                     }
                 }
-                let (t, p) = self.mmu.new_table(b).unwrap();
-                p.flush(&mut self.mmu).unwrap();
-                self.held.l2.push(Table {
-                    frame: t,
-                    pinned: false,
-                });
+                let t = self.mmu.new_table(b).unwrap();
+                self.held.l2.push(Table::Unpinned(t, children));
             }
             5 => {
-                let i = usize::from(inp.u8()) % self.held.l1.len().max(1);
-                let Some(t) = self.held.l1.get_mut(i) else {
+                let Some(t) = pick(&mut self.held.l1, inp) else {
                     return;
                 };
-                let res = self.mmu.pin(&t.frame);
-                if t.pinned {
-                    assert_eq!(
-                        res.map_err(|e| e.errno()),
-                        Err(Some(XenErrno::EINVAL)),
-                        "double pin"
-                    );
-                } else {
-                    res.unwrap();
-                    t.pinned = true;
-                }
+                let t = toggle(&mut self.mmu, t);
+                self.held.l1.push(t);
             }
             6 => {
-                let i = usize::from(inp.u8()) % self.held.l2.len().max(1);
-                let Some(t) = self.held.l2.get_mut(i) else {
+                let Some(t) = pick(&mut self.held.l2, inp) else {
                     return;
                 };
-                let res = self.mmu.pin(&t.frame);
-                if t.pinned {
-                    assert_eq!(
-                        res.map_err(|e| e.errno()),
-                        Err(Some(XenErrno::EINVAL)),
-                        "double pin"
-                    );
-                } else {
-                    res.unwrap();
-                    t.pinned = true;
-                }
+                let t = toggle(&mut self.mmu, t);
+                self.held.l2.push(t);
             }
             7 => {
-                let f = if inp.bool() {
-                    let Some(t) = pick(&mut self.held.l1, inp) else {
-                        return;
-                    };
-                    self.mmu.retire(t.frame).unwrap().into_free()
+                let freed = if inp.bool() {
+                    match pick(&mut self.held.l1, inp) {
+                        Some(Table::Unpinned(f, c)) => {
+                            retire(&mut self.mmu, f, c).map_err(|t| self.held.l1.push(t))
+                        }
+                        Some(t) => Err(self.held.l1.push(t)),
+                        None => Err(()),
+                    }
                 } else {
-                    let Some(t) = pick(&mut self.held.l2, inp) else {
-                        return;
-                    };
-                    self.mmu.retire(t.frame).unwrap().into_free()
+                    match pick(&mut self.held.l2, inp) {
+                        Some(Table::Unpinned(f, c)) => {
+                            retire(&mut self.mmu, f, c).map_err(|t| self.held.l2.push(t))
+                        }
+                        Some(t) => Err(self.held.l2.push(t)),
+                        None => Err(()),
+                    }
                 };
-                self.held.free.push(FrameRange::from_frame(f));
+                if let Ok(f) = freed {
+                    self.held.free.push(FrameRange::from_frame(f));
+                }
             }
             _ => {
                 let Some(r) = pick(&mut self.held.free, inp) else {
@@ -246,7 +270,9 @@ fuzz_target!(|data: &[u8]| {
     let mut storage = Box::new(Storage::new());
     let mmu = guest::backend(b.model, &b.p2m, &b.bootstrap, &mut storage);
     let mut mb = Memblock::new();
-    mb.add_memory(0, NR_PAGES * 4096).unwrap();
+    // SAFETY: the model's frames are this memblock's alone; nothing dereferences them (the
+    // model's memory is simulated).
+    unsafe { mb.add_memory(0, NR_PAGES * 4096) }.unwrap();
     mb.reserve(0, b.layout.bootstrap_end()).unwrap();
     let mut w = World {
         mmu,
