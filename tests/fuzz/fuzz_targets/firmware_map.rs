@@ -74,7 +74,7 @@ fn reference(map: &[MemRegion]) -> Result<(Vec<(u64, u64)>, MapReport), MapError
         let t = u128::from(end) / 4096 * 4096;
         let (s, t) = if t > s { (s as u64, t as u64) } else { (0, 0) };
         let usable_end = t.min(limit);
-        let usable = if usable_end > s { usable_end - s } else { 0 };
+        let usable = usable_end.saturating_sub(s);
         let beyond = (t - s) - usable;
         report.trimmed_bytes += e.len - (t - s);
         report.unaddressable_bytes += beyond;

@@ -238,7 +238,10 @@ impl World<'_> {
                         Some(Table::Unpinned(f, c)) => {
                             retire(&mut self.mmu, f, c).map_err(|t| self.held.l1.push(t))
                         }
-                        Some(t) => Err(self.held.l1.push(t)),
+                        Some(t) => {
+                            self.held.l1.push(t);
+                            Err(())
+                        }
                         None => Err(()),
                     }
                 } else {
@@ -246,7 +249,10 @@ impl World<'_> {
                         Some(Table::Unpinned(f, c)) => {
                             retire(&mut self.mmu, f, c).map_err(|t| self.held.l2.push(t))
                         }
-                        Some(t) => Err(self.held.l2.push(t)),
+                        Some(t) => {
+                            self.held.l2.push(t);
+                            Err(())
+                        }
                         None => Err(()),
                     }
                 };

@@ -62,7 +62,7 @@ impl<'a> Input<'a> {
         let sel = self.u8();
         let pages = u64::from(self.u8());
         let base = match sel & 7 {
-            0 | 1 | 2 => 0,
+            0..=2 => 0,
             3 => 1 << 32,
             4 => max_pfn_addr - 128 * PAGE,
             5 => u64::MAX - 255 * PAGE + 1,
