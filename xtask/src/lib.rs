@@ -15,6 +15,7 @@ pub mod defmt_stream;
 pub mod domu;
 pub mod elf;
 pub mod figures;
+pub mod fuzz;
 pub mod guest_mem;
 pub mod matrix;
 pub mod mem_size;

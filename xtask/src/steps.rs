@@ -94,6 +94,27 @@ pub fn steps() -> Vec<Step> {
                 "pvmmu-examples/xen-pv",
             ],
         ),
+        // The fuzz crate (a workspace of its own, see tests/fuzz/Cargo.toml); its build and
+        // short runs are in crate::fuzz.
+        s(
+            "fuzz/fmt",
+            &["fmt", "--check", "--manifest-path", "tests/fuzz/Cargo.toml"],
+        ),
+        s(
+            "fuzz/clippy",
+            &[
+                "clippy",
+                "--locked",
+                "--manifest-path",
+                "tests/fuzz/Cargo.toml",
+                "--target-dir",
+                "target/fuzz-clippy",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
         s(
             "xtask/fmt",
             &["fmt", "--check", "--manifest-path", "xtask/Cargo.toml"],

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::boot::{self, Board, BootOptions, BootResult};
 use crate::conformance;
 use crate::matrix::{self, BootTest, FeatureSet};
-use crate::{checks, domu, steps};
+use crate::{checks, domu, fuzz, steps};
 
 /// What to run.
 #[derive(Clone, Debug, Default)]
@@ -98,6 +98,7 @@ pub fn run(root: &Path, opts: &SuiteOptions) -> Summary {
             });
             summary.record(step.name, result, t.elapsed());
         }
+        run_fuzz(root, &work, &logs, opts, &mut summary);
     }
 
     if !opts.no_boot {
@@ -162,6 +163,52 @@ pub fn run(root: &Path, opts: &SuiteOptions) -> Summary {
         summary.failed.len()
     ));
     summary
+}
+
+/// The fuzz targets' instrumented build (one step), then a short run of each (one test each).
+fn run_fuzz(root: &Path, work: &Path, logs: &Path, opts: &SuiteOptions, summary: &mut Summary) {
+    let targets: Vec<fuzz::Target> = fuzz::TARGETS
+        .into_iter()
+        .filter(|t| opts.selects(&format!("fuzz/{}", t.name)) || opts.selects("fuzz/build"))
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    say("     building the fuzz targets (libFuzzer, SanitizerCoverage)");
+    let log = logs.join("fuzz-build.log");
+    let t = Instant::now();
+    let built = fuzz::build(root, &log).map_err(|e| {
+        say(&format!(
+            "---- fuzz/build (end of {}) ----\n{}\n----",
+            log.display(),
+            steps::tail(&log, 60)
+        ));
+        format!("{e:#}")
+    });
+    summary.record("fuzz/build", built.clone(), t.elapsed());
+    for target in targets {
+        let name = format!("fuzz/{}", target.name);
+        let log = logs.join(format!("fuzz-{}.log", target.name));
+        let t = Instant::now();
+        let result = match &built {
+            Err(_) => Err("the fuzz build failed".to_string()),
+            Ok(()) => fuzz::run(root, &target, &work.join("fuzz"), &log)
+                .map(|()| {
+                    if let Some(n) = fuzz::executions(&log) {
+                        say(&format!("     {name}: {n} executions, no crash"));
+                    }
+                })
+                .map_err(|e| {
+                    say(&format!(
+                        "---- {name} (end of {}) ----\n{}\n----",
+                        log.display(),
+                        steps::tail(&log, 40)
+                    ));
+                    format!("{e:#}")
+                }),
+        };
+        summary.record(&name, result, t.elapsed());
+    }
 }
 
 type Images = BTreeMap<FeatureSet, Result<BTreeMap<String, PathBuf>, String>>;
