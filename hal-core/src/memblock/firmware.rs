@@ -15,7 +15,7 @@ pub struct MapReport {
     /// Bytes of RAM dropped because they were partial pages at an entry's edges.
     pub trimmed_bytes: u64,
     /// Bytes of RAM (whole pages) dropped because they lie at or above
-    /// [`MAX_PFN`](crate::addr::MAX_PFN): no frame number, so no page-table entry, can name
+    /// [`MAX_PFN`]: no frame number, so no page-table entry, can name
     /// them.
     pub unaddressable_bytes: u64,
 }
@@ -27,7 +27,7 @@ impl<const N: usize> Memblock<N> {
     /// overlapping entries (of any type); otherwise the index of the first bad entry is
     /// reported. RAM entries are trimmed *inward* to whole pages (firmware maps have RAM edges
     /// such as 0x9fc00; a partial page is not usable RAM), and RAM at or above
-    /// [`MAX_PFN`](crate::addr::MAX_PFN) is dropped (nothing can map it): the report says how
+    /// [`MAX_PFN`] is dropped (nothing can map it): the report says how
     /// much of each was cut.
     ///
     /// # Safety
