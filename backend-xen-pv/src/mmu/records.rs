@@ -311,4 +311,193 @@ mod tests {
         s.remove(15, 45).unwrap();
         assert!(s.contains(14) && !s.contains(15) && !s.contains(44) && s.contains(45));
     }
+
+    use std::collections::BTreeSet;
+
+    /// The runs, expanded to (pfn, pte, flags) triples: the reference the tests compare with.
+    fn expand(r: &RoRuns) -> BTreeSet<(u64, u64, u64)> {
+        (0..r.len())
+            .flat_map(|i| {
+                let run = r.get(i).unwrap();
+                (0..run.len).map(move |k| (run.pfn + k, run.pte + 8 * k, run.flags))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_merge_only_what_is_contiguous_in_frames_entries_and_flags() {
+        let mut r = RoRuns::new();
+        assert_eq!((r.len(), r.room()), (0, MAX_RO_RUNS));
+        r.add(10, 0x1000, 5).unwrap();
+        r.add(11, 0x1008, 5).unwrap(); // extends
+        assert_eq!(r.len(), 1);
+        r.add(12, 0x1018, 5).unwrap(); // entry not next
+        r.add(14, 0x1020, 5).unwrap(); // frame not next
+        r.add(15, 0x1028, 7).unwrap(); // flags differ
+        assert_eq!(r.len(), 4);
+        assert_eq!(r.room(), MAX_RO_RUNS - 4);
+        let want: BTreeSet<_> = [
+            (10, 0x1000, 5),
+            (11, 0x1008, 5),
+            (12, 0x1018, 5),
+            (14, 0x1020, 5),
+            (15, 0x1028, 7),
+        ]
+        .into();
+        assert_eq!(expand(&r), want);
+        assert_eq!(r.get(0).unwrap().pfn_end(), 12);
+        assert_eq!(r.get(4), None);
+        r.clear();
+        assert_eq!((r.len(), r.room()), (0, MAX_RO_RUNS));
+    }
+
+    #[test]
+    fn removals_by_entry_and_by_frame_match_the_expanded_reference() {
+        // Three runs: 8 frames at 0x2000, 4 at 0x8000, 1 at 0x9000.
+        let fresh = || {
+            let mut r = RoRuns::new();
+            for k in 0..8 {
+                r.add(100 + k, 0x2000 + 8 * k, 1).unwrap();
+            }
+            for k in 0..4 {
+                r.add(200 + k, 0x8000 + 8 * k, 1).unwrap();
+            }
+            r.add(300, 0x9000, 1).unwrap();
+            r
+        };
+        let cases: [(u64, u64); 6] = [
+            (0x2008, 0x2010), // one entry inside the first run: a split
+            (0x2000, 0x2008), // the first entry
+            (0x2038, 0x2040), // the last entry
+            (0x8000, 0x9008), // the second run whole, and the third
+            (0x1000, 0x2000), // nothing (ends where the run starts)
+            (0x2040, 0x8000), // nothing (between runs)
+        ];
+        for (lo, hi) in cases {
+            let mut r = fresh();
+            let want: BTreeSet<_> = expand(&r)
+                .into_iter()
+                .filter(|&(_, pte, _)| !(pte + 8 > lo && pte < hi))
+                .collect();
+            let splits = r.splits_for_ptes(lo, hi);
+            let before = r.len();
+            r.remove_ptes(lo, hi).unwrap();
+            assert_eq!(expand(&r), want, "ptes [{lo:#x}, {hi:#x})");
+            assert!(r.len() <= before + splits, "[{lo:#x}, {hi:#x})");
+        }
+        assert_eq!(fresh().splits_for_ptes(0x2008, 0x2010), 1);
+        assert_eq!(fresh().splits_for_ptes(0x2000, 0x2010), 0);
+        assert_eq!(fresh().splits_for_ptes(0x2008, 0x2040), 0);
+        for (lo, hi) in [
+            (101, 102),
+            (100, 101),
+            (107, 108),
+            (90, 100),
+            (108, 200),
+            (150, 301),
+        ] {
+            let mut r = fresh();
+            let want: BTreeSet<_> = expand(&r)
+                .into_iter()
+                .filter(|&(pfn, _, _)| !(lo <= pfn && pfn < hi))
+                .collect();
+            r.remove_pfns(lo, hi).unwrap();
+            assert_eq!(expand(&r), want, "pfns [{lo}, {hi})");
+        }
+        assert_eq!(fresh().splits_for_pfns(101, 102), 1);
+        assert_eq!(fresh().splits_for_pfns(100, 102), 0);
+        assert_eq!(fresh().splits_for_pfns(101, 108), 0);
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_runs_and_splits() {
+        let mut r = RoRuns::new();
+        for k in 0..MAX_RO_RUNS as u64 {
+            // Every other frame: no two merge.
+            r.add(2 * k, 0x10_0000 + 16 * k, 1).unwrap();
+        }
+        assert_eq!(r.room(), 0);
+        assert_eq!(r.add(1_000_000, 0x90_0000, 1), Err(Full));
+        // Extending the last run needs no room.
+        r.add(
+            2 * (MAX_RO_RUNS as u64 - 1) + 1,
+            0x10_0000 + 16 * (MAX_RO_RUNS as u64 - 1) + 8,
+            1,
+        )
+        .unwrap();
+        let last = r.get(MAX_RO_RUNS - 1).unwrap();
+        assert_eq!(last.len, 2);
+        // Splitting needs room; removing whole runs does not.
+        let mut r2 = RoRuns::new();
+        for k in 0..MAX_RO_RUNS as u64 - 1 {
+            r2.add(2 * k, 0x10_0000 + 16 * k, 1).unwrap();
+        }
+        for k in 0..3 {
+            r2.add(5000 + k, 0x80_0000 + 8 * k, 1).unwrap();
+        }
+        assert_eq!(r2.room(), 0);
+        assert_eq!(r2.remove_ptes(0x80_0008, 0x80_0010), Err(Full));
+        let mut r3 = RoRuns::new();
+        for k in 0..MAX_RO_RUNS as u64 {
+            r3.add(2 * k, 0x10_0000 + 16 * k, 1).unwrap();
+        }
+        r3.remove_pfns(0, 2).unwrap();
+        assert_eq!(r3.len(), MAX_RO_RUNS - 1);
+    }
+
+    #[test]
+    fn pinned_tables_are_a_set_with_a_limit() {
+        let mut p = Pinned::new();
+        p.insert(5).unwrap();
+        p.insert(5).unwrap();
+        assert_eq!(p.as_slice(), &[5]);
+        assert!(p.contains(5) && !p.contains(6));
+        for k in 0..MAX_PINNED as u64 - 1 {
+            p.insert(100 + k).unwrap();
+        }
+        assert!(p.is_full());
+        assert_eq!(p.insert(1), Err(Full));
+        p.insert(5).unwrap();
+        p.remove(5);
+        assert!(!p.contains(5) && !p.is_full());
+    }
+
+    #[test]
+    fn range_set_against_a_set_of_frames() {
+        let mut s: RangeSet<4> = RangeSet::new();
+        let mut want = BTreeSet::new();
+        for (lo, hi) in [(10, 20), (30, 40), (20, 25), (50, 60), (5, 12), (24, 31)] {
+            s.insert(make(lo, hi)).unwrap();
+            want.extend(lo..hi);
+        }
+        s.insert(make(70, 70)).unwrap();
+        for pfn in 0..80 {
+            assert_eq!(s.contains(pfn), want.contains(&pfn), "{pfn}");
+        }
+        for (lo, hi) in [(15, 16), (0, 6), (39, 52), (59, 100)] {
+            s.remove(lo, hi).unwrap();
+            for pfn in lo..hi {
+                want.remove(&pfn);
+            }
+            for pfn in 0..80 {
+                assert_eq!(
+                    s.contains(pfn),
+                    want.contains(&pfn),
+                    "{pfn} after [{lo}, {hi})"
+                );
+            }
+        }
+        // Four ranges at most: a fifth disjoint one is refused.
+        let mut f: RangeSet<2> = RangeSet::new();
+        f.insert(make(0, 1)).unwrap();
+        f.insert(make(10, 11)).unwrap();
+        assert_eq!(f.insert(make(20, 21)), Err(Full));
+        assert_eq!(f.insert(make(5, 6)), Err(Full));
+        f.insert(make(1, 10)).unwrap();
+        assert!(f.contains(5));
+        assert_eq!(f.remove(3, 4), Ok(()));
+        let mut g: RangeSet<1> = RangeSet::new();
+        g.insert(make(0, 10)).unwrap();
+        assert_eq!(g.remove(3, 4), Err(Full));
+    }
 }
