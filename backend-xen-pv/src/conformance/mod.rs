@@ -1,6 +1,6 @@
-//! Conformance of the [model](crate::model) with real Xen: a corpus of raw operation
+//! Conformance of the model (`backend_xen_pv::model`) with real Xen: a corpus of raw operation
 //! sequences over a few frames ([`corpus`]), replayed by the same code ([`replay`]) on real Xen
-//! (the `conformance` example kernel) and on the model (with the `model` feature, [`gen`] also
+//! (the `conformance` example kernel) and on the model (with the `model` feature, `gen` also
 //! generates corpora and computes the model's answers); the host compares the two.
 
 pub mod corpus;

@@ -1,6 +1,6 @@
 //! Replaying a sequence: each operation turned into the raw hypercall (or guest store) it
 //! names, on whatever answers [`RawHypercall`]: real Xen in the `conformance` example kernel,
-//! the [`model`](crate::model) on the host. The same code runs on both sides, so the only
+//! the `model` on the host. The same code runs on both sides, so the only
 //! difference between the two result streams is the hypervisor's judgement.
 
 use crate::hypercall::abi::{mmuext, uvmf, DOMID_SELF};
