@@ -278,31 +278,19 @@ fn frames_outside_every_window_are_refused() {
 fn a_changed_present_entry_costs_exactly_one_tlb_flush() {
     let mut r = Rig::new();
     let t = r.reserved_frame().pfn();
-    // SAFETY (every raw write below): `t` is simulated memory nothing else uses.
-    unsafe {
-        r.mmu
-            .raw_mut()
-            .write(t, TableLevel::L1, 0, &[leaf(5), leaf(6)])
-    }
-    .unwrap();
+    let write = |r: &mut Rig, first: u16, entries: &[Pte]| {
+        // SAFETY: `t` is simulated memory nothing else uses.
+        unsafe { r.mmu.raw_mut().write(t, TableLevel::L1, first, entries) }.unwrap();
+    };
+    write(&mut r, 0, &[leaf(5), leaf(6)]);
     r.mmu.raw_mut().flush().unwrap();
     assert_eq!(r.flushes(), 0, "empty slots filled: nothing stale");
     // The same values again: nothing changed.
-    unsafe {
-        r.mmu
-            .raw_mut()
-            .write(t, TableLevel::L1, 0, &[leaf(5), leaf(6)])
-    }
-    .unwrap();
+    write(&mut r, 0, &[leaf(5), leaf(6)]);
     r.mmu.raw_mut().flush().unwrap();
     assert_eq!(r.flushes(), 0, "identical entries");
     // A present entry retargeted, and one cleared: one flush for both, at the next flush.
-    unsafe {
-        r.mmu
-            .raw_mut()
-            .write(t, TableLevel::L1, 0, &[leaf(7), Pte::EMPTY])
-    }
-    .unwrap();
+    write(&mut r, 0, &[leaf(7), Pte::EMPTY]);
     assert_eq!(r.flushes(), 0, "not before the flush");
     r.mmu.raw_mut().flush().unwrap();
     assert_eq!(r.flushes(), 1);
@@ -310,11 +298,11 @@ fn a_changed_present_entry_costs_exactly_one_tlb_flush() {
     r.mmu.raw_mut().flush().unwrap();
     assert_eq!(r.flushes(), 1, "nothing stale after a flush");
     // A not-present slot overwritten: nothing the TLB could hold.
-    unsafe { r.mmu.raw_mut().write(t, TableLevel::L1, 1, &[leaf(8)]) }.unwrap();
+    write(&mut r, 1, &[leaf(8)]);
     r.mmu.raw_mut().flush().unwrap();
     assert_eq!(r.flushes(), 1);
     // A switch flushes what is stale before loading the root, and loading it drops the rest.
-    unsafe { r.mmu.raw_mut().write(t, TableLevel::L1, 1, &[leaf(9)]) }.unwrap();
+    write(&mut r, 1, &[leaf(9)]);
     r.switch_to_new_root();
     assert_eq!(r.flushes(), 2);
     assert_eq!(r.mmu.raw().counters().root_switches, 1);
@@ -417,11 +405,13 @@ fn hook_map_leaves_and_unhook_on_the_live_root() {
         Pfn::new(0).unwrap(),
         PageTableFlags::PRESENT | PageTableFlags::HUGE_PAGE,
     );
+    // SAFETY: refused before anything is written.
     let e = unsafe { r.mmu.map_leaves(t1, 20, &[leaf(50), huge]) }.unwrap_err();
     assert!(
         matches!(e, WriteError::Entry(EntryError::BadLeaf(21))),
         "{e:?}"
     );
+    // SAFETY: refused before anything is written.
     let e = unsafe { r.mmu.map_leaves(t1, 511, &[leaf(50), leaf(51)]) }.unwrap_err();
     assert!(
         matches!(e, WriteError::Entry(EntryError::IndexOutOfRange(513))),

@@ -238,10 +238,10 @@ fn x86_build(mem: &SimMem, case: Case) -> u64 {
     while pa < case.bytes {
         let va = VirtAddr::new(BASE + pa);
         let left = case.bytes - pa;
-        // SAFETY (all three): the virtual range is unused, the frames are numbers only.
         if case.large && pa % (1 << 30) == 0 && left >= 1 << 30 {
             let page = Page::<Size1GiB>::containing_address(va);
             let frame = PhysFrame::<Size1GiB>::containing_address(PhysAddr::new(pa));
+            // SAFETY: the virtual range is unused, the frames are numbers only.
             unsafe { pt.map_to(page, frame, FLAGS, &mut alloc) }
                 .expect("map")
                 .ignore();
@@ -249,6 +249,7 @@ fn x86_build(mem: &SimMem, case: Case) -> u64 {
         } else if case.large && pa % (2 << 20) == 0 && left >= 2 << 20 {
             let page = Page::<Size2MiB>::containing_address(va);
             let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(pa));
+            // SAFETY: the virtual range is unused, the frames are numbers only.
             unsafe { pt.map_to(page, frame, FLAGS, &mut alloc) }
                 .expect("map")
                 .ignore();
@@ -256,6 +257,7 @@ fn x86_build(mem: &SimMem, case: Case) -> u64 {
         } else {
             let page = Page::<Size4KiB>::containing_address(va);
             let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(pa));
+            // SAFETY: the virtual range is unused, the frames are numbers only.
             unsafe { pt.map_to(page, frame, FLAGS, &mut alloc) }
                 .expect("map")
                 .ignore();
