@@ -93,6 +93,15 @@ impl Outcome {
         applied: 0,
         failure: None,
     };
+
+    /// A multicall Xen refused as a whole: nothing of its `submitted` entries applied.
+    const fn multicall_refused(submitted: u32, errno: XenErrno) -> Self {
+        Self {
+            submitted,
+            applied: 0,
+            failure: Some((0, errno, Call::Multicall)),
+        }
+    }
 }
 
 /// Hypercalls, counted.
@@ -151,11 +160,7 @@ impl<H: RawHypercall> Calls<'_, H> {
         self.counters
             .record(self.slot, Kind::Multicall, u64::from(submitted));
         if let Err(e) = check(ret) {
-            return Outcome {
-                submitted,
-                applied: 0,
-                failure: Some((0, e, Call::Multicall)),
-            };
+            return Outcome::multicall_refused(submitted, e);
         }
         let mut out = Outcome {
             submitted,
@@ -217,11 +222,7 @@ impl<H: RawHypercall> Calls<'_, H> {
         self.counters
             .record(self.slot, Kind::Multicall, u64::from(submitted));
         if let Err(e) = check(ret) {
-            return Outcome {
-                submitted,
-                applied: 0,
-                failure: Some((0, e, Call::Multicall)),
-            };
+            return Outcome::multicall_refused(submitted, e);
         }
         let mut out = Outcome {
             submitted,
