@@ -33,7 +33,10 @@ impl Queue {
     pub(crate) const fn new() -> Self {
         Self {
             reqs: [MmuUpdate { ptr: 0, val: 0 }; QUEUE_CAP],
-            origin: [Op::Protect; QUEUE_CAP],
+            // Only `origin[..len]` is ever read. `Op::New` is the variant whose discriminant is
+            // 0, so an empty queue is all zeros and the static `Storage` lands in `.bss`
+            // instead of taking 25 KiB of the image's loaded bytes.
+            origin: [Op::New; QUEUE_CAP],
             len: 0,
         }
     }
