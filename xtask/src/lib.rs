@@ -23,6 +23,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod refusals;
 pub mod runtime_map;
+pub mod size;
 pub mod steps;
 pub mod suite;
 pub mod verify;

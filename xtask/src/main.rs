@@ -6,11 +6,16 @@
 //!            [--keep-frames] [--qemu-arg ARG]... [--module FILE] ELF [-- GUEST_ARGS]
 //! xtask test [--boot-only | --no-boot] [FILTER...]
 //! xtask conformance [--sequences N] [--seed S | --corpus FILE] [--echo]
+//! xtask size [ELF]
 //! ```
 //! `boot` exit status: 0 the example passed; 1 it reported failure (Fail, panic, CPU
 //! exception); 2 the run ended without a verdict (triple fault, reset, timeout); 3 setup error
 //! (bad options, not a kernel or not one for the board, too little memory for the image, QEMU
 //! or Xen missing or refusing to start).
+//!
+//! `size` prints an image's loaded bytes and memory in all against the image-size budget
+//! (`xtask::size`); without an ELF it builds the release `direct_map` with both boards, the
+//! image the budget is for. Exit status 1 if over budget.
 //!
 //! `test` runs the whole suite (see `xtask::suite`) and exits 0 only if everything passed.
 //! `--boot-only`, `--no-boot` and filters (substrings of step and test names) select a part;
@@ -27,7 +32,8 @@ use xtask::suite::{self, SuiteOptions};
 const USAGE: &str = "usage: xtask boot [--board native|xen|xen-domu] [--mem SIZE] [--timeout SECS] \
                      [--quiet] [--keep-frames] [--qemu-arg ARG]... [--module FILE] ELF [-- GUEST_ARGS...]\n       \
                      xtask test [--boot-only | --no-boot] [FILTER...]\n       \
-                     xtask conformance [--sequences N] [--seed S | --corpus FILE] [--echo]";
+                     xtask conformance [--sequences N] [--seed S | --corpus FILE] [--echo]\n       \
+                     xtask size [ELF]";
 
 /// The longest `--timeout` accepted: a day.
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
@@ -60,6 +66,7 @@ fn real_main() -> Result<ExitCode> {
         Some("boot") => boot_cmd(args.collect()),
         Some("test") => test_cmd(args.collect()),
         Some("conformance") => conformance_cmd(args.collect()),
+        Some("size") => size_cmd(args.collect()),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -180,6 +187,24 @@ fn conformance_cmd(args: Vec<String>) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// `size`: the image's size against the budget (exit 1 if over it).
+fn size_cmd(args: Vec<String>) -> Result<ExitCode> {
+    let elf = match args.as_slice() {
+        [] => xtask::size::build_budget_image(&xtask::workspace_root())?,
+        [elf] if !elf.starts_with('-') => PathBuf::from(elf),
+        _ => bail!("usage: xtask size [ELF]"),
+    };
+    let size = xtask::size::measure_file(&elf)?;
+    println!("{}: {size}", elf.display());
+    Ok(match size.check() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            println!("over budget: {e}");
+            ExitCode::FAILURE
+        }
     })
 }
 

@@ -175,13 +175,39 @@ pub fn build_images(
     dir: &Path,
     log: &Path,
 ) -> Result<BTreeMap<String, PathBuf>> {
+    build(root, &["--examples"], features, dir, log)
+}
+
+/// Builds the example `name` with `features` in the release profile (the profile the
+/// image-size budget is for) and copies it to `dir/<features>/<name>`.
+pub fn build_release_image(
+    root: &Path,
+    name: &str,
+    features: FeatureSet,
+    dir: &Path,
+    log: &Path,
+) -> Result<PathBuf> {
+    let images = build(root, &["--release", "--example", name], features, dir, log)?;
+    images
+        .get(name)
+        .cloned()
+        .with_context(|| format!("cargo reported no image for {name}"))
+}
+
+fn build(
+    root: &Path,
+    which: &[&str],
+    features: FeatureSet,
+    dir: &Path,
+    log: &Path,
+) -> Result<BTreeMap<String, PathBuf>> {
     let mut args = vec![
         "build",
         "-p",
         "pvmmu-examples",
-        "--examples",
         "--message-format=json-render-diagnostics",
     ];
+    args.extend_from_slice(which);
     args.extend_from_slice(features.cargo_args());
     let err = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut child = command(root, &args)

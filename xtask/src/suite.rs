@@ -99,6 +99,9 @@ pub fn run(root: &Path, opts: &SuiteOptions) -> Summary {
             summary.record(step.name, result, t.elapsed());
         }
         run_fuzz(root, &work, &logs, opts, &mut summary);
+        if opts.selects(SIZE_TEST) {
+            run_size(root, &mut summary);
+        }
     }
 
     if !opts.no_boot {
@@ -163,6 +166,23 @@ pub fn run(root: &Path, opts: &SuiteOptions) -> Summary {
         summary.failed.len()
     ));
     summary
+}
+
+/// The image-size test's name.
+const SIZE_TEST: &str = "size/direct_map-release";
+
+/// Builds the release image the image-size budget is for and checks it (one test).
+fn run_size(root: &Path, summary: &mut Summary) {
+    say("     building the release direct_map image (both boards) for its size");
+    let t = Instant::now();
+    let result = crate::size::build_budget_image(root)
+        .and_then(|elf| crate::size::measure_file(&elf))
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|size| {
+            say(&format!("     {SIZE_TEST}: {size}"));
+            size.check()
+        });
+    summary.record(SIZE_TEST, result, t.elapsed());
 }
 
 /// The fuzz targets' instrumented build (one step), then a short run of each (one test each).
