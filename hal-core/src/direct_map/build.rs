@@ -126,29 +126,47 @@ pub fn read_only_set<B: RawMmu>(
     buf: &PgtBuf,
     extra: &[PfnRange],
 ) -> Result<Vec<PfnRange, 64>, BuildError<B::Error>> {
-    let mut v: Vec<PfnRange, 64> = Vec::new();
+    let mut v = Vec::new();
+    read_only_into(&mut v, mmu, buf, extra)?;
+    Ok(v)
+}
+
+/// [`read_only_set`] into `out` (empty on entry), sorted and merged in place: the set is
+/// 1 KiB, and [`build`] does not move it around.
+fn read_only_into<B: RawMmu>(
+    out: &mut Vec<PfnRange, 64>,
+    mmu: &Mmu<B>,
+    buf: &PgtBuf,
+    extra: &[PfnRange],
+) -> Result<(), BuildError<B::Error>> {
     if !mmu.caps().tables_read_only {
-        return Ok(v);
+        return Ok(());
     }
     for r in core::iter::once(&buf.range())
         .chain(mmu.raw().foreign_tables())
         .chain(extra)
     {
         if !r.is_empty() {
-            v.push(*r).map_err(|_| BuildError::Capacity)?;
+            out.push(*r).map_err(|_| BuildError::Capacity)?;
         }
     }
-    v.sort_unstable_by_key(|r| r.start());
-    let mut out: Vec<PfnRange, 64> = Vec::new();
-    for r in v {
-        match out.last_mut() {
+    out.sort_unstable_by_key(|r| r.start());
+    // Merge in place: `out[..kept]` is the merged prefix.
+    let mut kept = 0usize;
+    for i in 0..out.len() {
+        let r = out[i];
+        match kept.checked_sub(1).map(|k| &mut out[k]) {
             Some(last) if r.start().as_u64() <= last.end() => {
                 *last = PfnRange::new(last.start(), last.end().max(r.end())).expect("ordered");
             }
-            _ => out.push(r).map_err(|_| BuildError::Capacity)?,
+            _ => {
+                out[kept] = r;
+                kept += 1;
+            }
         }
     }
-    Ok(out)
+    out.truncate(kept);
+    Ok(())
 }
 
 /// Builds the direct map of `ranges` (sorted, disjoint) at `spec.base` under `target`,
@@ -176,7 +194,8 @@ pub unsafe fn build<B: RawMmu>(
     {
         return Err(BuildError::BadFlags);
     }
-    let ro = read_only_set(mmu, buf, extra_read_only)?;
+    let mut ro = Vec::new();
+    read_only_into(&mut ro, mmu, buf, extra_read_only)?;
     let needed = count_tables(ranges, &ro, spec, &caps)?.total();
     if needed > buf.remaining() {
         return Err(BuildError::Exhausted {
