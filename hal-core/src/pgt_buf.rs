@@ -115,6 +115,7 @@ impl PgtBuf {
     }
 
     /// Hands out the next frame, from `start` upward.
+    #[inline]
     pub fn alloc(&mut self) -> Result<Frame<PgtReserved>, Exhausted> {
         let capacity = self.capacity();
         self.rest.pop_front().ok_or(Exhausted { capacity })

@@ -22,6 +22,7 @@ impl Window {
     }
 
     /// The virtual address of `pfn` in this window, if it is in it.
+    #[inline]
     pub fn address_of(&self, pfn: Pfn) -> Option<u64> {
         self.va_of(pfn.as_u64())
     }

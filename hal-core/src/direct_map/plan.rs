@@ -97,6 +97,7 @@ pub struct Runs<'a> {
 impl<'a> Runs<'a> {
     /// The runs for `ranges` (sorted, disjoint) with the frames in `read_only` (sorted,
     /// disjoint) mapped read-only and never inside a large page.
+    #[inline]
     pub fn new(
         ranges: &'a [PfnRange],
         read_only: &'a [PfnRange],
@@ -114,6 +115,7 @@ impl<'a> Runs<'a> {
     }
 
     /// The first read-only range that ends after `p`.
+    #[inline]
     fn ro_after(&self, p: u64) -> Option<PfnRange> {
         let i = self.read_only.partition_point(|r| r.end() <= p);
         self.read_only.get(i).copied()
@@ -123,6 +125,7 @@ impl<'a> Runs<'a> {
 impl Iterator for Runs<'_> {
     type Item = Run;
 
+    #[inline]
     fn next(&mut self) -> Option<Run> {
         let mut range = *self.ranges.get(self.idx)?;
         while self.pos >= range.end() {
@@ -189,6 +192,7 @@ impl Iterator for Runs<'_> {
     }
 }
 
+#[inline]
 fn check_ranges(ranges: &[PfnRange], spec: &DirectMapSpec, caps: &Caps) -> Result<(), PlanError> {
     let gib = PageSize::Size1G.frames() << 12;
     let canonical = |va: u64| {
@@ -258,6 +262,7 @@ impl TableCount {
 /// Counts, exactly, the tables below the root that mapping `ranges` at `spec.base` needs when
 /// none of them exists yet (a root whose slots for the range are empty). The root itself is
 /// not counted.
+#[inline]
 pub fn count_tables(
     ranges: &[PfnRange],
     read_only: &[PfnRange],
