@@ -61,7 +61,7 @@ pub fn direct_map<P: MmuPlatform, const N: usize>(
         for r in core::iter::once(map.buffer.used).chain(own) {
             read_only.push(r).map_err(|_| Failure::Mapping { va: 0 })?;
         }
-        read_only.sort_unstable_by_key(|r| r.start());
+        PfnRange::sort_by_start(&mut read_only);
     }
     let checked = every_leaf(p.mmu(), map.root, &map.ranges, &read_only, &map.spec, &caps)?;
     f.leaves_checked = checked.leaves;

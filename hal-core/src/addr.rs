@@ -87,6 +87,19 @@ pub struct PfnRange {
 }
 
 impl PfnRange {
+    /// Sorts `ranges` by start frame, in place: an insertion sort, for the few ranges (tens)
+    /// the direct map deals in. Far smaller in a kernel image than `sort_unstable`'s
+    /// pattern-defeating quicksort, which every element type instantiates again.
+    pub fn sort_by_start(ranges: &mut [PfnRange]) {
+        for i in 1..ranges.len() {
+            let mut j = i;
+            while j > 0 && ranges[j - 1].start > ranges[j].start {
+                ranges.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+    }
+
     /// `[start, end)`; `None` if `end < start` or `end` is beyond [`MAX_PFN`].
     pub const fn new(start: Pfn, end: u64) -> Option<Self> {
         if end < start.0 || end > MAX_PFN {

@@ -236,7 +236,15 @@ fn ring_pages(
             }
         }
     }
-    r.sort_unstable();
+    // At most four entries: an insertion sort (`sort_unstable` would add its quicksort,
+    // about 2 KiB, to the image for this one call).
+    for i in 1..r.len() {
+        let mut j = i;
+        while j > 0 && r[j - 1] > r[j] {
+            r.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     r
 }
 

@@ -150,7 +150,7 @@ fn read_only_into<B: RawMmu>(
             out.push(*r).map_err(|_| BuildError::Capacity)?;
         }
     }
-    out.sort_unstable_by_key(|r| r.start());
+    PfnRange::sort_by_start(out);
     // Merge in place: `out[..kept]` is the merged prefix.
     let mut kept = 0usize;
     for i in 0..out.len() {

@@ -355,7 +355,7 @@ fn read_only_set<B: RawMmu>(mmu: &Mmu<B>, buf: PfnRange) -> Result<Vec<PfnRange,
             v.push(*r).map_err(|_| ())?;
         }
     }
-    v.sort_unstable_by_key(|r| r.start());
+    PfnRange::sort_by_start(&mut v);
     let mut out: Vec<PfnRange, RO_RANGES> = Vec::new();
     for r in v {
         match out.last_mut() {
