@@ -96,7 +96,11 @@ pub fn every_leaf<B: RawMmu>(
             let pfn = run.pfn + i * run.size.frames();
             let va = spec.base + (pfn << 12);
             let t = translate(mmu.raw_mut(), root, va).map_err(|e| {
-                defmt::error!("walk of {=u64:#x} failed: {}", va, defmt::Debug2Format(&e));
+                defmt::error!(
+                    "walk of {=u64:#x} failed: {}",
+                    va,
+                    defmt::Display2Format(&e)
+                );
                 Failure::Backend("walk", pvmmu::BackendError::kind(&e))
             })?;
             let Some(t) = t else {

@@ -51,9 +51,30 @@ fn xen_exit(outcome: Outcome) -> ! {
     }
 }
 
-fn fail(what: &str, err: impl core::fmt::Debug) -> ! {
-    let _ = writeln!(Console, "xen-pv: {what}: {err:?}");
+/// Reports a failed boot step on the console and fails. `Display`, not `Debug`: `Debug`
+/// would bring the derived impls, the builders and the string escaping (several KiB) into
+/// every image for these messages alone.
+fn fail(what: &str, err: impl core::fmt::Display) -> ! {
+    let _ = writeln!(Console, "xen-pv: {what}: {err}");
     exit::exit(Outcome::Fail)
+}
+
+/// An address or frame number in a failure message.
+struct Hex(u64);
+
+impl core::fmt::Display for Hex {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// `[start, end)` in a failure message.
+struct Span(u64, u64);
+
+impl core::fmt::Display for Span {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "[{:#x}, {:#x})", self.0, self.1)
+    }
 }
 
 /// The role from start_info's flags, read before anything else is validated (a domU must not
@@ -141,7 +162,7 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     let layout =
         BootstrapLayout::new(&si, start_info, VIRT_BASE).unwrap_or_else(|e| fail("bad layout", e));
     if boot_rsp != layout.boot_stack.1 {
-        fail("boot stack is not after the page tables", boot_rsp);
+        fail("boot stack is not after the page tables", Hex(boot_rsp));
     }
     // SAFETY: `si` is Xen's start_info and the bootstrap mapping (with the P2M list) stays in
     // place; the board never writes the list.
@@ -165,8 +186,8 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     // The MMU backend takes over page-table changes from here (the shared_info remap above
     // was the board's last).
     let bootstrap = Bootstrap::from_start_info(&si, &layout)
-        .unwrap_or_else(|| fail("pt_base outside the initial mapping", si.pt_base()));
-    let storage = Storage::take_static().unwrap_or_else(|| fail("backend storage taken twice", ()));
+        .unwrap_or_else(|| fail("pt_base outside the initial mapping", Hex(si.pt_base())));
+    let storage = Storage::take_static().unwrap_or_else(|| fail("backend storage taken twice", ""));
     // SAFETY: the walk above checked that the bootstrap tables and the initial mapping are as
     // start_info says (CR3 is pt_base's frame); from now on only the backend changes page
     // tables, pins or switches roots.
@@ -178,7 +199,10 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         &raw const __image_end as u64,
     );
     if image.0 < layout.virt_base || image.1 > layout.p2m.0 {
-        fail("the image overlaps the boot structures", image);
+        fail(
+            "the image overlaps the boot structures",
+            Span(image.0, image.1),
+        );
     }
     let mmu = hal_core::Mmu::new(raw);
     // SAFETY: the board is made once per boot (this entry runs once), so this is the one

@@ -40,7 +40,7 @@ impl XenBoard {
             defmt::error!(
                 "alias page to {=u64:#x}: {}",
                 target.as_u64(),
-                defmt::Debug2Format(&e)
+                defmt::Display2Format(&e)
             );
             AliasError::Backend(hal_core::BackendError::kind(&e))
         })?;
