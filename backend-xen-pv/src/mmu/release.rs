@@ -35,10 +35,10 @@ impl<H: PvPlatform> XenPv<'_, H> {
         };
         match res {
             Ok(()) => {
-                self.st
-                    .records
-                    .remove_pfns(lo, hi)
-                    .expect("room checked above");
+                // `panic!` with a message only: `expect` would bring `Full`'s `Debug` along.
+                if self.st.records.remove_pfns(lo, hi).is_err() {
+                    panic!("room checked above");
+                }
                 // Failing to shrink the protected set only makes later writes remember
                 // mappings that need not be: harmless.
                 let _ = self.protected.remove(lo, hi);

@@ -39,7 +39,9 @@ pub fn init() {
     // only read, by the CPU.
     let (tss, gdt, idt) = unsafe { (&mut *TSS.get(), &mut *GDT.get(), &mut *IDT.get()) };
     let idt = idt.write(InterruptDescriptorTable::new());
-    let ist_top = VirtAddr::from_ptr(IST_STACK.get()) + IST_STACK_SIZE as u64;
+    // One past the stack's end (`VirtAddr + u64` would bring the `Debug` of its error into
+    // the image, for an addition that cannot leave the canonical range).
+    let ist_top = VirtAddr::from_ptr(IST_STACK.get().wrapping_add(1));
     tss.interrupt_stack_table[0] = ist_top;
 
     let code = gdt.append(Descriptor::kernel_code_segment());
