@@ -20,7 +20,7 @@ pub mod p2m;
 mod scenarios;
 pub mod start_info;
 
-pub use hypercall::{RawHypercall, XenErrno, XenHypercalls};
+pub use hypercall::{Counted, RawHypercall, XenErrno, XenHypercalls};
 pub use mmu::{
     Bootstrap, Counters, Phase, PvPlatform, ReleaseStrategy, Storage, XenPv, XenPvError,
 };

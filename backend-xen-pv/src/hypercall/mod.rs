@@ -1,6 +1,6 @@
 //! The raw hypercall layer: the ABI ([`abi`]), the [`RawHypercall`] trait that everything above
-//! it calls through, and its real implementation [`XenHypercalls`] (the only inline assembly of
-//! this crate).
+//! it calls through, its real implementation [`XenHypercalls`] (the only inline assembly of
+//! this crate), and [`Counted`], the wrapper every call goes through so that it is counted.
 //!
 //! # Why a trait
 //! The backend never calls Xen directly: it is generic over (or holds a `&dyn`) [`RawHypercall`].
@@ -12,10 +12,12 @@
 //! ([`XenErrno::check`] decodes it).
 
 pub mod abi;
+mod counted;
 mod errno;
 mod page;
 
 pub use abi::{MmuUpdate, MmuextOp, MulticallEntry, TrapInfo};
+pub use counted::{Counted, Slot};
 pub use errno::XenErrno;
 pub use page::XenHypercalls;
 

@@ -5,11 +5,11 @@ use hal_core::{Mfn as HalMfn, Pfn, PfnRange, Pte, TableLevel};
 use heapless::Vec;
 
 use crate::hypercall::abi::{mmu, mmuext};
-use crate::hypercall::{MmuUpdate, MmuextOp};
+use crate::hypercall::{Counted, MmuUpdate, MmuextOp, Slot};
 use crate::p2m::P2m;
 use crate::start_info::{BootstrapLayout, StartInfo};
 
-use super::counters::{Counters, Phase, Slot};
+use super::counters::{Counters, Phase};
 use super::error::{
     Call, Capacity, Cause, Op, Refusal, RefusedEntry, Rollback, Unsupported, XenPvError,
 };
@@ -85,8 +85,11 @@ impl Bootstrap {
 ///
 /// The value itself is small (about 1.5 KiB); its large buffers are in a [`Storage`] it
 /// borrows.
+///
+/// Every hypercall it makes goes through the [`Counted`] it borrows, which does the
+/// counting; the backend keeps no count of its own.
 pub struct XenPv<'a, H: PvPlatform> {
-    pub(super) hv: H,
+    pub(super) hv: &'a Counted<H>,
     pub(super) p2m: P2m<'a>,
     /// The lowest and highest machine frame of the domain.
     pub(super) mfn_span: (u64, u64),
@@ -97,7 +100,6 @@ pub struct XenPv<'a, H: PvPlatform> {
     pub(super) protected: RangeSet<MAX_PROTECTED>,
     pub(super) pinned: Pinned,
     pub(super) strategy: ReleaseStrategy,
-    pub(super) counters: Counters,
     pub(super) phase: Phase,
 }
 
@@ -130,13 +132,14 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
     /// The backend of a guest whose P2M is `p2m`, booted as `boot` says; the initial mapping
     /// is its first window; its queue and remembered mappings live in `storage` (emptied
     /// here; a board takes [`Storage::take_static`]). Release strategy
-    /// [`ReleaseStrategy::Batched`], phase [`Phase::Other`].
+    /// [`ReleaseStrategy::Batched`], phase [`Phase::Other`]. Its hypercalls go through `hv`
+    /// and are counted there, on top of whatever `hv` counted before (a board's own calls).
     ///
     /// # Safety
     /// `boot` is true: `root` is the current root, the initial mapping exists in it. From now on
     /// the backend is the only one to change page tables, pin, unpin or switch roots.
     pub unsafe fn new(
-        hv: H,
+        hv: &'a Counted<H>,
         p2m: P2m<'a>,
         boot: &Bootstrap,
         storage: &'a mut Storage,
@@ -177,9 +180,9 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
             protected: RangeSet::new(),
             pinned: Pinned::new(),
             strategy: ReleaseStrategy::Batched,
-            counters: Counters::default(),
             phase: Phase::Other,
         };
+        s.count_here();
         // SAFETY: the caller guarantees the initial mapping exists in the current root.
         unsafe { s.add_window(boot.initial_mapping.va, boot.initial_mapping.pfns) }?;
         Ok(s)
@@ -188,6 +191,7 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
     /// Starts counting hypercalls under `phase`.
     pub fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
+        self.count_here();
     }
 
     /// The phase hypercalls are counted under.
@@ -195,19 +199,21 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
         self.phase
     }
 
-    /// Hypercalls so far, per phase.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// Hypercalls so far, per phase, as the [`Counted`] every call goes through saw them
+    /// (a board's own calls through the same wrapper included).
+    pub fn counters(&self) -> Counters {
+        self.hv.counters()
     }
 
     /// Zeroes the counters.
     pub fn reset_counters(&mut self) {
-        self.counters.reset();
+        self.hv.reset();
     }
 
     /// Chooses how `release` works.
     pub fn set_release_strategy(&mut self, strategy: ReleaseStrategy) {
         self.strategy = strategy;
+        self.count_here();
     }
 
     /// How `release` works.
@@ -215,9 +221,9 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
         self.strategy
     }
 
-    /// The hypercall layer (the real one, or the model).
-    pub fn hypervisor(&self) -> &H {
-        &self.hv
+    /// The hypercall layer (the real one, or the model), counted.
+    pub fn hypervisor(&self) -> &'a Counted<H> {
+        self.hv
     }
 
     /// The P2M.
@@ -260,31 +266,22 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
             .map_err(|e| err(op, Cause::P2m(e)))
     }
 
-    pub(super) fn calls(&mut self) -> Calls<'_, H> {
-        let slot = self.slot();
-        Calls {
-            hv: &self.hv,
-            counters: &mut self.counters,
-            slot,
-        }
+    pub(super) fn calls(&self) -> Calls<'a, Counted<H>> {
+        Calls { hv: self.hv }
     }
 
-    /// Where hypercalls are counted now: under the phase, or with the per-page releases.
-    pub(super) fn slot(&self) -> Slot {
-        match self.strategy {
+    /// Tells the wrapper where hypercalls are counted now: under the phase, or with the
+    /// per-page releases.
+    fn count_here(&self) {
+        self.hv.count_under(match self.strategy {
             ReleaseStrategy::PerPage => Slot::PerPageRelease,
             ReleaseStrategy::Batched => Slot::Phase(self.phase),
-        }
+        });
     }
 
     /// Submits the queued requests as they are (one `mmu_update`, or one multicall).
     pub(super) fn submit_queue(&mut self) -> Outcome {
-        let slot = self.slot();
-        let mut calls = Calls {
-            hv: &self.hv,
-            counters: &mut self.counters,
-            slot,
-        };
+        let mut calls = self.calls();
         // SAFETY: every queued request was built by an `unsafe` RawMmu method of this backend
         // under its caller's contract (protect: read-only entries; write: the caller's
         // entries; release and rollback: mappings of frames the caller owns).
@@ -752,7 +749,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     }
 
     fn set_phase(&mut self, phase: Phase) {
-        self.phase = phase;
+        XenPv::set_phase(self, phase);
     }
 
     unsafe fn flush_tlb(&mut self, tlb: &hal_core::TlbBatch) -> Result<(), XenPvError> {

@@ -1,6 +1,8 @@
 //! Hypercall counters, per phase of the page-table lifecycle, and apart from the phases, the
 //! releases made one page at a time ([`ReleaseStrategy::PerPage`](super::ReleaseStrategy),
-//! the seed's way, for comparison).
+//! the seed's way, for comparison). They are counted by
+//! [`Counted`](crate::hypercall::Counted), the wrapper every hypercall goes through; this is
+//! what it saw.
 
 pub use hal_core::Phase;
 
@@ -43,24 +45,9 @@ pub struct Counters {
     /// Releases made with [`ReleaseStrategy::PerPage`](super::ReleaseStrategy), whatever the
     /// phase: the seed's way, measured for comparison.
     pub per_page_release: PhaseCount,
-}
-
-/// Where a hypercall is counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Slot {
-    /// Under a lifecycle phase.
-    Phase(Phase),
-    /// A release made one page at a time.
-    PerPageRelease,
-}
-
-/// The kind of hypercall, for counting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    MmuUpdate,
-    MmuextOp,
-    UpdateVaMapping,
-    Multicall,
+    /// Hypercalls that change no page table (console, scheduler, trap table, I/O privilege,
+    /// version, assists, event channels), whatever the phase; not in [`total`](Self::total).
+    pub not_mmu: u64,
 }
 
 impl Counters {
@@ -74,7 +61,7 @@ impl Counters {
         &self.per_page_release
     }
 
-    /// All phases together, the per-page releases included.
+    /// All phases together, the per-page releases included (the MMU hypercalls).
     pub fn total(&self) -> PhaseCount {
         let mut t = self.per_page_release;
         for p in &self.phases {
@@ -83,23 +70,8 @@ impl Counters {
         t
     }
 
-    /// Zeroes every phase.
+    /// Zeroes every count.
     pub fn reset(&mut self) {
         *self = Self::default();
-    }
-
-    pub(crate) fn record(&mut self, slot: Slot, kind: Kind, entries: u64) {
-        let c = match slot {
-            Slot::Phase(phase) => &mut self.phases[phase.index()],
-            Slot::PerPageRelease => &mut self.per_page_release,
-        };
-        c.hypercalls += 1;
-        c.entries += entries;
-        match kind {
-            Kind::MmuUpdate => c.mmu_update += 1,
-            Kind::MmuextOp => c.mmuext_op += 1,
-            Kind::UpdateVaMapping => c.update_va_mapping += 1,
-            Kind::Multicall => c.multicall += 1,
-        }
     }
 }

@@ -5,7 +5,8 @@
 //! ```text
 //! let boot = Bootstrap::from_start_info(&start_info, &layout)?;      // root, tables, window
 //! let storage = Storage::take_static().unwrap();                       // 25 KiB, in .bss
-//! let raw  = unsafe { XenPv::new(hypercalls, p2m, &boot, storage) }?;  // exclusive control
+//! static HV: Counted<XenHypercalls> = Counted::new(unsafe { XenHypercalls::new(page) });
+//! let raw  = unsafe { XenPv::new(&HV, p2m, &boot, storage) }?;         // exclusive control
 //! let mut mmu = hal_core::Mmu::new(raw);
 //! mmu.raw_mut().set_phase(Phase::MakeReadOnly);                        // count per phase
 //                                              (hal_core::direct_map::map_ram does this)
@@ -15,13 +16,16 @@
 //! ```
 //!
 //! # What each operation costs
+//! Counted by [`Counted`](crate::hypercall::Counted), the wrapper every hypercall goes through
+//! (the backend holds nothing else), so these are the figures [`XenPv::counters`] reports.
+//!
 //! | operation | hypercalls |
 //! |---|---|
-//! | `protect(K frames)` | `ceil(m * K / 512)` `mmu_update`s, `m` = writable mappings per frame in the windows |
+//! | `protect(K frames)` | `ceil(m * K / 512)` `mmu_update`s, `m` = writable mappings per frame in the windows, then one `mmuext_op` (`TLB_FLUSH_LOCAL`) if any entry changed |
 //! | `write` (a table of 512 entries) | one `mmu_update` per 512 queued entries (queued across calls) |
 //! | `pin` | one `mmuext_op` (after submitting the queue) |
 //! | `switch_root` | one `mmuext_op`: `PIN_L4_TABLE` (if not pinned yet) + `NEW_BASEPTR` |
-//! | `release(K frames)` | at most `ceil(m * K / 1024) + 1`: the queue, then multicalls of two 512-entry batches |
+//! | `release(K frames)` | at most `ceil(m * K / 1024) + 1`: the queue if it holds entries (one hypercall), then `ceil(m * K / 1024)`: multicalls of two 512-entry batches, the last one a single `mmu_update` if it has at most 512 entries; with an empty queue exactly `ceil(m * K / 1024)` |
 //! | `retire` | `UNPIN` (if pinned) + a release of one frame |
 //! | `flush_tlb` | one queued entry for the one page: one `update_va_mapping` with `UVMF_INVLPG`; otherwise one `multicall` of the queued `mmu_update` batch (at most 511 entries: full ones went already) and one `mmuext_op` of `INVLPG_LOCAL`s or a `TLB_FLUSH_LOCAL`; an empty queue: one `mmuext_op` |
 //!

@@ -29,7 +29,7 @@ impl<H: PvPlatform> Report for XenPv<'_, H> {
     }
 
     /// One line per phase that made hypercalls, one for the per-page releases if any were
-    /// made, and the total.
+    /// made, the total, and the hypercalls that change no page table.
     fn report(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         let c = self.counters();
         for phase in Phase::ALL {
@@ -46,6 +46,11 @@ impl<H: PvPlatform> Report for XenPv<'_, H> {
             out,
             "xen-pv hypercalls, total: {} carrying {} entries",
             t.hypercalls, t.entries
+        )?;
+        writeln!(
+            out,
+            "xen-pv hypercalls changing no page table (console, scheduler, boot): {}",
+            c.not_mmu
         )
     }
 

@@ -63,12 +63,7 @@ impl<H: PvPlatform> XenPv<'_, H> {
             };
         }
         let len = self.st.queue.len();
-        let slot = self.slot();
-        let mut calls = super::queue::Calls {
-            hv: &self.hv,
-            counters: &mut self.counters,
-            slot,
-        };
+        let mut calls = self.calls();
         // SAFETY: the queued requests were built by this backend's `unsafe` methods under
         // their callers' contracts (as in `submit_queue`); the commands only invalidate.
         let out = unsafe { calls.updates_then_ext(self.st.queue.reqs(), ops) };

@@ -7,7 +7,7 @@ use std::boxed::Box;
 use std::vec::Vec;
 
 use crate::model::{DomainConfig, Model, PageType};
-use crate::{Bootstrap, BootstrapLayout, P2m, Phase, StartInfo, Storage, XenPv};
+use crate::{Bootstrap, BootstrapLayout, Counted, P2m, Phase, StartInfo, Storage, XenPv};
 use hal_core::direct_map::{self, count_tables, plan::LINUX_PAGE_OFFSET, DirectMapSpec, Target};
 use hal_core::memblock::{Direction, Memblock};
 use hal_core::pgt_buf::Finished;
@@ -35,7 +35,7 @@ pub struct Guest {
 impl Guest {
     /// The model.
     pub fn xen(&self) -> &Model {
-        self.mmu.raw().hypervisor()
+        self.mmu.raw().hypervisor().inner()
     }
 
     pub fn set_phase(&mut self, phase: Phase) {
@@ -66,8 +66,9 @@ pub fn boot(cfg: DomainConfig) -> Guest {
     let p2m = P2m::new(list).unwrap();
     let bootstrap = Bootstrap::from_start_info(&si, &layout).unwrap();
     let storage = Box::leak(Box::new(Storage::new()));
+    let hv = Box::leak(Box::new(Counted::new(model)));
     // SAFETY: the model's domain is as start_info says, and nothing else changes its tables.
-    let raw = unsafe { XenPv::new(model, p2m, &bootstrap, storage) }.unwrap();
+    let raw = unsafe { XenPv::new(hv, p2m, &bootstrap, storage) }.unwrap();
     let mut mb = Memblock::new();
     // SAFETY: the model's frames are this memblock's alone (one memblock per model), and the
     // bootstrap elements are reserved right below before anything is allocated.

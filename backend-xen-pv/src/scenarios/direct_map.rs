@@ -144,9 +144,9 @@ fn release_costs(mib: u64, headroom: u64) -> Costs {
     let (mk, lo, hi) = common::tail_mappings(&g, fin.released);
     let tail = g.mb.alloc_exact(fin.released).unwrap();
     let k = tail.len();
-    let before = *g.mmu.raw().counters();
+    let before = g.mmu.raw().counters();
     let released = XenPv::compare_release(&mut g.mmu, tail).unwrap();
-    let after = *g.mmu.raw().counters();
+    let after = g.mmu.raw().counters();
     let per_page = *after.per_page_release();
     // The phases and the strategy are as they were; the re-protect counted as other.
     assert_eq!(g.mmu.raw().release_strategy(), ReleaseStrategy::Batched);

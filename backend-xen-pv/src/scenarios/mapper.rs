@@ -23,11 +23,11 @@ struct XenCpu;
 
 impl space::Machine<Backend> for XenCpu {
     fn access(&mut self, mmu: &mut Mmu<Backend>, va: u64, write: bool) -> Result<u64, ()> {
-        let m = mmu.raw().hypervisor();
+        let m = mmu.raw().hypervisor().inner();
         if write { m.store(va) } else { m.load(va) }.map_err(|_| ())
     }
     fn table_frames(&self, mmu: &Mmu<Backend>) -> Vec<u64> {
-        let m = mmu.raw().hypervisor();
+        let m = mmu.raw().hypervisor().inner();
         (0..mmu.raw().p2m().nr_pages())
             .filter(|&p| m.frame(p).ty.is_table())
             .collect()
@@ -161,7 +161,7 @@ fn a_batch_costs_one_hypercall_per_512_entries_plus_tables() {
     assert_eq!(t.hypercalls, 2, "{t:?}");
     // A protect of one page: one update_va_mapping with UVMF_INVLPG.
     g.mmu.raw_mut().reset_counters();
-    g.mmu.raw().hypervisor().store(va + 4096).unwrap();
+    g.mmu.raw().hypervisor().inner().store(va + 4096).unwrap();
     // SAFETY: as above.
     let f =
         unsafe { m.protect(&mut g.mmu, root, va + 4096, 4096, PageTableFlags::empty()) }.unwrap();
@@ -169,7 +169,7 @@ fn a_batch_costs_one_hypercall_per_512_entries_plus_tables() {
     let t = g.mmu.raw().counters().total();
     assert_eq!((t.hypercalls, t.update_va_mapping), (1, 1), "{t:?}");
     assert!(
-        g.mmu.raw().hypervisor().store(va + 4096).is_err(),
+        g.mmu.raw().hypervisor().inner().store(va + 4096).is_err(),
         "the read-only page is still writable in the TLB"
     );
     // Teardown: everything back.

@@ -25,7 +25,7 @@ fn per_phase_counts() {
         let mut g = boot(DomainConfig::mib(mib));
         let tables = common::needed(&g) + 1;
         let fin = direct_map(&mut g, headroom);
-        let c = *g.mmu.raw().counters();
+        let c = g.mmu.raw().counters();
 
         // The seed's way, for comparison: the same tail protected again, then released one
         // hypercall per mapping.

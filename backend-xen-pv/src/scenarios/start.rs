@@ -18,9 +18,10 @@ fn bootstrap(model: &Model) -> Bootstrap {
 fn start(model: Model, list: &[u64], boot: &Bootstrap) -> crate::XenPvError {
     let p2m = P2m::new(list).unwrap();
     let mut storage = Box::new(Storage::new());
+    let hv = crate::Counted::new(model);
     // SAFETY: the model's domain; the bootstrap is deliberately wrong, and `new` must refuse
     // it before it touches anything.
-    match unsafe { XenPv::new(model, p2m, boot, &mut storage) } {
+    match unsafe { XenPv::new(&hv, p2m, boot, &mut storage) } {
         Ok(_) => panic!("a bootstrap outside the P2M was accepted"),
         Err(e) => e,
     }

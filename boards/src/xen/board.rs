@@ -4,7 +4,7 @@
 use hal_core::memmap::MemRegion;
 
 use backend_xen_pv::hypercall::abi::sif;
-use backend_xen_pv::{BootstrapLayout, P2m, StartInfo, XenHypercalls};
+use backend_xen_pv::{BootstrapLayout, Counted, P2m, StartInfo, XenHypercalls};
 
 use super::bootstrap::InitialMapping;
 use super::mmu::Backend;
@@ -50,7 +50,7 @@ impl Role {
 /// checked this against the tables themselves ([`XenBoard::initial_mapping`]). One page of the
 /// image (the shared_info window) has since been remapped to shared_info.
 pub struct XenBoard {
-    pub(super) hv: XenHypercalls,
+    pub(super) hv: &'static Counted<XenHypercalls>,
     pub(super) start_info: StartInfo<'static>,
     pub(super) start_info_va: u64,
     pub(super) layout: BootstrapLayout,
@@ -72,9 +72,10 @@ pub struct XenBoard {
 }
 
 impl XenBoard {
-    /// The hypercalls, through the page Xen filled.
-    pub fn hypercalls(&self) -> &XenHypercalls {
-        &self.hv
+    /// The hypercalls, through the page Xen filled, counted (the same wrapper the MMU
+    /// backend's figures come from).
+    pub fn hypercalls(&self) -> &'static Counted<XenHypercalls> {
+        self.hv
     }
 
     /// The validated start_info.

@@ -12,8 +12,8 @@ use core::fmt::Write;
 use backend_xen_pv::hypercall::abi::shutdown;
 use backend_xen_pv::start_info::START_INFO_SIZE;
 use backend_xen_pv::{
-    Bootstrap, BootstrapLayout, Mfn, P2m, Peek, RawHypercall, StartInfo, Storage, XenErrno,
-    XenHypercalls, XenPv,
+    Bootstrap, BootstrapLayout, Counted, Mfn, P2m, Peek, RawHypercall, StartInfo, Storage,
+    XenErrno, XenHypercalls, XenPv,
 };
 use x86_64::instructions::port::Port;
 
@@ -29,10 +29,17 @@ unsafe extern "C" {
     static __image_end: u8;
 }
 
-pub(super) fn hypercalls() -> XenHypercalls {
-    // SAFETY: only the Xen entry reaches this module's code, so we run as a PV guest whose
-    // HYPERCALL_PAGE note names this page, which Xen filled before the entry.
-    unsafe { XenHypercalls::new(entry::hypercall_page()) }
+/// The board's one door to Xen: every hypercall of the board, of the MMU backend and of the
+/// examples goes through it, and is counted there (the backend's per-phase figures are its).
+static HYPERCALLS: Counted<XenHypercalls> =
+    // SAFETY: only the Xen entry reaches the code that uses this static (this module and the
+    // ones it hands it to), so it is used only in a PV guest whose HYPERCALL_PAGE note names
+    // this page, which Xen filled before the entry and which stays mapped (the image).
+    Counted::new(unsafe { XenHypercalls::new(entry::HYPERCALL_PAGE) });
+
+/// The hypercalls, counted.
+pub(super) fn hypercalls() -> &'static Counted<XenHypercalls> {
+    &HYPERCALLS
 }
 
 fn console_write(s: &str) {
@@ -91,7 +98,7 @@ unsafe fn peek(start_info: u64) -> Option<Peek> {
 }
 
 /// Console and exit for the role; returns whether the domain has I/O privilege.
-fn setup_role(hv: &XenHypercalls, role: Role, peek: Option<Peek>) -> bool {
+fn setup_role(hv: &Counted<XenHypercalls>, role: Role, peek: Option<Peek>) -> bool {
     match role {
         Role::Dom0 => {
             let iopl = XenErrno::check(hv.physdev_set_iopl(1)).is_ok();
@@ -137,8 +144,8 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         Some(p) if !p.is_initdomain() => Role::DomU,
         _ => Role::Dom0,
     };
-    let iopl = setup_role(&hv, role, peeked);
-    if let Err(e) = traps::install(&hv) {
+    let iopl = setup_role(hv, role, peeked);
+    if let Err(e) = traps::install(hv) {
         fail("set_trap_table failed", e);
     }
 
@@ -176,7 +183,7 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
             .unwrap_or_else(|e| fail("initial mapping differs from start_info", e));
 
     let shared_info_va =
-        shared::map(&hv, si.shared_info()).unwrap_or_else(|e| fail("cannot map shared_info", e));
+        shared::map(hv, si.shared_info()).unwrap_or_else(|e| fail("cannot map shared_info", e));
     match role {
         Role::Dom0 if iopl => logger::init(&shared::EVENT_MASK),
         Role::Dom0 => {}

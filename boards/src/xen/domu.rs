@@ -12,7 +12,7 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use backend_xen_pv::hypercall::abi::{shutdown, uvmf};
-use backend_xen_pv::{DomUConsole, RawHypercall, XenErrno, XenHypercalls};
+use backend_xen_pv::{Counted, DomUConsole, RawHypercall, XenErrno, XenHypercalls};
 
 use super::console::{frame_defmt, frame_status, frame_text, OutRing, RingError, MAX_CHUNK};
 use crate::common::exit;
@@ -49,12 +49,12 @@ pub enum ConsoleError {
     Ring(RingError),
 }
 
-fn hypercalls() -> XenHypercalls {
+fn hypercalls() -> &'static Counted<XenHypercalls> {
     super::boot::hypercalls()
 }
 
 /// Maps the console ring of `console` and makes it the board's console.
-pub fn init(hv: &XenHypercalls, console: DomUConsole) -> Result<u64, ConsoleError> {
+pub fn init(hv: &Counted<XenHypercalls>, console: DomUConsole) -> Result<u64, ConsoleError> {
     let va = &raw mut WINDOW as u64;
     // SAFETY: WINDOW is a page of our own `.bss` that no Rust reference points into (only the
     // raw pointer handed to RING uses it), so retargeting its mapping invalidates nothing; the
@@ -81,7 +81,7 @@ pub fn console_window() -> Option<(u64, u64)> {
     (mfn != 0).then_some((&raw const WINDOW as u64, mfn))
 }
 
-fn notify(hv: &XenHypercalls) {
+fn notify(hv: &Counted<XenHypercalls>) {
     let port = EVTCHN.load(Ordering::Relaxed);
     if port != 0 {
         let _ = hv.event_channel_send(port);
@@ -96,7 +96,7 @@ fn write_all(mut bytes: &[u8]) {
         match RING.push(bytes) {
             Ok(0) => {
                 if waited % NOTIFY_EVERY == 0 {
-                    notify(&hv);
+                    notify(hv);
                 }
                 waited += 1;
                 if waited > MAX_WAIT {
@@ -111,7 +111,7 @@ fn write_all(mut bytes: &[u8]) {
             Err(_) => return,
         }
     }
-    notify(&hv);
+    notify(hv);
 }
 
 /// The board's console writer in a domU.
@@ -144,7 +144,7 @@ pub fn drain() -> bool {
             Err(_) => return false,
         }
         if waited % NOTIFY_EVERY == 0 {
-            notify(&hv);
+            notify(hv);
         }
         let _ = hv.sched_yield();
     }

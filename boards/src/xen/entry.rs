@@ -207,9 +207,7 @@ pub fn probe_insn() -> u64 {
 }
 
 /// The hypercall page (the address the HYPERCALL_PAGE note names).
-pub fn hypercall_page() -> *const u8 {
-    &raw const __pvmmu_xen_hypercall_page
-}
+pub const HYPERCALL_PAGE: *const u8 = &raw const __pvmmu_xen_hypercall_page;
 
 /// The trap table the stubs emitted, terminator included.
 pub fn trap_table() -> &'static [TrapInfo] {

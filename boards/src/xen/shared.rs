@@ -8,7 +8,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use backend_xen_pv::hypercall::abi::{shared_info_off as off, uvmf};
-use backend_xen_pv::{RawHypercall, XenErrno, XenHypercalls};
+use backend_xen_pv::{Counted, RawHypercall, XenErrno, XenHypercalls};
 
 use crate::common::logger::IrqMask;
 
@@ -24,7 +24,7 @@ static SHARED_INFO: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
 const PTE_PRESENT_RW: u64 = 0b11;
 
 /// Maps the shared_info page (machine address `maddr`) and returns its virtual address.
-pub fn map(hv: &XenHypercalls, maddr: u64) -> Result<u64, XenErrno> {
+pub fn map(hv: &Counted<XenHypercalls>, maddr: u64) -> Result<u64, XenErrno> {
     let va = &raw mut WINDOW as u64;
     // SAFETY: WINDOW is a page of our own `.bss` that no Rust reference points into (it is
     // only ever accessed through the raw pointer published below), so retargeting its

@@ -16,7 +16,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use backend_xen_pv::{RawHypercall, XenErrno, XenHypercalls};
+use backend_xen_pv::{Counted, RawHypercall, XenErrno, XenHypercalls};
 
 use super::shared;
 use crate::common::fault::{report_exception, ExceptionReport, PAGE_FAULT};
@@ -24,7 +24,7 @@ use crate::common::{exit, expect};
 use crate::Outcome;
 
 /// Installs the trap table the entry stubs emitted.
-pub fn install(hv: &XenHypercalls) -> Result<(), XenErrno> {
+pub fn install(hv: &Counted<XenHypercalls>) -> Result<(), XenErrno> {
     // SAFETY: every entry points at a stub in `entry.rs`, written for the frame Xen builds,
     // that never returns.
     let ret = unsafe { hv.set_trap_table(super::entry::trap_table()) };

@@ -9,7 +9,7 @@
 #![no_main]
 
 use backend_xen_pv::model::{Fault, PageType};
-use backend_xen_pv::{Phase, Storage};
+use backend_xen_pv::{Counted, Phase, Storage};
 use hal_core::direct_map::plan::LINUX_PAGE_OFFSET;
 use hal_core::direct_map::{self, count_tables, DirectMapSpec, Target};
 use hal_core::memblock::{Direction, Memblock, MemblockError};
@@ -69,7 +69,8 @@ fuzz_target!(|data: &[u8]| {
 
     let b = guest::boot(nr_pages);
     let mut storage = Box::new(Storage::new());
-    let mut mmu = guest::backend(b.model, &b.p2m, &b.bootstrap, &mut storage);
+    let model = Counted::new(b.model);
+    let mut mmu = guest::backend(&model, &b.p2m, &b.bootstrap, &mut storage);
     // SAFETY: the one handle to the model's address space; only `mmu` changes its tables.
     let mut live = unsafe { LiveRoot::adopt_boot_root(&mmu) };
     let mut mb = Memblock::<16>::new();
@@ -142,7 +143,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(fin.released.len(), headroom);
     let fill = *mmu.raw().counters().get(Phase::FillInstall);
     assert_eq!(fill.hypercalls, needed + 1, "one mmu_update per table");
-    let xen = mmu.raw().hypervisor();
+    let xen = mmu.raw().hypervisor().inner();
     xen.audit().unwrap();
     assert_eq!(xen.current_root(), root_pfn.as_u64());
     let is_table = |p: u64| fin.used.contains(pfn(p)) || b.bootstrap.tables.contains(pfn(p));

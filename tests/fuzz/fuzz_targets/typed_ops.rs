@@ -9,7 +9,7 @@
 #![no_main]
 
 use backend_xen_pv::model::{Fault, Model, PageType};
-use backend_xen_pv::{Storage, XenPv};
+use backend_xen_pv::{Counted, Storage, XenPv};
 use hal_core::memblock::{Direction, Memblock};
 use hal_core::mmu::RetireError;
 use hal_core::{
@@ -96,7 +96,7 @@ fn retire<L: Level>(
 
 impl World<'_> {
     fn xen(&self) -> &Model {
-        self.mmu.raw().hypervisor()
+        self.mmu.raw().hypervisor().inner()
     }
 
     fn check(&self) {
@@ -274,7 +274,8 @@ fuzz_target!(|data: &[u8]| {
     let mut inp = Input::new(data);
     let b = guest::boot(NR_PAGES);
     let mut storage = Box::new(Storage::new());
-    let mmu = guest::backend(b.model, &b.p2m, &b.bootstrap, &mut storage);
+    let model = Counted::new(b.model);
+    let mmu = guest::backend(&model, &b.p2m, &b.bootstrap, &mut storage);
     let mut mb = Memblock::new();
     // SAFETY: the model's frames are this memblock's alone; nothing dereferences them (the
     // model's memory is simulated).

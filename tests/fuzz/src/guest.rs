@@ -2,7 +2,7 @@
 //! builder, `start_info` parsed and validated, the layout, the P2M, the backend.
 
 use backend_xen_pv::model::{DomainConfig, Model};
-use backend_xen_pv::{Bootstrap, BootstrapLayout, P2m, StartInfo, Storage, XenPv};
+use backend_xen_pv::{Bootstrap, BootstrapLayout, Counted, P2m, StartInfo, Storage, XenPv};
 use hal_core::Mmu;
 
 /// What the board derives from the domain builder's hand-over, before the backend exists.
@@ -40,9 +40,9 @@ pub fn boot(nr_pages: u64) -> Boot {
     }
 }
 
-/// The backend over `boot`'s model, on `storage`.
+/// The backend over `boot`'s model (counted by `model`), on `storage`.
 pub fn backend<'a>(
-    model: Model,
+    model: &'a Counted<Model>,
     p2m: &'a [u64],
     bootstrap: &Bootstrap,
     storage: &'a mut Storage,
