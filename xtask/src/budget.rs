@@ -1,43 +1,112 @@
 //! The hypercall budgets of a `direct_map` run under Xen, checked on the counters the guest
 //! logs (`xen-pv hypercalls, PHASE: N carrying E entries (...)`), against the size of the work
-//! as the host's walk measured it.
+//! as the host's walk measured it. The counters are backend-xen-pv's `Counted` wrapper's, the
+//! one door every hypercall of the guest goes through, so no call escapes them.
 
 use crate::verify::Report;
 
-/// One phase's figures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One phase's figures, as backend-xen-pv's counting wrapper (`Counted`, the one door to the
+/// hypercalls) saw them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PhaseCount {
     /// Hypercalls made.
     pub hypercalls: u64,
     /// Entries they carried.
     pub entries: u64,
+    /// Of the hypercalls: `mmu_update`, `mmuext_op`, `update_va_mapping`, `multicall`.
+    pub kinds: Kinds,
 }
 
-/// The counters of `phase` in the decoded defmt lines.
+/// Hypercalls per kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Kinds {
+    /// `mmu_update`s.
+    pub mmu_update: u64,
+    /// `mmuext_op`s.
+    pub mmuext_op: u64,
+    /// `update_va_mapping`s.
+    pub update_va_mapping: u64,
+    /// `multicall`s.
+    pub multicall: u64,
+}
+
+/// The counters of `phase` in the decoded defmt lines:
+/// `xen-pv hypercalls, PHASE: N carrying E entries (A mmu_update, B mmuext_op, C
+/// update_va_mapping, D multicall)`.
 pub fn phase(lines: &[String], phase: &str) -> Option<PhaseCount> {
     let key = format!("xen-pv hypercalls, {phase}: ");
     lines.iter().find_map(|l| {
         let rest = l.split_once(&key)?.1;
         let (n, rest) = rest.split_once(" carrying ")?;
-        let e = rest.split_whitespace().next()?;
+        let (e, rest) = rest.split_once(" entries (")?;
+        let kinds = rest.strip_suffix(')')?;
+        let mut k = kinds.split(", ").map(|part| {
+            let (count, name) = part.split_once(' ')?;
+            Some((count.parse::<u64>().ok()?, name))
+        });
+        let mut next = |name: &str| match k.next()?? {
+            (count, n) if n == name => Some(count),
+            _ => None,
+        };
+        let kinds = Kinds {
+            mmu_update: next("mmu_update")?,
+            mmuext_op: next("mmuext_op")?,
+            update_va_mapping: next("update_va_mapping")?,
+            multicall: next("multicall")?,
+        };
         Some(PhaseCount {
             hypercalls: n.parse().ok()?,
             entries: e.parse().ok()?,
+            kinds,
         })
     })
 }
 
-/// The documented budgets (backend-xen-pv's `mmu` module and `XenPv::release`): releasing
-/// `K` frames mapped `m` times each costs at most `ceil(m * K / 1024) + 1` hypercalls (the
-/// queue, then multicalls of two 512-entry batches). `m * K` is the host's count of the tail's
-/// mappings in the live tree ([`Report::tail_mappings`]), and the backend's counters must
-/// carry exactly that many entries. The seed's loop costs one hypercall per mapping; filling
-/// and installing at most one per 512 entries written, plus one.
+/// What releasing `mk` mappings costs when nothing else is queued (the queue is submitted
+/// first; a phase that carried exactly the tail's `mk` entries had nothing else queued, so the
+/// `+ 1` of the documented bound is not available): one hypercall per 1024 entries, each a
+/// multicall of two 512-entry `mmu_update` batches, except the last if it holds 512 entries or
+/// fewer, which is one `mmu_update`.
+pub fn release_cost(mk: u64) -> Kinds {
+    let n = mk.div_ceil(1024);
+    let last = mk - 1024 * n.saturating_sub(1);
+    let single = u64::from(n > 0 && last <= 512);
+    Kinds {
+        mmu_update: single,
+        multicall: n - single,
+        ..Kinds::default()
+    }
+}
+
+/// What making `e` writable mappings read-only costs: one `mmu_update` per 512, then one
+/// `mmuext_op` (the final local TLB flush) if anything changed.
+pub fn protect_cost(e: u64) -> Kinds {
+    Kinds {
+        mmu_update: e.div_ceil(512),
+        mmuext_op: u64::from(e > 0),
+        ..Kinds::default()
+    }
+}
+
+/// The documented budgets (backend-xen-pv's `mmu` module and `XenPv::release`), checked
+/// exactly:
+///
+/// - the batched release carries exactly the tail's mappings the host counted in the live
+///   tree (`m * K`, [`Report::tail_mappings`]), in exactly the hypercalls of
+///   [`release_cost`]: `ceil(m * K / 1024)`, the documented `ceil(m * K / 1024) + 1` less the
+///   queue's `+ 1`, which only a release that carries entries of its own caller can use;
+/// - making `pgt_buf` read-only carries exactly the mappings of its frames outside the direct
+///   map (for dom0, the host's count, [`Report::pgt_buf_boot_mappings`]) plus the TLB flush,
+///   in exactly the hypercalls of [`protect_cost`];
+/// - the seed's loop costs one `update_va_mapping` per mapping;
+/// - filling and installing at most one hypercall per 512 entries written, plus one.
 pub fn check(lines: &[String], host: &Report) -> Result<String, String> {
     let get = |p: &str| phase(lines, p).ok_or(format!("no `xen-pv hypercalls, {p}` line"));
     let batched = get("release (batched)")?;
     let seed = get("release (per page, seed)")?;
     let fill = get("fill and install")?;
+    // A phase that made no hypercall has no line.
+    let protect = phase(lines, "make read-only").unwrap_or_default();
     let mk = host.tail_mappings;
     if host.tail_frames == 0 || mk < host.tail_frames {
         return Err(format!(
@@ -51,16 +120,37 @@ pub fn check(lines: &[String], host: &Report) -> Result<String, String> {
             batched.entries
         ));
     }
-    let budget = mk.div_ceil(1024) + 1;
-    if batched.hypercalls > budget {
+    let budget = mk.div_ceil(1024);
+    let want = release_cost(mk);
+    if batched.hypercalls != budget || batched.kinds != want {
         return Err(format!(
-            "batched release: {} hypercalls exceed ceil(m*K/1024)+1 = {budget} (m*K = {mk})",
-            batched.hypercalls
+            "batched release: {} hypercalls {:?}, the documented cost of m*K = {mk} mappings \
+             with nothing else queued is ceil(m*K/1024) = {budget}: {want:?}",
+            batched.hypercalls, batched.kinds
         ));
     }
-    if seed.hypercalls != mk || seed.entries != mk {
+    let want = Kinds {
+        update_va_mapping: mk,
+        ..Kinds::default()
+    };
+    if seed.hypercalls != mk || seed.entries != mk || seed.kinds != want {
         return Err(format!(
-            "per-page release {seed:?} is not one hypercall per mapping of the {mk}"
+            "per-page release {seed:?} is not one update_va_mapping per mapping of the {mk}"
+        ));
+    }
+    let e = protect.entries.saturating_sub(protect.kinds.mmuext_op);
+    if host.pgt_buf_boot_mappings != e {
+        return Err(format!(
+            "make read-only changed {e} entries, pgt_buf's frames have {} mappings outside \
+             the direct map (host walk)",
+            host.pgt_buf_boot_mappings
+        ));
+    }
+    let want = protect_cost(e);
+    if protect.kinds != want || protect.hypercalls != want.mmu_update + want.mmuext_op {
+        return Err(format!(
+            "make read-only: {protect:?}, the cost of {e} entries is {want:?} (one \
+             mmu_update per 512, then the TLB flush)"
         ));
     }
     if fill.hypercalls > fill.entries.div_ceil(512) + 1 {
@@ -69,9 +159,9 @@ pub fn check(lines: &[String], host: &Report) -> Result<String, String> {
         ));
     }
     Ok(format!(
-        "release {} hypercalls (budget {budget} for m*K = {mk}) vs seed {}; fill {} for {} \
-         entries",
-        batched.hypercalls, seed.hypercalls, fill.hypercalls, fill.entries
+        "make read-only {} hypercalls for {e} entries (+ flush); release {} hypercalls \
+         (exactly ceil(m*K/1024) = {budget} for m*K = {mk}) vs seed {}; fill {} for {} entries",
+        protect.hypercalls, batched.hypercalls, seed.hypercalls, fill.hypercalls, fill.entries
     ))
 }
 
@@ -79,46 +169,132 @@ pub fn check(lines: &[String], host: &Report) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn lines(batched: &str) -> Vec<String> {
-        [
-            "INFO xen-pv hypercalls, fill and install: 35 carrying 17920 entries (35 mmu_update)",
-            batched,
-            "INFO xen-pv hypercalls, release (per page, seed): 128 carrying 128 entries (...)",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    const FILL: &str =
+        "INFO xen-pv hypercalls, fill and install: 35 carrying 17920 entries (35 mmu_update, 0 mmuext_op, 0 update_va_mapping, 0 multicall)";
+    const PROTECT: &str =
+        "INFO xen-pv hypercalls, make read-only: 2 carrying 100 entries (1 mmu_update, 1 mmuext_op, 0 update_va_mapping, 0 multicall)";
+    const SEED: &str =
+        "INFO xen-pv hypercalls, release (per page, seed): 128 carrying 128 entries (0 mmu_update, 0 mmuext_op, 128 update_va_mapping, 0 multicall)";
+    const RELEASE: &str =
+        "INFO xen-pv hypercalls, release (batched): 1 carrying 128 entries (1 mmu_update, 0 mmuext_op, 0 update_va_mapping, 0 multicall)";
+
+    fn lines(replace: &[(&str, &str)]) -> Vec<String> {
+        [FILL, PROTECT, SEED, RELEASE]
+            .iter()
+            .map(|l| {
+                let key = l.split(':').next().unwrap();
+                replace
+                    .iter()
+                    .find(|(k, _)| key.ends_with(k))
+                    .map_or(l.to_string(), |(_, r)| format!("{key}: {r}"))
+            })
+            .collect()
     }
 
-    fn host(tail_frames: u64, tail_mappings: u64) -> Report {
+    fn host(tail_frames: u64, tail_mappings: u64, boot: u64) -> Report {
         Report {
             tail_frames,
             tail_mappings,
+            pgt_buf_boot_mappings: boot,
             ..Report::default()
         }
     }
 
     #[test]
-    fn accepts_the_measured_run_and_refuses_the_seeds_cost() {
-        let ok = lines(
-            "INFO xen-pv hypercalls, release (batched): 1 carrying 128 entries (1 mmu_update)",
+    fn parses_every_kind() {
+        let p = phase(&lines(&[]), "make read-only").unwrap();
+        assert_eq!(
+            p,
+            PhaseCount {
+                hypercalls: 2,
+                entries: 100,
+                kinds: Kinds {
+                    mmu_update: 1,
+                    mmuext_op: 1,
+                    ..Kinds::default()
+                }
+            }
         );
-        assert!(check(&ok, &host(64, 128)).is_ok());
-        let two = lines(
-            "INFO xen-pv hypercalls, release (batched): 2 carrying 128 entries (1 mmu_update)",
+        let broken = ["INFO xen-pv hypercalls, other: 2 carrying 3 entries (2 mmu_update)".into()];
+        assert_eq!(phase(&broken, "other"), None);
+    }
+
+    #[test]
+    fn release_and_protect_costs() {
+        let k = |mmu_update, multicall| Kinds {
+            mmu_update,
+            multicall,
+            ..Kinds::default()
+        };
+        assert_eq!(release_cost(0), k(0, 0));
+        assert_eq!(release_cost(1), k(1, 0));
+        assert_eq!(release_cost(512), k(1, 0));
+        assert_eq!(release_cost(513), k(0, 1));
+        assert_eq!(release_cost(1024), k(0, 1));
+        assert_eq!(release_cost(1025), k(1, 1));
+        assert_eq!(release_cost(2048 + 600), k(0, 3));
+        assert_eq!(protect_cost(0), Kinds::default());
+        let p = protect_cost(513);
+        assert_eq!((p.mmu_update, p.mmuext_op, p.multicall), (2, 1, 0));
+    }
+
+    #[test]
+    fn accepts_the_measured_run_and_refuses_one_call_more() {
+        let ok = lines(&[]);
+        assert_eq!(
+            check(&ok, &host(64, 128, 99)),
+            check(&ok, &host(64, 128, 99))
         );
-        assert!(check(&two, &host(64, 128)).is_ok());
-        // One hypercall over ceil(128/1024)+1 = 2.
-        let three = lines(
-            "INFO xen-pv hypercalls, release (batched): 3 carrying 128 entries (1 mmu_update)",
+        assert!(
+            check(&ok, &host(64, 128, 99)).is_ok(),
+            "{:?}",
+            check(&ok, &host(64, 128, 99))
         );
-        assert!(check(&three, &host(64, 128)).is_err());
-        let seedlike =
-            lines("INFO xen-pv hypercalls, release (batched): 128 carrying 128 entries (...)");
-        assert!(check(&seedlike, &host(64, 128)).is_err());
+        // One hypercall more than ceil(128/1024) = 1, within the old `+ 1` slack.
+        let two = lines(&[(
+            "release (batched)",
+            "2 carrying 128 entries (2 mmu_update, 0 mmuext_op, 0 update_va_mapping, 0 multicall)",
+        )]);
+        assert!(check(&two, &host(64, 128, 99)).is_err());
+        let flush = lines(&[(
+            "release (batched)",
+            "2 carrying 129 entries (1 mmu_update, 1 mmuext_op, 0 update_va_mapping, 0 multicall)",
+        )]);
+        assert!(check(&flush, &host(64, 128, 99)).is_err());
+        // The same count as a multicall: the wrong kind for 128 entries.
+        let multi = lines(&[(
+            "release (batched)",
+            "1 carrying 128 entries (0 mmu_update, 0 mmuext_op, 0 update_va_mapping, 1 multicall)",
+        )]);
+        assert!(check(&multi, &host(64, 128, 99)).is_err());
+        let seedlike = lines(&[("release (batched)", "128 carrying 128 entries (0 mmu_update, 0 mmuext_op, 128 update_va_mapping, 0 multicall)")]);
+        assert!(check(&seedlike, &host(64, 128, 99)).is_err());
         // The counters miss mappings the host found.
-        assert!(check(&ok, &host(64, 192)).is_err());
-        assert!(check(&ok, &host(0, 0)).is_err());
-        assert!(check(&ok[..1], &host(64, 128)).is_err());
+        assert!(check(&ok, &host(64, 192, 99)).is_err());
+        assert!(check(&ok, &host(0, 0, 99)).is_err());
+        assert!(check(&ok[..1], &host(64, 128, 99)).is_err());
+    }
+
+    #[test]
+    fn protect_without_its_flush_or_with_other_entries_is_refused() {
+        let no_flush = lines(&[(
+            "make read-only",
+            "1 carrying 99 entries (1 mmu_update, 0 mmuext_op, 0 update_va_mapping, 0 multicall)",
+        )]);
+        assert!(check(&no_flush, &host(64, 128, 99)).is_err());
+        // The host counted other mappings than the phase changed.
+        assert!(check(&lines(&[]), &host(64, 128, 98)).is_err());
+        assert!(check(&lines(&[]), &host(64, 128, 100)).is_err());
+        // Nothing to change: no hypercall at all.
+        let none = lines(&[(
+            "make read-only",
+            "0 carrying 0 entries (0 mmu_update, 0 mmuext_op, 0 update_va_mapping, 0 multicall)",
+        )]);
+        assert!(check(&none, &host(64, 128, 0)).is_ok());
+        let flush_only = lines(&[(
+            "make read-only",
+            "1 carrying 1 entries (0 mmu_update, 1 mmuext_op, 0 update_va_mapping, 0 multicall)",
+        )]);
+        assert!(check(&flush_only, &host(64, 128, 0)).is_err());
     }
 }

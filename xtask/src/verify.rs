@@ -118,6 +118,10 @@ pub struct Report {
     pub tail_frames: u64,
     /// Under Xen: the tail frames' mappings in the live tree (all writable), `m * K`.
     pub tail_mappings: u64,
+    /// Under Xen: the mappings of `pgt_buf`'s frames in the live tree outside the direct map
+    /// (the domain builder's initial mapping): the entries that making the buffer read-only
+    /// had to change, before any table of the direct map existed.
+    pub pgt_buf_boot_mappings: u64,
 }
 
 impl Report {
@@ -449,6 +453,15 @@ fn xen(
             r.tail_frames
         ));
     }
+    let buf: HashSet<u64> = (r.pgt_buf.0..r.pgt_buf.1)
+        .filter_map(|pfn| dm.get(pfn as usize).map(|l| l.pa))
+        .collect();
+    let in_dm = |va: u64| (DIRECT_MAP_BASE..DIRECT_MAP_BASE + DIRECT_MAP_SPAN).contains(&va);
+    r.pgt_buf_boot_mappings = tree
+        .leaves
+        .iter()
+        .filter(|l| l.size == PageSize::Size4K && buf.contains(&l.pa) && !in_dm(l.va))
+        .count() as u64;
     for l in tree.leaves.iter().filter(|l| tail.contains(&l.pa)) {
         if !l.writable {
             return Err(format!(
