@@ -113,7 +113,10 @@ fn fill_and_install_costs_one_hypercall_per_512_entries() {
         let e = (fin.used.start().as_u64()..fin.released.end())
             .filter(|&p| g.layout.pfn_to_va(p).is_some())
             .count() as u64;
-        assert!(e > 0, "the initial mapping covers part of pgt_buf at {mib} MiB");
+        assert!(
+            e > 0,
+            "the initial mapping covers part of pgt_buf at {mib} MiB"
+        );
         let want = PhaseCount {
             hypercalls: e.div_ceil(512) + 1,
             entries: e + 1,

@@ -3,6 +3,7 @@
 //! the std-using model is never enabled through a dev-dependency that cargo would unify into
 //! the kernel images.
 
+mod backend;
 mod common;
 mod direct_map;
 mod mapper;
