@@ -27,6 +27,9 @@ unsafe impl Send for XenHypercalls {}
 unsafe impl Sync for XenHypercalls {}
 
 impl XenHypercalls {
+    /// A guest makes one and wraps it in a [`Counted`](super::Counted) that everything calls
+    /// through (the Xen board's is a `static`): calls made on another one are not counted.
+    ///
     /// # Safety
     /// The program runs as a 64-bit Xen PV guest and `page` is the address its
     /// `XEN_ELFNOTE_HYPERCALL_PAGE` note names (a page-aligned, executable 4 KiB page that Xen
