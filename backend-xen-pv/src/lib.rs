@@ -22,7 +22,8 @@ pub mod start_info;
 
 pub use hypercall::{Counted, RawHypercall, XenErrno, XenHypercalls};
 pub use mmu::{
-    Bootstrap, Counters, Phase, PvPlatform, ReleaseStrategy, Storage, XenPv, XenPvError,
+    Bootstrap, Counters, FillStrategy, Phase, PvPlatform, ReleaseStrategy, Storage, XenPv,
+    XenPvError,
 };
 pub use p2m::{Mfn, P2m, P2mError};
 pub use start_info::{BootstrapLayout, DomUConsole, Peek, StartInfo, StartInfoError};

@@ -46,6 +46,29 @@ pub enum ReleaseStrategy {
     PerPage,
 }
 
+/// How [`protect`](RawMmu::protect) and [`fill_fresh`](RawMmu::fill_fresh) work together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FillStrategy {
+    /// `protect` remaps the frames read-only at once; every entry of a fresh table is an
+    /// `mmu_update` request (512 to a hypercall), which Xen applies as a plain write.
+    Queue,
+    /// `protect` is queued, like every other write: the frames stay writable until the next
+    /// operation that could make one of them a table or that needs Xen to see them (`write`,
+    /// `pin`, `unpin`, `retire`, `switch_root`, `release`, `flush`, `flush_tlb`, a `protect`
+    /// or fill that cannot be held back), which first makes them read-only in one batch.
+    /// Until then `fill_fresh` fills their fresh tables by plain stores through a writable
+    /// window (where the platform can store, [`PvPlatform::can_store`], and a window maps
+    /// the table; otherwise it applies the held-back protections and queues the entries). A
+    /// fresh tree then costs Xen what it must do anyway: one read-only batch and the
+    /// validation at the pin, instead of an `mmu_update` per entry.
+    StoreThenProtect,
+}
+
+/// Protections [`FillStrategy::StoreThenProtect`] holds back at most (beyond them `protect`
+/// applies at once).
+pub const MAX_DEFERRED: usize = 8;
+
 /// Where the domain builder left things: the bootstrap tables and the initial mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -100,6 +123,9 @@ pub struct XenPv<'a, H: PvPlatform> {
     pub(super) protected: RangeSet<MAX_PROTECTED>,
     pub(super) pinned: Pinned,
     pub(super) strategy: ReleaseStrategy,
+    pub(super) fill: FillStrategy,
+    /// Protections held back by [`FillStrategy::StoreThenProtect`], not applied yet.
+    pub(super) deferred: Vec<PfnRange, MAX_DEFERRED>,
     pub(super) phase: Phase,
 }
 
@@ -180,6 +206,8 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
             protected: RangeSet::new(),
             pinned: Pinned::new(),
             strategy: ReleaseStrategy::Batched,
+            fill: FillStrategy::Queue,
+            deferred: Vec::new(),
             phase: Phase::Other,
         };
         s.count_here();
@@ -219,6 +247,45 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
     /// How `release` works.
     pub fn release_strategy(&self) -> ReleaseStrategy {
         self.strategy
+    }
+
+    /// Chooses how `protect` and `fill_fresh` work ([`FillStrategy::Queue`] by default). A
+    /// change applies the protections held back first.
+    pub fn set_fill_strategy(&mut self, fill: FillStrategy) -> Result<(), XenPvError> {
+        self.apply_deferred()?;
+        self.fill = fill;
+        Ok(())
+    }
+
+    /// How `protect` and `fill_fresh` work.
+    pub fn fill_strategy(&self) -> FillStrategy {
+        self.fill
+    }
+
+    /// Protections held back ([`FillStrategy::StoreThenProtect`]) and not applied yet.
+    pub fn deferred(&self) -> &[PfnRange] {
+        &self.deferred
+    }
+
+    /// Applies the protections held back: every writable mapping of their frames becomes
+    /// read-only (batched), then one local TLB flush.
+    pub(super) fn apply_deferred(&mut self) -> Result<(), XenPvError> {
+        while let Some(r) = self.deferred.pop() {
+            if let Err(e) = self.protect_now(r) {
+                // Not (wholly) applied: keep it held back, so that the next operation that
+                // needs the frames read-only tries again.
+                let _ = self.deferred.push(r);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `table`'s protection is held back.
+    fn is_deferred(&self, table: u64) -> bool {
+        self.deferred
+            .iter()
+            .any(|r| r.start().as_u64() <= table && table < r.end())
     }
 
     /// The hypercall layer (the real one, or the model), counted.
@@ -377,7 +444,10 @@ fn translate(e: Pte, mfn: u64) -> u64 {
 }
 
 // SAFETY: `protect` makes every writable L1 entry mapping the frames through any window
-// read-only (and flushes), and `write` records the read-only leaves it writes for protected
+// read-only (and flushes), at once or, with `FillStrategy::StoreThenProtect`, before the next
+// operation that could make a frame a table or hand Xen anything (every such method applies
+// the held-back protections first, and only `fill_fresh` writes the frames meanwhile, by
+// plain stores into fresh tables nothing else reads: a queued operation, as the trait allows), and `write` records the read-only leaves it writes for protected
 // frames, so `release` can make exactly those writable again; Xen's type system refuses any
 // writable mapping of a frame while it is a page table. `write` queues exactly the entries
 // given, P2M-translated, in order, and every queued entry has been submitted once `flush`
@@ -411,73 +481,16 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     }
 
     unsafe fn protect(&mut self, frames: PfnRange) -> Result<(), XenPvError> {
-        let op = Op::Protect;
-        let (lo, hi) = (frames.start().as_u64(), frames.end());
-        self.protected
-            .insert(frames)
-            .map_err(|_| err(op, Cause::Capacity(Capacity::Protected)))?;
-        let windows = self.windows.clone();
-        let mut changed = false;
-        for w in &windows {
-            let Some((s, e)) = w.overlap(lo, hi) else {
-                continue;
-            };
-            let mut cache: Option<(u64, Option<u64>)> = None;
-            for pfn in s..e {
-                let va = w.va_of(pfn).expect("in the window");
-                let key = va >> 21;
-                let l1 = match cache {
-                    Some((k, l1)) if k == key => l1,
-                    _ => {
-                        let l1 = self.l1_table(va, op)?;
-                        cache = Some((key, l1));
-                        l1
-                    }
-                };
-                let Some(l1) = l1 else { continue };
-                let idx = TableLevel::L1.index_of(va);
-                let raw = self.read_machine(l1, idx, op)?;
-                if raw & P == 0 || raw & RW == 0 || (raw & ADDR) >> 12 != self.mfn(pfn, op)? {
-                    continue;
-                }
-                let ptr = (self.mfn(l1, op)? << 12) + 8 * u64::from(idx);
-                let ro = raw & !RW;
-                if self.st.records.room() < 2 {
-                    self.submit()?;
-                    return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
-                }
-                self.forget_ptes(ptr, ptr + 8);
-                self.st
-                    .records
-                    .add(pfn, ptr, ro & !ADDR)
-                    .map_err(|_| err(op, Cause::Capacity(Capacity::ReadOnlyRuns)))?;
-                self.push(
-                    MmuUpdate {
-                        ptr: ptr | mmu::NORMAL_PT_UPDATE,
-                        val: ro,
-                    },
-                    op,
-                )?;
-                changed = true;
+        if self.fill == FillStrategy::StoreThenProtect && !frames.is_empty() {
+            self.protected
+                .insert(frames)
+                .map_err(|_| err(Op::Protect, Cause::Capacity(Capacity::Protected)))?;
+            if self.deferred.push(frames).is_ok() {
+                return Ok(());
             }
         }
-        self.submit()?;
-        if changed {
-            // Xen flushes stale entries itself when the frame's type changes, but until then a
-            // writable TLB entry could outlive the read-only PTE; `protect` promises no
-            // writable mapping from now on, so drop them here (one hypercall).
-            let flush = [MmuextOp {
-                cmd: mmuext::TLB_FLUSH_LOCAL,
-                arg1: 0,
-                arg2: 0,
-            }];
-            // SAFETY: a local TLB flush changes no mapping.
-            let out = unsafe { self.calls().ext(&flush) };
-            if let Some((at, errno, call)) = out.failure {
-                return Err(refused(op, &out, at, errno, call));
-            }
-        }
-        Ok(())
+        self.apply_deferred()?;
+        self.protect_now(frames)
     }
 
     unsafe fn write(
@@ -487,6 +500,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         first: u16,
         entries: &[Pte],
     ) -> Result<(), XenPvError> {
+        self.apply_deferred()?;
         let op = Op::Write;
         let end = usize::from(first) + entries.len();
         if end > 512 {
@@ -593,12 +607,52 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         }
         let base = (self.mfn(table.as_u64(), op)? << 12) + 8 * u64::from(first);
         let hi = base + 8 * u64::from(run.count);
+        // Held back (StoreThenProtect): plain stores through a writable window, if there is
+        // one; otherwise the frame must be read-only before its entries are queued.
+        let deferred = self.is_deferred(table.as_u64());
+        let store_at = if deferred && self.hv.can_store() {
+            self.window_va(table.as_u64())
+        } else {
+            None
+        };
+        if deferred && store_at.is_none() {
+            self.apply_deferred()?;
+        }
         // A fresh frame holds no remembered mapping, unless it held entries once (forget
         // them); the run's read-only leaves for protected frames add at most one run of
         // records per protected range they cross (checked as they come).
         self.forget_ptes(base, hi);
         let remember = level == TableLevel::L1 && e.is_present() && e.bits() & RW == 0;
         let flags = e.bits() & !ADDR;
+        if let Some(va) = store_at {
+            if !remember && (run.step == 1 || !e.is_present()) {
+                // Nothing to remember: the entries straight from the P2M into the frame.
+                let dst = va + 8 * u64::from(first);
+                let count = usize::from(run.count);
+                if e.is_present() {
+                    let lo = e.pfn().as_u64() as usize;
+                    let mfns = self.p2m.entries().get(lo..lo + count).ok_or(err(
+                        op,
+                        Cause::P2m(crate::P2mError::PfnOutOfRange {
+                            pfn: (lo + count - 1) as u64,
+                            nr_pages: self.p2m.nr_pages(),
+                        }),
+                    ))?;
+                    for (slot, &m) in (dst..).step_by(8).zip(mfns) {
+                        // SAFETY: as for every store below: the frame's protection is held
+                        // back, so the window maps it writable still, and it is a fresh table
+                        // nothing else reads or writes (`fill_fresh`'s contract).
+                        unsafe { self.hv.write_u64(slot, flags | (m << 12)) };
+                    }
+                } else {
+                    for slot in (dst..).step_by(8).take(count) {
+                        // SAFETY: as above.
+                        unsafe { self.hv.write_u64(slot, 0) };
+                    }
+                }
+                return Ok(());
+            }
+        }
         let mut ptr = base;
         for i in 0..run.count {
             let val = if e.is_present() {
@@ -615,13 +669,19 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
             } else {
                 0
             };
-            self.push(
-                MmuUpdate {
-                    ptr: ptr | mmu::NORMAL_PT_UPDATE,
-                    val,
-                },
-                op,
-            )?;
+            match store_at {
+                // SAFETY: the frame's protection is held back, so the window maps it writable
+                // still; it is a fresh table of the caller's that nothing else reads or
+                // writes (`fill_fresh`'s contract), so the store is the entry's plain write.
+                Some(va) => unsafe { self.hv.write_u64(va + (ptr - (base & !0xfff)), val) },
+                None => self.push(
+                    MmuUpdate {
+                        ptr: ptr | mmu::NORMAL_PT_UPDATE,
+                        val,
+                    },
+                    op,
+                )?,
+            }
             ptr += 8;
         }
         Ok(())
@@ -644,6 +704,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     }
 
     unsafe fn pin(&mut self, table: Pfn, level: TableLevel) -> Result<(), XenPvError> {
+        self.apply_deferred()?;
         let op = Op::Pin;
         if self.pinned.is_full() {
             return Err(err(op, Cause::Capacity(Capacity::Pinned)));
@@ -666,6 +727,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     }
 
     unsafe fn unpin(&mut self, table: Pfn, _level: TableLevel) -> Result<(), XenPvError> {
+        self.apply_deferred()?;
         let op = Op::Unpin;
         if table == self.root {
             return Err(err(op, Cause::Unsupported(Unsupported::CurrentRoot)));
@@ -678,6 +740,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     }
 
     unsafe fn retire(&mut self, table: Pfn, _level: TableLevel) -> Result<(), XenPvError> {
+        self.apply_deferred()?;
         let op = Op::Retire;
         let t = table.as_u64();
         if table == self.root {
@@ -696,6 +759,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     }
 
     unsafe fn switch_root(&mut self, root: Pfn) -> Result<(), XenPvError> {
+        self.apply_deferred()?;
         let op = Op::SwitchRoot;
         self.submit()?;
         let r = root.as_u64();
@@ -731,6 +795,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     }
 
     unsafe fn release(&mut self, frames: PfnRange) -> Result<(), XenPvError> {
+        self.apply_deferred()?;
         self.release_range(frames, Op::Release)
     }
 
@@ -745,6 +810,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     }
 
     fn flush(&mut self) -> Result<(), XenPvError> {
+        self.apply_deferred()?;
         self.submit()
     }
 
@@ -753,11 +819,84 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     }
 
     unsafe fn flush_tlb(&mut self, tlb: &hal_core::TlbBatch) -> Result<(), XenPvError> {
+        self.apply_deferred()?;
         self.flush_with_tlb(tlb)
     }
 }
 
 impl<H: PvPlatform> XenPv<'_, H> {
+    /// `protect`, applied now: every writable L1 entry mapping a frame of `frames` through a
+    /// window becomes read-only (batched), then one local TLB flush if any changed.
+    pub(super) fn protect_now(&mut self, frames: PfnRange) -> Result<(), XenPvError> {
+        let op = Op::Protect;
+        let (lo, hi) = (frames.start().as_u64(), frames.end());
+        self.protected
+            .insert(frames)
+            .map_err(|_| err(op, Cause::Capacity(Capacity::Protected)))?;
+        let windows = self.windows.clone();
+        let mut changed = false;
+        for w in &windows {
+            let Some((s, e)) = w.overlap(lo, hi) else {
+                continue;
+            };
+            let mut cache: Option<(u64, Option<u64>)> = None;
+            for pfn in s..e {
+                let va = w.va_of(pfn).expect("in the window");
+                let key = va >> 21;
+                let l1 = match cache {
+                    Some((k, l1)) if k == key => l1,
+                    _ => {
+                        let l1 = self.l1_table(va, op)?;
+                        cache = Some((key, l1));
+                        l1
+                    }
+                };
+                let Some(l1) = l1 else { continue };
+                let idx = TableLevel::L1.index_of(va);
+                let raw = self.read_machine(l1, idx, op)?;
+                if raw & P == 0 || raw & RW == 0 || (raw & ADDR) >> 12 != self.mfn(pfn, op)? {
+                    continue;
+                }
+                let ptr = (self.mfn(l1, op)? << 12) + 8 * u64::from(idx);
+                let ro = raw & !RW;
+                if self.st.records.room() < 2 {
+                    self.submit()?;
+                    return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
+                }
+                self.forget_ptes(ptr, ptr + 8);
+                self.st
+                    .records
+                    .add(pfn, ptr, ro & !ADDR)
+                    .map_err(|_| err(op, Cause::Capacity(Capacity::ReadOnlyRuns)))?;
+                self.push(
+                    MmuUpdate {
+                        ptr: ptr | mmu::NORMAL_PT_UPDATE,
+                        val: ro,
+                    },
+                    op,
+                )?;
+                changed = true;
+            }
+        }
+        self.submit()?;
+        if changed {
+            // Xen flushes stale entries itself when the frame's type changes, but until then a
+            // writable TLB entry could outlive the read-only PTE; `protect` promises no
+            // writable mapping from now on, so drop them here (one hypercall).
+            let flush = [MmuextOp {
+                cmd: mmuext::TLB_FLUSH_LOCAL,
+                arg1: 0,
+                arg2: 0,
+            }];
+            // SAFETY: a local TLB flush changes no mapping.
+            let out = unsafe { self.calls().ext(&flush) };
+            if let Some((at, errno, call)) = out.failure {
+                return Err(refused(op, &out, at, errno, call));
+            }
+        }
+        Ok(())
+    }
+
     /// Points the 4 KiB page at `va` at frame `pfn`, present, writable only if `writable`:
     /// one `update_va_mapping` through the current root with a local `INVLPG`, counted in the
     /// current phase. A kernel uses it for a second, temporary mapping of a frame (Mini-OS's
@@ -777,6 +916,7 @@ impl<H: PvPlatform> XenPv<'_, H> {
         writable: bool,
     ) -> Result<(), XenPvError> {
         use crate::hypercall::abi::uvmf;
+        self.apply_deferred()?;
         let op = Op::Retarget;
         let mfn = self.mfn(pfn.as_u64(), op)?;
         let pte = (mfn << 12) | 1 | (u64::from(writable) << 1);

@@ -48,7 +48,7 @@ mod storage;
 mod tlb;
 mod walk;
 
-pub use backend::{Bootstrap, ReleaseStrategy, XenPv, MAX_WINDOWS};
+pub use backend::{Bootstrap, FillStrategy, ReleaseStrategy, XenPv, MAX_DEFERRED, MAX_WINDOWS};
 pub use counters::{Counters, Phase, PhaseCount};
 pub use error::{
     Call, Capacity, Cause, Op, Refusal, RefusedEntry, Rollback, Unsupported, XenPvError,
