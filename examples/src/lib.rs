@@ -15,6 +15,8 @@ pub mod refusals;
 pub mod report;
 pub mod runtime_map;
 pub mod seed_bug;
+#[cfg(feature = "xen-pv")]
+pub mod strategies;
 pub mod verify;
 
 pub use failure::Failure;
