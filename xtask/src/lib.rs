@@ -25,6 +25,7 @@ pub mod refusals;
 pub mod runtime_map;
 pub mod size;
 pub mod steps;
+pub mod strategies;
 pub mod suite;
 pub mod verify;
 pub mod walker;

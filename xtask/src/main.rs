@@ -7,6 +7,7 @@
 //! xtask test [--boot-only | --no-boot] [FILTER...]
 //! xtask conformance [--sequences N] [--seed S | --corpus FILE] [--echo]
 //! xtask size [ELF]
+//! xtask xen-strategies [--mem SIZE]...
 //! ```
 //! `boot` exit status: 0 the example passed; 1 it reported failure (Fail, panic, CPU
 //! exception); 2 the run ended without a verdict (triple fault, reset, timeout); 3 setup error
@@ -33,7 +34,8 @@ const USAGE: &str = "usage: xtask boot [--board native|xen|xen-domu] [--mem SIZE
                      [--quiet] [--keep-frames] [--qemu-arg ARG]... [--module FILE] ELF [-- GUEST_ARGS...]\n       \
                      xtask test [--boot-only | --no-boot] [FILTER...]\n       \
                      xtask conformance [--sequences N] [--seed S | --corpus FILE] [--echo]\n       \
-                     xtask size [ELF]";
+                     xtask size [ELF]\n       \
+                     xtask xen-strategies [--mem SIZE]...";
 
 /// The longest `--timeout` accepted: a day.
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
@@ -67,6 +69,7 @@ fn real_main() -> Result<ExitCode> {
         Some("test") => test_cmd(args.collect()),
         Some("conformance") => conformance_cmd(args.collect()),
         Some("size") => size_cmd(args.collect()),
+        Some("xen-strategies") => strategies_cmd(args.collect()),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -206,6 +209,35 @@ fn size_cmd(args: Vec<String>) -> Result<ExitCode> {
             ExitCode::FAILURE
         }
     })
+}
+
+/// `xen-strategies`: the direct map built by each strategy in one boot under Xen with
+/// `-icount`, at 64M and 1G of dom0 memory (or each `--mem`); one table per size.
+fn strategies_cmd(args: Vec<String>) -> Result<ExitCode> {
+    let mut sizes = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--mem" => {
+                let v = it.next().context("--mem needs a value")?;
+                let m: xtask::mem_size::MemSize = v.parse().map_err(anyhow::Error::msg)?;
+                sizes.push(m.mib());
+            }
+            s => bail!("unknown argument {s:?}\n{USAGE}"),
+        }
+    }
+    if sizes.is_empty() {
+        sizes.extend(xtask::strategies::DEFAULT_SIZES);
+    }
+    let elf = xtask::strategies::build(&xtask::workspace_root())?;
+    for mib in sizes {
+        let rows = xtask::strategies::measure(&elf, mib)?;
+        println!(
+            "{}",
+            xtask::strategies::table(mib, &rows).map_err(anyhow::Error::msg)?
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test_cmd(args: Vec<String>) -> Result<ExitCode> {
