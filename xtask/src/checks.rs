@@ -71,6 +71,10 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<String, String> {
             passed(run)?;
             crate::refusals::check(run, test.guest_args)?
         }
+        Expect::Strategies => {
+            passed(run)?;
+            crate::strategies::check(run, test.mem_mib)?
+        }
         Expect::RuntimeMap => {
             passed(run)?;
             let line = run

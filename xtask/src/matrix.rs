@@ -13,6 +13,7 @@
 //! | `boot/native/runtime_map@1G[runtime_map.seed=.. runtime_map.ops=10000]`, `boot/xen/runtime_map@64M[..]` | Pass; the `RESULT runtime_map` line has the seed and count passed, conserved frames, every table freed, all page sizes (native) or 4 KiB only (Xen), hypercalls within the bound |
 //! | `boot/xen/hello@64M`, `boot/xen/direct_map@{64M,512M,2G}`, `boot/xen/fault@64M` | as above, as a Xen PV dom0 |
 //! | `boot/xen/refusals@64M[refusals.at=...]` | Pass; at each planted position of a 512-entry release and fill batch: -EBUSY for exactly that entry, the entry named, the frames carrying on as their types say |
+//! | `boot/xen/strategies@64M` | Pass (six builds of the same tree, each walked by the guest and compared with the P2M's expectation and pvmmu's tree); each strategy's hypercalls exactly the host's model of it (no timing) |
 //! | `boot/xen/conformance@64M` | 100 generated operation sequences replayed on Xen agree with the model, operation by operation |
 //! | `boot/xen/seed_bug@64M` | Pass through the expected `#PF`; the writable pin refused with -22, the read-only one accepted |
 //! | `boot/xen-domu/hello@64M`, `direct_map@{64M,512M}`, `fault@64M`, `seed_bug@64M`, `hello@64M[pvmmu.test-memmap=zero]` | the same as dom0, as unprivileged PV domUs that `xl create` starts in a Linux dom0 (one dom0 boot runs them all) |
@@ -62,6 +63,9 @@ pub enum Expect {
         /// The generator's seed.
         seed: u64,
     },
+    /// `strategies` under Xen: Pass (every strategy's tree checked by the guest), and each
+    /// strategy's hypercalls exactly the host's model of it (see [`crate::strategies::check`]).
+    Strategies,
     /// `runtime_map`: Pass, and its `RESULT runtime_map` line consistent with the seed and
     /// operation count of the guest command line, the memory size, the board's page sizes
     /// and (Xen) the hypercall bound (see [`crate::runtime_map::check`]).
@@ -250,6 +254,7 @@ pub const XEN: &[BootTest] = &[
         guest_args: &["refusals.at=0,1,127,255,256,510,511"],
         ..xen("refusals", 64, Expect::Refusals)
     },
+    xen("strategies", 64, Expect::Strategies),
     xen(
         "conformance",
         crate::conformance::DOM0_MIB,
