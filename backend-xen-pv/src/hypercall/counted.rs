@@ -210,7 +210,7 @@ unsafe impl<H: RawHypercall> RawHypercall for Counted<H> {
     }
 }
 
-// SAFETY: both are `inner`'s, unchanged (plain loads, no hypercall).
+// SAFETY: every method is `inner`'s, unchanged (plain loads and stores, no hypercall).
 unsafe impl<H: crate::PvPlatform> crate::PvPlatform for Counted<H> {
     unsafe fn read_u64(&self, va: u64) -> u64 {
         // SAFETY: the caller's contract, passed on.
@@ -220,6 +220,15 @@ unsafe impl<H: crate::PvPlatform> crate::PvPlatform for Counted<H> {
     unsafe fn mfn_to_pfn(&self, mfn: u64) -> u64 {
         // SAFETY: the caller's contract, passed on.
         unsafe { self.inner.mfn_to_pfn(mfn) }
+    }
+
+    fn can_store(&self) -> bool {
+        self.inner.can_store()
+    }
+
+    unsafe fn write_u64(&self, va: u64, val: u64) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.inner.write_u64(va, val) }
     }
 }
 
