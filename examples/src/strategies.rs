@@ -37,7 +37,7 @@ use pvmmu::direct_map::{Setup, Target};
 use pvmmu::memblock::Direction;
 use pvmmu::xen_pv::hypercall::abi::{mmu, mmuext, nr, uvmf, vmasst, DOMID_SELF};
 use pvmmu::xen_pv::hypercall::{MmuUpdate, MmuextOp, MulticallEntry, RawHypercall};
-use pvmmu::xen_pv::{FillStrategy, P2m, XenHypercalls};
+use pvmmu::xen_pv::{Counted, FillStrategy, P2m, XenHypercalls};
 use pvmmu::{
     BackendError, FrameRange, Free, FreshTable, PageSizes, PageTableFlags, PfnRange, RawMmu,
     TableLevel,
@@ -121,7 +121,7 @@ fn dm(pfn: u64) -> u64 {
 
 /// Hypercalls, counted.
 struct Hc {
-    hv: XenHypercalls,
+    hv: &'static Counted<XenHypercalls>,
     calls: u64,
     entries: u64,
 }
@@ -421,7 +421,7 @@ fn ro_pte(w: &World, pfn: u64) -> u64 {
 
 /// The machine address of the live direct map's L1 entry for `pfn`, by walking the live
 /// tables (read through the direct map itself).
-fn dm_pte_maddr(hv: &XenHypercalls, root_mfn: u64, pfn: u64) -> Result<u64, Failure> {
+fn dm_pte_maddr(hv: &Counted<XenHypercalls>, root_mfn: u64, pfn: u64) -> Result<u64, Failure> {
     use pvmmu::xen_pv::mmu::PvPlatform;
     let va = dm(pfn);
     let mut table = root_mfn;
@@ -477,8 +477,7 @@ pub fn run<P: StrategiesBoard>(p: &mut P) -> Result<(), Failure> {
         });
     }
     let t = shape.tables();
-    // SAFETY: a copy of the board's hypercall page handle, used only while the board lives.
-    let hv = unsafe { XenHypercalls::new(b.hypercalls().page()) };
+    let hv = b.hypercalls();
     let ret = hv.vm_assist(vmasst::CMD_ENABLE, vmasst::TYPE_WRITABLE_PAGETABLES);
     if ret < 0 {
         return Err(failed("vm_assist(writable_pagetables)", ret));
@@ -787,7 +786,7 @@ unsafe fn minios(w: &World, f: &Frames, hc: &mut Hc, root_mfn: u64) -> Result<[u
             }
         }
     }
-    let ro = |hv: &XenHypercalls, pfn: u64| -> Result<[MmuUpdate; 1], Failure> {
+    let ro = |hv: &Counted<XenHypercalls>, pfn: u64| -> Result<[MmuUpdate; 1], Failure> {
         Ok([MmuUpdate {
             ptr: dm_pte_maddr(hv, root_mfn, pfn)? | mmu::NORMAL_PT_UPDATE,
             val: ro_pte(w, pfn),
@@ -946,7 +945,7 @@ fn check(
     frames: (u64, u64),
     root: u64,
     pv_root: u64,
-    hv: &XenHypercalls,
+    hv: &Counted<XenHypercalls>,
 ) -> Result<(), Failure> {
     let mut seen = Seen {
         bits: [0; 64],
@@ -1002,7 +1001,7 @@ fn wrong(level: u8, index: u64, slot: u64, got: u64, want: u64) -> Failure {
 fn walk(
     w: &World,
     seen: &mut Seen,
-    hv: &XenHypercalls,
+    hv: &Counted<XenHypercalls>,
     level: u8,
     index: u64,
     pfn: u64,
