@@ -606,7 +606,7 @@ pub fn run<P: StrategiesBoard>(p: &mut P) -> Result<(), Failure> {
 
     // The checks, then the figures.
     for (i, (f, _)) in all.iter().enumerate() {
-        check(&w, f.range(), f.root(), pv_frames.root(), &hv).inspect_err(|_| {
+        check(&w, f.range(), f.root(), pv_frames.root(), hv).inspect_err(|_| {
             defmt::error!("strategies: the tree of {=str} is wrong", NAMES[i]);
         })?;
     }
@@ -792,7 +792,7 @@ unsafe fn minios(w: &World, f: &Frames, hc: &mut Hc, root_mfn: u64) -> Result<[u
             val: ro_pte(w, pfn),
         }])
     };
-    let req = ro(&hc.hv, root)?;
+    let req = ro(hc.hv, root)?;
     // SAFETY: read-only remap of a frame of ours.
     unsafe { hc.update(&req, "minios: read-only remap") }?;
     let t1 = tsc();
@@ -807,7 +807,7 @@ unsafe fn minios(w: &World, f: &Frames, hc: &mut Hc, root_mfn: u64) -> Result<[u
         }
         // SAFETY: the caller's contract.
         unsafe { zero(pfn) };
-        let req = ro(&hc.hv, pfn)?;
+        let req = ro(hc.hv, pfn)?;
         // SAFETY: read-only remap of a frame of ours.
         unsafe { hc.update(&req, "minios: read-only remap") }?;
         let (parent, slot) = match level {
@@ -905,7 +905,7 @@ unsafe fn floor(w: &World, f: &Frames, hc: &mut Hc, root_mfn: u64) -> Result<[u6
         let maddr = match l1_base {
             Some((key, base)) if key == pfn >> 9 => base + 8 * (pfn & 511),
             _ => {
-                let m = dm_pte_maddr(&hc.hv, root_mfn, pfn)?;
+                let m = dm_pte_maddr(hc.hv, root_mfn, pfn)?;
                 l1_base = Some((pfn >> 9, m - 8 * (pfn & 511)));
                 m
             }
