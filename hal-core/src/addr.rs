@@ -21,6 +21,7 @@ pub struct Pfn(u64);
 
 impl Pfn {
     /// A frame number, if it is below [`MAX_PFN`].
+    #[inline]
     pub const fn new(n: u64) -> Option<Self> {
         if n < MAX_PFN {
             Some(Self(n))
@@ -30,21 +31,25 @@ impl Pfn {
     }
 
     /// The frame that contains physical address `addr`, if the address is in range.
+    #[inline]
     pub const fn containing(addr: u64) -> Option<Self> {
         Self::new(addr >> PAGE_SHIFT)
     }
 
     /// The frame number as an integer.
+    #[inline]
     pub const fn as_u64(self) -> u64 {
         self.0
     }
 
     /// The physical address of the frame's first byte.
+    #[inline]
     pub const fn addr(self) -> u64 {
         self.0 << PAGE_SHIFT
     }
 
     /// The frame `n` frames further on, if still in range.
+    #[inline]
     pub const fn checked_add(self, n: u64) -> Option<Self> {
         match self.0.checked_add(n) {
             Some(v) => Self::new(v),
@@ -66,6 +71,7 @@ pub struct Mfn(pub u64);
 
 impl Mfn {
     /// The machine address of the frame's first byte.
+    #[inline]
     pub const fn addr(self) -> u64 {
         self.0 << PAGE_SHIFT
     }
@@ -101,6 +107,7 @@ impl PfnRange {
     }
 
     /// `[start, end)`; `None` if `end < start` or `end` is beyond [`MAX_PFN`].
+    #[inline]
     pub const fn new(start: Pfn, end: u64) -> Option<Self> {
         if end < start.0 || end > MAX_PFN {
             None
@@ -114,6 +121,7 @@ impl PfnRange {
 
     /// `[start, end)` from plain numbers, if `start <= end <= MAX_PFN`; an empty range at
     /// `MAX_PFN` is placed at `MAX_PFN - 1` (see the invariant).
+    #[inline]
     pub const fn from_raw(start: u64, end: u64) -> Option<Self> {
         if start > end || end > MAX_PFN {
             return None;
@@ -128,6 +136,7 @@ impl PfnRange {
     }
 
     /// The first `n` frames and the rest (`n` is clamped to the length).
+    #[inline]
     pub const fn split_at(&self, n: u64) -> (Self, Self) {
         let len = self.len();
         let n = if n < len { n } else { len };
@@ -144,6 +153,7 @@ impl PfnRange {
     }
 
     /// The empty range at `at`.
+    #[inline]
     pub const fn empty(at: Pfn) -> Self {
         Self {
             start: at.0,
@@ -154,6 +164,7 @@ impl PfnRange {
     /// The frames covering the byte range `[start, end)` completely (rounded inward), or
     /// `None` if the addresses are out of range (a first whole frame at or above
     /// [`MAX_PFN`], or an end beyond it).
+    #[inline]
     pub const fn inside_bytes(start: u64, end: u64) -> Option<Self> {
         let s = match start.checked_add(PAGE_SIZE - 1) {
             Some(v) => v >> PAGE_SHIFT,
@@ -171,41 +182,49 @@ impl PfnRange {
     }
 
     /// First frame.
+    #[inline]
     pub const fn start(&self) -> Pfn {
         Pfn(self.start)
     }
 
     /// One past the last frame, as a number (may equal [`MAX_PFN`]).
+    #[inline]
     pub const fn end(&self) -> u64 {
         self.end
     }
 
     /// Number of frames.
+    #[inline]
     pub const fn len(&self) -> u64 {
         self.end - self.start
     }
 
     /// Whether the range holds no frame.
+    #[inline]
     pub const fn is_empty(&self) -> bool {
         self.end == self.start
     }
 
     /// Whether `pfn` lies inside.
+    #[inline]
     pub const fn contains(&self, pfn: Pfn) -> bool {
         pfn.0 >= self.start && pfn.0 < self.end
     }
 
     /// Whether the two ranges share a frame.
+    #[inline]
     pub const fn overlaps(&self, other: &PfnRange) -> bool {
         self.start < other.end && other.start < self.end
     }
 
     /// The frames of the range, in order.
+    #[inline]
     pub fn iter(&self) -> impl Iterator<Item = Pfn> + Clone {
         (self.start..self.end).map(Pfn)
     }
 
     /// Byte range `[start, end)` of the frames.
+    #[inline]
     pub const fn bytes(&self) -> (u64, u64) {
         (self.start << PAGE_SHIFT, self.end << PAGE_SHIFT)
     }

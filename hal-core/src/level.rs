@@ -72,6 +72,7 @@ pub enum TableLevel {
 
 impl TableLevel {
     /// From a number 1..=4.
+    #[inline]
     pub const fn from_u8(n: u8) -> Option<Self> {
         match n {
             1 => Some(Self::L1),
@@ -83,26 +84,31 @@ impl TableLevel {
     }
 
     /// The level as a number 1..=4.
+    #[inline]
     pub const fn as_u8(self) -> u8 {
         self as u8
     }
 
     /// log2 of the bytes one entry of this level covers (12, 21, 30, 39).
+    #[inline]
     pub const fn entry_shift(self) -> u32 {
         12 + 9 * (self as u32 - 1)
     }
 
     /// Bytes one entry of this level covers.
+    #[inline]
     pub const fn entry_span(self) -> u64 {
         1 << self.entry_shift()
     }
 
     /// The index of `va` in a table of this level.
+    #[inline]
     pub const fn index_of(self, va: u64) -> u16 {
         ((va >> self.entry_shift()) & 0x1ff) as u16
     }
 
     /// One level down, if any.
+    #[inline]
     pub const fn child(self) -> Option<Self> {
         Self::from_u8(self as u8 - 1)
     }

@@ -26,6 +26,7 @@ impl Default for TlbBatch {
 
 impl TlbBatch {
     /// Nothing to invalidate.
+    #[inline]
     pub const fn new() -> Self {
         Self {
             pages: [0; TLB_SINGLE_PAGE_CEILING],
@@ -37,6 +38,7 @@ impl TlbBatch {
     /// Records the page that contains `va` (a page of any size: one `invlpg` of an address
     /// inside a large page drops its whole entry, and `invlpg` also drops every cached
     /// paging-structure entry, so one address under an unhooked table is enough for it).
+    #[inline]
     pub fn add(&mut self, va: u64) {
         if self.all {
             return;
@@ -55,27 +57,32 @@ impl TlbBatch {
     }
 
     /// Makes the batch a full flush.
+    #[inline]
     pub fn add_all(&mut self) {
         self.all = true;
         self.len = 0;
     }
 
     /// Whether nothing needs invalidating.
+    #[inline]
     pub const fn is_empty(&self) -> bool {
         !self.all && self.len == 0
     }
 
     /// Whether the whole (non-global) TLB must be flushed.
+    #[inline]
     pub const fn is_all(&self) -> bool {
         self.all
     }
 
     /// The pages to invalidate one by one (empty when [`is_all`](Self::is_all)).
+    #[inline]
     pub fn pages(&self) -> &[u64] {
         &self.pages[..self.len]
     }
 
     /// Forgets everything (after the invalidation was done).
+    #[inline]
     pub fn clear(&mut self) {
         self.len = 0;
         self.all = false;

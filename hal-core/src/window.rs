@@ -16,6 +16,7 @@ pub struct Window {
 
 impl Window {
     /// The virtual address of frame number `pfn` in this window, if it is in it.
+    #[inline]
     pub fn va_of(&self, pfn: u64) -> Option<u64> {
         let start = self.pfns.start().as_u64();
         (start <= pfn && pfn < self.pfns.end()).then(|| self.va + (pfn - start) * PAGE_SIZE)
@@ -28,6 +29,7 @@ impl Window {
     }
 
     /// The frame numbers of `[lo, hi)` this window maps, as `(start, end)`.
+    #[inline]
     pub fn overlap(&self, lo: u64, hi: u64) -> Option<(u64, u64)> {
         let s = self.pfns.start().as_u64().max(lo);
         let e = self.pfns.end().min(hi);
