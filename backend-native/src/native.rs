@@ -62,9 +62,15 @@ impl<C: Cpu> Native<C> {
         &self.windows
     }
 
+    #[inline]
     fn table_ptr(&self, table: Pfn) -> Result<*mut u64, NativeError> {
+        // The first window (usually the only one, the direct map) without a loop.
+        if let Some(va) = self.windows.first().and_then(|w| w.address_of(table)) {
+            return Ok(va as *mut u64);
+        }
         self.windows
             .iter()
+            .skip(1)
             .find_map(|w| w.address_of(table))
             .map(|va| va as *mut u64)
             .ok_or(NativeError::NotMapped(table))
@@ -106,6 +112,7 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         Ok(())
     }
 
+    #[inline]
     unsafe fn write(
         &mut self,
         table: Pfn,
@@ -163,6 +170,7 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         Ok(())
     }
 
+    #[inline]
     fn read(&mut self, table: Pfn, _level: TableLevel, index: u16) -> Result<Pte, NativeError> {
         if index >= 512 {
             return Err(NativeError::BadIndex(index));
