@@ -175,7 +175,19 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
 
     /// Whether a writable mapping of frames `[lo, hi)` would map a table the mapper or the
     /// backend knows of.
+    #[inline(always)]
     pub(crate) fn known_table_in<B: RawMmu>(&self, mmu: &Mmu<B>, lo: u64, hi: u64) -> Option<u64> {
+        if !self.record.may_hold(lo, hi)
+            && self.retiring.is_empty()
+            && mmu.raw().foreign_tables().is_empty()
+        {
+            return None;
+        }
+        self.known_table_in_slow(mmu, lo, hi)
+    }
+
+    #[inline(never)]
+    fn known_table_in_slow<B: RawMmu>(&self, mmu: &Mmu<B>, lo: u64, hi: u64) -> Option<u64> {
         if let Some(p) = self.record.table_in(lo, hi) {
             return Some(p);
         }
@@ -252,6 +264,18 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                 return Err(MapError::FrameIsTable(p));
             }
         }
+        let small = match fixed {
+            Some(level) => level == TableLevel::L1,
+            // No large page fits: every page is a 4 KiB one.
+            None => {
+                !(sizes.contains(PageSizes::SIZE_2M) && len >= size_of(TableLevel::L2)
+                    || sizes.contains(PageSizes::SIZE_1G) && len >= size_of(TableLevel::L3))
+            }
+        };
+        if small && self.map_cached(mmu, va, phys, len, bits)? {
+            self.extent = (self.extent.0.min(va), self.extent.1.max(va + len));
+            return Ok(Flush::one());
+        }
         let mut done = 0;
         while done < len {
             match self.map_step(mmu, va + done, phys + done, len - done, bits, fixed) {
@@ -270,6 +294,106 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         }
         self.extent = (self.extent.0.min(va), self.extent.1.max(va + len));
         Ok(Flush::one())
+    }
+
+    /// Maps 4 KiB pages `[va, va + len)` into the cached level-1 table if the range lies in
+    /// it and every slot is empty; `Ok(false)`, with nothing changed, sends the caller to the
+    /// general path (which also says why a slot is refused). The checks of the general path
+    /// that remain for one table are made: the table is the mapper's (the cache holds only
+    /// owned tables), each slot is read and must be empty.
+    #[inline(always)]
+    fn map_cached<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        phys: u64,
+        len: u64,
+        bits: u64,
+    ) -> Result<bool, MapError<B::Error>> {
+        const COVER: u64 = 512 * 4096;
+        let Some(c) = self.record.cached() else {
+            return Ok(false);
+        };
+        let inside = (va - (va & !(COVER - 1)))
+            .checked_add(len)
+            .is_some_and(|end| end <= COVER);
+        if c.level != TableLevel::L1 || va & !(COVER - 1) != c.base || !inside {
+            return Ok(false);
+        }
+        let first = TableLevel::L1.index_of(va);
+        let n = (len / 4096) as u16;
+        let raw = mmu.raw_mut();
+        for i in first..first + n {
+            if raw
+                .read(c.pfn, TableLevel::L1, i)
+                .map_err(MapError::Backend)?
+                .is_present()
+            {
+                return Ok(false);
+            }
+        }
+        if n == 1 {
+            let e = [Pte::from_bits(phys | bits)];
+            // SAFETY: as below, for one slot.
+            unsafe { raw.write(c.pfn, TableLevel::L1, first, &e) }.map_err(MapError::Backend)?;
+            let o = self.record.at_mut(c.slot);
+            o.used = (o.used + 1).min(512);
+            self.stats.entries_written += 1;
+            self.dirty = true;
+            return Ok(true);
+        }
+        // SAFETY: `c.pfn` is a level-1 table this mapper created, hooked in its tree (the
+        // record; the cache holds only recorded tables); the slots were read empty; the caller
+        // of `map` vouches for the frames and the virtual range.
+        unsafe { self.write_leaves(mmu, c.pfn, c.slot, first, n, phys, bits) }?;
+        Ok(true)
+    }
+
+    /// Writes `n` leaves of 4 KiB, `phys` on, with `bits`, into slots `first..` of the level-1
+    /// table `table` (record slot `slot`), in runs of [`RUN`].
+    ///
+    /// # Safety
+    /// As for the writes of [`map_cached`](Self::map_cached): `table` is a level-1 table the
+    /// mapper created, hooked in its tree; the slots are empty; the caller of `map` vouches
+    /// for the frames and the virtual range.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    unsafe fn write_leaves<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        table: Pfn,
+        slot: usize,
+        first: u16,
+        n: u16,
+        phys: u64,
+        bits: u64,
+    ) -> Result<(), MapError<B::Error>> {
+        let raw = mmu.raw_mut();
+        let mut done = 0u16;
+        while done < n {
+            let k = (n - done).min(RUN as u16);
+            // Not zeroed: only the first `k` are written and read.
+            let mut entries = [const { core::mem::MaybeUninit::<Pte>::uninit() }; RUN];
+            let at = phys + u64::from(done) * 4096;
+            for (i, e) in entries.iter_mut().enumerate().take(usize::from(k)) {
+                e.write(Pte::from_bits((at + i as u64 * 4096) | bits));
+            }
+            // SAFETY: the loop above wrote the first `k` entries; `MaybeUninit<Pte>` has
+            // `Pte`'s layout.
+            let entries: &[Pte] = unsafe {
+                &*(&entries[..usize::from(k)] as *const [core::mem::MaybeUninit<Pte>]
+                    as *const [Pte])
+            };
+            // SAFETY: the caller's contract.
+            unsafe { raw.write(table, TableLevel::L1, first + done, entries) }
+                .map_err(MapError::Backend)?;
+            let o = self.record.at_mut(slot);
+            o.used = (o.used + k).min(512);
+            self.stats.entries_written += u64::from(k);
+            self.dirty = true;
+            done += k;
+        }
+        Ok(())
     }
 
     /// The leaf level for the next page at `va`/`phys` with `rest` bytes left.
@@ -302,15 +426,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         fixed: Option<TableLevel>,
     ) -> Result<u64, MapError<B::Error>> {
         let leaf = self.pick(va, phys, rest, fixed);
-        let mut table = self.root;
-        let mut level = TableLevel::L4;
-        while level != leaf {
-            table = self.child_or_new(mmu, table, level, va)?;
-            level = level.child().expect("above the leaf level");
-        }
-        if self.record.get(table).is_none() {
-            return Err(MapError::ForeignTable(va));
-        }
+        let (table, slot) = self.leaf_table(mmu, va, leaf)?;
         let span = size_of(leaf);
         let first = leaf.index_of(va);
         let mut n = (512 - u64::from(first)).min(rest / span);
@@ -358,10 +474,37 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         // its tree; the slots were empty; the caller of `map` vouches for the frames and the
         // virtual range.
         unsafe { raw.write(table, leaf, first, entries) }.map_err(MapError::Backend)?;
-        self.record.adjust(table, n as i32);
+        let o = self.record.at_mut(slot);
+        o.used = (o.used + n as u16).min(512);
         self.stats.entries_written += n as u64;
         self.dirty = true;
         Ok(n as u64 * span)
+    }
+
+    /// The owned level-`leaf` table that covers `va`, and its record slot: the cached one if
+    /// it covers `va`, else walked to from the root (tables created on the way) and cached.
+    #[inline]
+    fn leaf_table<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        leaf: TableLevel,
+    ) -> Result<(Pfn, usize), MapError<B::Error>> {
+        let base = va & !(size_of(leaf) * 512 - 1);
+        if let Some(c) = self.record.cached() {
+            if c.level == leaf && c.base == base {
+                return Ok((c.pfn, c.slot));
+            }
+        }
+        let mut table = self.root;
+        let mut level = TableLevel::L4;
+        while level != leaf {
+            table = self.child_or_new(mmu, table, level, va)?;
+            level = level.child().expect("above the leaf level");
+        }
+        let slot = self.record.find(table).ok_or(MapError::ForeignTable(va))?;
+        self.record.cache(leaf, base, table, slot);
+        Ok((table, slot))
     }
 
     /// The table behind entry `index_of(va)` of `table` (level `level`), created and hooked if

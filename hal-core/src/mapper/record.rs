@@ -1,7 +1,6 @@
 //! The record of the tables a mapper created, and [`OwnedTable`], an unhooked table of any
 //! level below the root.
 
-use heapless::FnvIndexMap;
 use typenum::{U1, U2, U3};
 
 use crate::addr::Pfn;
@@ -48,26 +47,12 @@ impl OwnedTable {
     }
 }
 
-/// Keys are frame numbers times an odd constant (a bijection): consecutive frames then differ
-/// in every byte, and the map's FNV hash (of which it keeps 16 bits) spreads them; raw
-/// consecutive frame numbers clustered and made its probes long.
+/// Frame numbers are hashed by multiplying with an odd constant (a bijection) and keeping the
+/// top bits (Fibonacci hashing): consecutive frames, the usual case, land far apart.
 const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
-/// The inverse of [`MIX`] modulo 2^64 (Newton's iteration).
-const UNMIX: u64 = {
-    let mut x = MIX;
-    let mut i = 0;
-    while i < 6 {
-        x = x.wrapping_mul(2u64.wrapping_sub(MIX.wrapping_mul(x)));
-        i += 1;
-    }
-    x
-};
 
-const _: () = assert!(MIX.wrapping_mul(UNMIX) == 1);
-
-const fn key(pfn: u64) -> u64 {
-    pfn.wrapping_mul(MIX)
-}
+/// A slot nobody holds (no frame number reaches it: they stay below `MAX_PFN`).
+const VACANT: u64 = u64::MAX;
 
 /// One owned table: its level and how many present entries it holds.
 #[derive(Clone, Copy, Debug)]
@@ -76,67 +61,189 @@ pub(crate) struct Owned {
     pub used: u16,
 }
 
-/// The tables a mapper created and that are hooked in its tree, by frame.
+/// The last leaf-level table the mapper used: the level-`level` table that covers
+/// `[base, base + 512 * level.entry_span())`, at slot `slot` of the record. Valid while the
+/// table stays recorded (every removal drops it): an owned table is hooked where the mapper
+/// hooked it until the mapper unhooks it (nobody else may: [`Mmu::unhook`](crate::Mmu::unhook)'s
+/// contract), so a hit skips the walk from the root.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cached {
+    pub level: TableLevel,
+    pub base: u64,
+    pub pfn: Pfn,
+    pub slot: usize,
+}
+
+/// The tables a mapper created and that are hooked in its tree, by frame: an open-addressing
+/// table of `N` slots (a power of two), linear probing, removal by backward shift (no
+/// tombstones, so probes stay short after any history of inserts and removals).
 pub(crate) struct Record<const N: usize> {
-    map: FnvIndexMap<u64, Owned, N>,
+    keys: [u64; N],
+    vals: [Owned; N],
+    len: usize,
     /// Lowest and highest frame ever recorded (a quick "no table here" for range checks).
     lo: u64,
     hi: u64,
+    cached: Option<Cached>,
 }
 
 impl<const N: usize> Record<N> {
+    const SHIFT: u32 = {
+        assert!(
+            N.is_power_of_two() && N >= 2,
+            "N must be a power of two, 2 or more"
+        );
+        64 - N.trailing_zeros()
+    };
+
     pub fn new() -> Self {
         Self {
-            map: FnvIndexMap::new(),
+            keys: [VACANT; N],
+            vals: [Owned {
+                level: TableLevel::L1,
+                used: 0,
+            }; N],
+            len: 0,
             lo: u64::MAX,
             hi: 0,
+            cached: None,
         }
     }
 
+    #[inline]
+    fn home(pfn: u64) -> usize {
+        (pfn.wrapping_mul(MIX) >> Self::SHIFT) as usize
+    }
+
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     pub fn is_full(&self) -> bool {
-        self.map.len() == N
+        self.len == N
     }
 
-    pub fn get(&self, pfn: Pfn) -> Option<Owned> {
-        self.map.get(&key(pfn.as_u64())).copied()
-    }
-
-    pub fn insert(&mut self, pfn: Pfn, level: TableLevel) -> Result<(), ()> {
+    /// The slot holding `pfn`.
+    #[inline]
+    pub fn find(&self, pfn: Pfn) -> Option<usize> {
         let p = pfn.as_u64();
-        self.map
-            .insert(key(p), Owned { level, used: 0 })
-            .map_err(|_| ())?;
+        if p < self.lo || p > self.hi {
+            return None;
+        }
+        let mut i = Self::home(p);
+        for _ in 0..N {
+            match self.keys[i] {
+                k if k == p => return Some(i),
+                VACANT => return None,
+                _ => i = (i + 1) & (N - 1),
+            }
+        }
+        None
+    }
+
+    #[inline]
+    pub fn get(&self, pfn: Pfn) -> Option<Owned> {
+        self.find(pfn).map(|i| self.vals[i])
+    }
+
+    /// The entry at `slot` (from [`find`](Self::find) or the cache).
+    #[inline]
+    pub fn at_mut(&mut self, slot: usize) -> &mut Owned {
+        &mut self.vals[slot]
+    }
+
+    pub fn insert(&mut self, pfn: Pfn, level: TableLevel) -> Result<usize, ()> {
+        let p = pfn.as_u64();
+        if self.len == N || self.find(pfn).is_some() {
+            return Err(());
+        }
+        let mut i = Self::home(p);
+        while self.keys[i] != VACANT {
+            i = (i + 1) & (N - 1);
+        }
+        self.keys[i] = p;
+        self.vals[i] = Owned { level, used: 0 };
+        self.len += 1;
         self.lo = self.lo.min(p);
         self.hi = self.hi.max(p);
-        Ok(())
+        Ok(i)
     }
 
     pub fn remove(&mut self, pfn: Pfn) -> Option<Owned> {
-        self.map.remove(&key(pfn.as_u64()))
+        let mut i = self.find(pfn)?;
+        let out = self.vals[i];
+        // Entries move: forget the cached slot.
+        self.cached = None;
+        self.len -= 1;
+        // Backward shift: pull later entries of the probe run into the hole when their home
+        // does not lie (cyclically) after the hole.
+        let mut j = i;
+        loop {
+            self.keys[i] = VACANT;
+            loop {
+                j = (j + 1) & (N - 1);
+                if self.keys[j] == VACANT {
+                    return Some(out);
+                }
+                let h = Self::home(self.keys[j]);
+                // `j`'s entry may move to `i` unless its home lies in (i, j] cyclically.
+                let stays = if i <= j {
+                    i < h && h <= j
+                } else {
+                    i < h || h <= j
+                };
+                if !stays {
+                    break;
+                }
+            }
+            self.keys[i] = self.keys[j];
+            self.vals[i] = self.vals[j];
+            i = j;
+        }
     }
 
     /// Adds `delta` to the present-entry count of `pfn`, if it is owned.
     pub fn adjust(&mut self, pfn: Pfn, delta: i32) -> Option<u16> {
-        let o = self.map.get_mut(&key(pfn.as_u64()))?;
+        let i = self.find(pfn)?;
+        let o = &mut self.vals[i];
         o.used = (i32::from(o.used) + delta).clamp(0, 512) as u16;
         Some(o.used)
     }
 
+    /// Whether an owned table may lie among frames `[lo, hi)` (`false`: none does).
+    #[inline]
+    pub fn may_hold(&self, lo: u64, hi: u64) -> bool {
+        hi > self.lo && lo <= self.hi
+    }
+
     /// The first owned table among frames `[lo, hi)`.
     pub fn table_in(&self, lo: u64, hi: u64) -> Option<u64> {
-        if hi <= self.lo || lo > self.hi {
+        if !self.may_hold(lo, hi) {
             return None;
         }
         if hi - lo <= 8 {
-            return (lo..hi).find(|&p| self.map.contains_key(&key(p)));
+            return (lo..hi).find(|&p| Pfn::new(p).is_some_and(|f| self.find(f).is_some()));
         }
-        self.map
-            .keys()
-            .map(|k| k.wrapping_mul(UNMIX))
-            .find(|p| (lo..hi).contains(p))
+        self.keys
+            .iter()
+            .copied()
+            .find(|&k| k != VACANT && (lo..hi).contains(&k))
+    }
+
+    /// The cached leaf-level table, if any.
+    #[inline]
+    pub fn cached(&self) -> Option<Cached> {
+        self.cached
+    }
+
+    /// Remembers that the level-`level` table `pfn` (recorded at `slot`) covers `base`.
+    #[inline]
+    pub fn cache(&mut self, level: TableLevel, base: u64, pfn: Pfn, slot: usize) {
+        self.cached = Some(Cached {
+            level,
+            base,
+            pfn,
+            slot,
+        });
     }
 }

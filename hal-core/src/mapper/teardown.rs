@@ -46,8 +46,10 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
     ) -> Result<Flush, MapError<B::Error>> {
         self.check_root(&root).map_err(|()| MapError::WrongRoot)?;
         self.check_range(va, len)?;
-        // SAFETY: the caller's contract.
-        unsafe { self.walk_range(mmu, va, len, Act::Unmap) }?;
+        if !self.unmap_cached(mmu, va, len)? {
+            // SAFETY: the caller's contract.
+            unsafe { self.walk_range(mmu, va, len, Act::Unmap) }?;
+        }
         Ok(Flush::one())
     }
 

@@ -96,7 +96,15 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         check: bool,
     ) -> Result<(), MapError<B::Error>> {
         let span = level.entry_span();
-        let owned = self.record.get(table).is_some();
+        let owned = self.record.find(table).is_some();
+        if check && owned && level == TableLevel::L1 {
+            // In a table of its own the mapper's 4 KiB leaves can fail no check of an unmap
+            // (no foreign table, no large page to split): only a writable protect has one.
+            let writable = PageTableFlags::WRITABLE.bits();
+            if !matches!(act, Act::Protect(bits) if bits & writable != 0) {
+                return Ok(());
+            }
+        }
         let mut cursor = lo;
         // A run of slots to write: (first slot, entries so far, entries). Not zeroed: only
         // the first `run.1` are ever read.
@@ -176,7 +184,76 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         if removed > 0 {
             self.record.adjust(table, -removed);
         }
+        if !check && owned && level == TableLevel::L1 {
+            // No removal can happen below a level-1 table: its slot is current.
+            if let Some(slot) = self.record.find(table) {
+                self.record
+                    .cache(level, lo & !(span * 512 - 1), table, slot);
+            }
+        }
         Ok(())
+    }
+
+    /// Unmaps `[va, va + len)` inside the cached level-1 table, if the range lies in it and
+    /// the table keeps a present entry (or the policy keeps empty tables); `Ok(false)`, with
+    /// nothing changed, sends the caller to the walk from the root. What the walk would check
+    /// cannot fail here: the table is the mapper's, its leaves are 4 KiB pages.
+    pub(crate) fn unmap_cached<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        len: u64,
+    ) -> Result<bool, MapError<B::Error>> {
+        let Some(c) = self.record.cached() else {
+            return Ok(false);
+        };
+        const COVER: u64 = 512 * 4096;
+        let inside = (va - (va & !(COVER - 1)))
+            .checked_add(len)
+            .is_some_and(|end| end <= COVER);
+        if c.level != TableLevel::L1 || va & !(COVER - 1) != c.base || !inside {
+            return Ok(false);
+        }
+        let first = TableLevel::L1.index_of(va);
+        let n = (len / 4096) as u16;
+        let raw = mmu.raw_mut();
+        // Which slots hold a page, one bit each.
+        let mut map = [0u64; 8];
+        let mut present = 0u16;
+        for i in first..first + n {
+            if raw
+                .read(c.pfn, TableLevel::L1, i)
+                .map_err(MapError::Backend)?
+                .is_present()
+            {
+                map[usize::from(i / 64)] |= 1 << (i % 64);
+                present += 1;
+            }
+        }
+        let used = self.record.at_mut(c.slot).used;
+        if present >= used && self.policy == EmptyTables::Free {
+            // The table empties: the walk unhooks it (and its parents).
+            return Ok(false);
+        }
+        if present == 0 {
+            return Ok(true);
+        }
+        for i in first..first + n {
+            if map[usize::from(i / 64)] & (1 << (i % 64)) == 0 {
+                continue;
+            }
+            let raw = mmu.raw_mut();
+            // SAFETY: `c.pfn` is a level-1 table the mapper created and that is hooked in its
+            // tree (the record, and the cache's validity); clearing a leaf maps nothing.
+            unsafe { raw.write(c.pfn, TableLevel::L1, i, &[Pte::EMPTY]) }
+                .map_err(MapError::Backend)?;
+            let o = self.record.at_mut(c.slot);
+            o.used = o.used.saturating_sub(1);
+            self.stats.entries_written += 1;
+            self.dirty = true;
+            self.tlb.add(c.base + u64::from(i) * 4096);
+        }
+        Ok(true)
     }
 
     fn write_run<B: RawMmu>(
