@@ -62,7 +62,7 @@ impl<C: Cpu> Native<C> {
         &self.windows
     }
 
-    #[inline]
+    #[inline(always)]
     fn table_ptr(&self, table: Pfn) -> Result<*mut u64, NativeError> {
         // The first window (usually the only one, the direct map) without a loop.
         if let Some(va) = self.windows.first().and_then(|w| w.address_of(table)) {
@@ -112,7 +112,7 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn write(
         &mut self,
         table: Pfn,
@@ -170,7 +170,7 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn read(&mut self, table: Pfn, _level: TableLevel, index: u16) -> Result<Pte, NativeError> {
         if index >= 512 {
             return Err(NativeError::BadIndex(index));
@@ -180,6 +180,35 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         Ok(Pte::from_bits(unsafe {
             base.add(usize::from(index)).read_volatile()
         }))
+    }
+
+    #[inline(always)]
+    unsafe fn update<F: FnOnce(Pte) -> Option<Pte>>(
+        &mut self,
+        table: Pfn,
+        _level: TableLevel,
+        index: u16,
+        change: F,
+    ) -> Result<Pte, NativeError> {
+        if index >= 512 {
+            return Err(NativeError::BadIndex(index));
+        }
+        // SAFETY: the window maps the table frame writable (constructor's promise) and
+        // `index < 512` keeps the pointer inside the frame.
+        let slot = unsafe { self.table_ptr(table)?.add(usize::from(index)) };
+        // SAFETY: as above; volatile because the hardware, not the compiler, reads it.
+        let old = unsafe { slot.read_volatile() };
+        if let Some(new) = change(Pte::from_bits(old)) {
+            // As in `write`: earlier plain stores reach memory first.
+            compiler_fence(Ordering::Release);
+            if old & 1 != 0 && old != new.bits() {
+                self.stale_tlb = true;
+            }
+            // SAFETY: as above; the caller owns the table (`write`'s contract).
+            unsafe { slot.write_volatile(new.bits()) };
+            self.counters.entries_written += 1;
+        }
+        Ok(Pte::from_bits(old))
     }
 
     unsafe fn pin(&mut self, _table: Pfn, _level: TableLevel) -> Result<(), NativeError> {

@@ -16,6 +16,7 @@
 //! |---|---|---|
 //! | [`protect`](RawMmu::protect) | nothing: the memblock reservation hal-core made is all | every writable mapping of the frames becomes read-only (`mmu_update` batches) |
 //! | [`write`](RawMmu::write) | stores through a mapping of the frame (volatile, noting entries the TLB may hold) | `mmu_update` entries, P2M-translated, 512 to a batch |
+//! | [`update`](RawMmu::update) | one load and at most one store through the same mapping | `read`, then `write` (the default) |
 //! | [`fill_fresh`](RawMmu::fill_fresh) | plain stores into a frame nobody walks yet | `mmu_update` entries generated straight into the queue |
 //! | [`pin`](RawMmu::pin) | nothing | `MMUEXT_PIN_Ln_TABLE` (Xen validates the tree) |
 //! | [`switch_root`](RawMmu::switch_root) | `mov cr3` | `MMUEXT_NEW_BASEPTR` |
@@ -284,6 +285,30 @@ pub unsafe trait RawMmu {
     /// Fails with [`ErrorKind::NotMapped`](crate::error::ErrorKind::NotMapped) if the backend
     /// cannot reach the frame.
     fn read(&mut self, table: Pfn, level: TableLevel, index: u16) -> Result<Pte, Self::Error>;
+
+    /// Reads entry `index` of table `table` (as [`read`](RawMmu::read)) and, if `change`
+    /// returns an entry for what it read, queues writing that entry into the slot (as a
+    /// one-entry [`write`](RawMmu::write)); returns the entry read. The read-then-write that
+    /// the run-time mapper makes per page, in one call: a backend may reach the slot once.
+    /// The default is `read`, then `write`.
+    ///
+    /// # Safety
+    /// As [`write`](RawMmu::write), for the entry `change` returns.
+    #[inline]
+    unsafe fn update<F: FnOnce(Pte) -> Option<Pte>>(
+        &mut self,
+        table: Pfn,
+        level: TableLevel,
+        index: u16,
+        change: F,
+    ) -> Result<Pte, Self::Error> {
+        let old = self.read(table, level, index)?;
+        if let Some(new) = change(old) {
+            // SAFETY: the caller's contract.
+            unsafe { self.write(table, level, index, &[new]) }?;
+        }
+        Ok(old)
+    }
 
     /// Pins `table` as a table of `level` (Xen validates it and everything under it). Native:
     /// nothing.

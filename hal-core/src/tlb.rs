@@ -38,11 +38,15 @@ impl TlbBatch {
     /// Records the page that contains `va` (a page of any size: one `invlpg` of an address
     /// inside a large page drops its whole entry, and `invlpg` also drops every cached
     /// paging-structure entry, so one address under an unhooked table is enough for it).
-    #[inline]
+    #[inline(always)]
     pub fn add(&mut self, va: u64) {
-        if self.all {
-            return;
+        if !self.all {
+            self.add_page(va);
         }
+    }
+
+    #[inline(never)]
+    fn add_page(&mut self, va: u64) {
         let page = va & !0xfff;
         if self.pages[..self.len].contains(&page) {
             return;

@@ -139,7 +139,32 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
     }
 
     /// Canonical, not crossing halves, no reserved root slot; `len > 0`, 4 KiB-aligned.
+    /// Every condition is tested at once; when one fails,
+    /// [`range_refusal`](Self::range_refusal) says which.
+    #[inline(always)]
     pub(crate) fn check_range<E>(&self, va: u64, len: u64) -> Result<(), MapError<E>> {
+        let last = va.wrapping_add(len.wrapping_sub(1));
+        let top = va >> 47;
+        let ok = ((va | len) & 0xfff == 0)
+            & (len != 0)
+            & (last >= va)
+            & (last >> 47 == top)
+            & ((top == 0) | (top == 0x1ffff));
+        if !ok {
+            return self.range_refusal(va, len);
+        }
+        let (rs, re) = self.caps.reserved_root_slots;
+        let (s0, s1) = (TableLevel::L4.index_of(va), TableLevel::L4.index_of(last));
+        if rs < re && s0 < re && rs <= s1 {
+            return Err(MapError::ReservedSlot(s0.max(rs)));
+        }
+        Ok(())
+    }
+
+    /// [`check_range`](Self::check_range), one condition after the other, for the error.
+    #[cold]
+    #[inline(never)]
+    fn range_refusal<E>(&self, va: u64, len: u64) -> Result<(), MapError<E>> {
         let unaligned = MapError::Unaligned { va, phys: 0, len };
         if va % 4096 != 0 || len % 4096 != 0 || len == 0 {
             return Err(unaligned);
@@ -276,13 +301,29 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             self.extent = (self.extent.0.min(va), self.extent.1.max(va + len));
             return Ok(Flush::one());
         }
+        self.map_walking(mmu, va, phys, len, bits, fixed)
+    }
+
+    /// `map` after its checks, page by page from the root, tables created on the way; a
+    /// refusal part way unmaps what the call mapped.
+    #[inline(never)]
+    fn map_walking<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        phys: u64,
+        len: u64,
+        bits: u64,
+        fixed: Option<TableLevel>,
+    ) -> Result<Flush, MapError<B::Error>> {
         let mut done = 0;
         while done < len {
             match self.map_step(mmu, va + done, phys + done, len - done, bits, fixed) {
                 Ok(n) => done += n,
                 Err(e) => {
                     if done > 0 {
-                        // SAFETY: `[va, va + done)` is exactly what this call just mapped.
+                        // SAFETY: `[va, va + done)` is exactly what this call just mapped
+                        // (the caller of `map` may change it).
                         unsafe { self.unmap_raw(mmu, va, done) }?;
                     }
                     // Tables made for the refused page, now empty.
@@ -311,41 +352,50 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         bits: u64,
     ) -> Result<bool, MapError<B::Error>> {
         const COVER: u64 = 512 * 4096;
-        let Some(c) = self.record.cached() else {
+        let base = va & !(COVER - 1);
+        let Some((pfn, slot)) = self.record.cached_at(TableLevel::L1, base) else {
             return Ok(false);
         };
-        let inside = (va - (va & !(COVER - 1)))
-            .checked_add(len)
-            .is_some_and(|end| end <= COVER);
-        if c.level != TableLevel::L1 || va & !(COVER - 1) != c.base || !inside {
+        if (va - base).checked_add(len).is_none_or(|end| end > COVER) {
             return Ok(false);
         }
         let first = TableLevel::L1.index_of(va);
         let n = (len / 4096) as u16;
         let raw = mmu.raw_mut();
+        if n == 1 {
+            let new = Pte::from_bits(phys | bits);
+            // SAFETY: `pfn` is a level-1 table this mapper created, hooked in its tree (the
+            // record; the cache holds only recorded tables); the entry goes only into an
+            // empty slot; the caller of `map` vouches for the frame and the virtual address.
+            let old = unsafe {
+                raw.update(pfn, TableLevel::L1, first, |old| {
+                    (!old.is_present()).then_some(new)
+                })
+            }
+            .map_err(MapError::Backend)?;
+            if old.is_present() {
+                // Refused: the general path says why.
+                return Ok(false);
+            }
+            let o = self.record.at_mut(slot);
+            o.used = (o.used + 1).min(512);
+            self.stats.entries_written += 1;
+            self.dirty = true;
+            return Ok(true);
+        }
         for i in first..first + n {
             if raw
-                .read(c.pfn, TableLevel::L1, i)
+                .read(pfn, TableLevel::L1, i)
                 .map_err(MapError::Backend)?
                 .is_present()
             {
                 return Ok(false);
             }
         }
-        if n == 1 {
-            let e = [Pte::from_bits(phys | bits)];
-            // SAFETY: as below, for one slot.
-            unsafe { raw.write(c.pfn, TableLevel::L1, first, &e) }.map_err(MapError::Backend)?;
-            let o = self.record.at_mut(c.slot);
-            o.used = (o.used + 1).min(512);
-            self.stats.entries_written += 1;
-            self.dirty = true;
-            return Ok(true);
-        }
-        // SAFETY: `c.pfn` is a level-1 table this mapper created, hooked in its tree (the
+        // SAFETY: `pfn` is a level-1 table this mapper created, hooked in its tree (the
         // record; the cache holds only recorded tables); the slots were read empty; the caller
         // of `map` vouches for the frames and the virtual range.
-        unsafe { self.write_leaves(mmu, c.pfn, c.slot, first, n, phys, bits) }?;
+        unsafe { self.write_leaves(mmu, pfn, slot, first, n, phys, bits) }?;
         Ok(true)
     }
 
@@ -491,10 +541,8 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         leaf: TableLevel,
     ) -> Result<(Pfn, usize), MapError<B::Error>> {
         let base = va & !(size_of(leaf) * 512 - 1);
-        if let Some(c) = self.record.cached() {
-            if c.level == leaf && c.base == base {
-                return Ok((c.pfn, c.slot));
-            }
+        if let Some(hit) = self.record.cached_at(leaf, base) {
+            return Ok(hit);
         }
         let mut table = self.root;
         let mut level = TableLevel::L4;

@@ -230,10 +230,13 @@ impl<const N: usize> Record<N> {
             .find(|&k| k != VACANT && (lo..hi).contains(&k))
     }
 
-    /// The cached leaf-level table, if any.
-    #[inline]
-    pub fn cached(&self) -> Option<Cached> {
-        self.cached
+    /// The cached table and its slot if it is the level-`level` one that covers `base`.
+    #[inline(always)]
+    pub fn cached_at(&self, level: TableLevel, base: u64) -> Option<(Pfn, usize)> {
+        match &self.cached {
+            Some(c) if c.base == base && c.level == level => Some((c.pfn, c.slot)),
+            _ => None,
+        }
     }
 
     /// Remembers that the level-`level` table `pfn` (recorded at `slot`) covers `base`.

@@ -48,7 +48,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         self.check_range(va, len)?;
         if !self.unmap_cached(mmu, va, len)? {
             // SAFETY: the caller's contract.
-            unsafe { self.walk_range(mmu, va, len, Act::Unmap) }?;
+            unsafe { self.unmap_walking(mmu, va, len) }?;
         }
         Ok(Flush::one())
     }

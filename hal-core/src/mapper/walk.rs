@@ -31,6 +31,8 @@ pub(crate) enum Act {
 }
 
 const RUN: usize = 64;
+/// What a level-1 table covers.
+const COVER: u64 = 512 * 4096;
 
 /// A run of slots to write: first slot, entries written so far, the entries.
 type Run = (u16, usize, [MaybeUninit<Pte>; RUN]);
@@ -68,6 +70,21 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             Act::Prune,
             false,
         )
+    }
+
+    /// [`unmap_raw`](Self::unmap_raw), out of line (the slow path of `unmap`).
+    ///
+    /// # Safety
+    /// As [`walk_range`](Self::walk_range).
+    #[inline(never)]
+    pub(crate) unsafe fn unmap_walking<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        len: u64,
+    ) -> Result<(), MapError<B::Error>> {
+        // SAFETY: the caller's contract.
+        unsafe { self.walk_range(mmu, va, len, Act::Unmap) }
     }
 
     /// Unmaps `[va, va + len)` without the checks of the public entry points.
@@ -198,20 +215,62 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
     /// the table keeps a present entry (or the policy keeps empty tables); `Ok(false)`, with
     /// nothing changed, sends the caller to the walk from the root. What the walk would check
     /// cannot fail here: the table is the mapper's, its leaves are 4 KiB pages.
+    #[inline(always)]
     pub(crate) fn unmap_cached<B: RawMmu>(
         &mut self,
         mmu: &mut Mmu<B>,
         va: u64,
         len: u64,
     ) -> Result<bool, MapError<B::Error>> {
-        let Some(c) = self.record.cached() else {
+        let Some((pfn, slot)) = self.record.cached_at(TableLevel::L1, va & !(COVER - 1)) else {
             return Ok(false);
         };
-        const COVER: u64 = 512 * 4096;
-        let inside = (va - (va & !(COVER - 1)))
-            .checked_add(len)
-            .is_some_and(|end| end <= COVER);
-        if c.level != TableLevel::L1 || va & !(COVER - 1) != c.base || !inside {
+        if len != 4096 {
+            return self.unmap_cached_run(mmu, pfn, slot, va, len);
+        }
+        let first = TableLevel::L1.index_of(va);
+        let raw = mmu.raw_mut();
+        // One page: one read, at most one write.
+        let o = self.record.at_mut(slot);
+        // The table would be empty after clearing a present entry.
+        let last = o.used <= 1 && self.policy == EmptyTables::Free;
+        // SAFETY: `pfn` is a level-1 table the mapper created and that is hooked in its tree
+        // (the record, and the cache's validity); only a present leaf is cleared, which maps
+        // nothing.
+        let e = unsafe {
+            raw.update(pfn, TableLevel::L1, first, |e| {
+                (e.is_present() && !last).then_some(Pte::EMPTY)
+            })
+        }
+        .map_err(MapError::Backend)?;
+        if !e.is_present() {
+            // A hole; the walk unhooks the table if it is empty already.
+            return Ok(!(o.used == 0 && self.policy == EmptyTables::Free));
+        }
+        if last {
+            // Not cleared: the table empties, the walk unhooks it (and its parents).
+            return Ok(false);
+        }
+        o.used -= 1;
+        self.stats.entries_written += 1;
+        self.dirty = true;
+        self.tlb.add(va);
+        Ok(true)
+    }
+
+    /// [`unmap_cached`](Self::unmap_cached) for more than one page.
+    #[inline(never)]
+    fn unmap_cached_run<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        pfn: Pfn,
+        slot: usize,
+        va: u64,
+        len: u64,
+    ) -> Result<bool, MapError<B::Error>> {
+        let base = va & !(COVER - 1);
+        let inside = (va - base).checked_add(len).is_some_and(|end| end <= COVER);
+        if !inside {
             return Ok(false);
         }
         let first = TableLevel::L1.index_of(va);
@@ -222,7 +281,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         let mut present = 0u16;
         for i in first..first + n {
             if raw
-                .read(c.pfn, TableLevel::L1, i)
+                .read(pfn, TableLevel::L1, i)
                 .map_err(MapError::Backend)?
                 .is_present()
             {
@@ -230,7 +289,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                 present += 1;
             }
         }
-        let used = self.record.at_mut(c.slot).used;
+        let used = self.record.at_mut(slot).used;
         if present >= used && self.policy == EmptyTables::Free {
             // The table empties: the walk unhooks it (and its parents).
             return Ok(false);
@@ -243,15 +302,15 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                 continue;
             }
             let raw = mmu.raw_mut();
-            // SAFETY: `c.pfn` is a level-1 table the mapper created and that is hooked in its
+            // SAFETY: `pfn` is a level-1 table the mapper created and that is hooked in its
             // tree (the record, and the cache's validity); clearing a leaf maps nothing.
-            unsafe { raw.write(c.pfn, TableLevel::L1, i, &[Pte::EMPTY]) }
+            unsafe { raw.write(pfn, TableLevel::L1, i, &[Pte::EMPTY]) }
                 .map_err(MapError::Backend)?;
-            let o = self.record.at_mut(c.slot);
+            let o = self.record.at_mut(slot);
             o.used = o.used.saturating_sub(1);
             self.stats.entries_written += 1;
             self.dirty = true;
-            self.tlb.add(c.base + u64::from(i) * 4096);
+            self.tlb.add(base + u64::from(i) * 4096);
         }
         Ok(true)
     }
