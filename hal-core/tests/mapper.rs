@@ -122,6 +122,80 @@ fn a_fixed_sequence_covers_sizes_refusals_and_freeing() {
     assert_eq!(s.tables_allocated, 3, "{s:?}");
 }
 
+/// Page by page through one level-1 table and into the next: the mapper's cached table (map
+/// and unmap of one page, and of a few, skip the walk) must give what the model says, refuse
+/// overlaps there, free each table when its last page goes, and never write into a table it
+/// freed (the maps after everything was unmapped need new tables).
+#[test]
+fn pages_one_by_one_through_the_cached_table() {
+    use space::{G1, K4};
+    // Pages 500..530 of the second GiB of the window: level-1 tables change at page 512.
+    let map = |page: u64, units: u64, fixed: bool| Op::Map {
+        off: G1 + page * K4,
+        units,
+        unit: K4,
+        phys: page * K4,
+        writable: page % 3 != 0,
+        nx: false,
+        fixed,
+    };
+    let unmap = |page: u64, pages: u64| Op::Unmap {
+        off: G1 + page * K4,
+        len: pages * K4,
+    };
+    let mut ops = Vec::new();
+    for page in 500..530 {
+        ops.push(map(page, 1, page % 2 == 0));
+    }
+    ops.push(Op::Flush);
+    // In the table the last map used (the cached one), other frames: overlaps, one page and
+    // three.
+    let other = |op: Op| match op {
+        Op::Map {
+            off, units, fixed, ..
+        } => Op::Map {
+            off,
+            units,
+            unit: K4,
+            phys: 0,
+            writable: true,
+            nx: false,
+            fixed,
+        },
+        op => op,
+    };
+    ops.push(other(map(528, 1, true)));
+    ops.push(other(map(524, 3, false)));
+    ops.push(Op::Protect {
+        off: G1 + 507 * K4,
+        len: K4,
+        writable: false,
+        nx: false,
+    });
+    ops.push(unmap(503, 1));
+    ops.push(unmap(503, 1)); // a hole now
+    ops.push(unmap(504, 4));
+    ops.push(Op::Flush);
+    for page in 500..512 {
+        ops.push(unmap(page, 1)); // the last one frees the first level-1 table
+    }
+    ops.push(Op::Flush);
+    for page in 512..526 {
+        ops.push(unmap(page, 1));
+    }
+    ops.push(unmap(526, 4)); // this frees the second, and the tables above
+                             // Where the freed second table was (the cached one, had it survived):
+    ops.push(map(520, 1, false));
+    ops.push(map(521, 2, false));
+    ops.push(Op::Flush);
+    for caps in [caps::NATIVE, caps::XEN] {
+        let s = run(caps, 1000, &ops).unwrap();
+        assert_eq!(s.refused, 2, "{s:?}");
+        // L3, L2 and two L1s; after everything was unmapped, L3, L2 and one L1 again.
+        assert_eq!(s.tables_allocated, 7, "{s:?}");
+    }
+}
+
 #[test]
 fn unmapping_frees_tables_and_single_pages_are_invalidated_one_by_one() {
     let mut w = world(&ram(), caps::NATIVE).unwrap();

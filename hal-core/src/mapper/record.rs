@@ -250,3 +250,97 @@ impl<const N: usize> Record<N> {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::collections::BTreeMap;
+    use std::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Insert(u64),
+        Remove(u64),
+        Adjust(u64, i32),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        // Few distinct frames (so removals hit), some far apart (so homes spread and wrap).
+        let pfn = prop_oneof![0u64..24, (0u64..8).prop_map(|i| i << 30)];
+        prop_oneof![
+            3 => pfn.clone().prop_map(Step::Insert),
+            2 => pfn.clone().prop_map(Step::Remove),
+            1 => (pfn, -3i32..4).prop_map(|(p, d)| Step::Adjust(p, d)),
+        ]
+    }
+
+    /// The record against a `BTreeMap` after every step: lookups of every frame (present or
+    /// not), counts, range queries and the cache (dropped by every removal).
+    fn check<const N: usize>(steps: &[Step]) -> Result<(), TestCaseError> {
+        let mut r = Record::<N>::new();
+        let mut m: BTreeMap<u64, u16> = BTreeMap::new();
+        let mut probes: Vec<u64> = (0..24).collect();
+        probes.extend((0..8).map(|i| i << 30));
+        for s in steps {
+            match *s {
+                Step::Insert(p) => {
+                    let pfn = Pfn::new(p).unwrap();
+                    let want = m.len() < N && !m.contains_key(&p);
+                    let got = r.insert(pfn, TableLevel::L1);
+                    prop_assert_eq!(got.is_ok(), want, "insert {}", p);
+                    if let Ok(slot) = got {
+                        prop_assert_eq!(r.find(pfn), Some(slot));
+                        r.cache(TableLevel::L1, p << 21, pfn, slot);
+                        m.insert(p, 0);
+                    }
+                }
+                Step::Remove(p) => {
+                    let got = r.remove(Pfn::new(p).unwrap()).map(|o| o.used);
+                    prop_assert_eq!(got, m.remove(&p), "remove {}", p);
+                    if got.is_some() {
+                        prop_assert!(r.cached_at(TableLevel::L1, p << 21).is_none());
+                    }
+                }
+                Step::Adjust(p, d) => {
+                    let got = r.adjust(Pfn::new(p).unwrap(), d);
+                    let want = m.get_mut(&p).map(|u| {
+                        *u = (i32::from(*u) + d).clamp(0, 512) as u16;
+                        *u
+                    });
+                    prop_assert_eq!(got, want, "adjust {}", p);
+                }
+            }
+            prop_assert_eq!(r.len(), m.len());
+            prop_assert_eq!(r.is_full(), m.len() == N);
+            for &p in &probes {
+                let pfn = Pfn::new(p).unwrap();
+                prop_assert_eq!(r.get(pfn).map(|o| o.used), m.get(&p).copied(), "get {}", p);
+                if let Some(slot) = r.find(pfn) {
+                    prop_assert_eq!(r.at_mut(slot).used, m[&p]);
+                }
+            }
+            for (lo, hi) in [(0, 4), (3, 20), (0, 1 << 40), (1 << 30, (1 << 30) + 1)] {
+                let got = r.table_in(lo, hi);
+                let want = m.range(lo..hi).next().map(|(&k, _)| k);
+                prop_assert_eq!(got.is_some(), want.is_some(), "table_in {}..{}", lo, hi);
+                if let Some(g) = got {
+                    prop_assert!(m.contains_key(&g) && (lo..hi).contains(&g));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn record_matches_a_map(steps in prop::collection::vec(step(), 1..200)) {
+            check::<8>(&steps)?;
+            check::<32>(&steps)?;
+        }
+    }
+}
