@@ -240,6 +240,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
     /// cannot know of, mapped writable; no Rust object relies on it not being aliased
     /// writably), and the virtual range is the caller's to use.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub unsafe fn map<B: RawMmu>(
         &mut self,
         mmu: &mut Mmu<B>,

@@ -37,6 +37,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
     /// # Safety
     /// Nothing relies on the pages of the range staying mapped (in particular no
     /// [`Mapping`](super::Mapping) covers them).
+    #[inline]
     pub unsafe fn unmap<B: RawMmu>(
         &mut self,
         mmu: &mut Mmu<B>,

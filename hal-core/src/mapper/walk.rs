@@ -122,6 +122,9 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                 return Ok(());
             }
         }
+        if !check && owned && level == TableLevel::L1 && matches!(act, Act::Unmap | Act::Teardown) {
+            return self.clear_leaves(mmu, table, lo, hi);
+        }
         let mut cursor = lo;
         // A run of slots to write: (first slot, entries so far, entries). Not zeroed: only
         // the first `run.1` are ever read.
@@ -313,6 +316,52 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             self.tlb.add(base + u64::from(i) * 4096);
         }
         Ok(true)
+    }
+
+    /// Clears the 4 KiB leaves of `[lo, hi)` (inside one slot range of the level-1 table
+    /// `table`, the mapper's own): one backend call per slot, a write only where a page was.
+    fn clear_leaves<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        table: Pfn,
+        lo: u64,
+        hi: u64,
+    ) -> Result<(), MapError<B::Error>> {
+        let first = TableLevel::L1.index_of(lo);
+        let last = TableLevel::L1.index_of(hi - 1);
+        let base = lo & !(COVER - 1);
+        let raw = mmu.raw_mut();
+        let mut removed = 0u16;
+        let mut failed = None;
+        for idx in first..=last {
+            // SAFETY: `table` is a level-1 table the mapper created (the record), hooked in its
+            // tree; only present leaves are cleared, which maps nothing.
+            let r = unsafe {
+                raw.update(table, TableLevel::L1, idx, |e| {
+                    e.is_present().then_some(Pte::EMPTY)
+                })
+            };
+            match r {
+                Ok(e) if e.is_present() => {
+                    removed += 1;
+                    self.tlb.add(base + u64::from(idx) * 4096);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if removed > 0 {
+            self.stats.entries_written += u64::from(removed);
+            self.dirty = true;
+            self.record.adjust(table, -i32::from(removed));
+        }
+        if let Some(slot) = self.record.find(table) {
+            self.record.cache(TableLevel::L1, base, table, slot);
+        }
+        failed.map_or(Ok(()), |e| Err(MapError::Backend(e)))
     }
 
     fn write_run<B: RawMmu>(
