@@ -35,6 +35,18 @@
 //! contract of [`Mapper::map`] covers them, Xen refuses them anyway (`-EBUSY`), and the safe
 //! [`Mapper::map_frames`] only takes `Free` frames, which no table is.
 
+//!
+//! # What a page costs
+//! The record of owned tables is an open-addressing table (one probe, usually) that keeps
+//! each table's count of present entries, so emptiness is known without scanning it. The last
+//! level-1 table used is cached: a map or unmap inside it skips the walk from the root and
+//! reaches its slot with one [`RawMmu::update`](crate::RawMmu::update) (one load, a store only
+//! when the slot changes); the cache is dropped whenever a table leaves the record. The checks
+//! stay per call (range, flags, physical range, known tables, overlap); the walks, the rollback
+//! of a refused `map` and the unhooking of emptied tables are out of line. On the host this
+//! maps and unmaps 4 KiB pages faster than x86_64's `Mapper` (README, "Performance of the
+//! run-time mapper").
+
 mod error;
 mod flush;
 mod map;
