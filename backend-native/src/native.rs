@@ -112,7 +112,7 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         Ok(())
     }
 
-    #[inline(always)]
+    #[inline]
     unsafe fn write(
         &mut self,
         table: Pfn,
