@@ -170,7 +170,7 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         Ok(())
     }
 
-    #[inline(always)]
+    #[inline]
     fn read(&mut self, table: Pfn, _level: TableLevel, index: u16) -> Result<Pte, NativeError> {
         if index >= 512 {
             return Err(NativeError::BadIndex(index));
