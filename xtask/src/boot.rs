@@ -15,7 +15,7 @@ use crate::elf::{self, XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_PHYS32_ENTRY};
 use crate::guest_mem::{self, RamFile, RamLayout};
 use crate::mem_size::MemSize;
 use crate::qmp::{Qmp, Registers};
-use crate::{defmt_stream, domu, qemu, walker, xen};
+use crate::{defmt_stream, domu, order, qemu, walker, xen};
 
 /// The boards' exit gate (`boards/src/common/exit.rs`): the symbol the guest waits on, the
 /// value that opens it, and the console line saying the guest is there.
@@ -216,6 +216,8 @@ pub struct BootResult {
     pub console_text: String,
     /// The decoded defmt lines.
     pub defmt_lines: Vec<String>,
+    /// The console and defmt lines in the order the guest wrote them ([`crate::order`]).
+    pub output: Vec<order::Line>,
     /// QEMU's stderr.
     pub qemu_stderr: String,
     /// Wall time of the QEMU run.
@@ -372,24 +374,45 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
     cmd.args(&opts.qemu_args);
 
     let echo = opts.echo;
-    let print = |line: &str| {
+    let kind = match board {
+        Board::Native => order::ConsoleKind::GuestOnly,
+        Board::Xen | Board::XenDomU => order::ConsoleKind::Xen,
+    };
+    let merger = Mutex::new(order::Merger::new(kind, |line: &order::Line| {
         if echo {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", line.trim_end_matches('\n'));
+            let _ = writeln!(std::io::stdout().lock(), "{}", line.display());
+        }
+    }));
+    let with_merger = |f: &mut dyn FnMut(&mut order::Merger<'_>)| {
+        if let Ok(mut m) = merger.lock() {
+            f(&mut m);
         }
     };
-    let print_defmt = |line: &str| print(&format!("defmt: {line}"));
+    let on_console = |line: &str| with_merger(&mut |m| m.console(line));
+    let on_defmt = |event: defmt_stream::Event<'_>| {
+        with_merger(&mut |m| match event {
+            defmt_stream::Event::Line(stamp, text) => m.defmt(stamp, text),
+            defmt_stream::Event::Drained => m.drained(),
+        })
+    };
     let stop = AtomicBool::new(false);
     let (run, defmt_lines) = std::thread::scope(|s| {
-        let decoder = s.spawn(|| defmt_stream::follow(&bytes, &frames, &stop, &print_defmt));
+        let decoder = s.spawn(|| defmt_stream::follow(&bytes, &frames, &stop, &on_defmt));
         let marker = qemu::OnMarker {
             text: GATE_MARKER,
             then: &at_gate,
         };
-        let run = qemu::run(cmd, timeout, echo, &print, Some(marker));
+        let run = qemu::run(cmd, timeout, echo, &on_console, Some(marker));
         stop.store(true, Ordering::Release);
         (run, decoder.join().expect("defmt decoder thread"))
     });
+    let output = match merger.into_inner() {
+        Ok(mut m) => {
+            m.finish();
+            m.into_lines()
+        }
+        Err(_) => Vec::new(),
+    };
     let _ = std::fs::remove_file(&qmp_path);
     let run = run?;
     let defmt_lines = defmt_lines?;
@@ -414,6 +437,7 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
         verdict,
         console_text: qemu::clean(&run.console),
         defmt_lines,
+        output,
         qemu_stderr: String::from_utf8_lossy(&run.stderr).into_owned(),
         elapsed: run.elapsed,
         frames_file,
@@ -442,11 +466,8 @@ fn boot_domu(
         .context("the Xen host returned no result")?;
     if opts.echo {
         let mut out = std::io::stdout().lock();
-        for l in run.console_text.lines() {
-            let _ = writeln!(out, "{l}");
-        }
-        for l in &run.defmt_lines {
-            let _ = writeln!(out, "defmt: {l}");
+        for l in &run.output {
+            let _ = writeln!(out, "{}", l.display());
         }
     }
     Ok(run)

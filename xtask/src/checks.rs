@@ -437,6 +437,7 @@ mod tests {
             verdict,
             console_text: console.into(),
             defmt_lines: defmt.iter().map(|s| s.to_string()).collect(),
+            output: Vec::new(),
             qemu_stderr: String::new(),
             elapsed: Duration::from_millis(300),
             frames_file: None,

@@ -37,7 +37,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::boot::{Board, BootResult, Verdict};
 use crate::mem_size::MemSize;
-use crate::{defmt_stream, qemu, xen};
+use crate::{defmt_stream, order, qemu, xen};
 
 /// The Debian 12 packages the host is made of (the kernel's versioned package is found from
 /// [`KERNEL_META`]).
@@ -656,7 +656,18 @@ pub fn run_batch(jobs: &[Job], qemu_args: &[String], echo: bool) -> Result<Vec<B
     for (i, (job, elf)) in jobs.iter().zip(&images).enumerate() {
         let report = env.reports.get(&i);
         let Split { text, defmt, .. } = report.map(|r| split(&r.stream)).unwrap_or_default();
-        let defmt_lines = defmt_stream::decode(elf, &defmt)?;
+        let stamped = defmt_stream::decode_stamped(elf, &defmt)?;
+        let console_text = qemu::clean(&text);
+        let mut merger = order::Merger::new(order::ConsoleKind::GuestOnly, |_| {});
+        for (stamp, line) in &stamped {
+            merger.defmt(*stamp, line);
+        }
+        for line in console_text.lines() {
+            merger.console(line);
+        }
+        merger.finish();
+        let output = merger.into_lines();
+        let defmt_lines = stamped.into_iter().map(|(_, l)| l).collect();
         let verdict = verdict(report, timed_out);
         let elapsed = report.map_or(run.elapsed, |r| {
             Duration::from_secs_f64((r.t.1 - r.t.0).max(0.0))
@@ -666,8 +677,9 @@ pub fn run_batch(jobs: &[Job], qemu_args: &[String], echo: bool) -> Result<Vec<B
             mem: job.mem,
             status: run.status.and_then(|s| s.code()),
             verdict,
-            console_text: qemu::clean(&text),
+            console_text,
             defmt_lines,
+            output,
             qemu_stderr: String::from_utf8_lossy(&run.stderr).into_owned(),
             elapsed,
             frames_file: None,

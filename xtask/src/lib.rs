@@ -19,6 +19,7 @@ pub mod fuzz;
 pub mod guest_mem;
 pub mod matrix;
 pub mod mem_size;
+pub mod order;
 pub mod qemu;
 pub mod qmp;
 pub mod refusals;

@@ -104,15 +104,11 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
     let elf = elf.with_context(|| format!("no ELF given\n{USAGE}"))?;
     let result = boot::boot(&elf, &opts)?;
     if !opts.echo && result.verdict != boot::Verdict::Pass {
-        // Quiet, but a failure shows its cause: the end of the console (Xen's log and the
-        // guest's) and of the decoded lines, and what QEMU said.
-        let console: Vec<&str> = result.console_text.lines().collect();
-        for l in &console[console.len().saturating_sub(25)..] {
-            eprintln!("console: {l}");
-        }
-        let d = &result.defmt_lines;
-        for l in &d[d.len().saturating_sub(15)..] {
-            eprintln!("defmt: {l}");
+        // Quiet, but a failure shows its cause: the end of the guest's output (console, Xen's
+        // log and the decoded lines, in order), and what QEMU said.
+        let out = &result.output;
+        for l in &out[out.len().saturating_sub(30)..] {
+            eprintln!("{}", l.display());
         }
         if !result.qemu_stderr.trim().is_empty() {
             eprintln!("qemu: {}", result.qemu_stderr.trim_end());

@@ -184,8 +184,9 @@ pub struct OnMarker<'a> {
     pub then: &'a (dyn Fn() + Sync),
 }
 
-/// Runs `cmd` for at most `timeout`, capturing stdout and stderr; with `echo`, console lines are
-/// passed to `on_line` as they complete (escape sequences removed). `marker` is acted on once.
+/// Runs `cmd` for at most `timeout`, capturing stdout and stderr; console lines are passed to
+/// `on_line` as they complete (escape sequences removed); with `echo`, QEMU's stderr is copied
+/// to ours at the end. `marker` is acted on once.
 pub fn run(
     mut cmd: Command,
     timeout: Duration,
@@ -235,14 +236,12 @@ pub fn run(
                                 let _ = tx.send(());
                             }
                         }
-                        if echo {
-                            on_line(&l);
-                        }
+                        on_line(&l);
                         line.clear();
                     }
                 }
             }
-            if echo && !line.is_empty() {
+            if !line.is_empty() {
                 on_line(&clean(&line));
             }
             all

@@ -2,7 +2,7 @@
 //! handlers) through a function pointer the board registers at entry.
 
 use core::fmt;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use crate::Platform;
 
@@ -14,6 +14,10 @@ pub fn set(write: fn(&str)) {
     CONSOLE.store(write as *mut (), Ordering::Release);
 }
 
+/// Console lines completed (newlines written) so far; the defmt logger stamps each frame with
+/// it, so the runner can put the two outputs back in the order they were written.
+static LINES: AtomicU32 = AtomicU32::new(0);
+
 /// Writes `s` to the registered console; drops it if no board registered one yet.
 pub fn write(s: &str) {
     let p = CONSOLE.load(Ordering::Acquire);
@@ -21,7 +25,14 @@ pub fn write(s: &str) {
         // SAFETY: the only non-null value ever stored is a `fn(&str)` (see `set`).
         let f = unsafe { core::mem::transmute::<*mut (), fn(&str)>(p) };
         f(s);
+        let newlines = s.bytes().filter(|&b| b == b'\n').count();
+        LINES.fetch_add(newlines as u32, Ordering::Relaxed);
     }
+}
+
+/// How many console lines were completed (the number of newlines written to the console).
+pub fn lines() -> u32 {
+    LINES.load(Ordering::Relaxed)
 }
 
 /// `core::fmt::Write` onto the registered console: `writeln!(Console, ...)`.

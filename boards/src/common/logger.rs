@@ -105,6 +105,10 @@ mod global {
     #[defmt::global_logger]
     struct Com2Logger;
 
+    // Each frame carries the number of console lines written before it: the runner orders
+    // the two outputs by it (`xtask/src/order.rs`).
+    defmt::timestamp!("{=u32}", crate::common::console::lines());
+
     /// Interrupt state to restore when the open frame ends; only touched with `TAKEN` held.
     static RESTORE: RacyCell<bool> = RacyCell::new(false);
     /// The frame encoder; only touched with `TAKEN` held.
