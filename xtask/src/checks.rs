@@ -17,6 +17,7 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<String, String> {
         }
         Expect::DirectMap if test.board == Board::XenDomU => {
             passed(run)?;
+            in_guest_order(run)?;
             let f = Figures::find(&run.defmt_lines).map_err(|e| format!("{e:#}"))?;
             return domu_direct_map(test, &f, &run.defmt_lines);
         }
@@ -33,6 +34,7 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<String, String> {
                 });
             }
             let host = host?;
+            in_guest_order(run)?;
             let f = Figures::find(&run.defmt_lines).map_err(|e| format!("{e:#}"))?;
             direct_map_figures(&f, &host)?;
             let mut note = format!(
@@ -97,6 +99,39 @@ pub fn check(test: &BootTest, run: &BootResult) -> Result<String, String> {
         }
     }
     Ok(String::new())
+}
+
+/// The runner's ordered output of a passing `direct_map` run follows the example's program
+/// order: the figures (defmt) and the backend's report (defmt) before `direct_map: PASS` (the
+/// console), the exit gate's line after it.
+fn in_guest_order(run: &BootResult) -> Result<(), String> {
+    use crate::order::Source;
+    let find = |source: Source, text: &str| {
+        run.output
+            .iter()
+            .position(|l| l.source == source && l.text.contains(text))
+            .ok_or(format!("{text:?} is not in the ordered output"))
+    };
+    let figures = find(Source::Defmt, crate::figures::MARKER)?;
+    let pass = find(Source::Console, "direct_map: PASS")?;
+    let last_defmt_before = run.output[..pass]
+        .iter()
+        .rposition(|l| l.source == Source::Defmt);
+    if figures > pass || last_defmt_before.is_none() {
+        return Err(format!(
+            "out of order: the figures are line {figures} of the output, `direct_map: PASS` \
+             line {pass}"
+        ));
+    }
+    // The backend's report is the last thing the example logs before it returns.
+    let report_after = run.output[pass..].iter().any(|l| {
+        l.source == Source::Defmt
+            && (l.text.contains("xen-pv hypercalls, total") || l.text.contains("entries stored"))
+    });
+    if report_after {
+        return Err("out of order: the backend's report comes after `direct_map: PASS`".into());
+    }
+    Ok(())
 }
 
 /// The `fault` example: the board's `#PF` report, with CR2 the address the example says it
@@ -165,19 +200,25 @@ pub fn xen_boot_tables(console: &str) -> Result<Pfns, String> {
 
 /// The host's own walk of the tables the CPU used at the exit gate.
 fn host_verdict(test: &BootTest, run: &BootResult) -> Result<Report, String> {
+    host_report(test.board, test.mem_mib, run)
+}
+
+/// The host verifier's walk of a run on `board` with `mem_mib` (the machine's, or dom0's)
+/// from what the host captured at the exit gate.
+pub fn host_report(board: Board, mem_mib: u64, run: &BootResult) -> Result<Report, String> {
     let cap = match &run.capture {
         Some(Ok(c)) => c,
         Some(Err(e)) => return Err(format!("the host could not capture the machine: {e}")),
         None => return Err("the guest never reached the exit gate: nothing captured".into()),
     };
     let pgt_buf = pgt_buf(&run.defmt_lines)?;
-    let (dom0_pages, xen_boot_tables) = match test.board {
+    let (dom0_pages, xen_boot_tables) = match board {
         Board::Native => (0, (0, 0)),
-        Board::Xen => (test.mem_mib << 8, xen_boot_tables(&run.console_text)?),
+        Board::Xen => (mem_mib << 8, xen_boot_tables(&run.console_text)?),
         Board::XenDomU => return Err(DOMU_NOT_WALKED.into()),
     };
     let machine = Machine {
-        board: test.board,
+        board,
         layout: cap.ram.layout(),
         dom0_pages,
         xen_boot_tables,

@@ -28,6 +28,7 @@ pub mod size;
 pub mod steps;
 pub mod strategies;
 pub mod suite;
+pub mod summary;
 pub mod verify;
 pub mod walker;
 pub mod xen;

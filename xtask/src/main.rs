@@ -118,6 +118,15 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
         // xen-domu: the host's side of the failure.
         eprint!("{}", xtask::domu::host_tail(&result.host_console, 15));
     }
+    // A `direct_map` run ends with its figures in words and the host's verdict on them; a
+    // passing guest the host disagrees with fails.
+    let mut disagrees = false;
+    if let Some((block, host)) = xtask::summary::direct_map(&result) {
+        if opts.echo || result.verdict != boot::Verdict::Pass {
+            eprint!("{block}");
+        }
+        disagrees = matches!(host, xtask::summary::HostVerdict::Disagrees(_));
+    }
     eprintln!("xtask: {}: {}", elf.display(), result.summary());
     match &result.capture {
         Some(Ok(c)) => eprintln!(
@@ -132,6 +141,10 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
     }
     if let Some(frames) = &result.frames_file {
         eprintln!("xtask: raw defmt frames kept in {}", frames.display());
+    }
+    if disagrees && result.verdict == boot::Verdict::Pass {
+        eprintln!("xtask: the guest passed, but the host verifier disagrees (above): exit 1");
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::from(result.verdict.exit_code()))
 }
