@@ -7,6 +7,7 @@
 //! is `xtask test`: the cargo [`steps`], the boot [`matrix`], judged by [`checks`] (the
 //! `direct_map` example's [`figures`] among them).
 
+pub mod apt;
 pub mod boot;
 pub mod budget;
 pub mod checks;

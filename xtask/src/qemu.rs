@@ -63,56 +63,11 @@ pub fn native_command(
     Ok(cmd)
 }
 
-/// Whether `QEMU` is on `PATH`.
-fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
-}
-
 /// The emulator, installed from Debian's package (`apt-get install qemu-system-x86`) when it
 /// is missing and we may (root, `apt-get` present), as Xen is provisioned; otherwise an error
 /// that says how to get it.
 pub fn qemu() -> Result<&'static str> {
-    if on_path(QEMU) {
-        return Ok(QEMU);
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    if !root || !on_path("apt-get") {
-        bail!(
-            "{QEMU} not found: install it with `apt-get install qemu-system-x86` (Debian or \
-             Ubuntu, as root); the runner does that itself when run as root"
-        );
-    }
-    eprintln!(
-        "xtask: {QEMU} not found: installing Debian's qemu-system-x86 (apt-get update; \
-         apt-get install -y --no-install-recommends qemu-system-x86); this takes a minute"
-    );
-    for args in [
-        &["update", "-q"][..],
-        &[
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            "qemu-system-x86",
-        ][..],
-    ] {
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .status()
-            .context("running apt-get")?;
-        if !status.success() {
-            bail!("`apt-get {}` failed ({status})", args.join(" "));
-        }
-    }
-    if !on_path(QEMU) {
-        bail!("apt-get installed qemu-system-x86, but {QEMU} is still not on PATH");
-    }
+    crate::apt::provide(QEMU, "qemu-system-x86", "every boot needs it")?;
     Ok(QEMU)
 }
 

@@ -83,6 +83,10 @@ pub fn run(root: &Path, opts: &SuiteOptions) -> Summary {
     }
 
     if !opts.boot_only {
+        // The fuzz targets link libFuzzer, which the libfuzzer-sys crate builds with C++.
+        if let Err(e) = crate::apt::provide("c++", "g++", "the fuzz targets build libFuzzer") {
+            say(&format!("note: {e:#}; the fuzz steps will fail"));
+        }
         for step in steps::steps().iter().filter(|s| opts.selects(s.name)) {
             say(&format!("     running `cargo {}`", step.args.join(" ")));
             let log = logs.join(format!("{}.log", step.name.replace('/', "-")));
