@@ -9,8 +9,12 @@
 //! xtask size [ELF]
 //! xtask xen-strategies [--mem SIZE]...
 //! ```
+//! `boot` prints the guest's console and decoded defmt lines in the order the guest wrote them
+//! (`xtask::order`); a `direct_map` run ends with a summary of its figures and the host
+//! verifier's verdict on them (`xtask::summary`).
+//!
 //! `boot` exit status: 0 the example passed; 1 it reported failure (Fail, panic, CPU
-//! exception); 2 the run ended without a verdict (triple fault, reset, timeout); 3 setup error
+//! exception), or it passed and the host verifier disagrees with its figures; 2 the run ended without a verdict (triple fault, reset, timeout); 3 setup error
 //! (bad options, not a kernel or not one for the board, too little memory for the image, QEMU
 //! or Xen missing or refusing to start).
 //!
