@@ -27,10 +27,17 @@ pub fn provide(binary: &str, package: &str, why: &str) -> Result<()> {
     if on_path(binary) {
         return Ok(());
     }
-    if !is_root() || !on_path("apt-get") {
+    let cannot = if !on_path("apt-get") {
+        Some("there is no apt-get on PATH to install it with")
+    } else if !is_root() {
+        Some("the runner installs it itself only when run as root")
+    } else {
+        None
+    };
+    if let Some(why_not) = cannot {
         bail!(
-            "{binary} not found ({why}): install it with `apt-get install {package}` (Debian or \
-             Ubuntu, as root); the runner does that itself when run as root"
+            "{binary} not found ({why}): install Debian's {package} (`apt-get install \
+             {package}` as root, or your system's package); {why_not}"
         );
     }
     eprintln!(
