@@ -235,9 +235,9 @@ pub const DOMU_NOT_WALKED: &str =
 
 /// RAM a domU's `nr_pages` may withhold from xl's `memory` (none was, measured).
 const DOMU_RAM_SLACK: u64 = 8 << 20;
-/// The `direct_map` example's `HEADROOM` (`examples/src/direct_map.rs`): frames `pgt_buf`
-/// holds beyond the exact count, all of which `finish` must release.
-const DIRECT_MAP_HEADROOM: u64 = 64;
+/// The `direct_map` example's headroom (shared with it through `pvmmu-figures`): frames
+/// `pgt_buf` holds beyond the exact count, all of which `finish` must release.
+use pvmmu_figures::DIRECT_MAP_HEADROOM;
 
 /// `direct_map` as a domU: the guest's figures against themselves and the configured memory
 /// (the checks the suite made before the host verifier), and the hypercall budgets on the
