@@ -13,8 +13,10 @@
 //!   512 writable (every store lands and reads back), and the frames serve as tables again
 //!   (protect, pin frame `p` as an L1, unpin, release) before going back to memblock.
 //! - **fill** (512 entries written into a pinned L1 table `T` in one `mmu_update`): entry `p`
-//!   maps `T` itself writable, which Xen refuses with -EBUSY. Expected: `Op::Write`, errno
-//!   16, `failed_at = applied = p`, the entry named as `T`'s slot `p` mapping `T`. Then:
+//!   maps `T` itself with bit 62 set (Xen's `_PAGE_GNTTAB`, which no guest L1 entry may
+//!   carry), which Xen refuses with -EINVAL. (A writable mapping of `T` is no mistake any
+//!   more: the backend writes a writable leaf for a table read-only.) Expected: `Op::Write`,
+//!   errno 22, `failed_at = applied = p`, the entry named as `T`'s slot `p` mapping `T`. Then:
 //!   entries below `p` hold what was written, the others are empty; the corrected entries
 //!   are accepted; emptied, unpinned and retired, `T` is memory again (a store lands).
 //!
@@ -344,14 +346,14 @@ fn fill_row<P: RefusalsBoard>(
     for (k, e) in entries.iter_mut().enumerate() {
         *e = target(k as u64).ok_or_else(|| failed("pfn", 0))?;
     }
-    entries[pos as usize] = Pte::new(t, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
-    // SAFETY: deliberately wrong at `pos` (a writable mapping of the table itself, which Xen
-    // must refuse); the other entries map frames we own read-only, in a table hooked nowhere.
+    entries[pos as usize] = Pte::new(t, PageTableFlags::PRESENT | PageTableFlags::BIT_62);
+    // SAFETY: deliberately wrong at `pos` (an entry with Xen's grant-table bit, which Xen must
+    // refuse); the other entries map frames we own read-only, in a table hooked nowhere.
     let res = unsafe { p.mmu().raw_mut().write(t, TableLevel::L1, 0, &entries) }
         .and_then(|()| p.mmu().raw_mut().flush());
     let Err(e) = res else {
         return Err(failed(
-            "a writable mapping of a table was accepted",
+            "an L1 entry with the grant-table bit was accepted",
             pos as i64,
         ));
     };

@@ -169,7 +169,8 @@ pub struct Caps {
     /// Leaf sizes the backend accepts. 64-bit Xen PV: 4 KiB only.
     pub page_sizes: PageSizes,
     /// Whether a page-table frame must have no writable mapping anywhere (Xen PV). When set,
-    /// the direct-map builder maps page-table frames read-only.
+    /// the backend writes every writable 4 KiB leaf for a protected or table frame read-only
+    /// (see [`RawMmu::write`]), and the direct-map builder maps those frames with 4 KiB leaves.
     pub tables_read_only: bool,
     /// Root-table slots `[start, end)` the kernel may not use (Xen PV: 256..272).
     pub reserved_root_slots: (u16, u16),
@@ -183,13 +184,16 @@ pub struct Caps {
 /// The implementer promises, for every method that returns `Ok` (for queued operations: once a
 /// later [`flush`](RawMmu::flush) has returned `Ok`):
 /// - [`protect`](RawMmu::protect): no writable mapping of any frame of the range exists, and
-///   none is created until [`release`](RawMmu::release) is called for that frame, except through
-///   [`write`](RawMmu::write) entries that the caller asked for;
+///   none is created until [`release`](RawMmu::release) is called for that frame (with
+///   [`Caps::tables_read_only`]; without it, except through [`write`](RawMmu::write) entries
+///   that the caller asked for);
 /// - [`release`](RawMmu::release): every mapping of the frames that the backend made read-only
-///   because of `protect` or because the frames were tables is writable again, and the frames
-///   are no page tables for the hardware or hypervisor any more;
+///   (in `protect`, or by downgrading a leaf in `write`) is writable again, every mapping the
+///   caller wrote read-only stays read-only, and the frames are no page tables for the
+///   hardware or hypervisor any more;
 /// - [`write`](RawMmu::write) stores exactly the entries given, translated to the platform's
-///   frame numbers, and nothing else;
+///   frame numbers, and nothing else, except that with [`Caps::tables_read_only`] a writable
+///   4 KiB leaf for a protected or table frame is stored without `WRITABLE` (downgraded);
 /// - [`caps`](RawMmu::caps) is constant and true.
 pub unsafe trait RawMmu {
     /// The backend's error, with its raw cause inside.
@@ -215,8 +219,9 @@ pub unsafe trait RawMmu {
     ///
     /// Pre: the caller owns the frames and nothing else uses them.
     /// Post (native): nothing changes. Post (Xen PV): every mapping the backend knows of
-    /// (the initial mapping, windows) is read-only; a later `write` that maps one of these
-    /// frames read-only is remembered, so `release` finds it again.
+    /// (the initial mapping, windows) is read-only; a later `write` of a writable leaf for one
+    /// of these frames is downgraded to read-only and remembered, so `release` makes it
+    /// writable again. A leaf the caller writes read-only is no business of `release`.
     ///
     /// # Safety
     /// The caller owns `frames` and stops using them as memory.
@@ -228,6 +233,11 @@ pub unsafe trait RawMmu {
     /// is either not yet hooked anywhere (the write is a plain store) or live (the platform
     /// validates the entries). Leaf entries at level 2 or 3 have `HUGE_PAGE` and are allowed by
     /// [`Caps::page_sizes`].
+    ///
+    /// With [`Caps::tables_read_only`], a writable 4 KiB leaf for a frame that is protected
+    /// (not released since) or a page table is written without `WRITABLE` and remembered;
+    /// `release` of that frame makes it writable again. A leaf given read-only is written as
+    /// given and stays read-only. A large leaf covering such a frame is the caller's error.
     ///
     /// # Safety
     /// The caller owns `table` as a page table of level `level`, and the entries map only
@@ -342,7 +352,9 @@ pub unsafe trait RawMmu {
     /// Makes `frames` writable again everywhere the backend mapped them read-only.
     ///
     /// Pre: none of the frames is a page table any more (never hooked, or unhooked and
-    /// unpinned). Post: every mapping of them is writable; the frames are ordinary memory.
+    /// unpinned). Post: every mapping the backend made read-only (through `protect` or a
+    /// downgraded leaf) is writable; leaves the caller wrote read-only stay as written; the
+    /// frames are ordinary memory.
     ///
     /// # Safety
     /// The caller owns the frames, and no table hooked anywhere or pinned is among them.

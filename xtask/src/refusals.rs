@@ -1,6 +1,7 @@
 //! Judging the `refusals` example: for every position the host planted (its `refusals.at=`
-//! guest argument), one release row and one fill row, each saying Xen refused exactly that
-//! entry with -EBUSY, the typed error named it, and the frames carried on as their types say.
+//! guest argument), one release row (Xen refuses the entry with -EBUSY) and one fill row
+//! (-EINVAL), each saying Xen refused exactly that entry, the typed error named it, and the
+//! frames carried on as their types say.
 
 use crate::boot::BootResult;
 
@@ -69,7 +70,7 @@ pub fn check(run: &BootResult, guest_args: &[&str]) -> Result<(), String> {
         let f = row(lines, "fill", p)?;
         for (name, want) in [
             ("op_named", "Write"),
-            ("errno", "16"),
+            ("errno", "22"),
             ("submitted", "512"),
             ("applied", pos.as_str()),
             ("failed_at", pos.as_str()),

@@ -447,9 +447,11 @@ fn translate(e: Pte, mfn: u64) -> u64 {
 // read-only (and flushes), at once or, with `FillStrategy::StoreThenProtect`, before the next
 // operation that could make a frame a table or hand Xen anything (every such method applies
 // the held-back protections first, and only `fill_fresh` writes the frames meanwhile, by
-// plain stores into fresh tables nothing else reads: a queued operation, as the trait allows), and `write` records the read-only leaves it writes for protected
-// frames, so `release` can make exactly those writable again; Xen's type system refuses any
-// writable mapping of a frame while it is a page table. `write` queues exactly the entries
+// plain stores into fresh tables nothing else reads: a queued operation, as the trait allows),
+// and `write` writes every writable leaf for a protected frame or a bootstrap table read-only;
+// both remember exactly the entries they downgraded, so `release` makes exactly those writable
+// again (a leaf the caller wrote read-only stays so); Xen's type system refuses any writable
+// mapping of a frame while it is a page table. `write` queues exactly the entries
 // given, P2M-translated, in order, and every queued entry has been submitted once `flush`
 // returns `Ok`. `caps` is a constant.
 unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
@@ -530,8 +532,8 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
             }
             let pfn = e.pfn().as_u64();
             self.mfn(pfn, op)?;
-            if self.remembered(level, e) {
-                let flags = bits & !ADDR;
+            if self.downgraded(level, e) && self.protected.contains(pfn) {
+                let flags = bits & !ADDR & !RW;
                 if prev != Some((pfn.wrapping_sub(1), flags)) {
                     runs += 1;
                 }
@@ -546,16 +548,19 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         }
         self.forget_ptes(base, hi);
         for (ptr, e) in (base..).step_by(8).zip(entries) {
-            let val = if e.is_present() {
+            let mut val = if e.is_present() {
                 translate(*e, self.mfn(e.pfn().as_u64(), op)?)
             } else {
                 0
             };
-            if self.remembered(level, e) {
-                self.st
-                    .records
-                    .add(e.pfn().as_u64(), ptr, val & !ADDR)
-                    .map_err(|_| err(op, Cause::Capacity(Capacity::ReadOnlyRuns)))?;
+            if self.downgraded(level, e) {
+                val &= !RW;
+                if self.protected.contains(e.pfn().as_u64()) {
+                    self.st
+                        .records
+                        .add(e.pfn().as_u64(), ptr, val & !ADDR)
+                        .map_err(|_| err(op, Cause::Capacity(Capacity::ReadOnlyRuns)))?;
+                }
             }
             self.push(
                 MmuUpdate {
@@ -619,13 +624,19 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
             self.apply_deferred()?;
         }
         // A fresh frame holds no remembered mapping, unless it held entries once (forget
-        // them); the run's read-only leaves for protected frames add at most one run of
-        // records per protected range they cross (checked as they come).
+        // them); the run's downgraded leaves add at most one run of records per read-only
+        // range they cross (checked as they come).
         self.forget_ptes(base, hi);
-        let remember = level == TableLevel::L1 && e.is_present() && e.bits() & RW == 0;
         let flags = e.bits() & !ADDR;
+        // Whether some entry of the run may be downgraded: a writable leaf run that reaches a
+        // read-only frame (one range check for the run, then one per entry only if so).
+        let downgrade = level == TableLevel::L1 && e.is_present() && flags & RW != 0 && {
+            let first_pfn = e.pfn().as_u64();
+            let last_pfn = run.entry(run.count - 1).pfn().as_u64();
+            self.read_only_in(first_pfn, last_pfn + 1)
+        };
         if let Some(va) = store_at {
-            if !remember && (run.step == 1 || !e.is_present()) {
+            if !downgrade && (run.step == 1 || !e.is_present()) {
                 // Nothing to remember: the entries straight from the P2M into the frame.
                 let dst = va + 8 * u64::from(first);
                 let count = usize::from(run.count);
@@ -658,14 +669,17 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
             let val = if e.is_present() {
                 let pfn = e.pfn().as_u64() + u64::from(i) * run.step;
                 let mfn = self.mfn(pfn, op)?;
-                if remember
-                    && self.protected.contains(pfn)
-                    && self.st.records.add(pfn, ptr, flags).is_err()
-                {
-                    self.forget_ptes(base, hi);
-                    return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
+                if downgrade && self.read_only_frame(pfn) {
+                    if self.protected.contains(pfn)
+                        && self.st.records.add(pfn, ptr, flags & !RW).is_err()
+                    {
+                        self.forget_ptes(base, hi);
+                        return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
+                    }
+                    (flags & !RW) | (mfn << 12)
+                } else {
+                    flags | (mfn << 12)
                 }
-                flags | (mfn << 12)
             } else {
                 0
             };
@@ -948,12 +962,34 @@ impl<H: PvPlatform> XenPv<'_, H> {
         Ok(())
     }
 
-    /// Whether `write` remembers entry `e` of a level-`level` table: a read-only leaf for a
-    /// protected frame.
-    fn remembered(&self, level: TableLevel, e: &Pte) -> bool {
+    /// Whether `write` downgrades entry `e` of a level-`level` table: a *writable* leaf for a
+    /// read-only frame ([`read_only_frame`](Self::read_only_frame)). It is written read-only
+    /// and, for a protected frame, remembered, so that `release` makes it writable again (the
+    /// domain builder's tables stay tables: nothing releases them). A leaf the caller wrote
+    /// read-only is written as given, not remembered, and stays read-only.
+    fn downgraded(&self, level: TableLevel, e: &Pte) -> bool {
         level == TableLevel::L1
             && e.is_present()
-            && e.bits() & RW == 0
-            && self.protected.contains(e.pfn().as_u64())
+            && e.bits() & RW != 0
+            && self.read_only_frame(e.pfn().as_u64())
+    }
+
+    /// Whether frame `pfn` may have no writable mapping: protected (and not released since),
+    /// or one of the domain builder's tables.
+    fn read_only_frame(&self, pfn: u64) -> bool {
+        self.protected.contains(pfn)
+            || self
+                .boot_tables
+                .iter()
+                .any(|r| r.start().as_u64() <= pfn && pfn < r.end())
+    }
+
+    /// Whether some frame of `[lo, hi)` is a read-only frame.
+    fn read_only_in(&self, lo: u64, hi: u64) -> bool {
+        self.protected.overlaps(lo, hi)
+            || self
+                .boot_tables
+                .iter()
+                .any(|r| r.start().as_u64() < hi && lo < r.end())
     }
 }

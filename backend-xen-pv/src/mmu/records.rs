@@ -186,6 +186,13 @@ impl<const N: usize> RangeSet<N> {
             .any(|r| r.start().as_u64() <= pfn && pfn < r.end())
     }
 
+    /// Whether some frame of `[lo, hi)` is in the set.
+    pub(crate) fn overlaps(&self, lo: u64, hi: u64) -> bool {
+        self.ranges
+            .iter()
+            .any(|r| r.start().as_u64() < hi && lo < r.end())
+    }
+
     /// Adds `r`, merging with overlapping or adjacent ranges.
     pub(crate) fn insert(&mut self, r: PfnRange) -> Result<(), Full> {
         if r.is_empty() {
@@ -216,8 +223,18 @@ impl<const N: usize> RangeSet<N> {
         Ok(())
     }
 
-    /// Removes `[lo, hi)`.
+    /// Removes `[lo, hi)`; on `Err` (no room to split a range) the set is unchanged.
     pub(crate) fn remove(&mut self, lo: u64, hi: u64) -> Result<(), Full> {
+        self.ranges = self.without(lo, hi)?;
+        Ok(())
+    }
+
+    /// Whether removing `[lo, hi)` would fit.
+    pub(crate) fn can_remove(&self, lo: u64, hi: u64) -> bool {
+        self.without(lo, hi).is_ok()
+    }
+
+    fn without(&self, lo: u64, hi: u64) -> Result<Vec<PfnRange, N>, Full> {
         let mut out: Vec<PfnRange, N> = Vec::new();
         for x in &self.ranges {
             let (s, e) = (x.start().as_u64(), x.end());
@@ -232,8 +249,7 @@ impl<const N: usize> RangeSet<N> {
                 out.push(make(hi, e)).map_err(|_| Full)?;
             }
         }
-        self.ranges = out;
-        Ok(())
+        Ok(out)
     }
 }
 

@@ -27,6 +27,11 @@ impl<H: PvPlatform> XenPv<'_, H> {
         if self.st.records.room() < self.st.records.splits_for_pfns(lo, hi) {
             return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
         }
+        // A frame left in the protected set would have later writable leaves downgraded:
+        // the set must shrink, so check before anything is released.
+        if !self.protected.can_remove(lo, hi) {
+            return Err(err(op, Cause::Capacity(Capacity::Protected)));
+        }
         self.submit()?;
         let mut progress = Progress::default();
         let res = match self.strategy {
@@ -39,9 +44,9 @@ impl<H: PvPlatform> XenPv<'_, H> {
                 if self.st.records.remove_pfns(lo, hi).is_err() {
                     panic!("room checked above");
                 }
-                // Failing to shrink the protected set only makes later writes remember
-                // mappings that need not be: harmless.
-                let _ = self.protected.remove(lo, hi);
+                if self.protected.remove(lo, hi).is_err() {
+                    panic!("room checked above");
+                }
                 Ok(())
             }
             Err(mut e) => {

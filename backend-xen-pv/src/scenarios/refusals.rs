@@ -1,6 +1,7 @@
 //! The model refusing the seed's bug and its relatives, and the backend's typed errors:
 //! (a) a tail frame written while still read-only faults; (b) a table hooked or pinned while
-//! still writable is -EINVAL; (c) a writable mapping of a table is -EBUSY; (d) a hypercall
+//! still writable is -EINVAL; (c) a writable leaf for a table is written read-only by the backend, and an entry Xen
+//! refuses mid-batch is named; (d) a hypercall
 //! refused mid-batch gives errno and applied count, and leaves every frame in the state its
 //! type says.
 
@@ -143,14 +144,12 @@ fn a_table_hooked_or_pinned_while_writable_is_einval() {
     g.xen().audit().unwrap();
 }
 
-#[test]
-fn a_writable_mapping_of_a_table_is_ebusy_mid_batch() {
-    let mut g = boot(DomainConfig::mib(64));
-    let fin = direct_map(&mut g, HEADROOM);
-    // A table frame, and the direct-map L1 that maps it.
+/// A table frame, the direct-map L1 that maps it, its slot there, and the three entries
+/// around that slot.
+fn table_leaf(g: &mut Guest, fin: &hal_core::pgt_buf::Finished) -> (u64, Pfn, u16, Vec<Pte>) {
     let t = fin.used.start().as_u64() + 2;
     assert!(g.xen().frame(t).is_table());
-    let l2 = direct_map_l2(&mut g);
+    let l2 = direct_map_l2(g);
     let l1 = g
         .mmu
         .raw_mut()
@@ -164,8 +163,55 @@ fn a_writable_mapping_of_a_table_is_ebusy_mid_batch() {
         .collect();
     assert_eq!(old[1].pfn().as_u64(), t);
     assert!(!old[1].flags().contains(PageTableFlags::WRITABLE));
-    let bad = Pte::new(pfn(t), old[1].flags() | PageTableFlags::WRITABLE);
-    // SAFETY: deliberately wrong: maps a page-table frame writable (Xen must refuse).
+    (t, l1, s, old)
+}
+
+#[test]
+fn a_writable_leaf_for_a_table_is_written_read_only() {
+    let mut g = boot(DomainConfig::mib(64));
+    let fin = direct_map(&mut g, HEADROOM);
+    let (t, l1, s, old) = table_leaf(&mut g, &fin);
+    let remembered = g.mmu.raw().read_only_mappings();
+    // The three frames are tables (the buffer's first ones).
+    assert!((t - 1..=t + 1).all(|p| fin.used.contains(pfn(p))));
+    let asked: Vec<Pte> = old
+        .iter()
+        .map(|e| Pte::new(e.pfn(), e.flags() | PageTableFlags::WRITABLE))
+        .collect();
+    // SAFETY: rewrites the direct map's leaves with the same frames, asking for writable
+    // mappings of tables, which the backend must write read-only.
+    unsafe { g.mmu.raw_mut().write(l1, TableLevel::L1, s - 1, &asked) }.unwrap();
+    g.mmu.raw_mut().flush().unwrap();
+    for (i, p) in (s - 1..=s + 1).zip(t - 1..=t + 1) {
+        // (Xen adjusts what it stores, GLOBAL for an entry carrying USER: compare frame, RW.)
+        let now = g.mmu.raw_mut().read(l1, TableLevel::L1, i).unwrap();
+        assert_eq!(now.pfn().as_u64(), p);
+        assert!(
+            !now.flags().contains(PageTableFlags::WRITABLE),
+            "downgraded: {now:?}"
+        );
+    }
+    assert_eq!(
+        g.xen().store(Guest::va(t)),
+        Err(Fault::ReadOnly { level: 1 })
+    );
+    assert_eq!(
+        g.mmu.raw().read_only_mappings(),
+        remembered,
+        "the same mapping remembered once"
+    );
+    assert!(g.xen().frame(t).is_table());
+    g.xen().audit().unwrap();
+}
+
+#[test]
+fn an_entry_xen_refuses_mid_batch_is_named_and_the_rest_dropped() {
+    let mut g = boot(DomainConfig::mib(64));
+    let fin = direct_map(&mut g, HEADROOM);
+    let (t, l1, s, old) = table_leaf(&mut g, &fin);
+    // Bit 62 is Xen's _PAGE_GNTTAB, which no guest L1 entry may carry (-EINVAL).
+    let bad = Pte::new(pfn(t), old[1].flags() | PageTableFlags::BIT_62);
+    // SAFETY: deliberately wrong: an entry Xen must refuse; the others are as they were.
     unsafe {
         g.mmu
             .raw_mut()
@@ -176,7 +222,7 @@ fn a_writable_mapping_of_a_table_is_ebusy_mid_batch() {
     let e = g.mmu.raw_mut().flush().unwrap_err();
     assert_eq!(
         (e.op, e.errno(), e.kind()),
-        (Op::Write, Some(XenErrno::EBUSY), ErrorKind::Busy)
+        (Op::Write, Some(XenErrno::EINVAL), ErrorKind::Refused)
     );
     let r = e.refusal().unwrap();
     assert_eq!(
@@ -346,4 +392,49 @@ fn entries_xen_pv_cannot_take_are_refused_before_any_hypercall() {
     assert_eq!(e.kind(), ErrorKind::OutOfRange);
     assert_eq!(g.mmu.raw().queued(), 0);
     assert_eq!(g.mmu.raw().counters().total().hypercalls, before);
+}
+
+/// The fuzzer's finding `typed_ops-ro-leaf-released-writable`: a caller writes a read-only
+/// leaf for a frame that is protected at that moment; releasing that frame must leave the
+/// caller's leaf read-only (only mappings the backend downgraded become writable), so that
+/// after the frame is protected again pinning the table gives it no writable mapping.
+#[test]
+fn a_read_only_leaf_the_caller_wrote_stays_read_only_after_release() {
+    let mut g = boot(DomainConfig::mib(16));
+    let limit = g.layout.mapped_end;
+    let mut frames = g.mb.alloc_frames(2, limit, Direction::BottomUp).unwrap();
+    let (a, b) = (frames.next().unwrap(), frames.next().unwrap());
+    let (a, b) = (FrameRange::from_frame(a), FrameRange::from_frame(b));
+    let target = b.pfns().start();
+    let mut a = g.mmu.protect(a).unwrap();
+    let b = g.mmu.protect(b).unwrap();
+    let mut l1 = TableBuilder::<U1>::new(a.next().unwrap());
+    // SAFETY: the table is never hooked into a live tree; a read-only leaf may map any frame.
+    unsafe { l1.set_leaf(7, Pte::new(target, PageTableFlags::PRESENT)) }.unwrap();
+    let table = g.mmu.new_table(l1).unwrap();
+    let leaf = |g: &mut Guest| {
+        g.mmu
+            .raw_mut()
+            .read(table.pfn(), TableLevel::L1, 7)
+            .unwrap()
+    };
+    assert!(!leaf(&mut g).flags().contains(PageTableFlags::WRITABLE));
+
+    let b = g.mmu.release(b).unwrap().into_free();
+    assert!(
+        !leaf(&mut g).flags().contains(PageTableFlags::WRITABLE),
+        "release made the caller's read-only leaf writable"
+    );
+    let t = target.as_u64();
+    let va = g.layout.pfn_to_va(t).unwrap();
+    assert_eq!(g.xen().store(va), Ok(t), "the released frame is writable");
+
+    let b = g.mmu.protect(b).unwrap();
+    let pinned = g.mmu.pin(table).unwrap();
+    let f = g.xen().frame(t);
+    assert_eq!(f.writable_mappings(), 0, "protected {t:#x}: {f:?}");
+    assert_eq!(g.xen().store(va), Err(Fault::ReadOnly { level: 1 }));
+    assert_eq!(g.xen().frame(pinned.pfn().as_u64()).ty, PageType::L1);
+    g.xen().audit().unwrap();
+    let _ = (pinned, b);
 }

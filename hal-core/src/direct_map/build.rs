@@ -171,7 +171,10 @@ fn read_only_into<B: RawMmu>(
 
 /// Builds the direct map of `ranges` (sorted, disjoint) at `spec.base` under `target`,
 /// taking new tables from `buf`. `flags` are the leaf flags (`PRESENT | WRITABLE`, plus
-/// `NO_EXECUTE` or `GLOBAL` as wanted); frames that must be read-only lose `WRITABLE`.
+/// `NO_EXECUTE` or `GLOBAL` as wanted). Frames that must be read-only (the buffer, the
+/// backend's own tables, `extra_read_only`: frames that are tables or protected) get 4 KiB
+/// leaves, which a backend with [`Caps::tables_read_only`](crate::backend::Caps) writes
+/// read-only until they are released.
 ///
 /// Before touching anything it checks that `buf` holds the exact number of tables needed.
 ///
@@ -288,10 +291,11 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         let first = level.index_of(va);
         let room = 512 - u64::from(first);
         let n = ((end - pfn) / size.frames()).min(room);
+        // Read-only frames get 4 KiB leaves with the caller's flags: the backend writes a
+        // writable leaf for a protected or table frame read-only and makes it writable again
+        // on release (`RawMmu::write`); a leaf written read-only here would stay so.
+        debug_assert!(!read_only || size == PageSize::Size4K);
         let mut flags = self.flags;
-        if read_only {
-            flags.remove(PageTableFlags::WRITABLE);
-        }
         if size != PageSize::Size4K {
             flags.insert(PageTableFlags::HUGE_PAGE);
         }

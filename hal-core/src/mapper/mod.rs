@@ -32,8 +32,9 @@
 //! frame is one of the mapper's own tables or one of the backend's
 //! [`foreign_tables`](crate::RawMmu::foreign_tables) (Xen: the domain builder's). Tables made
 //! elsewhere (the direct map's `pgt_buf`, another mapper) are unknown to it: the `unsafe`
-//! contract of [`Mapper::map`] covers them, Xen refuses them anyway (`-EBUSY`), and the safe
-//! [`Mapper::map_frames`] only takes `Free` frames, which no table is.
+//! contract of [`Mapper::map`] covers them, a backend with read-only tables writes such a
+//! leaf read-only ([`RawMmu::write`](crate::RawMmu::write); Xen would refuse it, `-EBUSY`),
+//! and the safe [`Mapper::map_frames`] only takes `Free` frames, which no table is.
 
 //!
 //! # What a page costs

@@ -7,8 +7,9 @@
 //!   records it as `Protected` (after `protect`) or `Table` (after a `write` made it one);
 //! - `write` refuses to make a table of a frame that was not protected (Xen: `-EINVAL` for a
 //!   table that still has a writable mapping), refuses a table entry that points at anything
-//!   but a table one level down, and, when `tables_read_only`, refuses a *writable* leaf that
-//!   maps a protected or table frame (Xen: `-EBUSY`); every refusal is also logged in
+//!   but a table one level down, and, when `tables_read_only`, writes a *writable* 4 KiB leaf
+//!   that maps a protected or table frame read-only (as `RawMmu::write` promises) and refuses
+//!   such a large page (Xen: `-EBUSY`); every refusal is also logged in
 //!   `violations`, so a test can assert that nothing was ever attempted;
 //! - `protect` / `release` / `retire` change the frame's state and, through the windows the
 //!   caller registered with `add_window`, flip the direct-map leaves of the frames to read-only
@@ -130,6 +131,8 @@ pub struct Counts {
     pub full_flushes: u64,
     /// Slots of fresh tables written again (by `fill_fresh`) before the table was complete.
     pub fresh_rewrites: u64,
+    /// Writable 4 KiB leaves for protected or table frames written read-only.
+    pub downgraded: u64,
 }
 
 impl Counts {
@@ -446,10 +449,10 @@ impl Sim {
         level: TableLevel,
         e: u64,
         check_ro: bool,
-    ) -> Result<(), (ErrorKind, &'static str)> {
+    ) -> Result<bool, (ErrorKind, &'static str)> {
         let pte = Pte::from_bits(e);
         if !pte.is_present() {
-            return Ok(());
+            return Ok(false);
         }
         let f = pte.flags();
         if f.contains(PageTableFlags::NO_EXECUTE) && !self.caps.nx {
@@ -460,10 +463,10 @@ impl Sim {
             let child = pte.pfn().as_u64();
             let want = level.child().unwrap();
             if child == XEN_PFN {
-                return Ok(());
+                return Ok(false);
             }
             return match self.state.get(&child) {
-                Some(FState::Table { level: l, .. }) if *l == want => Ok(()),
+                Some(FState::Table { level: l, .. }) if *l == want => Ok(false),
                 _ => Err((
                     ErrorKind::Refused,
                     "table entry to a non-table or wrong level",
@@ -495,9 +498,16 @@ impl Sim {
             && f.contains(PageTableFlags::WRITABLE)
             && self.any_protected_in(start, frames).is_some()
         {
-            return Err((ErrorKind::Busy, "writable mapping of a page-table frame"));
+            // A 4 KiB leaf is downgraded (RawMmu::write's promise); a large page cannot be.
+            if level == TableLevel::L1 {
+                return Ok(true);
+            }
+            return Err((
+                ErrorKind::Busy,
+                "writable large page over a page-table frame",
+            ));
         }
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -600,12 +610,21 @@ unsafe impl RawMmu for Sim {
             self.any_protected_in(a, b - a + level.entry_span() / 4096)
                 .is_some()
         });
+        let mut downgrade = Vec::new();
         for (i, e) in entries.iter().enumerate() {
-            if let Err((kind, why)) = self.check_entry(level, e.bits(), check_ro) {
-                let detail = format!("{table:?}[{}] = {e:?}", usize::from(first) + i);
-                return Err(self.refuse(Op::Write, kind, why, detail));
+            match self.check_entry(level, e.bits(), check_ro) {
+                Ok(d) => {
+                    if d {
+                        downgrade.push(i);
+                    }
+                }
+                Err((kind, why)) => {
+                    let detail = format!("{table:?}[{}] = {e:?}", usize::from(first) + i);
+                    return Err(self.refuse(Op::Write, kind, why, detail));
+                }
             }
         }
+        self.counts.downgraded += downgrade.len() as u64;
         if self.state.get(&t) == Some(&FState::Protected) {
             self.state.insert(
                 t,
@@ -649,7 +668,11 @@ unsafe impl RawMmu for Sim {
                     self.fresh.remove(&child);
                 }
             }
-            *slot = e.bits();
+            *slot = if downgrade.binary_search(&i).is_ok() {
+                e.bits() & !PageTableFlags::WRITABLE.bits()
+            } else {
+                e.bits()
+            };
         }
         self.counts.entries_written += entries.len() as u64;
         self.queued += 1;
