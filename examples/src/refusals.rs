@@ -13,12 +13,21 @@
 //!   512 writable (every store lands and reads back), and the frames serve as tables again
 //!   (protect, pin frame `p` as an L1, unpin, release) before going back to memblock.
 //! - **fill** (512 entries written into a pinned L1 table `T` in one `mmu_update`): entry `p`
-//!   maps `T` itself with bit 62 set (Xen's `_PAGE_GNTTAB`, which no guest L1 entry may
-//!   carry), which Xen refuses with -EINVAL. (A writable mapping of `T` is no mistake any
-//!   more: the backend writes a writable leaf for a table read-only.) Expected: `Op::Write`,
-//!   errno 22, `failed_at = applied = p`, the entry named as `T`'s slot `p` mapping `T`. Then:
-//!   entries below `p` hold what was written, the others are empty; the corrected entries
-//!   are accepted; emptied, unpinned and retired, `T` is memory again (a store lands).
+//!   maps writable a frame `X` that was made a page table behind hal-core's back (its one
+//!   mapping written read-only, then a raw pin as L1), which Xen refuses with -EBUSY. (A
+//!   writable leaf for a table the backend knows, such as `T` itself, is no mistake: the
+//!   backend writes it read-only.) Expected: `Op::Write`, errno 16, `failed_at = applied =
+//!   p`, the entry named as `T`'s slot `p` mapping `X`. Then: entries below `p` hold what was
+//!   written, the others are empty; the corrected entries are accepted; emptied, unpinned and
+//!   retired, `T` is memory again (a store lands); `X` unpinned and writable again.
+//! - **map** (the run-time mapper mapping the 512 frames writable at a window of its own,
+//!   4 KiB pages, one flush): frame `p` is `X` as above, so Xen refuses its leaf with -EBUSY.
+//!   Expected: a `MapError::Backend` whose refusal is errno 16 and names the mapper's L1, slot
+//!   `p`, frame `X`. Then: the mapper tears down (the row reports the pages still mapped
+//!   after the refusal and the tables its teardown did not give back: an open finding, see
+//!   the README), `X` is unpinned and writable again, a second mapper maps all 512 frames
+//!   elsewhere, every store through it lands (read back through the frames' own window), and
+//!   it tears down: memblock's free bytes are what they were before it.
 //!
 //! `make read-only` (protect) has no row: Xen accepts every read-only remap of a frame the
 //! guest owns, whatever its type, so no entry of a protect batch can be refused (the backend
@@ -27,9 +36,10 @@
 //! Output: one `RESULT refusals op=.. at=..` line per run, then `RESULT refusals done rows=N`.
 
 use boards::MmuPlatform;
+use pvmmu::mapper::{EmptyTables, MapError, Mapper, MemblockSource, PageSize};
 use pvmmu::memblock::Direction;
 use pvmmu::xen_pv::mmu::{Op, Refusal, Rollback};
-use pvmmu::{FrameRange, Free, PageTableFlags, Pfn, Pte, RawMmu, TableLevel};
+use pvmmu::{FrameRange, Free, PageTableFlags, Pfn, Pte, RawMmu, TableLevel, TlbBatch};
 
 use crate::{memview, Failure};
 
@@ -141,7 +151,7 @@ pub fn run<P: RefusalsBoard>(p: &mut P) -> Result<(), Failure> {
     let frames = mb
         .alloc_frames(BATCH, u64::MAX, Direction::TopDown)
         .map_err(Failure::Memblock)?;
-    let (fw_va, first) = window(p, &mut mb, frames.pfns(), limit)?;
+    let (fw_va, first, fw_l1) = window(p, &mut mb, frames.pfns(), limit)?;
     let fva = |pfn: u64| fw_va + (pfn - first) * 4096;
     let mut frames = Some(frames);
     for &pos in &at {
@@ -149,6 +159,13 @@ pub fn run<P: RefusalsBoard>(p: &mut P) -> Result<(), Failure> {
         frames = Some(release_row(p, f, pos, &fva)?);
         rows += 1;
     }
+    // The 512 frames, free, zero and mapped writable only by the window's L1: each row below
+    // makes frame `pos` a table behind hal-core's back.
+    let plant = Plant {
+        l1: fw_l1,
+        first,
+        va: fw_va,
+    };
     // The entries' targets need no mapping of ours (only the table does).
     let targets = mb
         .alloc_frames(BATCH, u64::MAX, Direction::TopDown)
@@ -159,7 +176,11 @@ pub fn run<P: RefusalsBoard>(p: &mut P) -> Result<(), Failure> {
     let mut t = Some(t);
     for &pos in &at {
         let table = t.take().ok_or_else(|| failed("table frame lost", 0))?;
-        t = Some(fill_row(p, table, targets.pfns(), pos, &va)?);
+        t = Some(fill_row(p, table, targets.pfns(), pos, &va, &plant)?);
+        rows += 1;
+    }
+    for (row, &pos) in at.iter().enumerate() {
+        map_row(p, &mut mb, limit, pos, row, &plant)?;
         rows += 1;
     }
     defmt::info!("RESULT refusals done rows={=u32}", rows);
@@ -175,7 +196,7 @@ fn window<P: RefusalsBoard>(
     mb: &mut pvmmu::memblock::Memblock<{ memview::REGIONS }>,
     pfns: pvmmu::PfnRange,
     limit: u64,
-) -> Result<(u64, u64), Failure> {
+) -> Result<(u64, u64, Pfn), Failure> {
     let l1 = mb
         .alloc_frames(1, limit, Direction::TopDown)
         .map_err(Failure::Memblock)?;
@@ -227,7 +248,56 @@ fn window<P: RefusalsBoard>(
     let va = u64::from(slot) << 21;
     // SAFETY: the mapping exists in the current root (just hooked) and is never removed.
     unsafe { raw.add_window(va, pfns) }.map_err(backend("add window"))?;
-    Ok((va, pfns.start().as_u64()))
+    Ok((va, pfns.start().as_u64(), l1_pfn))
+}
+
+/// The window of the 512 frames: its L1 (slot `k` maps frame `first + k`) and address.
+struct Plant {
+    l1: Pfn,
+    first: u64,
+    va: u64,
+}
+
+impl Plant {
+    /// Makes frame `first + pos` a page table behind hal-core's back: its one mapping (the
+    /// window's) written read-only, then a raw pin as an L1 (the frame is all zeros).
+    fn pin<P: RefusalsBoard>(&self, p: &mut P, pos: u64) -> Result<Pfn, Failure> {
+        let x = Pfn::new(self.first + pos).ok_or_else(|| failed("pfn", 0))?;
+        self.remap(p, pos, PageTableFlags::PRESENT)?;
+        // SAFETY: deliberately wrong, the mistake under test: a free frame of ours, all zeros
+        // and mapped nowhere writable, made a page table without hal-core knowing.
+        unsafe { p.mmu().raw_mut().pin(x, TableLevel::L1) }.map_err(backend("plant pin"))?;
+        Ok(x)
+    }
+
+    /// Undoes [`pin`](Self::pin): unpinned, writable again in the window (a store lands).
+    fn unpin<P: RefusalsBoard>(&self, p: &mut P, pos: u64) -> Result<bool, Failure> {
+        let x = Pfn::new(self.first + pos).ok_or_else(|| failed("pfn", 0))?;
+        // SAFETY: pinned by `pin`, hooked nowhere, not the root.
+        unsafe { p.mmu().raw_mut().unpin(x, TableLevel::L1) }.map_err(backend("plant unpin"))?;
+        self.remap(p, pos, PageTableFlags::PRESENT | PageTableFlags::WRITABLE)?;
+        let va = self.va + pos * 4096;
+        // SAFETY: our frame, writable again; a store of 0 into a zero frame.
+        Ok(unsafe { p.probe(va, 0) })
+    }
+
+    fn remap<P: RefusalsBoard>(
+        &self,
+        p: &mut P,
+        pos: u64,
+        flags: PageTableFlags,
+    ) -> Result<(), Failure> {
+        let x = Pfn::new(self.first + pos).ok_or_else(|| failed("pfn", 0))?;
+        let mut tlb = TlbBatch::new();
+        tlb.add(self.va + pos * 4096);
+        let raw = p.mmu().raw_mut();
+        // SAFETY: the window's own slot for its own frame, which nothing uses meanwhile; the
+        // flush invalidates the page.
+        unsafe { raw.write(self.l1, TableLevel::L1, pos as u16, &[Pte::new(x, flags)]) }
+            // SAFETY: `tlb` names the one page whose translation changed.
+            .and_then(|()| unsafe { raw.flush_tlb(&tlb) })
+            .map_err(backend("window remap"))
+    }
 }
 
 /// The release row at `pos`; gives the frames back as memory.
@@ -332,8 +402,10 @@ fn fill_row<P: RefusalsBoard>(
     targets: pvmmu::PfnRange,
     pos: u64,
     va: &dyn Fn(u64) -> u64,
+    plant: &Plant,
 ) -> Result<FrameRange<Free>, Failure> {
     let t = table.pfns().start();
+    let x = plant.pin(p, pos)?;
     let reserved = p
         .mmu()
         .protect(table)
@@ -346,14 +418,15 @@ fn fill_row<P: RefusalsBoard>(
     for (k, e) in entries.iter_mut().enumerate() {
         *e = target(k as u64).ok_or_else(|| failed("pfn", 0))?;
     }
-    entries[pos as usize] = Pte::new(t, PageTableFlags::PRESENT | PageTableFlags::BIT_62);
-    // SAFETY: deliberately wrong at `pos` (an entry with Xen's grant-table bit, which Xen must
-    // refuse); the other entries map frames we own read-only, in a table hooked nowhere.
+    entries[pos as usize] = Pte::new(x, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
+    // SAFETY: deliberately wrong at `pos` (a writable mapping of a frame that is a table,
+    // which Xen must refuse); the other entries map frames we own read-only, in a table
+    // hooked nowhere.
     let res = unsafe { p.mmu().raw_mut().write(t, TableLevel::L1, 0, &entries) }
         .and_then(|()| p.mmu().raw_mut().flush());
     let Err(e) = res else {
         return Err(failed(
-            "an L1 entry with the grant-table bit was accepted",
+            "a writable mapping of a table was accepted",
             pos as i64,
         ));
     };
@@ -406,8 +479,9 @@ fn fill_row<P: RefusalsBoard>(
     let stored = unsafe { p.probe(va(t.as_u64()), 0) };
     let named_ok = entry.table == t.as_u64()
         && u64::from(entry.index) == pos
-        && entry.frame == Some(t.as_u64());
-    let after = as_written == BATCH && stored;
+        && entry.frame == Some(x.as_u64());
+    let x_writable = plant.unpin(p, pos)?;
+    let after = as_written == BATCH && stored && x_writable;
     defmt::info!(
         "RESULT refusals op=fill at={=u64} op_named={=?} errno={=i64} submitted={=u32} applied={=u32} failed_at={=u32} index={=u16} entry_named={=str} as_written={=u64} stored={=bool} after={=str}",
         pos,
@@ -423,4 +497,131 @@ fn fill_row<P: RefusalsBoard>(
         if after { "ok" } else { "wrong" }
     );
     Ok(back.into_free())
+}
+
+/// Where the map rows' refused mappers map: one L4 slot per row from slot 64 on, away from
+/// everything else (a refused mapper leaves its tables behind: an open finding, see the
+/// README).
+const MAP_VA: u64 = 64 << 39;
+/// Where the map rows map again after the refusal: one L4 slot per row from slot 8 on.
+const AGAIN_VA: u64 = 8 << 39;
+
+/// The map row at `pos`: the run-time mapper maps the window's 512 frames writable at
+/// [`MAP_VA`] while frame `pos` is a table behind hal-core's back.
+fn map_row<P: RefusalsBoard>(
+    p: &mut P,
+    mb: &mut pvmmu::memblock::Memblock<{ memview::REGIONS }>,
+    limit: u64,
+    pos: u64,
+    row: usize,
+    plant: &Plant,
+) -> Result<(), Failure> {
+    let x = plant.pin(p, pos)?;
+    let again = AGAIN_VA + (row as u64) * (1 << 39);
+    let map_va = MAP_VA + (row as u64) * (1 << 39);
+    let phys = plant.first << 12;
+    let len = BATCH * 4096;
+    let rw = PageTableFlags::WRITABLE;
+    let (refusal, mapped_after, leaked) = {
+        let (mmu, root) = p.mmu_and_root();
+        let caps = mmu.caps();
+        let mut m: Mapper<_, 8> = Mapper::new(
+            root.table(),
+            caps,
+            MemblockSource::new(mb, limit),
+            EmptyTables::Free,
+        );
+        // SAFETY: the frames are ours (free), the window at `map_va` is this row's alone.
+        let res = unsafe { m.map(mmu, root.table(), map_va, phys, len, rw, PageSize::Size4K) }
+            .and_then(|f| m.flush(mmu, f));
+        let e = match res {
+            Err(MapError::Backend(e)) => e,
+            Err(other) => {
+                defmt::error!("refusals: map: {}", defmt::Display2Format(&other));
+                return Err(failed("map: not a backend refusal", pos as i64));
+            }
+            Ok(()) => {
+                return Err(failed(
+                    "a writable mapping of a table was accepted",
+                    pos as i64,
+                ))
+            }
+        };
+        let refusal = P::refusal(&e).ok_or_else(|| failed("map: not a refusal", pos as i64))?;
+        // Carry on: tear down (whatever the refusal left mapped), every table back.
+        let mut mapped = 0u64;
+        for k in 0..BATCH {
+            mapped += u64::from(
+                m.translate(mmu, root.table(), map_va + k * 4096)
+                    .map_err(|e| Failure::Backend("walk", e.kind()))?
+                    .is_some(),
+            );
+        }
+        // SAFETY: everything this mapper mapped is this row's.
+        let td = unsafe { m.teardown(mmu, root.table()) }
+            .map_err(|e| Failure::Backend("teardown", e.kind()))?;
+        (refusal, mapped, td.tables_allocated - td.tables_freed_total)
+    };
+    let x_writable = plant.unpin(p, pos)?;
+    // Again, with every frame ordinary memory: all 512 stores land.
+    let free0 = mb.free_bytes();
+    let (landed, freed_again) = {
+        let (mmu, root) = p.mmu_and_root();
+        let caps = mmu.caps();
+        let mut m: Mapper<_, 8> = Mapper::new(
+            root.table(),
+            caps,
+            MemblockSource::new(mb, limit),
+            EmptyTables::Free,
+        );
+        // SAFETY: as above.
+        let f = unsafe { m.map(mmu, root.table(), again, phys, len, rw, PageSize::Size4K) }
+            .map_err(|e| {
+                defmt::error!("refusals: map again: {}", defmt::Display2Format(&e));
+                Failure::Backend("map again", e.kind())
+            })?;
+        m.flush(mmu, f)
+            .map_err(|e| Failure::Backend("flush again", e.kind()))?;
+        let mut landed = 0u64;
+        for k in 0..BATCH {
+            let pattern = 0x3a9_0000_0000 | k;
+            // SAFETY: our frame, mapped writable at `again` just now.
+            let ok = unsafe { p.probe(again + k * 4096 + 16, pattern) }
+                // SAFETY: the same frame through its window; a load.
+                && unsafe { core::ptr::read_volatile((plant.va + k * 4096 + 16) as *const u64) }
+                    == pattern;
+            landed += u64::from(ok);
+        }
+        let (mmu, root) = p.mmu_and_root();
+        // SAFETY: everything this mapper mapped is this row's.
+        let td = unsafe { m.teardown(mmu, root.table()) }
+            .map_err(|e| Failure::Backend("teardown again", e.kind()))?;
+        (landed, td.tables_freed_total == td.tables_allocated)
+    };
+    for k in 0..BATCH {
+        // SAFETY: our frames, writable in their window: zero again for the next row.
+        unsafe { core::ptr::write_volatile((plant.va + k * 4096 + 16) as *mut u64, 0) };
+    }
+    let (op, r) = refusal;
+    let named_ok = r
+        .entry
+        .is_some_and(|e| u64::from(e.index) == pos && e.frame == Some(x.as_u64()));
+    let index = r.entry.map_or(u16::MAX, |e| e.index);
+    let after = x_writable && landed == BATCH && freed_again && mb.free_bytes() == free0;
+    defmt::info!(
+        "RESULT refusals op=map at={=u64} op_named={=?} errno={=i64} submitted={=u32} applied={=u32} failed_at={=u32} index={=u16} entry_named={=str} mapped_after={=u64} leaked_tables={=u64} landed={=u64} after={=str}",
+        pos,
+        op,
+        i64::from(r.errno.0),
+        r.submitted,
+        r.applied,
+        r.failed_at,
+        index,
+        if named_ok { "ok" } else { "wrong" },
+        mapped_after,
+        leaked,
+        landed,
+        if after { "ok" } else { "wrong" }
+    );
+    Ok(())
 }

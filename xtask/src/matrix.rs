@@ -12,7 +12,7 @@
 //! | `boot/native/seed_bug@1G` | Pass with `nothing to demonstrate: no hypervisor refuses` |
 //! | `boot/native/runtime_map@1G[runtime_map.seed=.. runtime_map.ops=10000]`, `boot/xen/runtime_map@64M[..]` | Pass; the `RESULT runtime_map` line has the seed and count passed, conserved frames, every table freed, all page sizes (native) or 4 KiB only (Xen), hypercalls within the bound |
 //! | `boot/xen/hello@64M`, `boot/xen/direct_map@{64M,512M,2G}`, `boot/xen/fault@64M` | as above, as a Xen PV dom0 |
-//! | `boot/xen/refusals@64M[refusals.at=...]` | Pass; at each planted position of a 512-entry release and fill batch: -EBUSY (release) or -EINVAL (fill) for exactly that entry, the entry named, the frames carrying on as their types say |
+//! | `boot/xen/refusals@64M[refusals.at=...]` | Pass; at each planted position of a 512-entry release, fill and run-time mapper batch: -EBUSY for exactly that entry, the entry named, the frames carrying on as their types say |
 //! | `boot/xen/strategies@64M` | Pass (six builds of the same tree, each walked by the guest and compared with the P2M's expectation and pvmmu's tree); each strategy's hypercalls exactly the host's model of it (no timing) |
 //! | `boot/xen/conformance@64M` | 100 generated operation sequences replayed on Xen agree with the model, operation by operation |
 //! | `boot/xen/seed_bug@64M` | Pass through the expected `#PF`; the writable pin refused with -22, the read-only one accepted |

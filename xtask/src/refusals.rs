@@ -1,7 +1,7 @@
 //! Judging the `refusals` example: for every position the host planted (its `refusals.at=`
-//! guest argument), one release row (Xen refuses the entry with -EBUSY) and one fill row
-//! (-EINVAL), each saying Xen refused exactly that entry, the typed error named it, and the
-//! frames carried on as their types say.
+//! guest argument), one release row, one fill row and one row of the run-time mapper's
+//! batch, each saying Xen refused exactly that entry with -EBUSY, the typed error named it,
+//! and the frames carried on as their types say.
 
 use crate::boot::BootResult;
 
@@ -70,7 +70,7 @@ pub fn check(run: &BootResult, guest_args: &[&str]) -> Result<(), String> {
         let f = row(lines, "fill", p)?;
         for (name, want) in [
             ("op_named", "Write"),
-            ("errno", "22"),
+            ("errno", "16"),
             ("submitted", "512"),
             ("applied", pos.as_str()),
             ("failed_at", pos.as_str()),
@@ -82,8 +82,28 @@ pub fn check(run: &BootResult, guest_args: &[&str]) -> Result<(), String> {
         ] {
             expect(&f, name, want, &what)?;
         }
+        let what = format!("map at {p}");
+        let f = row(lines, "map", p)?;
+        for (name, want) in [
+            ("op_named", "Write"),
+            ("errno", "16"),
+            ("index", pos.as_str()),
+            ("entry_named", "ok"),
+            ("landed", "512"),
+            ("after", "ok"),
+        ] {
+            expect(&f, name, want, &what)?;
+        }
+        let field = |n: &str| f.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
+        if field("applied").is_none() || field("applied") != field("failed_at") {
+            return Err(format!(
+                "{what}: applied {:?}, failed at {:?}: the entries before the refused one are the ones applied",
+                field("applied"),
+                field("failed_at")
+            ));
+        }
     }
-    let done = format!("RESULT refusals done rows={}", 2 * at.len());
+    let done = format!("RESULT refusals done rows={}", 3 * at.len());
     if !lines.iter().any(|l| l.contains(&done)) {
         return Err(format!("no `{done}` line"));
     }

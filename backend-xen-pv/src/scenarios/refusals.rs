@@ -206,11 +206,14 @@ fn a_writable_leaf_for_a_table_is_written_read_only() {
 
 #[test]
 fn an_entry_xen_refuses_mid_batch_is_named_and_the_rest_dropped() {
-    let mut g = boot(DomainConfig::mib(64));
+    // A domain without cache attributes (a domU): PCD in an L1 entry is -EINVAL.
+    let mut g = boot(DomainConfig {
+        cache_attrs: false,
+        ..DomainConfig::mib(64)
+    });
     let fin = direct_map(&mut g, HEADROOM);
     let (t, l1, s, old) = table_leaf(&mut g, &fin);
-    // Bit 62 is Xen's _PAGE_GNTTAB, which no guest L1 entry may carry (-EINVAL).
-    let bad = Pte::new(pfn(t), old[1].flags() | PageTableFlags::BIT_62);
+    let bad = Pte::new(pfn(t), old[1].flags() | PageTableFlags::NO_CACHE);
     // SAFETY: deliberately wrong: an entry Xen must refuse; the others are as they were.
     unsafe {
         g.mmu
