@@ -111,6 +111,17 @@ pub struct Model {
     boot: BootImage,
 }
 
+/// A copy of the domain in its present state (every frame, Xen's bookkeeping, the TLB): for
+/// tests that start many runs from one freshly built domain.
+impl Clone for Model {
+    fn clone(&self) -> Self {
+        Self {
+            m: RefCell::new(self.m.borrow().clone()),
+            boot: self.boot.clone(),
+        }
+    }
+}
+
 impl Model {
     /// A domain built as Xen's domain builder does (see [`DomainConfig`]).
     pub fn new(cfg: DomainConfig) -> Self {
@@ -226,6 +237,37 @@ impl Model {
     pub fn tlb_entries(&self) -> usize {
         self.m.borrow().tlb.len()
     }
+
+    /// The page walk of `pages` pages from `va` through the current root, as the CPU would
+    /// walk each of them (without the TLB, which it neither reads nor fills): `f(i, result)`
+    /// for page `i`, the upper levels walked once per 2 MiB. For checks over large ranges.
+    pub fn translate_pages(
+        &self,
+        va: u64,
+        pages: u64,
+        mut f: impl FnMut(u64, Result<Translation, Fault>),
+    ) {
+        let m = self.m.borrow();
+        let mut upper = (u64::MAX, Err(Fault::NonCanonical));
+        for i in 0..pages {
+            let v = va.wrapping_add(i << 12);
+            let key = v >> 21;
+            if i == 0 || upper.0 != key {
+                upper = (key, walk_upper(&m, v));
+            }
+            let walked = match &upper.1 {
+                Ok(u) => walk_leaf(&m, u, v),
+                Err(e) => Err(*e),
+            };
+            f(
+                i,
+                walked.map(|w| Translation {
+                    pfn: w.pfn,
+                    writable: w.read_only.is_none(),
+                }),
+            );
+        }
+    }
 }
 
 /// Walks `va` through the current root: the pfn and the machine address it reaches.
@@ -249,6 +291,17 @@ struct Walked {
 /// way is the fault (a write fault on a read-only entry above it reports "not present" too);
 /// permissions are judged once the whole walk is present.
 fn walk_all(m: &Machine, va: u64) -> Result<Walked, Fault> {
+    walk_upper(m, va).and_then(|u| walk_leaf(m, &u, va))
+}
+
+/// Where the walk of `va` stands after levels 4..2: the L1 table and the highest level above
+/// it whose entry is read-only. Every page of the same 2 MiB shares it.
+struct Upper {
+    l1: u64,
+    read_only: Option<u8>,
+}
+
+fn walk_upper(m: &Machine, va: u64) -> Result<Upper, Fault> {
     let top = va >> 47;
     if top != 0 && top != 0x1ffff {
         return Err(Fault::NonCanonical);
@@ -258,32 +311,57 @@ fn walk_all(m: &Machine, va: u64) -> Result<Walked, Fault> {
     }
     let mut table = m.cr3;
     let mut read_only = None;
-    let mut leaf_rw = false;
-    for level in (1..=4u8).rev() {
-        let idx = ((va >> (12 + 9 * u32::from(level - 1))) & 0x1ff) as usize;
-        let e = m.entry(table, idx);
+    for level in (2..=4u8).rev() {
+        let e = m.entry(table, level_index(va, level));
         if e & bits::P == 0 {
             return Err(Fault::NotPresent { level });
         }
-        if level > 1 && level < 4 && e & bits::PSE != 0 {
+        if level < 4 && e & bits::PSE != 0 {
             return Err(Fault::LargePage { level });
         }
         if e & bits::RW == 0 && read_only.is_none() {
             read_only = Some(level);
         }
-        leaf_rw = e & bits::RW != 0;
         table = (e & bits::ADDR) >> 12;
         if !m.owns(table) {
             return Err(Fault::NotPresent { level });
         }
     }
-    let pfn = m.m2p(table).expect("owned");
+    Ok(Upper {
+        l1: table,
+        read_only,
+    })
+}
+
+/// The last step of the walk of `va`, from the L1 table `walk_upper` reached.
+fn walk_leaf(m: &Machine, u: &Upper, va: u64) -> Result<Walked, Fault> {
+    let e = m.entry(u.l1, level_index(va, 1));
+    if e & bits::P == 0 {
+        return Err(Fault::NotPresent { level: 1 });
+    }
+    let leaf_rw = e & bits::RW != 0;
+    let read_only = u.read_only.or((!leaf_rw).then_some(1));
+    let frame = (e & bits::ADDR) >> 12;
+    let pfn = m.m2p(frame).ok_or(Fault::NotPresent { level: 1 })?;
     Ok(Walked {
         pfn,
-        maddr: (table << 12) | (va & 0xfff),
+        maddr: (frame << 12) | (va & 0xfff),
         read_only,
         leaf_rw,
     })
+}
+
+fn level_index(va: u64, level: u8) -> usize {
+    ((va >> (12 + 9 * u32::from(level - 1))) & 0x1ff) as usize
+}
+
+/// What a walk of one page found: the pfn it reaches and whether a store may go through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// The pseudo-physical frame reached.
+    pub pfn: u64,
+    /// Whether every entry on the way is writable.
+    pub writable: bool,
 }
 
 fn run_mmu_update(m: &mut Machine, reqs: &[MmuUpdate], done: &mut u32, domid: u16) -> i64 {

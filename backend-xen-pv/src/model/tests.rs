@@ -306,3 +306,54 @@ fn the_static_storage_is_handed_out_once() {
     assert!(first.is_some());
     assert!(crate::Storage::take_static().is_none());
 }
+
+#[test]
+fn translate_pages_agrees_with_a_load_and_a_store_per_page() {
+    let d = dom();
+    // Read-only leaves (the bootstrap tables), writable ones, the end of the initial mapping
+    // and beyond it (not present), across a 2 MiB boundary and into Xen's slots' neighbour.
+    let first = d.pt.0.saturating_sub(3);
+    let pages = d.mapped - first + 600;
+    let mut walked = std::vec::Vec::new();
+    d.m.translate_pages(first * 4096, pages, |i, got| walked.push((i, got)));
+    assert_eq!(walked.len() as u64, pages);
+    for (i, got) in walked {
+        let va = (first + i) * 4096;
+        let want = match (d.m.load(va), d.m.store(va)) {
+            (Ok(pfn), Ok(_)) => Ok(Translation {
+                pfn,
+                writable: true,
+            }),
+            (Ok(pfn), Err(Fault::ReadOnly { .. })) => Ok(Translation {
+                pfn,
+                writable: false,
+            }),
+            (Err(f), _) => Err(f),
+            (Ok(_), Err(f)) => panic!("a load that lands and a store that faults with {f:?}"),
+        };
+        assert_eq!(got, want, "page {:#x}", first + i);
+    }
+    // The cheap walk leaves the TLB alone; the loads and stores above filled it.
+    let tlb = d.m.tlb_entries();
+    d.m.translate_pages(0, 16, |_, _| {});
+    assert_eq!(d.m.tlb_entries(), tlb);
+}
+
+#[test]
+fn a_copy_of_a_model_is_the_same_domain_and_independent() {
+    let d = dom();
+    let copy = d.m.clone();
+    d.m.audit().unwrap();
+    copy.audit().unwrap();
+    let p = d.mapped - 1;
+    assert_eq!(copy.frame(p), d.m.frame(p));
+    // A change to one is not seen by the other.
+    let e = d.m.raw_entry(d.pt.0 + 3, 0);
+    let (r, _) = d.upd(&[MmuUpdate {
+        ptr: ((d.mfn(d.pt.0 + 3)) << 12) | mmu::NORMAL_PT_UPDATE,
+        val: 0,
+    }]);
+    assert_eq!(r, 0);
+    assert_eq!(copy.raw_entry(d.pt.0 + 3, 0), e);
+    assert_ne!(d.m.raw_entry(d.pt.0 + 3, 0), e);
+}

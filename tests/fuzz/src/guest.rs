@@ -4,6 +4,8 @@
 use backend_xen_pv::model::{DomainConfig, Model};
 use backend_xen_pv::{Bootstrap, BootstrapLayout, Counted, P2m, StartInfo, Storage, XenPv};
 use hal_core::Mmu;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// What the board derives from the domain builder's hand-over, before the backend exists.
 pub struct Boot {
@@ -19,13 +21,26 @@ pub struct Boot {
     pub nr_pages: u64,
 }
 
-/// Builds a domain of `nr_pages` pages on the model and validates what it hands over.
+thread_local! {
+    /// Freshly built domains by page count: building one validates its bootstrap tables, a
+    /// large part of an execution; a copy of the built domain is the same domain.
+    static BUILT: RefCell<HashMap<u64, Model>> = RefCell::new(HashMap::new());
+}
+
+/// Builds a domain of `nr_pages` pages on the model (a copy of one built before for that size)
+/// and validates what it hands over.
 pub fn boot(nr_pages: u64) -> Boot {
-    let cfg = DomainConfig {
-        nr_pages,
-        ..DomainConfig::mib(0)
-    };
-    let model = Model::new(cfg);
+    let model = BUILT.with(|b| {
+        b.borrow_mut()
+            .entry(nr_pages)
+            .or_insert_with(|| {
+                Model::new(DomainConfig {
+                    nr_pages,
+                    ..DomainConfig::mib(0)
+                })
+            })
+            .clone()
+    });
     let image = model.boot().clone();
     let si = StartInfo::from_bytes(&image.start_info).expect("the model's start_info is valid");
     let layout = BootstrapLayout::new(&si, image.start_info_va, image.virt_base)
