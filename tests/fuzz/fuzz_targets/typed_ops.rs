@@ -8,6 +8,8 @@
 
 #![no_main]
 
+use backend_xen_pv::mmu::MAX_PINNED;
+use backend_xen_pv::mmu::{Capacity, Cause};
 use backend_xen_pv::model::{Fault, Model, PageType};
 use backend_xen_pv::{Counted, Storage, XenPv};
 use hal_core::memblock::{Direction, Memblock};
@@ -65,10 +67,27 @@ struct World<'a> {
     held: Held,
 }
 
-/// Pins an unpinned table or unpins a pinned one; Xen must accept either.
+/// Pins an unpinned table or unpins a pinned one; Xen must accept either. A pin is refused
+/// only by the backend's own limit ([`MAX_PINNED`] tables it unpins later), which must be
+/// reached then; the table comes back unpinned.
 fn toggle<L: Level>(mmu: &mut Mmu<XenPv<'_, Model>>, t: Table<L>) -> Table<L> {
     match t {
-        Table::Unpinned(f, c) => Table::Pinned(mmu.pin(f).expect("pin of a complete table"), c),
+        Table::Unpinned(f, c) => match mmu.pin(f) {
+            Ok(p) => Table::Pinned(p, c),
+            Err(failed) => {
+                assert!(
+                    matches!(failed.error.cause, Cause::Capacity(Capacity::Pinned)),
+                    "pin of a complete table: {:?}",
+                    failed.error
+                );
+                assert_eq!(
+                    mmu.raw().pinned().len(),
+                    MAX_PINNED,
+                    "refused before the limit"
+                );
+                Table::Unpinned(failed.value, c)
+            }
+        },
         Table::Pinned(p, c) => Table::Unpinned(mmu.unpin(p).expect("unpin of a pinned table"), c),
     }
 }
