@@ -37,7 +37,7 @@ fn rw(p: u64) -> Pte {
 }
 
 #[test]
-fn write_remembers_exactly_the_read_only_leaves_of_protected_frames_and_forgets_overwritten_ones() {
+fn write_remembers_exactly_the_leaves_it_downgraded_and_forgets_overwritten_ones() {
     let mut g = boot(DomainConfig::mib(16));
     let d = spare(&g, 8);
     let (t, t2, u) = (d + 10, d + 12, d + 20);
@@ -50,15 +50,17 @@ fn write_remembers_exactly_the_read_only_leaves_of_protected_frames_and_forgets_
     // SAFETY: as above.
     unsafe { raw.protect(range(t, t + 1)) }.unwrap();
     assert_eq!((raw.read_only_runs(), raw.read_only_mappings()), (2, 5));
-    // An L1 of read-only leaves of two protected frames, a writable leaf of an unprotected
-    // frame, a read-only leaf of an unprotected one; and an L2 entry naming a protected frame.
+    // An L1 of writable leaves of two protected frames (the backend downgrades them), a
+    // writable leaf of an unprotected frame, a read-only leaf of an unprotected one, a
+    // read-only leaf of a protected one (the caller's, not downgraded: not remembered); and an
+    // L2 entry naming a protected frame.
     // SAFETY: `t` and `t2` are the test's own frames, hooked nowhere.
     unsafe {
         raw.write(
             pfn(t),
             TableLevel::L1,
             3,
-            &[ro(d), ro(d + 1), rw(u), ro(u + 1)],
+            &[rw(d), rw(d + 1), rw(u), ro(u + 1), ro(d + 3)],
         )
         .unwrap();
         raw.write(pfn(t2), TableLevel::L2, 0, &[ro(d + 2)]).unwrap();
@@ -67,8 +69,16 @@ fn write_remembers_exactly_the_read_only_leaves_of_protected_frames_and_forgets_
     assert_eq!(
         raw.read_only_mappings(),
         5 + 2,
-        "only the L1's leaves of d and d+1"
+        "only the L1's downgraded leaves of d and d+1"
     );
+    for (slot, writable) in [(3, 0), (4, 0), (5, 2), (6, 0), (7, 0)] {
+        let e = raw.read(pfn(t), TableLevel::L1, slot).unwrap();
+        assert_eq!(
+            e.bits() & 2,
+            writable,
+            "slot {slot} as written or downgraded"
+        );
+    }
     // Overwriting a remembered entry forgets it.
     // SAFETY: as above.
     unsafe { raw.write(pfn(t), TableLevel::L1, 4, &[Pte::EMPTY]) }.unwrap();
@@ -90,6 +100,12 @@ fn write_remembers_exactly_the_read_only_leaves_of_protected_frames_and_forgets_
         0,
         "the unprotected frame's read-only leaf is as written"
     );
+    let e = raw.read(pfn(t), TableLevel::L1, 7).unwrap();
+    assert_eq!(
+        e.bits() & 2,
+        0,
+        "the caller's read-only leaf of a protected frame stays read-only after release"
+    );
     assert_eq!(raw.read(pfn(t), TableLevel::L1, 4).unwrap(), Pte::EMPTY);
     for p in d..d + 4 {
         assert_eq!(g.xen().frame(p).ty, PageType::Writable);
@@ -100,10 +116,13 @@ fn write_remembers_exactly_the_read_only_leaves_of_protected_frames_and_forgets_
 
 #[test]
 fn a_refused_submission_forgets_the_entries_it_did_not_apply() {
-    let mut g = boot(DomainConfig::mib(16));
+    // A domain without cache attributes (a domU): PCD in an L1 entry is -EINVAL.
+    let mut g = boot(DomainConfig {
+        cache_attrs: false,
+        ..DomainConfig::mib(16)
+    });
     let d = spare(&g, 8);
     let t = d + 10;
-    let root = g.live.pfn().as_u64();
     let raw = g.mmu.raw_mut();
     // SAFETY: model frames no one else uses.
     unsafe { raw.protect(range(d, d + 2)) }.unwrap();
@@ -117,9 +136,13 @@ fn a_refused_submission_forgets_the_entries_it_did_not_apply() {
         raw.pin(pfn(t), TableLevel::L1).unwrap();
     }
     assert_eq!(raw.read_only_mappings(), 3);
-    // The middle entry maps the live root writable: Xen refuses it, the first stays applied.
+    // The middle entry is uncached (Xen refuses it), the first stays applied (downgraded).
+    let bad = Pte::new(
+        pfn(d + 5),
+        PageTableFlags::PRESENT | PageTableFlags::NO_CACHE,
+    );
     // SAFETY: `t` is the test's table; the bad entry is refused, never made.
-    unsafe { raw.write(pfn(t), TableLevel::L1, 0, &[ro(d), rw(root), ro(d + 1)]) }.unwrap();
+    unsafe { raw.write(pfn(t), TableLevel::L1, 0, &[rw(d), bad, rw(d + 1)]) }.unwrap();
     let e = raw.flush().unwrap_err();
     match e.cause {
         Cause::Refused(r) => assert_eq!((r.failed_at, r.applied, r.submitted), (1, 1, 3)),

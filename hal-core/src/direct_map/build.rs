@@ -171,10 +171,11 @@ fn read_only_into<B: RawMmu>(
 
 /// Builds the direct map of `ranges` (sorted, disjoint) at `spec.base` under `target`,
 /// taking new tables from `buf`. `flags` are the leaf flags (`PRESENT | WRITABLE`, plus
-/// `NO_EXECUTE` or `GLOBAL` as wanted). Frames that must be read-only (the buffer, the
-/// backend's own tables, `extra_read_only`: frames that are tables or protected) get 4 KiB
-/// leaves, which a backend with [`Caps::tables_read_only`](crate::backend::Caps) writes
-/// read-only until they are released.
+/// `NO_EXECUTE` or `GLOBAL` as wanted). Frames that must be read-only get 4 KiB leaves: the
+/// buffer's and the backend's own tables get the caller's flags, which a backend with
+/// [`Caps::tables_read_only`](crate::backend::Caps) writes read-only until it releases them;
+/// `extra_read_only` (frames the caller knows are or will be tables, outside the buffer) get
+/// read-only leaves for good (no backend will make them writable on a release).
 ///
 /// Before touching anything it checks that `buf` holds the exact number of tables needed.
 ///
@@ -206,6 +207,7 @@ pub unsafe fn build<B: RawMmu>(
             remaining: buf.remaining(),
         });
     }
+    let buf_range = buf.range();
     let mut b = Builder {
         mmu,
         buf,
@@ -228,7 +230,15 @@ pub unsafe fn build<B: RawMmu>(
         }
         while pfn < end {
             let va = spec.base + (pfn << 12);
-            let n = b.map_chunk(va, pfn, end, run.size, run.read_only)?;
+            // The caller's extra read-only frames (outside the buffer) are written read-only
+            // here, for good: the backend downgrades and later restores only the leaves of
+            // frames it protects itself, and knows nothing of the caller's.
+            let (stop, strip) = if run.read_only && !extra_read_only.is_empty() {
+                caller_read_only(extra_read_only, buf_range, pfn, end)
+            } else {
+                (end, false)
+            };
+            let n = b.map_chunk(va, pfn, stop, run.size, strip)?;
             pages[run.size as usize] += n;
             pfn += n * run.size.frames();
         }
@@ -241,6 +251,20 @@ pub unsafe fn build<B: RawMmu>(
         read_only_frames,
         pending: b.pending,
     })
+}
+
+/// From `pfn` (below `end`): whether it is one of the caller's extra read-only frames outside
+/// the buffer, and where that answer may change (at most `end`).
+fn caller_read_only(extra: &[PfnRange], buf: PfnRange, pfn: u64, end: u64) -> (u64, bool) {
+    let inside = |r: &PfnRange| r.start().as_u64() <= pfn && pfn < r.end();
+    let strip = !inside(&buf) && extra.iter().any(inside);
+    let stop = extra
+        .iter()
+        .chain(core::iter::once(&buf))
+        .flat_map(|r| [r.start().as_u64(), r.end()])
+        .filter(|&b| b > pfn)
+        .fold(end, u64::min);
+    (stop, strip)
 }
 
 /// A table the cursor has open: made here (written in place as the runs reach it) or found
@@ -285,7 +309,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         pfn: u64,
         end: u64,
         size: PageSize,
-        read_only: bool,
+        strip: bool,
     ) -> Result<u64, BuildError<B::Error>> {
         let level = size.level();
         let first = level.index_of(va);
@@ -293,9 +317,13 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         let n = ((end - pfn) / size.frames()).min(room);
         // Read-only frames get 4 KiB leaves with the caller's flags: the backend writes a
         // writable leaf for a protected or table frame read-only and makes it writable again
-        // on release (`RawMmu::write`); a leaf written read-only here would stay so.
-        debug_assert!(!read_only || size == PageSize::Size4K);
+        // on release (`RawMmu::write`); a leaf written read-only here (`strip`: the caller's
+        // extra read-only frames) stays so.
+        debug_assert!(!strip || size == PageSize::Size4K);
         let mut flags = self.flags;
+        if strip {
+            flags.remove(PageTableFlags::WRITABLE);
+        }
         if size != PageSize::Size4K {
             flags.insert(PageTableFlags::HUGE_PAGE);
         }
