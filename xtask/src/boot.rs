@@ -247,6 +247,8 @@ pub struct Capture {
     pub gate_pa: u64,
     /// How long the guest was held at the gate (stop to cont).
     pub held: Duration,
+    /// The boot stack's high-water mark at the gate ([`crate::stack`]).
+    pub stack: Result<crate::stack::StackUse, String>,
 }
 
 impl BootResult {
@@ -327,6 +329,9 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
             elf.display()
         )
     })?;
+    let stack_vas = elf::symbol_address(&bytes, crate::stack::BOTTOM_SYMBOL)
+        .and_then(|b| Ok((b, elf::symbol_address(&bytes, crate::stack::TOP_SYMBOL)?)))
+        .map_err(|e| format!("{}: the boot stack's symbols: {e:#}", elf.display()));
     let frames = frames_path()?;
     std::fs::File::create(&frames).with_context(|| format!("creating {}", frames.display()))?;
     if board == Board::Native && opts.module.is_some() {
@@ -366,7 +371,7 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
     };
     let capture: Mutex<Option<Result<Capture, String>>> = Mutex::new(None);
     let at_gate = || {
-        let c = open_gate(&qmp_path, &ram, gate_va).map_err(|e| format!("{e:#}"));
+        let c = open_gate(&qmp_path, &ram, gate_va, &stack_vas).map_err(|e| format!("{e:#}"));
         if let Ok(mut slot) = capture.lock() {
             *slot = Some(c);
         }
@@ -484,7 +489,12 @@ fn frames_path() -> Result<PathBuf> {
 
 /// At the exit gate: stop the machine, read its registers, find the gate word by walking the
 /// guest's page tables from CR3 (the host's walker), open it, let the machine go on.
-fn open_gate(qmp: &Path, ram: &Arc<RamFile>, gate_va: u64) -> Result<Capture> {
+fn open_gate(
+    qmp: &Path,
+    ram: &Arc<RamFile>,
+    gate_va: u64,
+    stack_vas: &Result<(u64, u64), String>,
+) -> Result<Capture> {
     let mut q = Qmp::connect(qmp)?;
     q.execute("stop", None)?;
     let stopped = Instant::now();
@@ -503,6 +513,9 @@ fn open_gate(qmp: &Path, ram: &Arc<RamFile>, gate_va: u64) -> Result<Capture> {
     if before != 0 {
         bail!("the gate word at {gate_pa:#x} holds {before:#x}, not 0: wrong frame?");
     }
+    let stack = stack_vas
+        .clone()
+        .and_then(|(bottom, top)| crate::stack::measure(ram.as_ref(), regs.root(), bottom, top));
     ram.write_u64(gate_pa, GATE_OPEN)
         .map_err(anyhow::Error::msg)?;
     // The guest exits as soon as it runs again: QEMU may be gone before it answers `cont`,
@@ -513,6 +526,7 @@ fn open_gate(qmp: &Path, ram: &Arc<RamFile>, gate_va: u64) -> Result<Capture> {
         ram: Arc::clone(ram),
         gate_pa,
         held: stopped.elapsed(),
+        stack,
     })
 }
 

@@ -10,6 +10,37 @@ use crate::verify::{self, Machine, Pfns, Report};
 /// `Ok` if `run` is what `test` expects, else why not. `Ok` carries a note for the log (the
 /// host verifier's figures), empty when there is none.
 pub fn check(test: &BootTest, run: &BootResult) -> Result<String, String> {
+    let note = check_expect(test, run)?;
+    if !test.release {
+        return Ok(note);
+    }
+    let used = stack_within(run, crate::matrix::RELEASE_STACK_LIMIT)?;
+    Ok(if note.is_empty() {
+        used
+    } else {
+        format!("{note}; {used}")
+    })
+}
+
+/// The boot stack's high-water mark the host read at the exit gate, if it is at most `limit`
+/// bytes.
+pub fn stack_within(run: &BootResult, limit: u64) -> Result<String, String> {
+    let cap = match &run.capture {
+        Some(Ok(cap)) => cap,
+        Some(Err(e)) => return Err(format!("the host could not capture the machine: {e}")),
+        None => return Err("the guest never reached the exit gate: stack not measured".into()),
+    };
+    let used = cap
+        .stack
+        .as_ref()
+        .map_err(|e| format!("stack not measured: {e}"))?;
+    if used.used > limit {
+        return Err(format!("{used}: over the limit of {limit} bytes"));
+    }
+    Ok(format!("{used} (limit {limit})"))
+}
+
+fn check_expect(test: &BootTest, run: &BootResult) -> Result<String, String> {
     match test.expect {
         Expect::Hello => {
             passed(run)?;

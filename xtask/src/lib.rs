@@ -26,6 +26,7 @@ pub mod qmp;
 pub mod refusals;
 pub mod runtime_map;
 pub mod size;
+pub mod stack;
 pub mod steps;
 pub mod strategies;
 pub mod suite;

@@ -141,6 +141,14 @@ fn boot_cmd(args: Vec<String>) -> Result<ExitCode> {
             c.held.as_secs_f64() * 1e3
         ),
         Some(Err(e)) => eprintln!("xtask: exit gate: the host could not capture: {e}"),
+        None => {}
+    }
+    match &result.capture {
+        Some(Ok(c)) => match &c.stack {
+            Ok(u) => eprintln!("xtask: {u}"),
+            Err(e) => eprintln!("xtask: stack not measured: {e}"),
+        },
+        Some(Err(_)) => {}
         None => eprintln!("xtask: exit gate: the guest never reached it"),
     }
     if let Some(frames) = &result.frames_file {

@@ -16,6 +16,7 @@
 //! | `boot/xen/strategies@64M` | Pass (six builds of the same tree, each walked by the guest and compared with the P2M's expectation and pvmmu's tree); each strategy's hypercalls exactly the host's model of it (no timing) |
 //! | `boot/xen/conformance@64M` | 100 generated operation sequences replayed on Xen agree with the model, operation by operation |
 //! | `boot/xen/seed_bug@64M` | Pass through the expected `#PF`; the writable pin refused with -22, the read-only one accepted |
+//! | `boot/native/runtime_map-release@1G[..]`, `boot/native/direct_map-release@16G`, `boot/xen/runtime_map-release@64M[..]`, `boot/xen/direct_map-release@2G` | the release build, as its debug row, and the boot stack's high-water mark that the host reads at the exit gate at most [`RELEASE_STACK_LIMIT`] |
 //! | `boot/xen-domu/hello@64M`, `direct_map@{64M,512M}`, `fault@64M`, `seed_bug@64M`, `hello@64M[pvmmu.test-memmap=zero]` | the same as dom0, as unprivileged PV domUs that `xl create` starts in a Linux dom0 (one dom0 boot runs them all) |
 
 use std::fmt;
@@ -79,6 +80,10 @@ pub enum FeatureSet {
     Native,
     /// `--features xen-pv` (on top of the default: the image carries both entry notes).
     XenPv,
+    /// [`Native`](Self::Native) in the release profile.
+    NativeRelease,
+    /// [`XenPv`](Self::XenPv) in the release profile.
+    XenPvRelease,
 }
 
 impl FeatureSet {
@@ -87,6 +92,8 @@ impl FeatureSet {
         match self {
             Self::Native => "native",
             Self::XenPv => "xen-pv",
+            Self::NativeRelease => "native-release",
+            Self::XenPvRelease => "xen-pv-release",
         }
     }
 
@@ -95,6 +102,8 @@ impl FeatureSet {
         match self {
             Self::Native => &[],
             Self::XenPv => &["--features", "xen-pv"],
+            Self::NativeRelease => &["--release"],
+            Self::XenPvRelease => &["--release", "--features", "xen-pv"],
         }
     }
 }
@@ -112,7 +121,14 @@ pub struct BootTest {
     pub guest_args: &'static [&'static str],
     /// What the run must show.
     pub expect: Expect,
+    /// Boots the release build, and fails if the boot stack's high-water mark the host reads
+    /// at the exit gate ([`crate::stack`]) is over [`RELEASE_STACK_LIMIT`].
+    pub release: bool,
 }
+
+/// The most boot stack a release boot may use (of the boards' 64 KiB): a Linux kernel
+/// stack's 16 KiB.
+pub const RELEASE_STACK_LIMIT: u64 = 16 * 1024;
 
 impl BootTest {
     /// The memory size.
@@ -122,9 +138,19 @@ impl BootTest {
 
     /// The feature set whose image it boots.
     pub const fn features(&self) -> FeatureSet {
-        match self.board {
-            Board::Native => FeatureSet::Native,
-            Board::Xen | Board::XenDomU => FeatureSet::XenPv,
+        match (self.board, self.release) {
+            (Board::Native, false) => FeatureSet::Native,
+            (Board::Xen | Board::XenDomU, false) => FeatureSet::XenPv,
+            (Board::Native, true) => FeatureSet::NativeRelease,
+            (Board::Xen | Board::XenDomU, true) => FeatureSet::XenPvRelease,
+        }
+    }
+
+    /// The same test on the release build, under the stack limit.
+    pub const fn release(self) -> Self {
+        Self {
+            release: true,
+            ..self
         }
     }
 }
@@ -132,7 +158,8 @@ impl BootTest {
 impl fmt::Display for BootTest {
     /// `boot/<board>/<example>@<mem>`, with `[<guest args>]` when there are any.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "boot/{}/{}@", self.board, self.example)?;
+        let profile = if self.release { "-release" } else { "" };
+        write!(f, "boot/{}/{}{profile}@", self.board, self.example)?;
         if self.mem_mib % 1024 == 0 {
             write!(f, "{}G", self.mem_mib / 1024)?;
         } else {
@@ -152,6 +179,7 @@ const fn native(example: &'static str, mem_mib: u64, expect: Expect) -> BootTest
         mem_mib,
         guest_args: &[],
         expect,
+        release: false,
     }
 }
 
@@ -162,6 +190,7 @@ const fn xen(example: &'static str, mem_mib: u64, expect: Expect) -> BootTest {
         mem_mib,
         guest_args: &[],
         expect,
+        release: false,
     }
 }
 
@@ -231,6 +260,11 @@ pub const NATIVE: &[BootTest] = &[
         guest_args: &["runtime_map.seed=20261201", "runtime_map.ops=10000"],
         ..native("runtime_map", 1024, Expect::RuntimeMap)
     },
+    BootTest {
+        guest_args: &["runtime_map.seed=20261201", "runtime_map.ops=10000"],
+        ..native("runtime_map", 1024, Expect::RuntimeMap).release()
+    },
+    native("direct_map", 16 * 1024, Expect::DirectMap).release(),
     native(
         "seed_bug",
         1024,
@@ -267,6 +301,11 @@ pub const XEN: &[BootTest] = &[
         guest_args: &["runtime_map.seed=4242", "runtime_map.ops=10000"],
         ..xen("runtime_map", 64, Expect::RuntimeMap)
     },
+    BootTest {
+        guest_args: &["runtime_map.seed=4242", "runtime_map.ops=10000"],
+        ..xen("runtime_map", 64, Expect::RuntimeMap).release()
+    },
+    xen("direct_map", 2 * 1024, Expect::DirectMap).release(),
     BootTest {
         guest_args: &["pvmmu.test-memmap=zero"],
         ..xen(

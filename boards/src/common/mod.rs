@@ -1,5 +1,5 @@
 //! Pieces shared by both boards: the serial UART, the console registry, the defmt logger on
-//! COM2, the isa-debug-exit device, exception reports, expected faults (a test facility), the panic handler, and the `mem*`
+//! COM2, the isa-debug-exit device, exception reports, expected faults (a test facility), the panic handler, the boot stack's paint, and the `mem*`
 //! symbols `core` needs.
 //!
 //! The kernel-only items (`#[panic_handler]`, `#[defmt::global_logger]`, `memcpy` & co.) exist
@@ -17,4 +17,5 @@ mod mem;
 #[cfg(all(panic = "abort", not(test)))]
 mod panic;
 pub mod racy_cell;
+pub mod stack;
 pub mod uart;

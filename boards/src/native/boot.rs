@@ -51,6 +51,13 @@ pvh_start32:
     xor %eax, %eax
     rep stosb
 
+    mov $pvh_stack, %edi             /* paint the boot stack (see common::stack) */
+    mov $pvh_stack_top, %ecx
+    sub %edi, %ecx
+    shr $2, %ecx
+    mov ${paint}, %eax
+    rep stosl
+
     mov $pvh_stack_top, %esp
 
     mov $pvh_pdpt, %eax              /* PML4[0] -> PDPT */
@@ -166,10 +173,14 @@ pvh_pt:
 pvh_stack_guard:
     .skip 4096
     .global pvh_stack
+    .global __pvmmu_stack_bottom
 pvh_stack:
+__pvmmu_stack_bottom:
     .skip {stack_size}
     .global pvh_stack_top
+    .global __pvmmu_stack_top
 pvh_stack_top:
+__pvmmu_stack_top:
 
     .text
     .macro PVH_EXC_NOERR n
@@ -222,6 +233,7 @@ pvh_exc_table:
     .endr
 "#,
     stack_size = const BOOT_STACK_SIZE,
+    paint = const crate::common::stack::PAINT,
     handler = sym super::fault::exception_entry,
     options(att_syntax)
 );

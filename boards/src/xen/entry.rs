@@ -9,8 +9,9 @@
 //! - Entry: Xen starts the guest in long mode, kernel mode (ring 3), `rsi` = start_info,
 //!   `rsp` = end of its one-page boot stack, event upcalls masked. `.bss` needs no clearing:
 //!   Xen's ELF loader zeroes every PT_LOAD's `p_memsz - p_filesz` tail (libelf
-//!   `elf_load_image`). The stub moves to a 64 KiB stack in `.bss` and calls the Rust entry
-//!   that `boards::entry!` defines (`__pvmmu_xen_main(start_info, boot_rsp)`).
+//!   `elf_load_image`). The stub paints a 64 KiB stack in `.bss` ([`crate::common::stack`]),
+//!   moves to it and calls the Rust entry that `boards::entry!` defines
+//!   (`__pvmmu_xen_main(start_info, boot_rsp)`).
 //! - Exceptions: Xen delivers them on the current stack with the frame
 //!   `rcx, r11, [error code], rip, cs, rflags, rsp, ss` (lowest address first). Each stub
 //!   calls `__pvmmu_xen_trap(vector, error_code or !0, &frame.rip)`, which reports and exits.
@@ -39,9 +40,13 @@ core::arch::global_asm!(
     r#"
     .pushsection .bss.xen_stack, "aw", @nobits
     .balign 4096
+    .globl __pvmmu_stack_bottom
+    .globl __pvmmu_stack_top
 __pvmmu_xen_stack_bottom:
+__pvmmu_stack_bottom:
     .skip {stack_size}
 __pvmmu_xen_stack_top:
+__pvmmu_stack_top:
     .popsection
     "#,
     stack_size = const STACK_SIZE,
@@ -91,8 +96,17 @@ __pvmmu_xen_hypercall_page:
     .globl __pvmmu_xen_entry
 __pvmmu_xen_entry:
     cld
-    mov rdi, rsi
-    mov rsi, rsp
+    mov r8, rsi
+    mov r9, rsp
+    /* paint the stack (see common::stack) before its first use */
+    lea rdi, [rip + __pvmmu_stack_bottom]
+    lea rcx, [rip + __pvmmu_xen_stack_top]
+    sub rcx, rdi
+    shr rcx, 2
+    mov eax, {paint}
+    rep stosd
+    mov rdi, r8
+    mov rsi, r9
     lea rsp, [rip + __pvmmu_xen_stack_top]
     xor ebp, ebp
     call __pvmmu_xen_main
@@ -188,6 +202,7 @@ __pvmmu_xen_trap_\vec:
     "#,
     trap_flags = const TrapInfo::MASK_EVENTS,
     kernel_cs = const backend_xen_pv::hypercall::abi::FLAT_KERNEL_CS,
+    paint = const crate::common::stack::PAINT,
 );
 
 unsafe extern "C" {

@@ -1,0 +1,11 @@
+//! The boot stack's paint: both boards' entry code fills the whole boot stack with
+//! [`PAINT`] before the first push, so that whoever reads the stack later (the host at the
+//! exit gate, `xtask`'s `stack` module) can tell how deep it was ever used: the bytes from
+//! the bottom that still hold the paint were never written.
+//!
+//! The stack is `[__pvmmu_stack_bottom, __pvmmu_stack_top)` (ELF symbols of every image);
+//! below the bottom the native board keeps an unmapped guard page.
+
+/// The 32-bit word the boot stack is filled with (bytes `0xa5`, unlikely in addresses and
+/// small integers; the host counts untouched bytes, not words).
+pub const PAINT: u32 = 0xa5a5_a5a5;
