@@ -103,9 +103,11 @@ impl<const N: usize> Snapshot<N> {
     /// [`Memblock::reserve`] would leave them (for computing an expected state).
     pub fn with_reserved(&self, start: u64, end: u64) -> Result<Self, MemblockError> {
         let r = Region::new(start, end)?.round_out()?;
+        let mut reserved = self.reserved.clone();
+        region::insert_merged(&mut reserved, r)?;
         Ok(Self {
             memory: self.memory.clone(),
-            reserved: region::insert_merged(&self.reserved, r)?,
+            reserved,
         })
     }
 }
@@ -184,9 +186,7 @@ impl<const N: usize> Memblock<N> {
                 with: *o,
             });
         }
-        let merged = region::insert_merged(&self.memory, r)?;
-        self.memory = merged;
-        Ok(())
+        region::insert_merged(&mut self.memory, r)
     }
 
     /// Reserves `[start, end)`, rounded out to whole pages. Overlapping or adjacent
@@ -194,9 +194,7 @@ impl<const N: usize> Memblock<N> {
     /// outside memory are kept: they stop a later `add_memory` from handing the range out.
     pub fn reserve(&mut self, start: u64, end: u64) -> Result<(), MemblockError> {
         let r = Region::new(start, end)?.round_out()?;
-        let merged = region::insert_merged(&self.reserved, r)?;
-        self.reserved = merged;
-        Ok(())
+        region::insert_merged(&mut self.reserved, r)
     }
 
     /// Un-reserves `[start, end)`, which must lie inside one reserved region. On error nothing
@@ -215,9 +213,7 @@ impl<const N: usize> Memblock<N> {
         if !r.is_page_aligned() {
             return Err(MemblockError::Unaligned { start, end });
         }
-        let new = region::remove(&self.reserved, r)?;
-        self.reserved = new;
-        Ok(())
+        region::remove(&mut self.reserved, r)
     }
 
     /// Allocates `size` bytes (rounded up to pages) aligned to `align` (a power of two, at

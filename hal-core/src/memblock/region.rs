@@ -75,67 +75,62 @@ impl Region {
     }
 }
 
-/// `set ∪ {r}`, merged, as a new vector (the old one is untouched on error).
+/// Inserts `r` into `set` (sorted, disjoint, adjacent regions merged) in place, merging it
+/// with every region it overlaps or touches. On error (`set` full and `r` touching nothing)
+/// `set` is unchanged. In place: a `Vec<Region, N>` is kilobytes, not to be built on the
+/// stack and copied back per call.
 pub(crate) fn insert_merged<const N: usize>(
-    set: &Vec<Region, N>,
+    set: &mut Vec<Region, N>,
     r: Region,
-) -> Result<Vec<Region, N>, MemblockError> {
-    let mut out: Vec<Region, N> = Vec::new();
-    let mut cur = r;
-    let mut placed = false;
-    for &x in set {
-        if x.touches(&cur) {
-            cur = Region {
-                start: cur.start.min(x.start),
-                end: cur.end.max(x.end),
-            };
-        } else if x.end < cur.start {
-            out.push(x).map_err(|_| MemblockError::Capacity)?;
-        } else {
-            if !placed {
-                out.push(cur).map_err(|_| MemblockError::Capacity)?;
-                placed = true;
-            }
-            out.push(x).map_err(|_| MemblockError::Capacity)?;
-        }
+) -> Result<(), MemblockError> {
+    // The regions touching `r` are one run `[first, last)`: the set is sorted and no two of
+    // its regions touch, so any region between two that touch `r` lies inside `r`'s span.
+    let first = set.iter().position(|x| x.touches(&r) || x.start > r.end);
+    let Some(first) = first else {
+        return set.push(r).map_err(|_| MemblockError::Capacity);
+    };
+    let last = first + set[first..].iter().take_while(|x| x.touches(&r)).count();
+    if last == first {
+        return set.insert(first, r).map_err(|_| MemblockError::Capacity);
     }
-    if !placed {
-        out.push(cur).map_err(|_| MemblockError::Capacity)?;
+    set[first] = Region {
+        start: r.start.min(set[first].start),
+        end: r.end.max(set[last - 1].end),
+    };
+    for _ in first + 1..last {
+        set.remove(first + 1);
     }
-    Ok(out)
+    Ok(())
 }
 
-/// `set ∖ r`, where `r` lies inside one region of `set`.
+/// Removes `r`, which must lie inside one region of `set`, from `set` in place. On error
+/// nothing changed.
 pub(crate) fn remove<const N: usize>(
-    set: &Vec<Region, N>,
+    set: &mut Vec<Region, N>,
     r: Region,
-) -> Result<Vec<Region, N>, MemblockError> {
-    if !set.iter().any(|x| x.contains(&r)) {
+) -> Result<(), MemblockError> {
+    let Some(k) = set.iter().position(|x| x.contains(&r)) else {
         return Err(MemblockError::NotReserved {
             start: r.start,
             end: r.end,
         });
-    }
-    let mut out: Vec<Region, N> = Vec::new();
-    for &x in set {
-        if x.contains(&r) {
-            if x.start < r.start {
-                out.push(Region {
-                    start: x.start,
-                    end: r.start,
-                })
+    };
+    let x = set[k];
+    match (x.start < r.start, r.end < x.end) {
+        (true, true) => {
+            let right = Region {
+                start: r.end,
+                end: x.end,
+            };
+            set.insert(k + 1, right)
                 .map_err(|_| MemblockError::Capacity)?;
-            }
-            if r.end < x.end {
-                out.push(Region {
-                    start: r.end,
-                    end: x.end,
-                })
-                .map_err(|_| MemblockError::Capacity)?;
-            }
-        } else {
-            out.push(x).map_err(|_| MemblockError::Capacity)?;
+            set[k].end = r.start;
+        }
+        (true, false) => set[k].end = r.start,
+        (false, true) => set[k].start = r.end,
+        (false, false) => {
+            set.remove(k);
         }
     }
-    Ok(out)
+    Ok(())
 }
