@@ -3,6 +3,11 @@
 use hal_core::memblock::{MapError, MapReport, Memblock, MemblockError};
 use hal_core::memmap::MemRegion;
 
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::common::racy_cell::RacyCell;
+
 /// Region capacity of the memblock a board hands out.
 pub const MEMBLOCK_REGIONS: usize = 128;
 
@@ -42,27 +47,58 @@ impl core::error::Error for ClaimError {
     }
 }
 
-/// Builds the one memblock of the machine from `map`, with `reserved` kept out, unless
-/// `taken` says it was built before.
+/// The machine's one memblock, built in place by [`claim_memblock`]: static storage, not the
+/// boot stack (it is over 4 KiB, and moving it out of a function copies it).
+#[cfg_attr(not(any(feature = "native", feature = "xen-pv")), allow(dead_code))]
+static MACHINE_MEMBLOCK: RacyCell<MaybeUninit<BoardMemblock>> =
+    RacyCell::new(MaybeUninit::uninit());
+
+/// Set once [`MACHINE_MEMBLOCK`] was handed out (or while it is being built).
+#[cfg_attr(not(any(feature = "native", feature = "xen-pv")), allow(dead_code))]
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// Builds the one memblock of the machine from `map`, with `reserved` kept out, in its
+/// static storage, unless it was handed out before. A claim that failed can be made again.
 ///
 /// # Safety
-/// `map` is this machine's memory map (or memory the caller owns), `reserved` covers every
-/// part of its RAM that is in use, and every call for one machine passes the same `taken`.
+/// `map` is this machine's memory map (or memory the caller owns) and `reserved` covers
+/// every part of its RAM that is in use.
 #[cfg_attr(not(any(feature = "native", feature = "xen-pv")), allow(dead_code))]
 pub(crate) unsafe fn claim_memblock(
     map: &[MemRegion],
     reserved: &[(u64, u64)],
-    taken: &mut bool,
-) -> Result<(BoardMemblock, MapReport), ClaimError> {
-    if *taken {
+) -> Result<(&'static mut BoardMemblock, MapReport), ClaimError> {
+    if CLAIMED.swap(true, Ordering::AcqRel) {
         return Err(ClaimError::AlreadyClaimed);
     }
-    // SAFETY: the caller's contract: the map is the machine's, claimed once (`taken`).
-    let (mut mb, report) = unsafe { BoardMemblock::from_firmware(map) }.map_err(ClaimError::Map)?;
+    // SAFETY: `CLAIMED` was clear, so no reference to the storage was ever handed out, and
+    // only this call (it set the flag) touches it now.
+    let slot = unsafe { &mut *MACHINE_MEMBLOCK.get() };
+    // SAFETY: the caller's contract: the map is the machine's, claimed once (`CLAIMED`).
+    let built = unsafe { build(slot, map, reserved) };
+    if built.is_err() {
+        // Nothing was handed out: the storage may be built again.
+        CLAIMED.store(false, Ordering::Release);
+    }
+    built
+}
+
+/// [`claim_memblock`]'s building, into `slot`.
+///
+/// # Safety
+/// As [`claim_memblock`], and the RAM is claimed for this memblock alone.
+#[cfg_attr(not(any(feature = "native", feature = "xen-pv")), allow(dead_code))]
+unsafe fn build<'a>(
+    slot: &'a mut MaybeUninit<BoardMemblock>,
+    map: &[MemRegion],
+    reserved: &[(u64, u64)],
+) -> Result<(&'a mut BoardMemblock, MapReport), ClaimError> {
+    // SAFETY: the caller's contract.
+    let (mb, report) =
+        unsafe { BoardMemblock::init_from_firmware(slot, map) }.map_err(ClaimError::Map)?;
     for &(s, e) in reserved {
         mb.reserve(s, e).map_err(ClaimError::Reserve)?;
     }
-    *taken = true;
     Ok((mb, report))
 }
 
@@ -94,9 +130,10 @@ pub trait Platform {
     /// The guest command line (bare metal: QEMU's `-append`; Xen PV: `start_info.cmd_line`).
     fn cmdline(&self) -> &str;
     /// memblock over the machine's RAM (from [`memory_map`](Self::memory_map)) with
-    /// [`reserved`](Self::reserved) kept out. The RAM is claimed once: a second call says
-    /// [`ClaimError::AlreadyClaimed`], so no two memblocks hand out the same frames.
-    fn take_memblock(&mut self) -> Result<(BoardMemblock, MapReport), ClaimError>;
+    /// [`reserved`](Self::reserved) kept out, in the board's static storage (not on the boot
+    /// stack). The RAM is claimed once: a second call says [`ClaimError::AlreadyClaimed`], so
+    /// no two memblocks hand out the same frames.
+    fn take_memblock(&mut self) -> Result<(&'static mut BoardMemblock, MapReport), ClaimError>;
 }
 
 /// Why [`MmuPlatform::alias`] gave no second mapping.

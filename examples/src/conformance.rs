@@ -114,7 +114,7 @@ pub fn run<P: ConformanceBoard>(p: &mut P) -> Result<(), Failure> {
         p.console_write("conformance: nothing to replay: no hypervisor\n");
         return Ok(());
     }
-    let mut mb = memview::memblock(p)?;
+    let mb = memview::memblock(p)?;
     let (win_va, win) = p.boot_window();
     let limit = win.end() << 12;
     let Some(x) = p.xen_side() else {

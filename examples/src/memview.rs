@@ -11,8 +11,9 @@ use crate::Failure;
 /// Region capacity of the examples' memblock.
 pub const REGIONS: usize = boards::MEMBLOCK_REGIONS;
 
-/// memblock from the board's firmware map, with the board's reservations.
-pub fn memblock<P: Platform>(p: &mut P) -> Result<Memblock<REGIONS>, Failure> {
+/// memblock from the board's firmware map, with the board's reservations (in the board's
+/// static storage).
+pub fn memblock<P: Platform>(p: &mut P) -> Result<&'static mut Memblock<REGIONS>, Failure> {
     let (mb, report) = p.take_memblock().map_err(|e| match e {
         ClaimError::Map(e) => {
             defmt::error!("firmware memory map refused: {}", e);

@@ -239,7 +239,7 @@ pub(crate) mod xen {
 
     /// The demonstration on Xen: ends in the expected page fault.
     pub(super) fn run<P: SeedBugBoard>(p: &mut P) -> Result<(), Failure> {
-        let mut mb = memview::memblock(p)?;
+        let mb = memview::memblock(p)?;
         let Some((hv, p2m)) = p.xen_raw() else {
             return Err(Failure::Claimed);
         };

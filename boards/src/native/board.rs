@@ -24,7 +24,6 @@ pub struct NativeBoard {
     test_memmap: Option<Perturbation>,
     pub(super) mmu: hal_core::Mmu<Native<HardwareCpu>>,
     pub(super) root: hal_core::LiveRoot,
-    memblock_taken: bool,
 }
 
 impl NativeBoard {
@@ -89,7 +88,6 @@ impl NativeBoard {
             test_memmap,
             mmu,
             root,
-            memblock_taken: false,
         })
     }
 
@@ -169,12 +167,16 @@ impl Platform for NativeBoard {
 
     fn take_memblock(
         &mut self,
-    ) -> Result<(crate::BoardMemblock, hal_core::memblock::MapReport), crate::ClaimError> {
+    ) -> Result<
+        (
+            &'static mut crate::BoardMemblock,
+            hal_core::memblock::MapReport,
+        ),
+        crate::ClaimError,
+    > {
         // SAFETY: the map is the firmware's (PVH start_info) for this machine, `reserved`
-        // covers the image and boot data, and `memblock_taken` is this board's one flag.
-        unsafe {
-            crate::platform::claim_memblock(&self.map, &self.reserved, &mut self.memblock_taken)
-        }
+        // covers the image and boot data.
+        unsafe { crate::platform::claim_memblock(&self.map, &self.reserved) }
     }
 }
 

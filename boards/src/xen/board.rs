@@ -66,7 +66,6 @@ pub struct XenBoard {
     pub(super) mmu: hal_core::Mmu<Backend>,
     /// The one handle to the live root (the domain builder's bootstrap L4 at boot).
     pub(super) root: hal_core::LiveRoot,
-    pub(super) memblock_taken: bool,
     /// The alias page of [`MmuPlatform::alias`](crate::MmuPlatform::alias) maps another frame.
     pub(super) aliased: bool,
 }
@@ -219,16 +218,15 @@ impl Platform for XenBoard {
 
     fn take_memblock(
         &mut self,
-    ) -> Result<(crate::BoardMemblock, hal_core::memblock::MapReport), crate::ClaimError> {
+    ) -> Result<
+        (
+            &'static mut crate::BoardMemblock,
+            hal_core::memblock::MapReport,
+        ),
+        crate::ClaimError,
+    > {
         // SAFETY: the map is the domain's pseudo-physical RAM (start_info.nr_pages), `reserved`
-        // covers the image and the bootstrap elements, and `memblock_taken` is this board's
-        // one flag.
-        unsafe {
-            crate::platform::claim_memblock(
-                &self.memory_map,
-                &self.reserved,
-                &mut self.memblock_taken,
-            )
-        }
+        // covers the image and the bootstrap elements.
+        unsafe { crate::platform::claim_memblock(&self.memory_map, &self.reserved) }
     }
 }

@@ -232,7 +232,6 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         role,
         mmu,
         root,
-        memblock_taken: false,
         aliased: false,
     };
     report(&board);

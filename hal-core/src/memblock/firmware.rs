@@ -36,6 +36,33 @@ impl<const N: usize> Memblock<N> {
     /// what is in use is reserved before the first allocation.
     pub unsafe fn from_firmware(map: &[MemRegion]) -> Result<(Self, MapReport), MapError> {
         let mut mb = Self::new();
+        // SAFETY: the caller's contract, for this new memblock.
+        let report = unsafe { mb.fill_from_firmware(map) }?;
+        Ok((mb, report))
+    }
+
+    /// As [`from_firmware`](Self::from_firmware), built in place in `slot` (a memblock is
+    /// kilobytes: static storage, not a stack frame to be moved out of). On error `slot`
+    /// holds a memblock that nobody was given (overwrite it freely).
+    ///
+    /// # Safety
+    /// As [`from_firmware`](Self::from_firmware).
+    pub unsafe fn init_from_firmware<'a>(
+        slot: &'a mut core::mem::MaybeUninit<Self>,
+        map: &[MemRegion],
+    ) -> Result<(&'a mut Self, MapReport), MapError> {
+        let mb = slot.write(Self::new());
+        // SAFETY: the caller's contract, for this new memblock.
+        let report = unsafe { mb.fill_from_firmware(map) }?;
+        Ok((mb, report))
+    }
+
+    /// Adds the RAM of `map` to this new memblock (no memory added yet).
+    ///
+    /// # Safety
+    /// As [`from_firmware`](Self::from_firmware).
+    unsafe fn fill_from_firmware(&mut self, map: &[MemRegion]) -> Result<MapReport, MapError> {
+        let mb = self;
         let mut report = MapReport::default();
         let mut prev_end: Option<u64> = None;
         for (index, e) in map.iter().enumerate() {
@@ -90,6 +117,6 @@ impl<const N: usize> Memblock<N> {
         if report.ram_bytes == 0 {
             return Err(MapError::NoRam);
         }
-        Ok((mb, report))
+        Ok(report)
     }
 }
