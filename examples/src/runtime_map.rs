@@ -165,11 +165,30 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
         // SAFETY: as above.
         unsafe { core::ptr::write_volatile(va as *mut u64, pattern(pa)) };
     }
+    // The model of the 4 KiB area (2048 slots, 32 KiB) lives in frames of its own, through
+    // the boot mapping: on the boot stack it would be half of it.
+    let model_bytes = (SMALL * core::mem::size_of::<Option<Slot>>()) as u64;
+    let model_pa = mb
+        .alloc(model_bytes, 4096, limit, Direction::TopDown)
+        .map_err(Failure::Memblock)?;
+    let model_va = window(model_pa)
+        .filter(|_| window(model_pa + model_bytes - 1).is_some())
+        .ok_or_else(|| fail("model frames outside the boot window", model_pa, 0))?;
+    let small: &mut [Option<Slot>] = {
+        let base = model_va as *mut Option<Slot>;
+        for i in 0..SMALL {
+            // SAFETY: the frames are ours (allocated above, page-aligned, so aligned for a
+            // slot), and the boot window maps all `model_bytes` of them writable.
+            unsafe { base.add(i).write(None) };
+        }
+        // SAFETY: as above; every slot was written just now, and nothing else refers to these
+        // frames until they are unreserved at the end, after the last use of `small`.
+        unsafe { core::slice::from_raw_parts_mut(base, SMALL) }
+    };
     f.free_before = mb.free_bytes();
     let hc0 = pvmmu::Report::hypercalls(p.mmu().raw()).unwrap_or((0, 0));
     let caught0 = probes_caught();
 
-    let mut small = [None::<Slot>; SMALL];
     let mut lslots = [None::<Slot>; LARGE];
     let mut hslots = [None::<Slot>; HUGE];
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
@@ -394,8 +413,11 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
     f.full_flushes = stats.full_flushes;
     f.pages_invalidated = stats.pages_invalidated;
     f.entries_written = stats.entries_written;
-    // SAFETY: the pools were allocated above and nothing maps them any more (the teardown).
+    // SAFETY: the pools were allocated above and nothing maps them any more (the teardown);
+    // the model's frames were allocated above, and `small` is not used past this point.
     unsafe {
+        mb.unreserve(model_pa, model_pa + model_bytes.next_multiple_of(4096))
+            .map_err(Failure::Memblock)?;
         mb.unreserve(small_pool, small_pool + pool_frames * 4096)
             .map_err(Failure::Memblock)?;
         if large {
