@@ -41,12 +41,14 @@ impl NativeBoard {
         // SAFETY: the caller's contract; unaligned reads need no alignment from the loader.
         let info = unsafe { (paddr as *const HvmStartInfo).read_unaligned() };
         let table = info.memmap()?;
-        let mut entries = [HvmMemmapEntry::default(); start_info::MAX_REGIONS];
+        // Read entry by entry into the board's map (no copy of the table on the stack).
+        let mut map = heapless::Vec::new();
         let base = table.paddr as *const HvmMemmapEntry;
-        for (i, e) in entries[..table.entries].iter_mut().enumerate() {
+        for i in 0..table.entries.min(start_info::MAX_REGIONS) {
             // SAFETY: `memmap()` bounded the table to `entries` entries below 4 GiB, and the
             // caller promised the loader's table is readable there.
-            *e = unsafe { base.add(i).read_unaligned() };
+            let e = unsafe { base.add(i).read_unaligned() };
+            let _ = map.push(start_info::region(&e));
         }
         let mut cmdline = heapless::String::new();
         if cmdline_readable(info.cmdline_paddr) {
@@ -69,7 +71,6 @@ impl NativeBoard {
             .map_err(|_| StartInfoError::UnknownArgument)?;
         let test_memmap =
             Perturbation::from_cmdline(&cmdline).map_err(|_| StartInfoError::UnknownTestMemmap)?;
-        let mut map = start_info::regions(&entries[..table.entries]);
         if let Some(p) = test_memmap {
             p.apply(&mut map, image);
         }

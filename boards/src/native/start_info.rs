@@ -155,15 +155,16 @@ impl HvmStartInfo {
 
 /// The board's view of the table: one [`MemRegion`] per entry, in order, unvalidated.
 pub fn regions(table: &[HvmMemmapEntry]) -> heapless::Vec<MemRegion, MAX_REGIONS> {
-    table
-        .iter()
-        .take(MAX_REGIONS)
-        .map(|e| MemRegion {
-            start: e.addr,
-            len: e.size,
-            kind: RegionKind::from_e820(e.kind),
-        })
-        .collect()
+    table.iter().take(MAX_REGIONS).map(region).collect()
+}
+
+/// The board's view of one entry.
+pub fn region(e: &HvmMemmapEntry) -> MemRegion {
+    MemRegion {
+        start: e.addr,
+        len: e.size,
+        kind: RegionKind::from_e820(e.kind),
+    }
 }
 
 impl core::error::Error for StartInfoError {}
