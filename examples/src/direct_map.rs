@@ -13,14 +13,14 @@ use crate::{memview, report, verify, Failure};
 
 /// Runs the scenario: the map, then its checks; logs the figures.
 pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
-    let mut memblock = memview::memblock(p)?;
+    let memblock = memview::memblock(p)?;
     let setup = Setup::linux()
         .limit(p.table_limit())
         .headroom(DIRECT_MAP_HEADROOM);
 
     let start = p.cycles();
     let (mmu, live) = p.mmu_and_root();
-    let map = map_ram(mmu, live, &mut memblock, &setup).map_err(|e| {
+    let map = map_ram(mmu, live, memblock, &setup).map_err(|e| {
         defmt::error!("direct_map: {}", e);
         Failure::Setup(e.kind())
     })?;
@@ -28,7 +28,7 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
     defmt::info!("map_ram: {} in {=u64} cycles", map.figures, cycles);
     defmt::info!("pgt_buf = {}", map.pgt_buf());
 
-    let figures = verify::direct_map(p, &mut memblock, &map)?;
+    let figures = verify::direct_map(p, memblock, &map)?;
     defmt::info!("RESULT direct_map {}", figures);
     report::backend_report(p);
     Ok(figures)

@@ -140,7 +140,7 @@ pub fn run<P: RefusalsBoard>(p: &mut P) -> Result<(), Failure> {
         return Ok(());
     };
     let at = positions(cmdline)?;
-    let mut mb = memview::memblock(p)?;
+    let mb = memview::memblock(p)?;
     let (win_va, win) = p.boot_window();
     let limit = win.end() << 12;
     let va = |pfn: u64| win_va + pfn * 4096;
@@ -151,7 +151,7 @@ pub fn run<P: RefusalsBoard>(p: &mut P) -> Result<(), Failure> {
     let frames = mb
         .alloc_frames(BATCH, u64::MAX, Direction::TopDown)
         .map_err(Failure::Memblock)?;
-    let (fw_va, first, fw_l1) = window(p, &mut mb, frames.pfns(), limit)?;
+    let (fw_va, first, fw_l1) = window(p, mb, frames.pfns(), limit)?;
     let fva = |pfn: u64| fw_va + (pfn - first) * 4096;
     let mut frames = Some(frames);
     for &pos in &at {

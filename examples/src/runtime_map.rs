@@ -129,7 +129,7 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
         ops,
         ..Figures::default()
     };
-    let mut mb = memview::memblock(p)?;
+    let mb = memview::memblock(p)?;
     let (win_va, win) = p.boot_window();
     let limit = (win.end() << 12).min(p.table_limit());
     let caps = p.mmu().caps();
@@ -198,7 +198,7 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
     let stats: MapperStats;
     {
         let (mmu, root) = p.mmu_and_root();
-        let source = MemblockSource::new(&mut mb, limit);
+        let source = MemblockSource::new(mb, limit);
         let mut m: Mapper<_, 64> = Mapper::new(root.table(), caps, source, EmptyTables::Free);
         let mut pending = Flush::none();
         for op in 0..ops {
