@@ -445,10 +445,10 @@ pub fn run<P: StrategiesBoard>(p: &mut P) -> Result<(), Failure> {
         defmt::info!("RESULT strategies none");
         return Ok(());
     };
-    let mut memblock = memview::memblock(b)?;
+    let memblock = memview::memblock(b)?;
     let setup = Setup::linux().headroom(DIRECT_MAP_HEADROOM);
     let (mmu, live) = b.mmu_and_root();
-    let map = map_ram(mmu, live, &mut memblock, &setup).map_err(|e| {
+    let map = map_ram(mmu, live, memblock, &setup).map_err(|e| {
         defmt::error!("strategies: map_ram: {}", e);
         Failure::Setup(e.kind())
     })?;
@@ -533,7 +533,7 @@ pub fn run<P: StrategiesBoard>(p: &mut P) -> Result<(), Failure> {
     // 1. pvmmu as it was: every entry an mmu_update request.
     let mut first_ro = extra.clone();
     let _ = first_ro.push(second_range);
-    let (queued, c_queued) = pvmmu_run(b, &mut memblock, ram, t, &first_ro, FillStrategy::Queue)?;
+    let (queued, c_queued) = pvmmu_run(b, memblock, ram, t, &first_ro, FillStrategy::Queue)?;
     let _ = ro.0.push((queued, queued + t));
     // 2. pvmmu storing into the fresh tables, then protecting them in one batch.
     memblock
@@ -543,7 +543,7 @@ pub fn run<P: StrategiesBoard>(p: &mut P) -> Result<(), Failure> {
     let _ = second_ro.push(PfnRange::from_raw(queued, queued + t).expect("a buffer"));
     let (stored, c_stored) = pvmmu_run(
         b,
-        &mut memblock,
+        memblock,
         ram,
         t,
         &second_ro,
