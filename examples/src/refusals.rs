@@ -180,7 +180,7 @@ pub fn run<P: RefusalsBoard>(p: &mut P) -> Result<(), Failure> {
         rows += 1;
     }
     for (row, &pos) in at.iter().enumerate() {
-        map_row(p, &mut mb, limit, pos, row, &plant)?;
+        map_row(p, mb, limit, pos, row, &plant)?;
         rows += 1;
     }
     defmt::info!("RESULT refusals done rows={=u32}", rows);
