@@ -63,8 +63,10 @@ pub const GATE_OPEN: u64 = 0x4e45_504f_4554_4147;
 /// The console line that tells the host the guest waits at the gate.
 pub const GATE_MARKER: &str = "pvmmu: at the exit gate\n";
 
-/// How long the gate waits for a host that never opens it (about 5 s at 2 GHz).
-pub const GATE_TIMEOUT_CYCLES: u64 = 10_000_000_000;
+/// How long the gate waits for a host that never opens it (about 30 s at 2 GHz). Long: the
+/// host must see the marker and stop the machine over QMP before it runs out, and on a loaded
+/// machine (QEMU and the runner starved of CPU) that took more than the 5 s this once was.
+pub const GATE_TIMEOUT_CYCLES: u64 = 60_000_000_000;
 
 /// Set once the gate was passed: a second exit (a fault while exiting) does not wait again.
 static GATE_PASSED: AtomicBool = AtomicBool::new(false);
