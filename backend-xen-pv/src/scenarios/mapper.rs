@@ -180,3 +180,93 @@ fn a_batch_costs_one_hypercall_per_512_entries_plus_tables() {
     g.xen().audit().unwrap();
     let _ = data;
 }
+
+/// Table frames in the domain, as Xen sees them.
+fn xen_tables(g: &super::common::Guest) -> usize {
+    let m = g.xen();
+    (0..g.mmu.raw().p2m().nr_pages())
+        .filter(|&p| m.frame(p).is_table())
+        .count()
+}
+
+/// A map of 512 frames that Xen refuses at entry `pos` (frame `pos` pinned as an L1 behind
+/// hal-core's back, so its writable leaf is -EBUSY): whether the refusal comes out of `map`
+/// (the backend's queue submitted part way: 0, 1, 255, 510) or out of the flush (511), nothing
+/// is mapped in the range afterwards (the model's walk says so,
+/// not the mapper), the teardown gives back every table (the model's table count and the
+/// frame source's free bytes are what they were before), and Xen's audit passes.
+#[test]
+fn a_refused_map_loses_nothing() {
+    use hal_core::RawMmu;
+    for pos in [0u64, 1, 255, 510, 511] {
+        let mut g = boot(DomainConfig::mib(64));
+        let data =
+            g.mb.alloc_frames(512, u64::MAX, Direction::TopDown)
+                .unwrap();
+        let (phys, end) = data.pfns().bytes();
+        let x = hal_core::Pfn::new((phys >> 12) + pos).unwrap();
+        // SAFETY: deliberately wrong: a data frame (unmapped, all zeros) made a page table
+        // behind hal-core's back.
+        unsafe { g.mmu.raw_mut().pin(x, hal_core::TableLevel::L1) }.unwrap();
+        let limit = g.layout.mapped_pages() * 4096;
+        let root = g.live.table();
+        let free0 = g.mb.free_bytes();
+        let tables0 = xen_tables(&g);
+        let va = space::WINDOW;
+        let (from_map, td) = {
+            let src = MemblockSource::new(&mut g.mb, limit);
+            let mut m: Mapper<_, 8> = Mapper::new(root, g.mmu.caps(), src, EmptyTables::Free);
+            // SAFETY: the guest's own data frames, the test's window.
+            let res = unsafe {
+                m.map(
+                    &mut g.mmu,
+                    root,
+                    va,
+                    phys,
+                    end - phys,
+                    PageTableFlags::WRITABLE,
+                    PageSize::Size4K,
+                )
+            };
+            let from_map = res.is_err();
+            let res = res.and_then(|f| m.flush(&mut g.mmu, f));
+            let e = res.expect_err("a writable leaf for a pinned table is refused");
+            let mapped: Vec<u64> = (0..512u64)
+                .filter(|k| {
+                    let model = g.mmu.raw().hypervisor().inner();
+                    model.load(va + k * 4096).is_ok()
+                })
+                .collect();
+            assert!(
+                mapped.is_empty(),
+                "pos {pos} (refused by map: {from_map}): {e}, but {} pages stay mapped: {:?}..",
+                mapped.len(),
+                &mapped[..mapped.len().min(4)]
+            );
+            // SAFETY: everything this mapper mapped is the test's.
+            let td = unsafe { m.teardown(&mut g.mmu, root) }.unwrap();
+            (from_map, td)
+        };
+        for k in 0..512u64 {
+            assert!(
+                g.xen().load(va + k * 4096).is_err(),
+                "pos {pos} (refused by map: {from_map}): page {k} mapped after the teardown"
+            );
+        }
+        assert_eq!(
+            xen_tables(&g),
+            tables0,
+            "pos {pos} (refused by map: {from_map}): tables left behind ({td:?})"
+        );
+        assert_eq!(
+            g.mb.free_bytes(),
+            free0,
+            "pos {pos} (refused by map: {from_map}): frames lost ({td:?})"
+        );
+        assert_eq!(td.tables_freed_total, td.tables_allocated, "pos {pos}");
+        // SAFETY: pinned above as an L1, hooked nowhere, not the root.
+        unsafe { g.mmu.raw_mut().unpin(x, hal_core::TableLevel::L1) }.unwrap();
+        g.xen().audit().unwrap();
+        let _ = data;
+    }
+}

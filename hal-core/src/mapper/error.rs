@@ -53,6 +53,20 @@ pub enum MapError<E> {
     Backend(E),
     /// A frame's protection failed part way: it is [`Unsettled`] and comes back to the caller.
     Unsettled(Failed<Unsettled, E>),
+    /// A `map` failed part way and the backend refused its rollback too: `pages` pages of
+    /// `[va, va + len)` (the first and the last of them bound it) are still mapped; `error`
+    /// is the rollback's refusal. The range stays the mapper's: a later
+    /// [`unmap`](super::Mapper::unmap) or [`teardown`](super::Mapper::teardown) clears it.
+    RollbackRefused {
+        /// The first page still mapped.
+        va: u64,
+        /// From `va` to the end of the last page still mapped (0: none is).
+        len: u64,
+        /// Pages still mapped.
+        pages: u64,
+        /// The backend's refusal of the rollback.
+        error: E,
+    },
 }
 
 impl<E: BackendError> MapError<E> {
@@ -61,6 +75,7 @@ impl<E: BackendError> MapError<E> {
         match self {
             Self::Backend(e) => e.kind(),
             Self::Unsettled(f) => f.error.kind(),
+            Self::RollbackRefused { error, .. } => error.kind(),
             Self::OutOfFrames | Self::RecordFull => ErrorKind::Capacity,
             Self::SizeUnsupported(_) | Self::FlagsRefused(_) | Self::ReservedSlot(_) => {
                 ErrorKind::Unsupported
@@ -97,6 +112,16 @@ impl<E: fmt::Debug> fmt::Display for MapError<E> {
             Self::RecordFull => write!(f, "the record of owned tables is full"),
             Self::Backend(e) => write!(f, "backend: {e:?}"),
             Self::Unsettled(e) => write!(f, "protect failed part way: {:?}", e.error),
+            Self::RollbackRefused {
+                va,
+                len,
+                pages,
+                error,
+            } => write!(
+                f,
+                "map failed and its rollback was refused ({error:?}): {pages} pages still mapped in {va:#x}..{:#x}",
+                va + len
+            ),
         }
     }
 }

@@ -64,7 +64,13 @@ pub struct Mapper<S: FrameSource, const N: usize = 256> {
     pub(crate) stats: MapperStats,
     /// The virtual range `[lo, hi)` the mapper ever mapped into.
     pub(crate) extent: (u64, u64),
+    /// The ranges mapped since the last submission (contiguous ones merged), which a refused
+    /// [`flush`](Self::flush) unmaps again; `None` once more than [`PENDING_CAP`] were.
+    pub(crate) pending: Option<heapless::Vec<(u64, u64), PENDING_CAP>>,
 }
+
+/// Separate ranges mapped between two flushes that a refused flush can still roll back.
+pub(crate) const PENDING_CAP: usize = 16;
 
 pub(crate) const LEAF_FLAGS: u64 = PageTableFlags::WRITABLE.bits()
     | PageTableFlags::USER_ACCESSIBLE.bits()
@@ -95,6 +101,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             policy,
             stats: MapperStats::default(),
             extent: (u64::MAX, 0),
+            pending: Some(heapless::Vec::new()),
         }
     }
 
@@ -298,9 +305,17 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                     || sizes.contains(PageSizes::SIZE_1G) && len >= size_of(TableLevel::L3))
             }
         };
-        if small && self.map_cached(mmu, va, phys, len, bits)? {
-            self.extent = (self.extent.0.min(va), self.extent.1.max(va + len));
-            return Ok(Flush::one());
+        if small {
+            match self.map_cached(mmu, va, phys, len, bits) {
+                Ok(true) => {
+                    self.mapped(va, len);
+                    return Ok(Flush::one());
+                }
+                Ok(false) => {}
+                // Every slot of the range was read empty before the first write: whatever is
+                // mapped there now is this call's.
+                Err(e) => return Err(self.roll_back(mmu, va, len, e)),
+            }
         }
         self.map_walking(mmu, va, phys, len, bits, fixed)
     }
@@ -321,21 +336,109 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         while done < len {
             match self.map_step(mmu, va + done, phys + done, len - done, bits, fixed) {
                 Ok(n) => done += n,
-                Err(e) => {
-                    if done > 0 {
-                        // SAFETY: `[va, va + done)` is exactly what this call just mapped
-                        // (the caller of `map` may change it).
-                        unsafe { self.unmap_raw(mmu, va, done) }?;
-                    }
-                    // Tables made for the refused page, now empty.
-                    self.prune(mmu, va + done, 4096)?;
-                    self.flush_inner(mmu)?;
-                    return Err(e);
+                Err((e, tried)) => {
+                    // A refusal of what is there (a page mapped already, a table in the way,
+                    // somebody else's table) wrote nothing at `va + done`; any other failure
+                    // may have left tables made for it, or part of its run of leaves.
+                    let content = matches!(
+                        e,
+                        MapError::Overlap(_)
+                            | MapError::TablesInRange(_)
+                            | MapError::ForeignTable(_)
+                    );
+                    let touched = if content {
+                        done
+                    } else {
+                        done + tried.max(4096)
+                    };
+                    return Err(self.roll_back(mmu, va, touched, e));
                 }
             }
         }
-        self.extent = (self.extent.0.min(va), self.extent.1.max(va + len));
+        self.mapped(va, len);
         Ok(Flush::one())
+    }
+
+    /// Notes that `map` mapped `[va, va + len)`: in the extent, and pending until the flush.
+    #[inline(always)]
+    fn mapped(&mut self, va: u64, len: u64) {
+        self.extent = (self.extent.0.min(va), self.extent.1.max(va + len));
+        if let Some(p) = &mut self.pending {
+            match p.last_mut() {
+                Some(last) if last.1 == va => last.1 = va + len,
+                _ => {
+                    if p.push((va, va + len)).is_err() {
+                        self.pending = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Undoes a `map` that failed with `error` after it may have written leaves and hooked
+    /// tables in `[va, va + len)` (which held no page of anyone else's before the call):
+    /// every page there is unmapped, the mapper's tables left empty unhooked and retired, and
+    /// the range joins the extent, so a table that cannot be retired now is still found by
+    /// [`teardown`](Self::teardown). Whether a leaf was applied is read back from the tree,
+    /// not assumed: a backend that refuses part of a batch applies what came before the
+    /// refused entry. Returns `error`, or, if the rollback is refused too,
+    /// [`MapError::RollbackRefused`] with what is still mapped.
+    #[cold]
+    #[inline(never)]
+    fn roll_back<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        len: u64,
+        error: MapError<B::Error>,
+    ) -> MapError<B::Error> {
+        if len == 0 {
+            return error;
+        }
+        self.extent = (self.extent.0.min(va), self.extent.1.max(va + len));
+        // SAFETY: `[va, va + len)` holds only what this call mapped (the caller of `map` may
+        // change it).
+        let res = unsafe { self.unmap_raw(mmu, va, len) }
+            .and_then(|()| self.prune(mmu, va, len))
+            .and_then(|()| self.flush_inner(mmu));
+        match res {
+            Ok(()) => error,
+            Err(MapError::Backend(e)) => self.still_mapped(mmu, va, len, e),
+            Err(other) => other,
+        }
+    }
+
+    /// [`MapError::RollbackRefused`]: the pages of `[va, va + len)` still mapped.
+    pub(crate) fn still_mapped<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        len: u64,
+        error: B::Error,
+    ) -> MapError<B::Error> {
+        let (mut lo, mut hi, mut pages) = (u64::MAX, 0, 0);
+        let mut at = va;
+        while at < va + len {
+            match crate::walk::translate(mmu.raw_mut(), self.root, at) {
+                Ok(None) => {}
+                // Unreadable counts as mapped: nothing says it is not.
+                Ok(Some(_)) | Err(_) => {
+                    lo = lo.min(at);
+                    hi = at + 4096;
+                    pages += 1;
+                }
+            }
+            at += 4096;
+        }
+        if pages == 0 {
+            lo = va;
+        }
+        MapError::RollbackRefused {
+            va: lo,
+            len: hi.saturating_sub(lo),
+            pages,
+            error,
+        }
     }
 
     /// Maps 4 KiB pages `[va, va + len)` into the cached level-1 table if the range lies in
@@ -475,9 +578,9 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         rest: u64,
         bits: u64,
         fixed: Option<TableLevel>,
-    ) -> Result<u64, MapError<B::Error>> {
+    ) -> Result<u64, (MapError<B::Error>, u64)> {
         let leaf = self.pick(va, phys, rest, fixed);
-        let (table, slot) = self.leaf_table(mmu, va, leaf)?;
+        let (table, slot) = self.leaf_table(mmu, va, leaf).map_err(|e| (e, 0))?;
         let span = size_of(leaf);
         let first = leaf.index_of(va);
         let mut n = (512 - u64::from(first)).min(rest / span);
@@ -506,13 +609,15 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         let mut entries = [const { core::mem::MaybeUninit::<Pte>::uninit() }; RUN];
         for (i, e) in entries.iter_mut().enumerate().take(n) {
             let slot = first + i as u16;
-            let old = raw.read(table, leaf, slot).map_err(MapError::Backend)?;
+            let old = raw
+                .read(table, leaf, slot)
+                .map_err(|e| (MapError::Backend(e), 0))?;
             let at = va + i as u64 * span;
             if old.is_present() {
                 if leaf != TableLevel::L1 && !old.is_huge() {
-                    return Err(MapError::TablesInRange(at));
+                    return Err((MapError::TablesInRange(at), 0));
                 }
-                return Err(MapError::Overlap(at));
+                return Err((MapError::Overlap(at), 0));
             }
             let p = phys + i as u64 * span;
             e.write(Pte::from_bits(p | bits | huge));
@@ -524,7 +629,9 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         // SAFETY: `table` is a level-`leaf` table this mapper created (the record), hooked in
         // its tree; the slots were empty; the caller of `map` vouches for the frames and the
         // virtual range.
-        unsafe { raw.write(table, leaf, first, entries) }.map_err(MapError::Backend)?;
+        // Refused part way, the run may be in part applied: the caller's rollback reads it.
+        unsafe { raw.write(table, leaf, first, entries) }
+            .map_err(|e| (MapError::Backend(e), n as u64 * span))?;
         let o = self.record.at_mut(slot);
         o.used = (o.used + n as u16).min(512);
         self.stats.entries_written += n as u64;

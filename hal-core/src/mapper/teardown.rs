@@ -98,7 +98,44 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         done: Flush,
     ) -> Result<(), MapError<B::Error>> {
         let _ = done.ops();
-        self.flush_inner(mmu)
+        match self.flush_inner(mmu) {
+            Err(MapError::Backend(e)) => Err(self.roll_back_pending(mmu, e)),
+            r => r,
+        }
+    }
+
+    /// A submission was refused part way (`error`): what came before the refused entry is
+    /// applied, the rest dropped. Every range mapped since the last submission is unmapped
+    /// again (its tables left empty retired), so the maps of the refused batch are undone as
+    /// one; returns `error`, or [`MapError::RollbackRefused`] if that is refused too. More
+    /// separate ranges than the mapper keeps (16): `error` alone, what was applied stays.
+    #[cold]
+    #[inline(never)]
+    fn roll_back_pending<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        error: B::Error,
+    ) -> MapError<B::Error> {
+        let Some(ranges) = self.pending.replace(heapless::Vec::new()) else {
+            return MapError::Backend(error);
+        };
+        let mut res = Ok(());
+        for &(lo, hi) in &ranges {
+            // SAFETY: `[lo, hi)` is what `map` mapped since the last submission, the mapper's
+            // own; the batch that mapped it was refused.
+            res = res
+                .and_then(|()| unsafe { self.unmap_raw(mmu, lo, hi - lo) })
+                .and_then(|()| self.prune(mmu, lo, hi - lo));
+        }
+        match res.and_then(|()| self.flush_inner(mmu)) {
+            Ok(()) => MapError::Backend(error),
+            Err(MapError::Backend(e)) => {
+                let lo = ranges.iter().map(|r| r.0).min().unwrap_or(0);
+                let hi = ranges.iter().map(|r| r.1).max().unwrap_or(0);
+                self.still_mapped(mmu, lo, hi - lo, e)
+            }
+            Err(other) => other,
+        }
     }
 
     pub(crate) fn flush_inner<B: RawMmu>(
@@ -118,6 +155,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             }
             self.tlb.clear();
             self.dirty = false;
+            self.pending = Some(heapless::Vec::new());
         }
         while let Some(t) = self.retiring.pop() {
             self.retire(mmu, t)?;

@@ -386,6 +386,30 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         Ok(())
     }
 
+    /// Counts the present entries of the owned table `pfn` (level `level`) and records the
+    /// count.
+    #[cold]
+    fn recount<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        pfn: Pfn,
+        level: TableLevel,
+    ) -> Result<u16, MapError<B::Error>> {
+        let mut used = 0u16;
+        for i in 0..512u16 {
+            used += u16::from(
+                mmu.raw_mut()
+                    .read(pfn, level, i)
+                    .map_err(MapError::Backend)?
+                    .is_present(),
+            );
+        }
+        if let Some(slot) = self.record.find(pfn) {
+            self.record.at_mut(slot).used = used;
+        }
+        Ok(used)
+    }
+
     /// Unhooks `child` (behind slot `idx` of `table`) if it is the mapper's and empty, and the
     /// policy (or a teardown) says so; it is retired at the next flush.
     #[allow(clippy::too_many_arguments)]
@@ -403,7 +427,17 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             return Ok(());
         };
         let forced = matches!(act, Act::Teardown | Act::Prune);
-        if o.used != 0 || (self.policy == EmptyTables::Keep && !forced) {
+        if self.policy == EmptyTables::Keep && !forced {
+            return Ok(());
+        }
+        let mut used = o.used;
+        if used != 0 && forced {
+            // A teardown or a rollback has cleared the range: a count left means a batch the
+            // backend refused part way (leaves counted it dropped). The table says what it
+            // holds.
+            used = self.recount(mmu, child, o.level)?;
+        }
+        if used != 0 {
             return Ok(());
         }
         if self.retiring.is_full() {
