@@ -23,9 +23,10 @@
 //! - **map** (the run-time mapper mapping the 512 frames writable at a window of its own,
 //!   4 KiB pages, one flush): frame `p` is `X` as above, so Xen refuses its leaf with -EBUSY.
 //!   Expected: a `MapError::Backend` whose refusal is errno 16 and names the mapper's L1, slot
-//!   `p`, frame `X`. Then: the mapper tears down (the row reports the pages still mapped
-//!   after the refusal and the tables its teardown did not give back: an open finding, see
-//!   the README), `X` is unpinned and writable again, a second mapper maps all 512 frames
+//!   `p`, frame `X`. Then: no page of the window is mapped (the refused batch is undone, read
+//!   back from the tables Xen keeps), the mapper tears down and gives back every table it
+//!   made (the row reports the pages still mapped after the refusal, the tables the teardown
+//!   did not give back, and the frames memblock is short of afterwards), `X` is unpinned and writable again, a second mapper maps all 512 frames
 //!   elsewhere, every store through it lands (read back through the frames' own window), and
 //!   it tears down: memblock's free bytes are what they were before it.
 //!
@@ -500,8 +501,7 @@ fn fill_row<P: RefusalsBoard>(
 }
 
 /// Where the map rows' refused mappers map: one L4 slot per row from slot 64 on, away from
-/// everything else (a refused mapper leaves its tables behind: an open finding, see the
-/// README).
+/// everything else.
 const MAP_VA: u64 = 64 << 39;
 /// Where the map rows map again after the refusal: one L4 slot per row from slot 8 on.
 const AGAIN_VA: u64 = 8 << 39;
@@ -522,6 +522,7 @@ fn map_row<P: RefusalsBoard>(
     let phys = plant.first << 12;
     let len = BATCH * 4096;
     let rw = PageTableFlags::WRITABLE;
+    let free_refused = mb.free_bytes();
     let (refusal, mapped_after, leaked) = {
         let (mmu, root) = p.mmu_and_root();
         let caps = mmu.caps();
@@ -562,6 +563,7 @@ fn map_row<P: RefusalsBoard>(
             .map_err(|e| Failure::Backend("teardown", e.kind()))?;
         (refusal, mapped, td.tables_allocated - td.tables_freed_total)
     };
+    let frames_kept = free_refused.saturating_sub(mb.free_bytes()) / 4096;
     let x_writable = plant.unpin(p, pos)?;
     // Again, with every frame ordinary memory: all 512 stores land.
     let free0 = mb.free_bytes();
@@ -609,7 +611,7 @@ fn map_row<P: RefusalsBoard>(
     let index = r.entry.map_or(u16::MAX, |e| e.index);
     let after = x_writable && landed == BATCH && freed_again && mb.free_bytes() == free0;
     defmt::info!(
-        "RESULT refusals op=map at={=u64} op_named={=?} errno={=i64} submitted={=u32} applied={=u32} failed_at={=u32} index={=u16} entry_named={=str} mapped_after={=u64} leaked_tables={=u64} landed={=u64} after={=str}",
+        "RESULT refusals op=map at={=u64} op_named={=?} errno={=i64} submitted={=u32} applied={=u32} failed_at={=u32} index={=u16} entry_named={=str} mapped_after={=u64} leaked_tables={=u64} frames_kept={=u64} landed={=u64} after={=str}",
         pos,
         op,
         i64::from(r.errno.0),
@@ -620,6 +622,7 @@ fn map_row<P: RefusalsBoard>(
         if named_ok { "ok" } else { "wrong" },
         mapped_after,
         leaked,
+        frames_kept,
         landed,
         if after { "ok" } else { "wrong" }
     );
