@@ -237,18 +237,34 @@ pub struct BootResult {
 /// The machine as the host found it at the exit gate, stopped: the registers from QEMU's
 /// monitor, and its RAM (the backing file, which after the run still holds the memory of
 /// that moment: past the gate the guest only exits).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Capture {
     /// The first CPU's registers while stopped at the gate.
     pub regs: Registers,
-    /// The machine's RAM.
-    pub ram: Arc<RamFile>,
+    /// The machine's RAM (xen-domu: the pages the host copied at the gate).
+    pub mem: Arc<dyn walker::PhysMem + Send + Sync>,
+    /// The machine's RAM layout (what QEMU got).
+    pub layout: RamLayout,
+    /// xen-domu: the domU's bootstrap page tables as libxc's log places them (pfns).
+    pub boot_tables: Option<crate::verify::Pfns>,
     /// Where the gate word was (physical/machine address), found by walking from CR3.
     pub gate_pa: u64,
     /// How long the guest was held at the gate (stop to cont).
     pub held: Duration,
     /// The boot stack's high-water mark at the gate ([`crate::stack`]).
     pub stack: Result<crate::stack::StackUse, String>,
+}
+
+impl fmt::Debug for Capture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Capture")
+            .field("regs", &self.regs)
+            .field("layout", &self.layout)
+            .field("boot_tables", &self.boot_tables)
+            .field("gate_pa", &self.gate_pa)
+            .field("held", &self.held)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BootResult {
@@ -523,7 +539,9 @@ fn open_gate(
     q.cont()?;
     Ok(Capture {
         regs,
-        ram: Arc::clone(ram),
+        mem: Arc::clone(ram) as Arc<dyn walker::PhysMem + Send + Sync>,
+        layout: ram.layout(),
+        boot_tables: None,
         gate_pa,
         held: stopped.elapsed(),
         stack,

@@ -46,12 +46,6 @@ fn check_expect(test: &BootTest, run: &BootResult) -> Result<String, String> {
             passed(run)?;
             memory_map_printed(run)?;
         }
-        Expect::DirectMap if test.board == Board::XenDomU => {
-            passed(run)?;
-            in_guest_order(run)?;
-            let f = Figures::find(&run.defmt_lines).map_err(|e| format!("{e:#}"))?;
-            return domu_direct_map(test, &f, &run.defmt_lines);
-        }
         Expect::DirectMap => {
             // The host's walk runs whatever the guest says, so a failed run also shows what
             // the live tables were.
@@ -72,7 +66,7 @@ fn check_expect(test: &BootTest, run: &BootResult) -> Result<String, String> {
                 "{host} (walk and checks {:.0} ms)",
                 walked_in.as_secs_f64() * 1e3
             );
-            if test.board == Board::Xen {
+            if test.board.is_xen() {
                 let budget = crate::budget::check(&run.defmt_lines, &host)?;
                 note.push_str(&format!("; {budget}"));
             }
@@ -246,77 +240,20 @@ pub fn host_report(board: Board, mem_mib: u64, run: &BootResult) -> Result<Repor
     let (dom0_pages, xen_boot_tables) = match board {
         Board::Native => (0, (0, 0)),
         Board::Xen => (mem_mib << 8, xen_boot_tables(&run.console_text)?),
-        Board::XenDomU => return Err(DOMU_NOT_WALKED.into()),
+        Board::XenDomU => (
+            mem_mib << 8,
+            cap.boot_tables
+                .ok_or("dom0 did not say where the domU's bootstrap tables are")?,
+        ),
     };
     let machine = Machine {
         board,
-        layout: cap.ram.layout(),
+        layout: cap.layout,
         dom0_pages,
         xen_boot_tables,
     };
-    verify::verify(cap.ram.as_ref(), &cap.regs, &machine, pgt_buf)
+    verify::verify(cap.mem.as_ref(), &cap.regs, &machine, pgt_buf)
         .map_err(|e| format!("host verifier: {e}"))
-}
-
-/// Why a domU's tables are not walked by the host: the host stops the *machine* at the exit
-/// gate and walks from the CPU's CR3; a domU runs under Xen beside dom0, its exit is dom0's
-/// business (`xl`), and nothing stops the machine while the domU's tables are live.
-pub const DOMU_NOT_WALKED: &str =
-    "the host verifier does not reach a domU's page tables (no exit gate for a domU)";
-
-/// RAM a domU's `nr_pages` may withhold from xl's `memory` (none was, measured).
-const DOMU_RAM_SLACK: u64 = 8 << 20;
-/// The `direct_map` example's headroom (shared with it through `pvmmu-figures`): frames
-/// `pgt_buf` holds beyond the exact count, all of which `finish` must release.
-use pvmmu_figures::DIRECT_MAP_HEADROOM;
-
-/// `direct_map` as a domU: the guest's figures against themselves and the configured memory
-/// (the checks the suite made before the host verifier), and the hypercall budgets on the
-/// guest's counters. See [`DOMU_NOT_WALKED`].
-fn domu_direct_map(test: &BootTest, f: &Figures, lines: &[String]) -> Result<String, String> {
-    let fail = |what: String| Err(format!("{what} in {f:?}"));
-    let mem = test.mem_mib << 20;
-    if f.tables_used != f.computed + 1 {
-        return fail(format!(
-            "tables_used {} != computed {} + 1 (root)",
-            f.tables_used, f.computed
-        ));
-    }
-    if f.tail_released != DIRECT_MAP_HEADROOM {
-        return fail(format!(
-            "tail_released {} != the headroom {}",
-            f.tail_released, DIRECT_MAP_HEADROOM
-        ));
-    }
-    if f.pages[1] != 0 || f.pages[2] != 0 {
-        return fail("large pages under Xen PV (it has no superpages)".into());
-    }
-    if f.pages[0] << 12 != f.ram_bytes || f.leaves_checked != f.pages[0] {
-        return fail("the pages do not cover ram_bytes, or not every leaf was checked".into());
-    }
-    if f.ram_bytes > mem || f.ram_bytes + DOMU_RAM_SLACK < mem {
-        return fail(format!(
-            "ram_bytes is not within 8 MiB below the domU's {} MiB",
-            test.mem_mib
-        ));
-    }
-    if f.cross_checked != f.tail_released || f.pages_touched == 0 {
-        return fail("cross_checked != tail_released, or no page touched".into());
-    }
-    // The budgets, on the guest's own count of the tail's mappings (the batched release's
-    // entries): the host walk that gives m*K for dom0 does not reach a domU.
-    let batched = crate::budget::phase(lines, "release (batched)")
-        .ok_or("no `xen-pv hypercalls, release (batched)` line")?;
-    let protect = crate::budget::phase(lines, "make read-only")
-        .ok_or("no `xen-pv hypercalls, make read-only` line")?;
-    let claimed = Report {
-        tail_frames: f.tail_released,
-        tail_mappings: batched.entries,
-        pgt_buf_boot_mappings: protect.entries.saturating_sub(protect.kinds.mmuext_op),
-        ..Report::default()
-    };
-    let budget = crate::budget::check(lines, &claimed)?;
-    Ok(format!("{budget} (guest's counts; {DOMU_NOT_WALKED})"))
 }
 
 /// `seed_bug` under Xen: see [`Expect::SeedBug`].

@@ -35,9 +35,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::boot::{Board, BootResult, Verdict};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::boot::{Board, BootResult, Capture, Verdict, GATE_OPEN, GATE_SYMBOL};
+use crate::guest_mem::{self, RamFile, RamLayout, Snapshot};
 use crate::mem_size::MemSize;
-use crate::{defmt_stream, order, qemu, xen};
+use crate::qmp::Registers;
+use crate::verify::{self, Machine, Pfns};
+use crate::{defmt_stream, elf, order, qemu, walker, xen};
 
 /// The Debian 12 packages the host is made of (the kernel's versioned package is found from
 /// [`KERNEL_META`]).
@@ -66,7 +72,7 @@ pub const PACKAGES: &[&str] = &[
 /// The metapackage naming Debian's current 6.1 kernel.
 pub const KERNEL_META: &str = "linux-image-amd64";
 /// The programs dom0 runs, besides busybox.
-const PROGRAMS: &[&str] = &["xl", "xenstored", "xenconsoled", "xen-init-dom0"];
+const PROGRAMS: &[&str] = &["xl", "xenstored", "xenconsoled", "xen-init-dom0", "xenctx"];
 /// Where Debian puts them.
 const XEN_BIN: &str = "usr/lib/xen-4.17/bin";
 /// Libraries loaded without a `DT_NEEDED` entry (glibc opens libgcc_s for thread cancel).
@@ -603,6 +609,14 @@ pub fn run_batch(jobs: &[Job], qemu_args: &[String], echo: bool) -> Result<Vec<B
     std::fs::File::create(&com2)?;
 
     let machine = MemSize::from_mib((DOM0_MEM.mib() + max_mem + 256).max(1024));
+    let gates = images
+        .iter()
+        .map(|elf| elf::symbol_address(elf, GATE_SYMBOL))
+        .collect::<Result<Vec<u64>>>()
+        .context("finding the exit gate in a domU's ELF")?;
+    let ram_path = guest_mem::ram_dir().join(format!("pvmmu-{id}-domu-ram"));
+    let ram = RamFile::create(&ram_path, RamLayout::q35(machine.mib() << 20))
+        .with_context(|| format!("creating {}", ram_path.display()))?;
     let mut cmd = Command::new(qemu::QEMU);
     cmd.args([
         "-machine",
@@ -612,6 +626,13 @@ pub fn run_batch(jobs: &[Job], qemu_args: &[String], echo: bool) -> Result<Vec<B
         "-accel",
         "tcg",
     ])
+    .arg("-object")
+    .arg(format!(
+        "memory-backend-file,id=pvmmu.ram,size={}M,mem-path={},share=on",
+        machine.mib(),
+        path_str(ram.path())?
+    ))
+    .args(["-machine", "q35,memory-backend=pvmmu.ram"])
     .arg("-m")
     .arg(machine.to_string())
     .args(["-display", "none", "-no-reboot", "-net", "none"])
@@ -632,13 +653,25 @@ pub fn run_batch(jobs: &[Job], qemu_args: &[String], echo: bool) -> Result<Vec<B
         path_str(&initrd)?
     ));
     cmd.args(qemu_args);
+    let captures: Mutex<BTreeMap<usize, Result<Capture, String>>> = Mutex::default();
     let print = |line: &str| {
         if echo && line.contains("pvmmu-dom0:") {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", line.trim_end());
         }
+        if let Some(gate) = parse_gate(line) {
+            let Some(&gate_va) = gates.get(gate.job) else {
+                return;
+            };
+            let c = at_gate(&ram, &gate, gate_va, jobs[gate.job].mem);
+            if let Ok(mut m) = captures.lock() {
+                m.insert(gate.job, c);
+            }
+        }
     };
     let run = qemu::run(cmd, total, echo, &print, None);
+    drop(ram);
+    let mut captures = captures.into_inner().unwrap_or_default();
     let _ = std::fs::remove_file(&initrd);
     let run = run?;
     if run.status.and_then(|s| s.code()) == Some(1) {
@@ -683,12 +716,90 @@ pub fn run_batch(jobs: &[Job], qemu_args: &[String], echo: bool) -> Result<Vec<B
             qemu_stderr: String::from_utf8_lossy(&run.stderr).into_owned(),
             elapsed,
             frames_file: None,
-            capture: None,
+            capture: captures.remove(&i),
             host_console: host_console.clone(),
             host_failed: env.host_failed.clone(),
         });
     }
     Ok(results)
+}
+
+/// dom0's line at a domU's exit gate: `pvmmu-dom0: gate N cr3=HEX boot_tables=PFN+COUNT`
+/// (hex; `none` where dom0 found nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gate {
+    /// The job.
+    pub job: usize,
+    /// The domU's CR3 (a machine address), if xenctx gave one.
+    pub cr3: Option<u64>,
+    /// The domain builder's bootstrap tables (pfns), if libxc's log gave them.
+    pub boot_tables: Option<Pfns>,
+}
+
+/// Parses dom0's gate line (see [`Gate`]).
+pub fn parse_gate(line: &str) -> Option<Gate> {
+    let rest = line.split_once("pvmmu-dom0: gate ")?.1.trim_end();
+    let mut w = rest.split(' ');
+    let job = w.next()?.parse().ok()?;
+    let field = |k: &str, s: &str| s.strip_prefix(k)?.strip_prefix('=').map(str::to_string);
+    let cr3 = field("cr3", w.next()?)?;
+    let bt = field("boot_tables", w.next()?)?;
+    let cr3 = u64::from_str_radix(&cr3, 16).ok();
+    let boot_tables = bt.split_once('+').and_then(|(a, n)| {
+        let a = u64::from_str_radix(a, 16).ok()?;
+        Some((a, a.checked_add(u64::from_str_radix(n, 16).ok()?)?))
+    });
+    Some(Gate {
+        job,
+        cr3,
+        boot_tables,
+    })
+}
+
+/// At a domU's exit gate (it spins there): copy what the verifier reads of its tables from the
+/// machine's RAM (walking from its CR3 with the host's walker), then open the gate.
+fn at_gate(ram: &RamFile, gate: &Gate, gate_va: u64, mem: MemSize) -> Result<Capture, String> {
+    let held = std::time::Instant::now();
+    let cr3 = gate.cr3.ok_or("dom0 found no CR3 for the domU (xenctx)")?;
+    // A 64-bit PV guest always runs with 4-level long-mode paging (Xen's own).
+    let regs = Registers {
+        cr0: Registers::CR0_PG,
+        cr3,
+        cr4: Registers::CR4_PAE,
+        efer: Registers::EFER_LMA,
+        cpl: 3,
+    };
+    let machine = Machine {
+        board: Board::XenDomU,
+        layout: ram.layout(),
+        dom0_pages: mem.mib() << 8,
+        xen_boot_tables: gate.boot_tables.unwrap_or((0, 0)),
+    };
+    // One trial verification over the live RAM decides which pages are copied: the real one,
+    // once the run's pgt_buf is known, reads no page it did not.
+    let (snap, _) = Snapshot::record(ram, |m| {
+        let _ = verify::verify(m, &regs, &machine, (0, machine.dom0_pages));
+    });
+    let leaf = walker::translate(ram, regs.root(), gate_va)
+        .map_err(|e| format!("walking to the gate {gate_va:#x}: {e}"))?
+        .ok_or_else(|| format!("the gate {gate_va:#x} is not mapped under CR3 {cr3:#x}"))?;
+    let gate_pa = leaf.pa + (gate_va & (leaf.size.bytes() - 1));
+    let before = walker::PhysMem::read_u64(ram, gate_pa)?;
+    if before != 0 {
+        return Err(format!(
+            "the gate word at {gate_pa:#x} holds {before:#x}, not 0: wrong frame?"
+        ));
+    }
+    ram.write_u64(gate_pa, GATE_OPEN)?;
+    Ok(Capture {
+        regs,
+        mem: Arc::new(snap),
+        layout: ram.layout(),
+        boot_tables: gate.boot_tables,
+        gate_pa,
+        held: held.elapsed(),
+        stack: Err("not measured for a domU (no release domU row)".into()),
+    })
 }
 
 /// The last `n` lines of Xen's and of dom0's console in `host_console` (COM1: Xen's lines
@@ -776,6 +887,23 @@ mod tests {
         // A truncated stream keeps what is complete.
         let env = parse_envelopes(&s[..40]);
         assert!(env.reports.is_empty() && !env.done);
+    }
+
+    #[test]
+    fn gate_lines_parse() {
+        let g = parse_gate("pvmmu-dom0: gate 3 cr3=0000000039117000 boot_tables=311+5\r").unwrap();
+        assert_eq!(
+            g,
+            Gate {
+                job: 3,
+                cr3: Some(0x3911_7000),
+                boot_tables: Some((0x311, 0x316)),
+            }
+        );
+        let none = parse_gate("pvmmu-dom0: gate 0 cr3=none boot_tables=none").unwrap();
+        assert_eq!((none.cr3, none.boot_tables), (None, None));
+        assert_eq!(parse_gate("pvmmu-dom0: job 0: shutdown reason 0"), None);
+        assert_eq!(parse_gate("pvmmu-dom0: gate x cr3=1 boot_tables=1+1"), None);
     }
 
     #[test]

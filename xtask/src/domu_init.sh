@@ -55,14 +55,30 @@ on_poweroff = "destroy"
 on_reboot = "destroy"
 on_crash = "destroy"
 EOF
+    log="/var/log/xen/console/guest-pvmmu-$n.log"
     t0=$(up)
-    timeout -s KILL "$TIMEOUT" xl create -F "/tmp/$n.cfg" > "/tmp/$n.xl" 2>&1
+    timeout -s KILL "$TIMEOUT" xl -vvv create -F "/tmp/$n.cfg" > "/tmp/$n.xl" 2>&1 &
+    xlpid=$!
+    # The exit gate: when the domU says it waits there, tell the host (on hvc0, which it reads
+    # live) the domU's CR3 (a machine address, from xenctx) and where the domain builder put
+    # its bootstrap page tables (libxc's log); the host walks the domU's tables in the
+    # machine's RAM and opens the gate.
+    while kill -0 "$xlpid" 2>/dev/null; do
+        if grep -q "pvmmu: at the exit gate" "$log" 2>/dev/null; then
+            domid=$(xl domid "pvmmu-$n" 2>/dev/null)
+            cr3=$(xenctx -a "$domid" 2>&1 | sed -n 's/.*cr3: *\([0-9a-fA-F]*\).*/\1/p' | head -n 1)
+            bt=$(sed -n 's/.*page tables *: .*(pfn 0x\([0-9a-f]*\) + 0x\([0-9a-f]*\) pages).*/\1+\2/p' "/tmp/$n.xl" | head -n 1)
+            say "gate $n cr3=${cr3:-none} boot_tables=${bt:-none}"
+            break
+        fi
+        sleep 0.2
+    done
+    wait "$xlpid"
     rc=$?
     t1=$(up)
     reason=$(sed -n 's/.*has shut down, reason code \([0-9]*\).*/\1/p' "/tmp/$n.xl" | head -n 1)
     [ -n "$reason" ] || reason=none
     xl destroy "pvmmu-$n" > /dev/null 2>&1
-    log="/var/log/xen/console/guest-pvmmu-$n.log"
     [ -f "$log" ] || : > "$log"
     size=$(stat -c %s "$log")
     say "job $n: shutdown reason $reason, xl exit $rc, $size console bytes, $t0..$t1 s"

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::walker::PhysMem;
+use crate::walker::{PhysMem, PAGE};
 
 const GIB: u64 = 1 << 30;
 /// Where high RAM starts.
@@ -207,5 +207,96 @@ mod tests {
         assert!(f.read_u64(u64::MAX).is_err());
         drop(f);
         assert!(!path.exists());
+    }
+}
+
+/// Some pages of a machine's RAM, copied while they were live: a domU's page tables and the
+/// part of Xen's M2P they need, taken at its exit gate (its frames are reused once it is gone).
+/// A read of anything not copied is an error, so a check cannot pass on memory it never saw.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pages: std::collections::HashMap<u64, Vec<u8>>,
+}
+
+impl Snapshot {
+    /// Copies every page that `f` reads through the [`PhysMem`] it is given (over `mem`).
+    pub fn record<T>(mem: &dyn PhysMem, f: impl FnOnce(&dyn PhysMem) -> T) -> (Self, T) {
+        let rec = Recorder {
+            mem,
+            pages: std::cell::RefCell::new(std::collections::HashMap::new()),
+        };
+        let out = f(&rec);
+        (
+            Self {
+                pages: rec.pages.into_inner(),
+            },
+            out,
+        )
+    }
+
+    /// How many pages were copied.
+    pub fn pages(&self) -> usize {
+        self.pages.len()
+    }
+}
+
+impl PhysMem for Snapshot {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), String> {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = pa + i as u64;
+            let page = self
+                .pages
+                .get(&(a & !(PAGE - 1)))
+                .ok_or_else(|| format!("{a:#x} was not copied at the exit gate"))?;
+            *b = page[(a & (PAGE - 1)) as usize];
+        }
+        Ok(())
+    }
+}
+
+struct Recorder<'a> {
+    mem: &'a dyn PhysMem,
+    pages: std::cell::RefCell<std::collections::HashMap<u64, Vec<u8>>>,
+}
+
+impl PhysMem for Recorder<'_> {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), String> {
+        let end = pa
+            .checked_add(buf.len() as u64)
+            .ok_or_else(|| format!("a read at {pa:#x} wraps"))?;
+        let mut page = pa & !(PAGE - 1);
+        while page < end {
+            if !self.pages.borrow().contains_key(&page) {
+                let mut p = vec![0u8; PAGE as usize];
+                self.mem.read(page, &mut p)?;
+                self.pages.borrow_mut().insert(page, p);
+            }
+            page += PAGE;
+        }
+        let pages = self.pages.borrow();
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = pa + i as u64;
+            *b = pages[&(a & !(PAGE - 1))][(a & (PAGE - 1)) as usize];
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+    use crate::walker::BufMem;
+
+    #[test]
+    fn a_snapshot_holds_what_was_read_and_refuses_the_rest() {
+        let mut mem = BufMem::new(0x1000, 4);
+        mem.set(0x2000, 3, 0xdead_beef);
+        let (snap, word) = Snapshot::record(&mem, |m| m.read_u64(0x2000 + 3 * 8));
+        assert_eq!(word, Ok(0xdead_beef));
+        assert_eq!(snap.pages(), 1);
+        assert_eq!(snap.read_u64(0x2018), Ok(0xdead_beef));
+        assert_eq!(snap.read_u64(0x2000), Ok(0));
+        assert!(snap.read_u64(0x3000).is_err());
+        assert!(snap.read_u64(0x1ffc).is_err());
     }
 }

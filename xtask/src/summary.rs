@@ -29,9 +29,6 @@ pub fn direct_map(run: &BootResult) -> Option<(String, HostVerdict)> {
 }
 
 fn host_verdict(run: &BootResult, f: &Figures) -> HostVerdict {
-    if run.board == Board::XenDomU {
-        return HostVerdict::NotWalked(checks::DOMU_NOT_WALKED.into());
-    }
     let report = match checks::host_report(run.board, run.mem.mib(), run) {
         Ok(r) => r,
         Err(e) if run.capture.as_ref().is_none_or(|c| c.is_err()) => {
@@ -42,7 +39,7 @@ fn host_verdict(run: &BootResult, f: &Figures) -> HostVerdict {
     if let Err(e) = checks::direct_map_figures(f, &report) {
         return HostVerdict::Disagrees(e);
     }
-    if run.board == Board::Xen {
+    if run.board.is_xen() {
         if let Err(e) = crate::budget::check(&run.defmt_lines, &report) {
             return HostVerdict::Disagrees(e);
         }

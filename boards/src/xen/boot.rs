@@ -116,7 +116,8 @@ fn setup_role(hv: &Counted<XenHypercalls>, role: Role, peek: Option<Peek>) -> bo
             iopl
         }
         Role::DomU => {
-            exit::skip_gate();
+            // The exit gate stays: dom0 tells the host the domU's CR3 when the gate's line
+            // appears on the console, and the host opens it in the machine's RAM.
             exit::set_hook(domu::exit);
             match peek.and_then(|p| p.domu_console) {
                 Some(c) => match domu::init(hv, c) {
