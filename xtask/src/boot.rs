@@ -224,8 +224,8 @@ pub struct BootResult {
     pub elapsed: Duration,
     /// The raw defmt frames, kept when the run did not pass.
     pub frames_file: Option<PathBuf>,
-    /// What the host captured at the exit gate: `None` if the guest never got there (and
-    /// always for xen-domu: the host sees the machine, not a domU's memory).
+    /// What the host captured at the exit gate: `None` if the guest never got there (on
+    /// xen-domu: if dom0 never reported the gate).
     pub capture: Option<Result<Capture, String>>,
     /// xen-domu: the host's console (Xen's and dom0's, COM1); empty on the other boards,
     /// whose console is `console_text`.

@@ -21,6 +21,16 @@
 //! domU's stream into text and defmt ([`split`], the framing of
 //! `boards/src/xen/console.rs`) and decodes the defmt with that job's ELF.
 //!
+//! # The host's walk of a domU
+//! The machine's RAM is a file (as on the other boards), so the host reads any machine frame.
+//! Every domU waits at the exit gate; dom0 sees the gate's line in the console log, and says
+//! on its console (which the host reads live) `pvmmu-dom0: gate N cr3=.. boot_tables=..`: the
+//! domU's CR3 from `xenctx` (a machine address) and the bootstrap page tables from libxc's log
+//! (`xl -vvv`). The host walks from that CR3 with its own walker, copies every page the
+//! verifier reads ([`Snapshot`]: the domain's frames are reused by the next job), and writes
+//! the gate word, found through the domU's own tables. The `direct_map` rows are then judged
+//! as dom0's are ([`crate::verify`]), with the domU's configured memory as its page count.
+//!
 //! Outcomes: shutdown reason 0 (poweroff) is Pass, 3 (crash) is Fail, anything else (reboot,
 //! no shutdown, killed at the timeout) is a run without a verdict.
 //!

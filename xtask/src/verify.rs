@@ -7,12 +7,13 @@
 //!   present, writable, executable, supervisor-only, with the largest page alignment allows,
 //!   nothing else in the direct map's slots, no table frame of the direct map inside a large
 //!   page;
-//! - Xen PV dom0: every pfn of the domain (`dom0_mem`) mapped once at base + pfn * 4096 by a
-//!   4 KiB leaf whose machine frame Xen's own M2P table (read through Xen's read-only slot)
-//!   gives to that pfn, so the frames are distinct and the domain's; read-only exactly where
-//!   the frame is a page table (of the live tree, or of Xen's bootstrap tables as Xen's log
-//!   places them); and nowhere in the whole live tree (Xen's slots 256..272 left out) a
-//!   writable mapping of a page-table frame.
+//! - Xen PV dom0 and domU: every pfn of the domain (`dom0_mem`, or xl's `memory` for a domU,
+//!   whose tables the host copies at its gate, see [`crate::domu`]) mapped once at
+//!   base + pfn * 4096 by a 4 KiB leaf whose machine frame Xen's own M2P table (read through
+//!   Xen's read-only slot) gives to that pfn, so the frames are distinct and the domain's;
+//!   read-only exactly where the frame is a page table (of the live tree, or of the bootstrap
+//!   tables as Xen's log, or libxc's for a domU, places them); and nowhere in the whole live
+//!   tree (Xen's slots 256..272 left out) a writable mapping of a page-table frame.
 //!
 //! The one thing taken from the guest is where its `pgt_buf` is: every table of the direct map
 //! (and the root) must lie inside it, and the rest of it is the released tail.
