@@ -242,16 +242,30 @@ impl Snapshot {
 
 impl PhysMem for Snapshot {
     fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), String> {
-        for (i, b) in buf.iter_mut().enumerate() {
-            let a = pa + i as u64;
-            let page = self
-                .pages
-                .get(&(a & !(PAGE - 1)))
-                .ok_or_else(|| format!("{a:#x} was not copied at the exit gate"))?;
-            *b = page[(a & (PAGE - 1)) as usize];
-        }
-        Ok(())
+        copy_pages(pa, buf, |page| {
+            self.pages
+                .get(&page)
+                .map(Vec::as_slice)
+                .ok_or_else(|| format!("{page:#x} was not copied at the exit gate"))
+        })
     }
+}
+
+/// Fills `buf` from `pa` a page at a time, each page's bytes from `page(its address)`.
+fn copy_pages<'p>(
+    pa: u64,
+    buf: &mut [u8],
+    page: impl Fn(u64) -> Result<&'p [u8], String>,
+) -> Result<(), String> {
+    let mut done = 0;
+    while done < buf.len() {
+        let a = pa + done as u64;
+        let off = (a & (PAGE - 1)) as usize;
+        let n = (PAGE as usize - off).min(buf.len() - done);
+        buf[done..done + n].copy_from_slice(&page(a & !(PAGE - 1))?[off..off + n]);
+        done += n;
+    }
+    Ok(())
 }
 
 struct Recorder<'a> {
@@ -274,11 +288,12 @@ impl PhysMem for Recorder<'_> {
             page += PAGE;
         }
         let pages = self.pages.borrow();
-        for (i, b) in buf.iter_mut().enumerate() {
-            let a = pa + i as u64;
-            *b = pages[&(a & !(PAGE - 1))][(a & (PAGE - 1)) as usize];
-        }
-        Ok(())
+        copy_pages(pa, buf, |page| {
+            pages
+                .get(&page)
+                .map(Vec::as_slice)
+                .ok_or_else(|| format!("{page:#x} was not recorded"))
+        })
     }
 }
 
