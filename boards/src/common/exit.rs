@@ -85,13 +85,36 @@ fn exit_gate() {
     }
     super::console::write(GATE_MARKER);
     // SAFETY: RDTSC only reads the time-stamp counter (both boards allow it).
-    let start = unsafe { core::arch::x86_64::_rdtsc() };
+    let mut last = unsafe { core::arch::x86_64::_rdtsc() };
+    let mut waited = 0u64;
     while PVMMU_EXIT_GATE.load(Ordering::Acquire) != GATE_OPEN {
         // SAFETY: as above.
-        if unsafe { core::arch::x86_64::_rdtsc() }.wrapping_sub(start) > GATE_TIMEOUT_CYCLES {
+        let now = unsafe { core::arch::x86_64::_rdtsc() };
+        waited = waited.saturating_add(forward(last, now));
+        last = now;
+        if waited > GATE_TIMEOUT_CYCLES {
             break;
         }
         core::hint::spin_loop();
+    }
+}
+
+/// The cycles from `last` to `now`, 0 if the counter went backwards: a vCPU moved between
+/// host CPUs whose counters disagree slightly can read a TSC below the one before, and
+/// `now - last` wrapped would end the wait at once.
+fn forward(last: u64, now: u64) -> u64 {
+    now.saturating_sub(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forward;
+
+    #[test]
+    fn a_counter_that_goes_backwards_waits_no_less() {
+        assert_eq!(forward(100, 250), 150);
+        assert_eq!(forward(250, 100), 0, "backwards: no time passed, not 2^64 - 150");
+        assert_eq!(forward(u64::MAX - 1, u64::MAX), 1);
     }
 }
 
