@@ -113,7 +113,11 @@ mod tests {
     #[test]
     fn a_counter_that_goes_backwards_waits_no_less() {
         assert_eq!(forward(100, 250), 150);
-        assert_eq!(forward(250, 100), 0, "backwards: no time passed, not 2^64 - 150");
+        assert_eq!(
+            forward(250, 100),
+            0,
+            "backwards: no time passed, not 2^64 - 150"
+        );
         assert_eq!(forward(u64::MAX - 1, u64::MAX), 1);
     }
 }
