@@ -106,22 +106,6 @@ fn forward(last: u64, now: u64) -> u64 {
     now.saturating_sub(last)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::forward;
-
-    #[test]
-    fn a_counter_that_goes_backwards_waits_no_less() {
-        assert_eq!(forward(100, 250), 150);
-        assert_eq!(
-            forward(250, 100),
-            0,
-            "backwards: no time passed, not 2^64 - 150"
-        );
-        assert_eq!(forward(u64::MAX - 1, u64::MAX), 1);
-    }
-}
-
 /// Ends the run with `outcome`, through the board's hook if one is registered, after the
 /// exit gate.
 pub fn exit(outcome: Outcome) -> ! {
@@ -143,5 +127,21 @@ pub fn isa_debug_exit(outcome: Outcome) -> ! {
     unsafe { Port::<u32>::new(ISA_DEBUG_EXIT_PORT).write(code(outcome)) };
     loop {
         core::hint::spin_loop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forward;
+
+    #[test]
+    fn a_counter_that_goes_backwards_waits_no_less() {
+        assert_eq!(forward(100, 250), 150);
+        assert_eq!(
+            forward(250, 100),
+            0,
+            "backwards: no time passed, not 2^64 - 150"
+        );
+        assert_eq!(forward(u64::MAX - 1, u64::MAX), 1);
     }
 }
