@@ -5,6 +5,7 @@ use typenum::U4;
 
 fn stale<B: RawMmu>(mmu: &mut Mmu<B>, live: &mut LiveRoot, new_root: Pinned<U4>) {
     let old = live.table();
+    // SAFETY: a compile-fail case; it never runs.
     let _ = unsafe { mmu.switch_root(live, new_root) };
     let _ = old.pfn();
 }
