@@ -143,6 +143,7 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         Ok(())
     }
 
+    #[inline]
     unsafe fn fill_fresh(
         &mut self,
         table: Pfn,
@@ -162,9 +163,16 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         let slots = unsafe { core::slice::from_raw_parts_mut(base.add(start), count) };
         let step = run.step << hal_core::addr::PAGE_SHIFT;
         let mut bits = run.first.bits();
-        for slot in slots {
-            *slot = bits;
-            bits = bits.wrapping_add(step);
+        if bits == 0 && step == 0 {
+            // The empty slots of a table: one `memset` (`rep stos` or the widest stores the
+            // platform's memset has; the counting loop below makes two 8-byte entries per
+            // 16-byte store at best).
+            slots.fill(0);
+        } else {
+            for slot in slots {
+                *slot = bits;
+                bits = bits.wrapping_add(step);
+            }
         }
         self.counters.entries_written += u64::from(run.count);
         Ok(())

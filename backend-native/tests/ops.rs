@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use backend_native::{Cpu, Native, NativeError, Window};
+use hal_core::backend::EntryRun;
 use hal_core::direct_map::{self, DirectMapSpec, Target};
 use hal_core::memblock::{Direction, Memblock};
 use hal_core::table::EntryError;
@@ -214,6 +215,50 @@ fn a_partial_write_stores_exactly_the_slots_given() {
         r.mmu.raw_mut().read(t, TableLevel::L1, 512),
         Err(NativeError::BadIndex(512))
     );
+}
+
+#[test]
+fn a_fresh_table_over_dirty_memory_gets_every_slot_once() {
+    let mut r = Rig::new();
+    let t = r.reserved_frame().pfn();
+    let dirty = |i: usize| 0xdead_beef_0000_0000 | (i as u64) << 3; // bit 0 clear: not present
+    for (i, e) in r.mem[t.as_u64() as usize].iter_mut().enumerate() {
+        *e = dirty(i);
+    }
+    let huge = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::HUGE_PAGE;
+    let run = |pfn: u64, step: u64, count: u16| EntryRun {
+        first: Pte::new(Pfn::new(pfn).unwrap(), huge),
+        step,
+        count,
+    };
+    let raw = r.mmu.raw_mut();
+    // SAFETY (each call): `t` is a frame of simulated memory nobody walks or uses.
+    unsafe {
+        // The empty slots before a run, the run, a single entry, a run of copies, the rest.
+        raw.fill_fresh(t, TableLevel::L2, 0, &EntryRun::empty(100))
+            .unwrap();
+        raw.fill_fresh(t, TableLevel::L2, 100, &run(1 << 9, 512, 50))
+            .unwrap();
+        raw.fill_fresh(t, TableLevel::L2, 150, &EntryRun::empty(150))
+            .unwrap();
+        raw.fill_fresh(t, TableLevel::L2, 300, &run(7 << 9, 0, 3))
+            .unwrap();
+        raw.fill_fresh(t, TableLevel::L2, 303, &EntryRun::empty(209))
+            .unwrap();
+        assert_eq!(
+            raw.fill_fresh(t, TableLevel::L2, 511, &EntryRun::empty(2)),
+            Err(NativeError::BadIndex(511))
+        );
+    }
+    for (i, &e) in r.row(t).iter().enumerate() {
+        let want = match i {
+            100..=149 => ((1 + i as u64 - 100) << 21) | huge.bits(),
+            300..=302 => (7 << 21) | huge.bits(),
+            _ => 0,
+        };
+        assert_eq!(e, want, "slot {i}");
+    }
+    assert_eq!(r.mmu.raw().counters().entries_written, 512);
 }
 
 #[test]
