@@ -269,41 +269,38 @@ pub fn count_tables(
     spec: &DirectMapSpec,
     caps: &Caps,
 ) -> Result<TableCount, PlanError> {
-    let mut count = TableCount::default();
-    // The last table counted at each level, as va >> (shift of the level above's entry).
-    let mut last: [Option<u64>; 3] = [None; 3];
-    let mut note = |level: TableLevel, va: u64, count: &mut TableCount| {
-        let key = va
-            >> TableLevel::from_u8(level.as_u8() + 1)
-                .expect("l1..l3")
-                .entry_shift();
-        let slot = &mut last[usize::from(level.as_u8() - 1)];
-        if *slot != Some(key) {
-            *slot = Some(key);
-            match level {
-                TableLevel::L1 => count.l1 += 1,
-                TableLevel::L2 => count.l2 += 1,
-                _ => count.l3 += 1,
-            }
-        }
-    };
-    for run in Runs::new(ranges, read_only, spec, caps)? {
-        let first_va = spec.base + (run.pfn << 12);
-        let last_va = first_va + ((run.pages * run.size.frames() - 1) << 12);
+    Ok(count_runs(
+        Runs::new(ranges, read_only, spec, caps)?,
+        spec.base,
+    ))
+}
+
+/// [`count_tables`] over runs already made (and their ranges checked).
+#[inline]
+pub(crate) fn count_runs(runs: impl IntoIterator<Item = Run>, base: u64) -> TableCount {
+    let mut count = [0u64; 3];
+    // The last table counted at each level (L1, L2, L3), as its key: the address shifted by
+    // the span of the entry one level up that points at it. `u64::MAX` is no key (a key is
+    // at most 2^43 - 1).
+    let mut last = [u64::MAX; 3];
+    for run in runs {
+        let first_va = base.wrapping_add(run.pfn << 12);
+        let last_va = first_va.wrapping_add((run.pages * run.size.frames() - 1) << 12);
         // Every table level from L3 down to the run's level is needed for every slot the run
-        // touches; tables are reached in ascending order, so counting key changes is exact.
-        let lowest = run.size.level().as_u8();
-        for lvl in (lowest..=3).rev() {
-            let level = TableLevel::from_u8(lvl).expect("1..=3");
-            let span = TableLevel::from_u8(lvl + 1).expect("2..=4").entry_span();
-            let mut va = first_va & !(span - 1);
-            while va <= last_va {
-                note(level, va, &mut count);
-                va += span;
-            }
+        // touches; tables are reached in ascending order, so a run needs the keys from its
+        // first address's to its last's, less the first if the run before counted it.
+        for lvl in run.size.level() as usize - 1..3 {
+            let shift = 12 + 9 * (lvl as u32 + 1);
+            let (lo, hi) = (first_va >> shift, last_va >> shift);
+            count[lvl] += hi - lo + 1 - u64::from(last[lvl] == lo);
+            last[lvl] = hi;
         }
     }
-    Ok(count)
+    TableCount {
+        l1: count[0],
+        l2: count[1],
+        l3: count[2],
+    }
 }
 
 impl core::fmt::Display for PlanError {
