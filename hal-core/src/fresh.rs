@@ -87,6 +87,7 @@ impl<B: RawMmu> Mmu<B> {
     /// Once the table is live, the virtual pages these slots cover map the run's frames: the
     /// caller promises those pages are not otherwise in use and the frames may be mapped with
     /// these flags.
+    #[inline]
     pub unsafe fn put_leaves<L: LeafLevel>(
         &mut self,
         table: &mut FreshTable<L>,
@@ -107,6 +108,7 @@ impl<B: RawMmu> Mmu<B> {
     /// Writes `child` into slot `index` of `table` (after the skipped slots, empty); the table
     /// owns the child from then on. The child comes back if the slot is behind
     /// [`next_slot`](FreshTable::next_slot) or past the end, or the backend refuses.
+    #[inline]
     pub fn put_child<L: HasChild>(
         &mut self,
         table: &mut FreshTable<L>,
@@ -202,6 +204,7 @@ impl<B: RawMmu> Mmu<B> {
 
     /// As [`finish_table`](Self::finish_table), without the flush: for builders that hand the
     /// table to a parent at once and flush the whole tree before it is used.
+    #[inline]
     pub(crate) fn finish_table_queued<L: Level>(
         &mut self,
         mut table: FreshTable<L>,
@@ -231,6 +234,7 @@ impl<B: RawMmu> Mmu<B> {
     /// # Safety
     /// The entries are ones the caller may put into a level-`L` table (leaves it vouches for,
     /// or level L-1 tables it hands over).
+    #[inline(always)]
     unsafe fn stream<L: Level>(
         &mut self,
         table: &mut FreshTable<L>,

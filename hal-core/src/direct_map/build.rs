@@ -13,7 +13,8 @@ use heapless::Vec;
 use typenum::{U1, U2, U3, U4};
 use x86_64::structures::paging::PageTableFlags;
 
-use super::plan::{count_tables, DirectMapSpec, PageSize, PlanError, Runs, TableCount};
+use super::descent::Descent;
+use super::plan::{count_runs, DirectMapSpec, PageSize, PlanError, Runs, TableCount};
 use crate::addr::{Pfn, PfnRange};
 use crate::backend::{EntryRun, RawMmu};
 use crate::error::{BackendError, ErrorKind, Failed};
@@ -110,7 +111,7 @@ impl<T, E> From<Failed<T, E>> for BuildError<E> {
 
 impl<E> BuildError<E> {
     /// The error for a refused write of the entry covering `va`.
-    fn at(va: u64, e: WriteError<E>) -> Self {
+    pub(super) fn at(va: u64, e: WriteError<E>) -> Self {
         match e {
             WriteError::Backend(e) => Self::Backend(e),
             WriteError::Entry(EntryError::Occupied(_)) => Self::AlreadyMapped(va),
@@ -200,13 +201,41 @@ pub unsafe fn build<B: RawMmu>(
     }
     let mut ro = Vec::new();
     read_only_into(&mut ro, mmu, buf, extra_read_only)?;
-    let needed = count_tables(ranges, &ro, spec, &caps)?.total();
+    // The ranges are checked once; the count walks a copy of the runs the build walks.
+    let mut runs = Runs::new(ranges, &ro, spec, &caps)?;
+    let first = runs.next();
+    let needed = count_runs(first.into_iter().chain(runs.clone()), spec.base).total();
     if needed > buf.remaining() {
         return Err(BuildError::Exhausted {
             needed,
             remaining: buf.remaining(),
         });
     }
+    let target = match target {
+        // No table exists below a fresh root and no leaf is read-only: one descent.
+        Target::Fresh(root) if ro.is_empty() => {
+            let mut d = Descent {
+                mmu,
+                buf,
+                base: spec.base,
+                flags,
+                runs,
+                cur: first,
+                made: TableCount::default(),
+                pages: [0; 3],
+                pending: Pending::none(),
+            };
+            d.root(root)?;
+            return Ok(Built {
+                made: d.made,
+                reused: 0,
+                pages: d.pages,
+                read_only_frames: 0,
+                pending: d.pending,
+            });
+        }
+        other => other,
+    };
     let buf_range = buf.range();
     let mut b = Builder {
         mmu,
@@ -222,7 +251,7 @@ pub unsafe fn build<B: RawMmu>(
     };
     let mut pages = [0u64; 3];
     let mut read_only_frames = 0;
-    for run in Runs::new(ranges, &ro, spec, &caps)? {
+    for run in first.into_iter().chain(runs) {
         let mut pfn = run.pfn;
         let end = run.pfn + run.pages * run.size.frames();
         if run.read_only {

@@ -11,6 +11,7 @@
 //!   root extended), the buffer finished, the windows registered.
 
 pub mod build;
+mod descent;
 pub mod plan;
 pub mod setup;
 
