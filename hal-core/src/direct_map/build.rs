@@ -7,7 +7,8 @@
 //! it becomes a `Frame<PinnedRO<L>>` and is written into its parent (or hooked, if the parent
 //! is live). Children are therefore complete before any parent points at them, and on
 //! Xen PV a subtree is validated once, when it is hooked under the live root (or when the new
-//! root is pinned).
+//! root is pinned). A fresh root with no frame that must be read-only (bare metal) skips the
+//! cursor: nothing exists below it to look up, so it is written in one descent (`descent.rs`).
 
 use heapless::Vec;
 use typenum::{U1, U2, U3, U4};

@@ -7,7 +7,8 @@
 //! below a fresh root) and no run needs its leaves split, so the cursor's open / close
 //! bookkeeping has nothing to do. The tables, their order in the buffer, the entries, the
 //! counts and the errors are the cursor's; `lifecycle` in hal-core's tests builds fresh roots
-//! both ways and checks each against the plan.
+//! with bare-metal caps (this descent) and with read-only caps (the cursor), and staged roots
+//! (the cursor), each checked against the plan and an oracle.
 
 use typenum::{U1, U2, U3, U4};
 use x86_64::structures::paging::PageTableFlags;

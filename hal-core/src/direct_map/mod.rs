@@ -5,7 +5,8 @@
 //!   *exactly* how many table frames that needs, so `pgt_buf` is sized by computation.
 //! - [`build`](mod@build): take the tables from [`PgtBuf`](crate::pgt_buf::PgtBuf), fill each one
 //!   completely before it exists for the platform, and install them through [`Mmu`](crate::mmu::Mmu),
-//!   reusing tables that already exist.
+//!   reusing tables that already exist (a fresh root with no read-only frame is written in one
+//!   descent, `descent.rs`; the other targets by a cursor over the runs).
 //! - [`setup`]: the whole lifecycle in one call, [`map_ram`]: the buffer sized to a fixed
 //!   point, made page-table-ready, the build, the new root pinned and switched to (or the live
 //!   root extended), the buffer finished, the windows registered.
