@@ -16,7 +16,7 @@ use x86_64::structures::DescriptorTablePointer;
 use x86_64::VirtAddr;
 
 use super::boot;
-use super::gate::{Gate, Idt, ON_IST1, ROUTED};
+use super::gate::Idt;
 use crate::common::racy_cell::RacyCell;
 
 /// Size of the IST1 stack.
@@ -60,13 +60,7 @@ pub fn init() {
         load_tss(tss_sel);
     }
 
-    let stubs = boot::exception_stubs();
-    for (vector, gate) in idt.0.iter_mut().enumerate() {
-        if ROUTED & (1 << vector) != 0 {
-            let ist = if ON_IST1 & (1 << vector) != 0 { 1 } else { 0 };
-            *gate = Gate::interrupt(stubs[vector], code.0, ist);
-        }
-    }
+    idt.route(&boot::exception_stubs(), code.0);
     let pointer = DescriptorTablePointer {
         limit: (size_of::<Idt>() - 1) as u16,
         base: VirtAddr::from_ptr(IDT.get()),
