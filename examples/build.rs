@@ -19,6 +19,7 @@ fn main() {
         "-static",
         "-Wl,--build-id=none",
         "-Wl,-z,max-page-size=4096",
+        "-Wl,--icf=all",
         "-Tdefmt.x",
     ] {
         println!("cargo:rustc-link-arg-examples={arg}");

@@ -126,7 +126,7 @@ pub struct BootTest {
     pub release: bool,
 }
 
-/// The most boot stack a release boot may use (of the boards' 64 KiB). The goal is a Linux
+/// The most boot stack a release boot may use (of the boards' 32 KiB). The goal is a Linux
 /// kernel stack's 16 KiB; the release boots use 19-20 KiB for now (the native board's entry
 /// still moves its board by value).
 pub const RELEASE_STACK_LIMIT: u64 = 24 * 1024;

@@ -115,28 +115,41 @@ fn kib(bytes: u64) -> f64 {
 impl ImageSize {
     /// `Err` naming every budget the image exceeds.
     pub fn check(&self) -> Result<(), String> {
-        let mut over = Vec::new();
-        if self.loaded > LOADED_BUDGET {
-            over.push(format!(
-                "loaded {:.1} KiB exceeds {:.0} KiB by {} bytes",
-                kib(self.loaded),
-                kib(LOADED_BUDGET),
-                self.loaded - LOADED_BUDGET
-            ));
-        }
-        if self.memory > MEMORY_BUDGET {
-            over.push(format!(
-                "memory {:.1} KiB exceeds {:.0} KiB by {} bytes",
-                kib(self.memory),
-                kib(MEMORY_BUDGET),
-                self.memory - MEMORY_BUDGET
-            ));
-        }
+        let over: Vec<String> = [self.check_loaded(), self.check_memory()]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
         if over.is_empty() {
             Ok(())
         } else {
             Err(over.join("; "))
         }
+    }
+
+    /// `Err` if the loaded bytes exceed [`LOADED_BUDGET`].
+    pub fn check_loaded(&self) -> Result<(), String> {
+        if self.loaded <= LOADED_BUDGET {
+            return Ok(());
+        }
+        Err(format!(
+            "loaded {:.1} KiB exceeds {:.0} KiB by {} bytes",
+            kib(self.loaded),
+            kib(LOADED_BUDGET),
+            self.loaded - LOADED_BUDGET
+        ))
+    }
+
+    /// `Err` if the memory in all exceeds [`MEMORY_BUDGET`].
+    pub fn check_memory(&self) -> Result<(), String> {
+        if self.memory <= MEMORY_BUDGET {
+            return Ok(());
+        }
+        Err(format!(
+            "memory {:.1} KiB exceeds {:.0} KiB by {} bytes",
+            kib(self.memory),
+            kib(MEMORY_BUDGET),
+            self.memory - MEMORY_BUDGET
+        ))
     }
 }
 
@@ -226,5 +239,7 @@ mod tests {
             .check()
             .unwrap_err()
             .contains("; "));
+        assert!(at(LOADED_BUDGET + 1, MEMORY_BUDGET).check_memory().is_ok());
+        assert!(at(LOADED_BUDGET, MEMORY_BUDGET + 1).check_loaded().is_ok());
     }
 }

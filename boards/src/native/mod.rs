@@ -18,6 +18,8 @@ mod cpu;
 mod entry;
 #[cfg(all(panic = "abort", not(test)))]
 mod fault;
+#[cfg(any(test, panic = "abort"))]
+mod gate;
 mod mmu;
 #[cfg(all(panic = "abort", not(test)))]
 mod start;

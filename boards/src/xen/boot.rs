@@ -62,6 +62,12 @@ fn xen_exit(outcome: Outcome) -> ! {
 /// would bring the derived impls, the builders and the string escaping (several KiB) into
 /// every image for these messages alone.
 fn fail(what: &str, err: impl core::fmt::Display) -> ! {
+    fail_dyn(what, &err)
+}
+
+/// [`fail`]'s body, once for every error type (`fail` is instantiated per type).
+#[inline(never)]
+fn fail_dyn(what: &str, err: &dyn core::fmt::Display) -> ! {
     let _ = writeln!(Console, "xen-pv: {what}: {err}");
     exit::exit(Outcome::Fail)
 }

@@ -9,7 +9,8 @@
 //! - Entry: Xen starts the guest in long mode, kernel mode (ring 3), `rsi` = start_info,
 //!   `rsp` = end of its one-page boot stack, event upcalls masked. `.bss` needs no clearing:
 //!   Xen's ELF loader zeroes every PT_LOAD's `p_memsz - p_filesz` tail (libelf
-//!   `elf_load_image`). The stub paints a 64 KiB stack in `.bss` ([`crate::common::stack`]),
+//!   `elf_load_image`). The stub paints the boot stack in `.bss` (32 KiB in release
+//!   builds, [`crate::common::stack`]),
 //!   moves to it and calls the Rust entry that `boards::entry!` defines
 //!   (`__pvmmu_xen_main(start_info, boot_rsp)`).
 //! - Exceptions: Xen delivers them on the current stack with the frame
@@ -30,7 +31,7 @@ use backend_xen_pv::hypercall::TrapInfo;
 
 /// Bytes of the board's own stack (as the native board's `BOOT_STACK_SIZE`).
 #[cfg(not(feature = "native"))]
-pub const STACK_SIZE: usize = if cfg!(debug_assertions) { 256 } else { 64 } * 1024;
+pub const STACK_SIZE: usize = if cfg!(debug_assertions) { 256 } else { 32 } * 1024;
 
 #[cfg(feature = "native")]
 core::arch::global_asm!(".set __pvmmu_xen_stack_top, pvh_stack_top");
