@@ -316,14 +316,30 @@ mod tests {
             .filter(|l| !l.contains("fill and install"))
             .collect();
         assert!(check(&none, &outside(0)).is_ok());
-        assert!(check(&none, &outside(3)).is_err(), "3 tables stored through nothing");
+        assert!(
+            check(&none, &outside(3)).is_err(),
+            "3 tables stored through nothing"
+        );
         // 1000 tables outside, one remap each, one put back.
         let ok = fill("1001 carrying 1001 entries (0 mmu_update, 0 mmuext_op, 1001 update_va_mapping, 0 multicall)");
-        assert!(check(&ok, &outside(1000)).is_ok(), "{:?}", check(&ok, &outside(1000)));
-        assert!(check(&ok, &outside(1002)).is_err(), "two tables not remapped");
-        assert!(check(&ok, &outside(0)).is_err(), "remaps without tables outside");
+        assert!(
+            check(&ok, &outside(1000)).is_ok(),
+            "{:?}",
+            check(&ok, &outside(1000))
+        );
+        assert!(
+            check(&ok, &outside(1002)).is_err(),
+            "two tables not remapped"
+        );
+        assert!(
+            check(&ok, &outside(0)).is_err(),
+            "remaps without tables outside"
+        );
         let five = fill("1005 carrying 1005 entries (0 mmu_update, 0 mmuext_op, 1005 update_va_mapping, 0 multicall)");
-        assert!(check(&five, &outside(1000)).is_err(), "more put back than pages");
+        assert!(
+            check(&five, &outside(1000)).is_err(),
+            "more put back than pages"
+        );
         // Queued entries besides: at most one mmu_update per 512, plus one.
         let q = fill("1003 carrying 2001 entries (2 mmu_update, 0 mmuext_op, 1001 update_va_mapping, 0 multicall)");
         assert!(check(&q, &outside(1000)).is_ok());

@@ -86,7 +86,6 @@ impl<H> Counted<H> {
         }
     }
 
-
     /// Where the MMU hypercalls are counted now.
     pub fn slot(&self) -> Slot {
         Slot::from_index(usize::from(self.slot.load(Ordering::Relaxed)))
