@@ -153,8 +153,6 @@ fn multicall_entries(entries: &[MulticallEntry]) -> u64 {
         .fold(0, u64::wrapping_add)
 }
 
-// SAFETY: every method counts and then makes exactly the same call on `inner`, with the same
-// arguments, returning its result: the effects are `inner`'s, which meets the contract.
 impl<H: RawHypercall> Counted<H> {
     /// Counts the MMU hypercalls, and the clock's ticks, from now on under `slot`.
     pub fn count_under(&self, slot: Slot) {
@@ -168,6 +166,8 @@ impl<H: RawHypercall> Counted<H> {
     }
 }
 
+// SAFETY: every method counts and then makes exactly the same call on `inner`, with the same
+// arguments, returning its result: the effects are `inner`'s, which meets the contract.
 unsafe impl<H: RawHypercall> RawHypercall for Counted<H> {
     fn clock(&self) -> u64 {
         self.inner.clock()

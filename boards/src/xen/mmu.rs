@@ -22,10 +22,12 @@ fn alias_page() -> u64 {
 
 /// The backend's scratch pages ([`XenPv::set_scratch`]): one per table level, through which
 /// it stores into fresh tables the initial mapping does not cover.
+#[cfg(all(panic = "abort", not(test)))]
 static mut SCRATCH_PAGES: [Page; backend_xen_pv::MAX_SCRATCH] =
     [const { Page([0; 4096]) }; backend_xen_pv::MAX_SCRATCH];
 
 /// Gives `raw` the board's scratch pages (once, at boot).
+#[cfg(all(panic = "abort", not(test)))]
 pub(super) fn give_scratch(raw: &mut Backend, layout: &backend_xen_pv::BootstrapLayout) {
     let va = &raw mut SCRATCH_PAGES as u64;
     let Some(own) = layout
