@@ -23,7 +23,7 @@ pub mod start_info;
 pub use hypercall::{Counted, RawHypercall, XenErrno, XenHypercalls};
 pub use mmu::{
     Bootstrap, Counters, FillStrategy, Phase, PvPlatform, ReleaseStrategy, Storage, XenPv,
-    XenPvError,
+    XenPvError, MAX_SCRATCH,
 };
 pub use p2m::{Mfn, P2m, P2mError};
 pub use start_info::{BootstrapLayout, DomUConsole, Peek, StartInfo, StartInfoError};

@@ -646,6 +646,7 @@ fn pvmmu_run(
         page_sizes: PageSizes::SIZE_4K,
     };
     let (mmu, live) = b.mmu_and_root();
+    let previous = mmu.raw().fill_strategy();
     mmu.raw_mut()
         .set_fill_strategy(fill)
         .map_err(|e| be("set_fill_strategy", &e, e.kind()))?;
@@ -694,7 +695,7 @@ fn pvmmu_run(
     let t3 = tsc();
     let after = mmu.raw().counters().total();
     mmu.raw_mut()
-        .set_fill_strategy(FillStrategy::Queue)
+        .set_fill_strategy(previous)
         .map_err(|e| be("set_fill_strategy", &e, e.kind()))?;
     let ticks = match fill {
         FillStrategy::Queue => [t1 - t0, t2 - t1, t3 - t2],

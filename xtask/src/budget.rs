@@ -78,6 +78,9 @@ pub fn release_cost(mk: u64) -> Kinds {
     }
 }
 
+/// The backend's scratch pages (`backend_xen_pv::MAX_SCRATCH`), each put back at most once.
+const SCRATCH_PAGES: u64 = 4;
+
 /// What making `e` writable mappings read-only costs: one `mmu_update` per 512, then one
 /// `mmuext_op` (the final local TLB flush) if anything changed.
 pub fn protect_cost(e: u64) -> Kinds {
@@ -99,12 +102,18 @@ pub fn protect_cost(e: u64) -> Kinds {
 ///   map (for dom0, the host's count, [`Report::pgt_buf_boot_mappings`]) plus the TLB flush,
 ///   in exactly the hypercalls of [`protect_cost`];
 /// - the seed's loop costs one `update_va_mapping` per mapping;
-/// - filling and installing at most one hypercall per 512 entries written, plus one.
+/// - filling and installing (the backend's default `StoreThenProtect`: tables stored, not
+///   queued) makes one `update_va_mapping` per table no mapping outside the direct map reaches
+///   ([`Report::tables_outside_boot_mapping`]: each one stored through a scratch page pointed
+///   at it) plus at most one per scratch page (one per level, 4) to point it back, none if
+///   there is no such table; and at most one `mmu_update` per 512 entries it queued, plus
+///   one; nothing else.
 pub fn check(lines: &[String], host: &Report) -> Result<String, String> {
     let get = |p: &str| phase(lines, p).ok_or(format!("no `xen-pv hypercalls, {p}` line"));
     let batched = get("release (batched)")?;
     let seed = get("release (per page, seed)")?;
-    let fill = get("fill and install")?;
+    // With every table stored, fill and install may make no hypercall at all (no line).
+    let fill = phase(lines, "fill and install").unwrap_or_default();
     // A phase that made no hypercall has no line.
     let protect = phase(lines, "make read-only").unwrap_or_default();
     let mk = host.tail_mappings;
@@ -153,14 +162,33 @@ pub fn check(lines: &[String], host: &Report) -> Result<String, String> {
              mmu_update per 512, then the TLB flush)"
         ));
     }
-    if fill.hypercalls > fill.entries.div_ceil(512) + 1 {
+    let out = host.tables_outside_boot_mapping;
+    let uvm = fill.kinds.update_va_mapping;
+    let scratch_ok = if out == 0 {
+        uvm == 0
+    } else {
+        (out..=out + SCRATCH_PAGES).contains(&uvm)
+    };
+    if !scratch_ok {
         return Err(format!(
-            "fill and install: {fill:?} exceeds one hypercall per 512 entries"
+            "fill and install: {uvm} update_va_mapping, the host found {out} tables outside \
+             the initial mapping (one each, plus at most {SCRATCH_PAGES} to put the scratch \
+             pages back, none without such tables): {fill:?}"
+        ));
+    }
+    let queued = fill.entries.saturating_sub(uvm);
+    if fill.kinds.mmu_update > queued.div_ceil(512) + 1
+        || fill.hypercalls != fill.kinds.mmu_update + uvm
+    {
+        return Err(format!(
+            "fill and install: {fill:?} exceeds one mmu_update per 512 queued entries (+1) and \
+             the scratch pages' update_va_mappings"
         ));
     }
     Ok(format!(
         "make read-only {} hypercalls for {e} entries (+ flush); release {} hypercalls \
-         (exactly ceil(m*K/1024) = {budget} for m*K = {mk}) vs seed {}; fill {} for {} entries",
+         (exactly ceil(m*K/1024) = {budget} for m*K = {mk}) vs seed {}; fill {} for {} entries \
+         ({uvm} scratch remaps for {out} tables outside the initial mapping)",
         protect.hypercalls, batched.hypercalls, seed.hypercalls, fill.hypercalls, fill.entries
     ))
 }
@@ -273,6 +301,50 @@ mod tests {
         assert!(check(&ok, &host(64, 192, 99)).is_err());
         assert!(check(&ok, &host(0, 0, 99)).is_err());
         assert!(check(&ok[..1], &host(64, 128, 99)).is_err());
+    }
+
+    #[test]
+    fn fill_makes_one_scratch_remap_per_table_outside_the_initial_mapping() {
+        let outside = |n: u64| Report {
+            tables_outside_boot_mapping: n,
+            ..host(64, 128, 99)
+        };
+        let fill = |s: &str| lines(&[("fill and install", s)]);
+        // Every table stored: no hypercall, no line.
+        let none: Vec<String> = lines(&[])
+            .into_iter()
+            .filter(|l| !l.contains("fill and install"))
+            .collect();
+        assert!(check(&none, &outside(0)).is_ok());
+        assert!(
+            check(&none, &outside(3)).is_err(),
+            "3 tables stored through nothing"
+        );
+        // 1000 tables outside, one remap each, one put back.
+        let ok = fill("1001 carrying 1001 entries (0 mmu_update, 0 mmuext_op, 1001 update_va_mapping, 0 multicall)");
+        assert!(
+            check(&ok, &outside(1000)).is_ok(),
+            "{:?}",
+            check(&ok, &outside(1000))
+        );
+        assert!(
+            check(&ok, &outside(1002)).is_err(),
+            "two tables not remapped"
+        );
+        assert!(
+            check(&ok, &outside(0)).is_err(),
+            "remaps without tables outside"
+        );
+        let five = fill("1005 carrying 1005 entries (0 mmu_update, 0 mmuext_op, 1005 update_va_mapping, 0 multicall)");
+        assert!(
+            check(&five, &outside(1000)).is_err(),
+            "more put back than pages"
+        );
+        // Queued entries besides: at most one mmu_update per 512, plus one.
+        let q = fill("1003 carrying 2001 entries (2 mmu_update, 0 mmuext_op, 1001 update_va_mapping, 0 multicall)");
+        assert!(check(&q, &outside(1000)).is_ok());
+        let q = fill("1005 carrying 2001 entries (4 mmu_update, 0 mmuext_op, 1001 update_va_mapping, 0 multicall)");
+        assert!(check(&q, &outside(1000)).is_err());
     }
 
     #[test]

@@ -495,6 +495,7 @@ mod tests {
             tail_frames: 64,
             tail_mappings: 0,
             pgt_buf_boot_mappings: 0,
+            tables_outside_boot_mapping: 0,
         }
     }
 

@@ -123,6 +123,10 @@ pub struct Report {
     /// (the domain builder's initial mapping): the entries that making the buffer read-only
     /// had to change, before any table of the direct map existed.
     pub pgt_buf_boot_mappings: u64,
+    /// Under Xen: the tables taken from `pgt_buf` (the direct map's and the root) that no
+    /// mapping outside the direct map reaches: the ones the backend filled through a scratch
+    /// page (or queued).
+    pub tables_outside_boot_mapping: u64,
 }
 
 impl Report {
@@ -455,10 +459,17 @@ fn xen(
         .filter_map(|pfn| dm.get(pfn as usize).map(|l| l.pa))
         .collect();
     let in_dm = |va: u64| (DIRECT_MAP_BASE..DIRECT_MAP_BASE + DIRECT_MAP_SPAN).contains(&va);
-    r.pgt_buf_boot_mappings = tree
+    let boot_mapped: Vec<u64> = tree
         .leaves
         .iter()
         .filter(|l| l.size == PageSize::Size4K && buf.contains(&l.pa) && !in_dm(l.va))
+        .map(|l| l.pa)
+        .collect();
+    r.pgt_buf_boot_mappings = boot_mapped.len() as u64;
+    let boot_mapped: HashSet<u64> = boot_mapped.into_iter().collect();
+    r.tables_outside_boot_mapping = buf
+        .iter()
+        .filter(|pa| all.contains(pa) && !boot_mapped.contains(pa))
         .count() as u64;
     for l in tree.leaves.iter().filter(|l| tail.contains(&l.pa)) {
         if !l.writable {

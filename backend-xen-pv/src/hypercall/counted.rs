@@ -65,6 +65,10 @@ const COLUMNS: usize = 5;
 pub struct Counted<H> {
     inner: H,
     tally: [[AtomicU64; COLUMNS]; SLOTS],
+    /// Clock ticks spent under each slot ([`RawHypercall::clock`]).
+    ticks: [AtomicU64; SLOTS],
+    /// The clock when the current slot was entered (0: not yet read).
+    since: AtomicU64,
     not_mmu: AtomicU64,
     slot: AtomicU8,
 }
@@ -75,14 +79,11 @@ impl<H> Counted<H> {
         Self {
             inner,
             tally: [const { [const { AtomicU64::new(0) }; COLUMNS] }; SLOTS],
+            ticks: [const { AtomicU64::new(0) }; SLOTS],
+            since: AtomicU64::new(0),
             not_mmu: AtomicU64::new(0),
             slot: AtomicU8::new(Phase::Other.index() as u8),
         }
-    }
-
-    /// Counts the MMU hypercalls from now on under `slot`.
-    pub fn count_under(&self, slot: Slot) {
-        self.slot.store(slot.index() as u8, Ordering::Relaxed);
     }
 
     /// Where the MMU hypercalls are counted now.
@@ -102,6 +103,7 @@ impl<H> Counted<H> {
                 mmuext_op: get(Kind::MmuextOp as usize),
                 update_va_mapping: get(Kind::UpdateVaMapping as usize),
                 multicall: get(Kind::Multicall as usize),
+                cycles: self.ticks[i].load(Ordering::Relaxed),
             };
             match Slot::from_index(i) {
                 Slot::Phase(p) => c.phases[p.index()] = count,
@@ -114,7 +116,7 @@ impl<H> Counted<H> {
 
     /// Zeroes every count (the slot stays).
     pub fn reset(&self) {
-        for a in self.tally.iter().flatten() {
+        for a in self.tally.iter().flatten().chain(&self.ticks) {
             a.store(0, Ordering::Relaxed);
         }
         self.not_mmu.store(0, Ordering::Relaxed);
@@ -151,9 +153,26 @@ fn multicall_entries(entries: &[MulticallEntry]) -> u64 {
         .fold(0, u64::wrapping_add)
 }
 
+impl<H: RawHypercall> Counted<H> {
+    /// Counts the MMU hypercalls, and the clock's ticks, from now on under `slot`.
+    pub fn count_under(&self, slot: Slot) {
+        let now = self.inner.clock();
+        let before = self.since.swap(now, Ordering::Relaxed);
+        if before != 0 {
+            let t = &self.ticks[usize::from(self.slot.load(Ordering::Relaxed))];
+            t.fetch_add(now.wrapping_sub(before), Ordering::Relaxed);
+        }
+        self.slot.store(slot.index() as u8, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: every method counts and then makes exactly the same call on `inner`, with the same
 // arguments, returning its result: the effects are `inner`'s, which meets the contract.
 unsafe impl<H: RawHypercall> RawHypercall for Counted<H> {
+    fn clock(&self) -> u64 {
+        self.inner.clock()
+    }
+
     unsafe fn mmu_update(&self, reqs: &[MmuUpdate], success_count: &mut u32, domid: u16) -> i64 {
         self.mmu(Kind::MmuUpdate, reqs.len() as u64);
         // SAFETY: the caller's contract, passed on.

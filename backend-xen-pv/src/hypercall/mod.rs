@@ -56,6 +56,12 @@ pub unsafe trait RawHypercall {
     /// As for [`Self::mmu_update`], for the page at `va`.
     unsafe fn update_va_mapping(&self, va: u64, pte: u64, flags: u64) -> i64;
 
+    /// A counter that only moves forward, to time the phases with: the TSC in a guest (an
+    /// instruction count under QEMU's `-icount`), nothing (0) where there is none.
+    fn clock(&self) -> u64 {
+        0
+    }
+
     /// `HYPERVISOR_multicall(entries, entries.len())`: runs each entry's hypercall and writes
     /// its return value into `result`. A failing entry does not stop the batch: the caller
     /// checks every `result`. The return value is only about the batch itself.

@@ -107,6 +107,12 @@ const EINVAL: i64 = -(XenErrno::EINVAL.0 as i64);
 // SAFETY: every method issues exactly the hypercall it documents, with Xen's argument order,
 // through the page Xen filled (the contract of `XenHypercalls::new`).
 unsafe impl RawHypercall for XenHypercalls {
+    fn clock(&self) -> u64 {
+        // SAFETY: RDTSC reads the time-stamp counter and has no other effect; every x86-64
+        // CPU has it, and a PV guest may execute it.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+
     unsafe fn mmu_update(&self, reqs: &[MmuUpdate], success_count: &mut u32, domid: u16) -> i64 {
         let Some(n) = count(reqs.len()) else {
             return EINVAL;

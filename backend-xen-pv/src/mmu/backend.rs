@@ -16,6 +16,7 @@ use super::error::{
 use super::platform::PvPlatform;
 use super::queue::{Calls, Outcome, BATCH};
 use super::records::{Pinned, RangeSet, MAX_PROTECTED};
+use super::scratch::Scratch;
 use super::storage::Storage;
 use hal_core::Window;
 
@@ -47,6 +48,7 @@ pub enum ReleaseStrategy {
 }
 
 /// How [`protect`](RawMmu::protect) and [`fill_fresh`](RawMmu::fill_fresh) work together.
+/// [`StoreThenProtect`](Self::StoreThenProtect) is the default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum FillStrategy {
@@ -55,13 +57,20 @@ pub enum FillStrategy {
     Queue,
     /// `protect` is queued, like every other write: the frames stay writable until the next
     /// operation that could make one of them a table or that needs Xen to see them (`write`,
-    /// `pin`, `unpin`, `retire`, `switch_root`, `release`, `flush`, `flush_tlb`, a `protect`
-    /// or fill that cannot be held back), which first makes them read-only in one batch.
-    /// Until then `fill_fresh` fills their fresh tables by plain stores through a writable
-    /// window (where the platform can store, [`PvPlatform::can_store`], and a window maps
-    /// the table; otherwise it applies the held-back protections and queues the entries). A
-    /// fresh tree then costs Xen what it must do anyway: one read-only batch and the
-    /// validation at the pin, instead of an `mmu_update` per entry.
+    /// `pin`, `unpin`, `retire`, `switch_root`, `release`, `flush`, `flush_tlb`,
+    /// `retarget_page`, `set_scratch`, a `protect` that cannot be held back), which first
+    /// makes them read-only in one batch (counted under the phase the first held-back
+    /// `protect` was called in). Until then `fill_fresh` fills their fresh tables by plain
+    /// stores, table by table: through a window that maps the table (the initial mapping at
+    /// boot), else through one of the backend's scratch pages pointed at it
+    /// ([`XenPv::set_scratch`]: one `update_va_mapping` per table). It queues a table's
+    /// entries as `mmu_update`s only where it must: when the platform cannot store
+    /// ([`PvPlatform::can_store`]: the host model by default), when neither a window nor a
+    /// scratch page reaches the table, or for a frame whose protection could not be held back
+    /// ([`MAX_DEFERRED`] ranges); the other tables' protection stays held back. A fresh
+    /// tree then costs Xen what it must do anyway: one read-only batch and the validation at
+    /// the pin, plus one `update_va_mapping` per table outside the windows, instead of an
+    /// `mmu_update` entry per table entry.
     StoreThenProtect,
 }
 
@@ -126,6 +135,11 @@ pub struct XenPv<'a, H: PvPlatform> {
     pub(super) fill: FillStrategy,
     /// Protections held back by [`FillStrategy::StoreThenProtect`], not applied yet.
     pub(super) deferred: Vec<PfnRange, MAX_DEFERRED>,
+    /// Where hypercalls were counted when the first of them was held back: their
+    /// hypercalls count there.
+    pub(super) deferred_slot: Slot,
+    /// The backend's scratch pages ([`XenPv::set_scratch`]).
+    pub(super) scratch: Scratch,
     pub(super) phase: Phase,
 }
 
@@ -206,8 +220,10 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
             protected: RangeSet::new(),
             pinned: Pinned::new(),
             strategy: ReleaseStrategy::Batched,
-            fill: FillStrategy::Queue,
+            fill: FillStrategy::StoreThenProtect,
             deferred: Vec::new(),
+            deferred_slot: Slot::Phase(Phase::Other),
+            scratch: Scratch::default(),
             phase: Phase::Other,
         };
         s.count_here();
@@ -249,8 +265,8 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
         self.strategy
     }
 
-    /// Chooses how `protect` and `fill_fresh` work ([`FillStrategy::Queue`] by default). A
-    /// change applies the protections held back first.
+    /// Chooses how `protect` and `fill_fresh` work ([`FillStrategy::StoreThenProtect`] by
+    /// default). A change applies the protections held back first.
     pub fn set_fill_strategy(&mut self, fill: FillStrategy) -> Result<(), XenPvError> {
         self.apply_deferred()?;
         self.fill = fill;
@@ -267,18 +283,31 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
         &self.deferred
     }
 
-    /// Applies the protections held back: every writable mapping of their frames becomes
-    /// read-only (batched), then one local TLB flush.
+    /// Applies the protections held back: the scratch pages point at their own frames again,
+    /// then every writable mapping of the held-back frames becomes read-only (batched), then
+    /// one local TLB flush; counted under the phase the first of them was held back in.
     pub(super) fn apply_deferred(&mut self) -> Result<(), XenPvError> {
+        if self.scratch.moved() {
+            self.restore_scratch()?;
+        }
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        // Entries queued meanwhile (tables no store reached) go first, where they were made.
+        self.submit()?;
+        self.hv.count_under(self.deferred_slot);
+        let mut result = Ok(());
         while let Some(r) = self.deferred.pop() {
             if let Err(e) = self.protect_now(r) {
                 // Not (wholly) applied: keep it held back, so that the next operation that
                 // needs the frames read-only tries again.
                 let _ = self.deferred.push(r);
-                return Err(e);
+                result = Err(e);
+                break;
             }
         }
-        Ok(())
+        self.count_here();
+        result
     }
 
     /// Whether `table`'s protection is held back.
@@ -421,7 +450,7 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
         }
     }
 
-    fn check_window(va: u64, pfns: PfnRange) -> Result<(), XenPvError> {
+    pub(super) fn check_window(va: u64, pfns: PfnRange) -> Result<(), XenPvError> {
         let bad = || err(Op::AddWindow, Cause::Unsupported(Unsupported::Window(va)));
         let len = pfns.len().checked_mul(4096).ok_or_else(bad)?;
         let end = va.checked_add(len).ok_or_else(bad)?;
@@ -487,6 +516,9 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
             self.protected
                 .insert(frames)
                 .map_err(|_| err(Op::Protect, Cause::Capacity(Capacity::Protected)))?;
+            if self.deferred.is_empty() {
+                self.deferred_slot = self.hv.slot();
+            }
             if self.deferred.push(frames).is_ok() {
                 return Ok(());
             }
@@ -612,17 +644,20 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         }
         let base = (self.mfn(table.as_u64(), op)? << 12) + 8 * u64::from(first);
         let hi = base + 8 * u64::from(run.count);
-        // Held back (StoreThenProtect): plain stores through a writable window, if there is
-        // one; otherwise the frame must be read-only before its entries are queued.
-        let deferred = self.is_deferred(table.as_u64());
-        let store_at = if deferred && self.hv.can_store() {
-            self.window_va(table.as_u64())
+        // Held back (StoreThenProtect): plain stores through a writable window, else through a
+        // scratch page pointed at the table; without either (or without stores) the entries
+        // are queued: Xen applies them as plain writes to a frame that is no table yet, so
+        // the other tables' protection stays held back.
+        let store_at = if self.hv.can_store() && self.is_deferred(table.as_u64()) {
+            match self.window_va(table.as_u64()) {
+                Some(va) => Some(va),
+                // SAFETY: the table is fresh (`fill_fresh`'s contract) and its protection is
+                // held back, so it is no table yet.
+                None => unsafe { self.scratch_va(table.as_u64(), level) }?,
+            }
         } else {
             None
         };
-        if deferred && store_at.is_none() {
-            self.apply_deferred()?;
-        }
         // A fresh frame holds no remembered mapping, unless it held entries once (forget
         // them); the run's downgraded leaves add at most one run of records per read-only
         // range they cross (checked as they come).

@@ -23,6 +23,11 @@ pub struct PhaseCount {
     pub update_va_mapping: u64,
     /// Of the hypercalls: `multicall`.
     pub multicall: u64,
+    /// Clock ticks spent in the phase ([`RawHypercall::clock`](crate::RawHypercall::clock):
+    /// the TSC, instructions under QEMU's `-icount`; 0 on the host model), from each switch to
+    /// the phase to the next switch away (a held-back protection's with the phase it was held
+    /// back in).
+    pub cycles: u64,
 }
 
 impl PhaseCount {
@@ -33,6 +38,7 @@ impl PhaseCount {
         self.mmuext_op += other.mmuext_op;
         self.update_va_mapping += other.update_va_mapping;
         self.multicall += other.multicall;
+        self.cycles += other.cycles;
     }
 }
 

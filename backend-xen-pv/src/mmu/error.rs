@@ -44,6 +44,8 @@ pub enum Op {
     FlushTlb,
     /// `retarget_page`: one page of the caller's pointed at another frame.
     Retarget,
+    /// `set_scratch`: the backend's own pages for writing fresh tables outside every window.
+    Scratch,
 }
 
 /// The hypercall that carried a refused entry.
@@ -143,6 +145,9 @@ pub enum Unsupported {
     Window(u64),
     /// The operation is not allowed on the current root.
     CurrentRoot,
+    /// A scratch page that is not a present, writable 4 KiB mapping of its own frame in the
+    /// current root (its virtual address).
+    Scratch(u64),
 }
 
 /// Why an operation failed.
@@ -245,6 +250,7 @@ impl fmt::Display for Op {
             Self::Rollback => "rollback of a refused release",
             Self::FlushTlb => "flush_tlb",
             Self::Retarget => "retarget_page",
+            Self::Scratch => "set_scratch",
         })
     }
 }
@@ -306,6 +312,10 @@ impl fmt::Display for Unsupported {
                 write!(f, "window at {va:#x} is not page aligned or wraps around")
             }
             Self::CurrentRoot => f.write_str("not allowed on the current root"),
+            Self::Scratch(va) => write!(
+                f,
+                "scratch page {va:#x} is not a writable 4 KiB mapping of its own frame"
+            ),
         }
     }
 }

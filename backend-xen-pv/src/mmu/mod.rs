@@ -23,6 +23,8 @@
 //! |---|---|
 //! | `protect(K frames)` | `ceil(m * K / 512)` `mmu_update`s, `m` = writable mappings per frame in the windows, then one `mmuext_op` (`TLB_FLUSH_LOCAL`) if any entry changed |
 //! | `write` (a table of 512 entries) | one `mmu_update` per 512 queued entries (queued across calls) |
+//! | `fill_fresh` ([`FillStrategy::StoreThenProtect`], the default) | none through a window that maps the table; one `update_va_mapping` for a table reached through a scratch page (when the page maps another frame), and one per moved scratch page when the held-back protections are applied; otherwise as `write` |
+//! | held-back `protect` | as `protect`, when applied (by the next `write`, `pin`, `flush`, ...), counted under the phase `protect` was called in |
 //! | `pin` | one `mmuext_op` (after submitting the queue) |
 //! | `switch_root` | one `mmuext_op`: `PIN_L4_TABLE` (if not pinned yet) + `NEW_BASEPTR` |
 //! | `release(K frames)` | at most `ceil(m * K / 1024) + 1`: the queue if it holds entries (one hypercall), then `ceil(m * K / 1024)`: multicalls of two 512-entry batches, the last one a single `mmu_update` if it has at most 512 entries; with an empty queue exactly `ceil(m * K / 1024)` |
@@ -44,6 +46,7 @@ mod queue;
 mod records;
 mod release;
 mod report;
+mod scratch;
 mod storage;
 mod tlb;
 mod walk;
@@ -58,4 +61,5 @@ pub use platform::{PvPlatform, M2P_BYTES, M2P_VIRT_START};
 pub use queue::{BATCH, QUEUE_CAP, RELEASE_BATCHES};
 pub use records::{MAX_PINNED, MAX_PROTECTED, MAX_RO_RUNS};
 pub use report::PER_PAGE_RELEASE;
+pub use scratch::MAX_SCRATCH;
 pub use storage::Storage;

@@ -41,6 +41,12 @@ impl<H: PvPlatform> Report for XenPv<'_, H> {
         if c.per_page_release().hypercalls != 0 {
             line(out, PER_PAGE_RELEASE, c.per_page_release())?;
         }
+        for phase in Phase::ALL {
+            let cycles = c.get(phase).cycles;
+            if cycles != 0 && phase != Phase::Other {
+                writeln!(out, "xen-pv cycles, {}: {cycles}", phase.name())?;
+            }
+        }
         let t = c.total();
         writeln!(
             out,

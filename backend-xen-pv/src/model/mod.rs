@@ -37,7 +37,7 @@ mod machine;
 #[cfg(test)]
 mod tests;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::string::String;
 
 pub use domain::{BootImage, DomainConfig};
@@ -109,6 +109,11 @@ impl FrameState {
 pub struct Model {
     m: RefCell<Machine>,
     boot: BootImage,
+    /// Whether the backend may store ([`PvPlatform::can_store`]); off unless a test turns it
+    /// on ([`Model::set_stores`]).
+    stores: Cell<bool>,
+    /// The backend's stores so far.
+    stored: Cell<u64>,
 }
 
 /// A copy of the domain in its present state (every frame, Xen's bookkeeping, the TLB): for
@@ -118,6 +123,8 @@ impl Clone for Model {
         Self {
             m: RefCell::new(self.m.borrow().clone()),
             boot: self.boot.clone(),
+            stores: self.stores.clone(),
+            stored: self.stored.clone(),
         }
     }
 }
@@ -129,7 +136,21 @@ impl Model {
         Self {
             m: RefCell::new(m),
             boot,
+            stores: Cell::new(false),
+            stored: Cell::new(0),
         }
+    }
+
+    /// Lets the backend store into guest memory as a CPU would ([`PvPlatform::write_u64`]
+    /// through [`Model::write`]: a store that faults is a bug of the backend's, and panics).
+    /// Off by default: the backend then queues every entry.
+    pub fn set_stores(&self, on: bool) {
+        self.stores.set(on);
+    }
+
+    /// The backend's stores so far.
+    pub fn stored(&self) -> u64 {
+        self.stored.get()
     }
 
     /// What the domain builder handed the guest.
@@ -574,5 +595,19 @@ unsafe impl PvPlatform for Model {
 
     unsafe fn mfn_to_pfn(&self, mfn: u64) -> u64 {
         self.m.borrow().m2p(mfn).unwrap_or(u64::MAX)
+    }
+
+    fn can_store(&self) -> bool {
+        self.stores.get()
+    }
+
+    unsafe fn write_u64(&self, va: u64, val: u64) {
+        if !self.stores.get() {
+            return;
+        }
+        if let Err(f) = self.write(va, val) {
+            panic!("backend store of {val:#x} at {va:#x} faulted: {f:?}");
+        }
+        self.stored.set(self.stored.get() + 1);
     }
 }

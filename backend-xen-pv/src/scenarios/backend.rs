@@ -38,7 +38,7 @@ fn rw(p: u64) -> Pte {
 
 #[test]
 fn write_remembers_exactly_the_leaves_it_downgraded_and_forgets_overwritten_ones() {
-    let mut g = boot(DomainConfig::mib(16));
+    let mut g = super::common::boot_queued(DomainConfig::mib(16));
     let d = spare(&g, 8);
     let (t, t2, u) = (d + 10, d + 12, d + 20);
     let raw = g.mmu.raw_mut();
@@ -117,7 +117,7 @@ fn write_remembers_exactly_the_leaves_it_downgraded_and_forgets_overwritten_ones
 #[test]
 fn a_refused_submission_forgets_the_entries_it_did_not_apply() {
     // A domain without cache attributes (a domU): PCD in an L1 entry is -EINVAL.
-    let mut g = boot(DomainConfig {
+    let mut g = super::common::boot_queued(DomainConfig {
         cache_attrs: false,
         ..DomainConfig::mib(16)
     });
@@ -199,7 +199,7 @@ fn add_window_refuses_exactly_the_windows_it_cannot_read_through() {
 
 #[test]
 fn the_trait_sets_the_phase_the_wrapper_counts_under() {
-    let mut g = boot(DomainConfig::mib(16));
+    let mut g = super::common::boot_queued(DomainConfig::mib(16));
     let d = spare(&g, 8);
     RawMmu::set_phase(g.mmu.raw_mut(), Phase::Switch);
     assert_eq!(g.mmu.raw().phase(), Phase::Switch);

@@ -88,6 +88,17 @@ pub fn boot(cfg: DomainConfig) -> Guest {
     }
 }
 
+/// [`boot`], with `protect` applied at once ([`FillStrategy::Queue`](crate::FillStrategy)): for
+/// tests that look at what `protect` did right after it.
+pub fn boot_queued(cfg: DomainConfig) -> Guest {
+    let mut g = boot(cfg);
+    g.mmu
+        .raw_mut()
+        .set_fill_strategy(crate::FillStrategy::Queue)
+        .unwrap();
+    g
+}
+
 /// The mappings of released `frames` in the live tables, from the model: a released frame is
 /// ordinary memory mapped only writable, so its type count is its number of mappings. Checked
 /// frame by frame against the layout: the direct map's, plus the initial mapping's where that

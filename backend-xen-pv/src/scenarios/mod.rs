@@ -10,3 +10,4 @@ mod mapper;
 mod refusals;
 mod report;
 mod start;
+mod stores;

@@ -77,7 +77,7 @@ fn direct_map_l2(g: &mut Guest) -> hal_core::TableRef<'static, typenum::U2> {
 
 #[test]
 fn a_table_hooked_or_pinned_while_writable_is_einval() {
-    let mut g = boot(DomainConfig::mib(64));
+    let mut g = super::common::boot_queued(DomainConfig::mib(64));
     let _ = direct_map(&mut g, HEADROOM);
     // A frame nobody protected: still mapped writable by the initial mapping.
     let f = g.mb.alloc_frame(u64::MAX, Direction::BottomUp).unwrap();

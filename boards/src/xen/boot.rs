@@ -205,8 +205,9 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     // SAFETY: the walk above checked that the bootstrap tables and the initial mapping are as
     // start_info says (CR3 is pt_base's frame); from now on only the backend changes page
     // tables, pins or switches roots.
-    let raw = unsafe { XenPv::new(hv, p2m, &bootstrap, storage) }
+    let mut raw = unsafe { XenPv::new(hv, p2m, &bootstrap, storage) }
         .unwrap_or_else(|e| fail("MMU backend", e));
+    super::mmu::give_scratch(&mut raw, &layout);
 
     let image = (
         &raw const __image_start as u64,

@@ -20,6 +20,35 @@ fn alias_page() -> u64 {
     &raw mut ALIAS_PAGE as u64
 }
 
+/// The backend's scratch pages ([`XenPv::set_scratch`]): one per table level, through which
+/// it stores into fresh tables the initial mapping does not cover.
+#[cfg(all(panic = "abort", not(test)))]
+static mut SCRATCH_PAGES: [Page; backend_xen_pv::MAX_SCRATCH] =
+    [const { Page([0; 4096]) }; backend_xen_pv::MAX_SCRATCH];
+
+/// Gives `raw` the board's scratch pages (once, at boot).
+#[cfg(all(panic = "abort", not(test)))]
+pub(super) fn give_scratch(raw: &mut Backend, layout: &backend_xen_pv::BootstrapLayout) {
+    let va = &raw mut SCRATCH_PAGES as u64;
+    let Some(own) = layout
+        .va_to_pfn(va)
+        .and_then(|p| PfnRange::new(Pfn::new(p)?, p + backend_xen_pv::MAX_SCRATCH as u64))
+    else {
+        defmt::warn!("scratch pages outside the initial mapping: every table outside it is queued");
+        return;
+    };
+    // SAFETY: SCRATCH_PAGES is `.bss` of the image that nothing else reads, writes or takes a
+    // reference to (only its address is taken, here), mapped by the initial mapping's L1
+    // entries, which every root the board switches to inherits; the backend checks that each
+    // page maps its own frame writable.
+    if let Err(e) = unsafe { raw.set_scratch(va, own) } {
+        defmt::warn!(
+            "scratch pages refused, tables outside the initial mapping are queued: {}",
+            defmt::Display2Format(&e)
+        );
+    }
+}
+
 impl XenBoard {
     /// Points the alias page at `pfn` (`None`: back at its own frame).
     fn retarget_alias(&mut self, pfn: Option<Pfn>) -> Result<(), AliasError> {

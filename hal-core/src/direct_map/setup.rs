@@ -616,13 +616,16 @@ fn build_and_switch<B: RawMmu>(
     figures.inherited += mmu
         .inherit_root_fresh(live, &mut root, (slots.1, 512))
         .map_err(SetupError::Inherit)?;
+    // The root's last slots are written before the one flush of the tree, like every other
+    // table's: a backend that holds protection back (Xen PV's default) still stores them.
+    let (root, p) = mmu
+        .finish_table_queued(root)
+        .map_err(|f| SetupError::Switch(SwitchError::Backend(f.error)))?;
     built
         .pending
+        .join(p)
         .flush(mmu)
         .map_err(|e| SetupError::Build(BuildError::Backend(e)))?;
-    let root = mmu
-        .finish_table(root)
-        .map_err(|f| SetupError::Switch(SwitchError::Backend(f.error)))?;
     mmu.raw_mut().set_phase(Phase::Switch);
     let root = mmu
         .pin(root)
