@@ -165,8 +165,10 @@ pvh_pml4:
     .skip 4096
 pvh_pdpt:
     .skip 4096
+    .global pvh_pd
 pvh_pd:
     .skip 4 * 4096
+    .global pvh_pt
 pvh_pt:
     .skip 4096
     .global pvh_stack_guard

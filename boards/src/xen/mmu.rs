@@ -13,23 +13,57 @@ pub type Backend = XenPv<'static, XenHypercalls>;
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
 
+// In an image carrying both boards, the pages below are the native board's boot page tables
+// (`boards/src/native/boot.rs`: its PD, four pages, and its PT), which only the native entry
+// ever fills: only one board runs per boot, so under Xen they are free `.bss` of the image,
+// mapped writable by the initial mapping like the rest of it. An image of the Xen board alone
+// has pages of its own.
+#[cfg(feature = "native")]
+unsafe extern "C" {
+    /// The native board's boot PD: four page-aligned pages.
+    static mut pvh_pd: [Page; 4];
+    /// The native board's boot PT: one page-aligned page.
+    static mut pvh_pt: Page;
+}
+
 /// The page [`MmuPlatform::alias`] points at a frame the initial mapping does not cover.
+#[cfg(not(feature = "native"))]
 static mut ALIAS_PAGE: Page = Page([0; 4096]);
 
 fn alias_page() -> u64 {
-    &raw mut ALIAS_PAGE as u64
+    #[cfg(feature = "native")]
+    {
+        &raw mut pvh_pt as u64
+    }
+    #[cfg(not(feature = "native"))]
+    {
+        &raw mut ALIAS_PAGE as u64
+    }
 }
 
 /// The backend's scratch pages ([`XenPv::set_scratch`]): one per table level, through which
 /// it stores into fresh tables the initial mapping does not cover.
-#[cfg(all(panic = "abort", not(test)))]
+#[cfg(all(panic = "abort", not(test), not(feature = "native")))]
 static mut SCRATCH_PAGES: [Page; backend_xen_pv::MAX_SCRATCH] =
     [const { Page([0; 4096]) }; backend_xen_pv::MAX_SCRATCH];
+
+#[cfg(all(panic = "abort", not(test)))]
+fn scratch_pages() -> u64 {
+    #[cfg(feature = "native")]
+    {
+        const _: () = assert!(backend_xen_pv::MAX_SCRATCH <= 4, "pvh_pd holds four pages");
+        &raw mut pvh_pd as u64
+    }
+    #[cfg(not(feature = "native"))]
+    {
+        &raw mut SCRATCH_PAGES as u64
+    }
+}
 
 /// Gives `raw` the board's scratch pages (once, at boot).
 #[cfg(all(panic = "abort", not(test)))]
 pub(super) fn give_scratch(raw: &mut Backend, layout: &backend_xen_pv::BootstrapLayout) {
-    let va = &raw mut SCRATCH_PAGES as u64;
+    let va = scratch_pages();
     let Some(own) = layout
         .va_to_pfn(va)
         .and_then(|p| PfnRange::new(Pfn::new(p)?, p + backend_xen_pv::MAX_SCRATCH as u64))
@@ -37,8 +71,9 @@ pub(super) fn give_scratch(raw: &mut Backend, layout: &backend_xen_pv::Bootstrap
         defmt::warn!("scratch pages outside the initial mapping: every table outside it is queued");
         return;
     };
-    // SAFETY: SCRATCH_PAGES is `.bss` of the image that nothing else reads, writes or takes a
-    // reference to (only its address is taken, here), mapped by the initial mapping's L1
+    // SAFETY: the scratch pages are `.bss` of the image that nothing else reads, writes or
+    // takes a reference to under Xen (only their address is taken, here; the native entry that
+    // would fill `pvh_pd` does not run in a Xen boot), mapped by the initial mapping's L1
     // entries, which every root the board switches to inherits; the backend checks that each
     // page maps its own frame writable.
     if let Err(e) = unsafe { raw.set_scratch(va, own) } {
