@@ -230,16 +230,19 @@ const fn root_slots(lo: u64, last: u64) -> (u16, u16) {
     (first, end)
 }
 
-/// One table of the walk's path: where it is, the next index to read and the last, and the
-/// entry above it.
+/// One table of the walk's path (its level is its place in the path): the table, the part of
+/// the range it covers, the first address it covers, the entry above it (for a table below
+/// the root; that entry's index is the parent's `next - 1`), the next index to read and the
+/// last.
 #[derive(Clone, Copy)]
 struct Open<T> {
-    at: InTable<T>,
-    /// The first address the table covers (its entry 0).
+    table: T,
+    lo: u64,
+    last: u64,
     base: u64,
+    above: Pte,
     next: u16,
     end: u16,
-    above: Option<(Slot<T>, Pte)>,
 }
 
 /// Visits every present entry whose span meets `range`, from `root` (an L4), in address
@@ -261,37 +264,51 @@ pub fn visit<V: Visitor>(
     }
     let (next, end) = root_slots(lo, last);
     let top = Open {
-        at: InTable {
-            table: root,
-            level: TableLevel::L4,
-            lo,
-            last,
-        },
+        table: root,
+        lo,
+        last,
         base: 0,
+        above: Pte::EMPTY,
         next,
         end,
-        above: None,
     };
-    v.enter(&top.at)?;
+    v.enter(&InTable {
+        table: root,
+        level: TableLevel::L4,
+        lo,
+        last,
+    })?;
     // The path, by level (index 0: the L1); `level` is the deepest open table.
     let mut path = [top; 4];
     let mut level = TableLevel::L4;
     loop {
-        let open = &mut path[usize::from(level.as_u8() - 1)];
+        let at = usize::from(level.as_u8() - 1);
+        let open = &mut path[at];
         if open.next > open.end {
             let done = *open;
-            v.leave(&done.at, done.above.as_ref().map(|(s, e)| (s, *e)))?;
-            match TableLevel::from_u8(level.as_u8() + 1) {
-                Some(up) => {
-                    level = up;
-                    continue;
-                }
-                None => return Ok(()),
-            }
+            let t = InTable {
+                table: done.table,
+                level,
+                lo: done.lo,
+                last: done.last,
+            };
+            let Some(up) = TableLevel::from_u8(level.as_u8() + 1) else {
+                return v.leave(&t, None);
+            };
+            let parent = &path[at + 1];
+            let slot = Slot {
+                table: parent.table,
+                level: up,
+                index: parent.next - 1,
+                va: done.base,
+            };
+            v.leave(&t, Some((&slot, done.above)))?;
+            level = up;
+            continue;
         }
         let index = open.next;
         open.next += 1;
-        let (table, base) = (open.at.table, open.base);
+        let (table, base) = (open.table, open.base);
         let e = v.read(table, level, index)?;
         if !e.is_present() {
             continue;
@@ -315,20 +332,21 @@ pub fn visit<V: Visitor>(
         };
         let child = v.child(&slot, e)?;
         let (clo, clast) = (lo.max(va), last.min(slot.last()));
-        let below = Open {
-            at: InTable {
-                table: child,
-                level: child_level,
-                lo: clo,
-                last: clast,
-            },
+        v.enter(&InTable {
+            table: child,
+            level: child_level,
+            lo: clo,
+            last: clast,
+        })?;
+        path[at - 1] = Open {
+            table: child,
+            lo: clo,
+            last: clast,
             base: va,
+            above: e,
             next: child_level.index_of(clo),
             end: child_level.index_of(clast),
-            above: Some((slot, e)),
         };
-        v.enter(&below.at)?;
-        path[usize::from(child_level.as_u8() - 1)] = below;
         level = child_level;
     }
 }
