@@ -40,8 +40,8 @@ use pvmmu::xen_pv::hypercall::abi::{mmu, mmuext, nr, uvmf, vmasst, DOMID_SELF};
 use pvmmu::xen_pv::hypercall::{MmuUpdate, MmuextOp, MulticallEntry, RawHypercall};
 use pvmmu::xen_pv::{Counted, FillStrategy, P2m, XenHypercalls};
 use pvmmu::{
-    BackendError, FrameRange, Free, FreshTable, PageSizes, PageTableFlags, PfnRange, Pte, RawMmu,
-    TableLevel,
+    BackendError, FrameRange, Free, FreshTable, PageSizes, PageTableFlags, Pfn, PfnRange, Pte,
+    RawMmu, TableLevel,
 };
 use pvmmu_figures::DIRECT_MAP_HEADROOM;
 
@@ -421,22 +421,25 @@ fn ro_pte(w: &World, pfn: u64) -> u64 {
 }
 
 /// The machine address of the live direct map's L1 entry for `pfn`, by walking the live
-/// tables (read through the direct map itself).
+/// tables with pvmmu's walker (tables named by machine frame, read through the direct map
+/// itself).
 fn dm_pte_maddr(hv: &Counted<XenHypercalls>, root_mfn: u64, pfn: u64) -> Result<u64, Failure> {
     use pvmmu::xen_pv::mmu::PvPlatform;
     let va = dm(pfn);
-    let mut table = root_mfn;
-    for level in [TableLevel::L4, TableLevel::L3, TableLevel::L2] {
-        // SAFETY: the M2P read of a frame a validated table names.
-        let t = unsafe { hv.mfn_to_pfn(table) };
+    let root = Pfn::new(root_mfn).ok_or_else(|| failed("CR3 names no frame", 0))?;
+    let read = |table: Pfn, _: TableLevel, index: u16| -> Result<Pte, Failure> {
+        // SAFETY: the M2P read of a frame a validated table (or CR3) names.
+        let t = unsafe { hv.mfn_to_pfn(table.as_u64()) };
         // SAFETY: live table frames are RAM, mapped (read-only) in the direct map.
-        let e = unsafe { slot_ptr(t, u64::from(level.index_of(va))).read_volatile() };
-        if e & P == 0 || e & 0x80 != 0 {
-            return Err(failed("the direct map does not map a strategy frame", 0));
+        let e = unsafe { slot_ptr(t, u64::from(index)).read_volatile() };
+        Ok(Pte::from_bits(e))
+    };
+    match pvmmu::walk::walk(root, va, Some(TableLevel::L1), read)? {
+        pvmmu::walk::Reached::Table(l1) => {
+            Ok((l1.as_u64() << 12) + 8 * u64::from(TableLevel::L1.index_of(va)))
         }
-        table = (e & ADDR) >> 12;
+        _ => Err(failed("the direct map does not map a strategy frame", 0)),
     }
-    Ok((table << 12) + 8 * u64::from(TableLevel::L1.index_of(va)))
 }
 
 /// Runs the five strategies; logs one `RESULT strategy` line each.
