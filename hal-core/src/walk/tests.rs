@@ -78,7 +78,7 @@ impl Tree {
 enum Seen {
     Enter(u64, TableLevel, u64, u64),
     Entry(Slot<u64>, u64, bool),
-    Leave(u64, TableLevel, Option<(Slot<u64>, u64)>),
+    Leave(u64, TableLevel, u64, u64, Option<(Slot<u64>, u64)>),
 }
 
 /// The reader's error for a read of a frame that is no table.
@@ -124,6 +124,8 @@ impl Visitor for Rec<'_> {
         self.seen.push(Seen::Leave(
             t.table,
             t.level,
+            t.lo,
+            t.last,
             above.map(|(s, e)| (*s, e.bits())),
         ));
         Ok(())
@@ -212,9 +214,9 @@ fn check(pages: &[(u64, TableLevel)], lo: u64, last: u64, salt: u64) -> Result<(
                 prop_assert_eq!(slot.level.index_of(slot.va), slot.index);
                 pending = (!leaf && !skip(slot.va)).then_some((slot, bits));
             }
-            Seen::Leave(t, l, above) => {
+            Seen::Leave(t, l, a, b, above) => {
                 let top = stack.pop().unwrap();
-                prop_assert_eq!((t, l, above), (top.0, top.1, top.4));
+                prop_assert_eq!((t, l, a, b, above), top);
                 pending = None;
             }
         }

@@ -138,15 +138,13 @@ const fn root_slots(lo: u64, last: u64) -> (u16, u16) {
     (first, end)
 }
 
-/// One table of the walk's path (its level is its place in the path): the table, the part of
-/// the range it covers, the first address it covers, the entry above it (for a table below
-/// the root; that entry's index is the parent's `next - 1`), the next index to read and the
-/// last.
+/// One table of the walk's path (its level is its place in the path): the table, the first
+/// address it covers, the entry above it (for a table below the root; that entry's index is
+/// the parent's `next - 1`), the next index to read and the last. The part of the range the
+/// table covers is computed again when it is left, from the range and `base`.
 #[derive(Clone, Copy)]
 struct Open<T> {
     table: T,
-    lo: u64,
-    last: u64,
     base: u64,
     above: Pte,
     next: u16,
@@ -173,8 +171,6 @@ pub fn visit<V: Visitor>(
     let (next, end) = root_slots(lo, last);
     let top = Open {
         table: root,
-        lo,
-        last,
         base: 0,
         above: Pte::EMPTY,
         next,
@@ -194,14 +190,21 @@ pub fn visit<V: Visitor>(
         let open = &mut path[at];
         if open.next > open.end {
             let done = *open;
+            let Some(up) = TableLevel::from_u8(level.as_u8() + 1) else {
+                let t = InTable {
+                    table: done.table,
+                    level,
+                    lo,
+                    last,
+                };
+                return v.leave(&t, None);
+            };
+            // The range clamped to what the table covers, as when it was entered.
             let t = InTable {
                 table: done.table,
                 level,
-                lo: done.lo,
-                last: done.last,
-            };
-            let Some(up) = TableLevel::from_u8(level.as_u8() + 1) else {
-                return v.leave(&t, None);
+                lo: lo.max(done.base),
+                last: last.min(done.base + (up.entry_span() - 1)),
             };
             let parent = &path[at + 1];
             let slot = Slot {
@@ -248,8 +251,6 @@ pub fn visit<V: Visitor>(
         })?;
         path[at - 1] = Open {
             table: child,
-            lo: clo,
-            last: clast,
             base: va,
             above: e,
             next: child_level.index_of(clo),
