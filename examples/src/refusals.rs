@@ -39,6 +39,7 @@
 use boards::MmuPlatform;
 use pvmmu::mapper::{EmptyTables, MapError, Mapper, MemblockSource, PageSize};
 use pvmmu::memblock::Direction;
+use pvmmu::walk::{walk, Reached};
 use pvmmu::xen_pv::mmu::{Op, Refusal, Rollback};
 use pvmmu::{FrameRange, Free, PageTableFlags, Pfn, Pte, RawMmu, TableLevel, TlbBatch};
 
@@ -223,16 +224,19 @@ fn window<P: RefusalsBoard>(
         .map_err(backend("fill window L1"))?;
     let root = p.mmu().raw().current_root();
     let raw = p.mmu().raw_mut();
-    let l3 = raw
-        .read(root, TableLevel::L4, 0)
-        .map_err(backend("read L4"))?;
-    let l2 = raw
-        .read(l3.pfn(), TableLevel::L3, 0)
-        .map_err(backend("read L3"))?;
+    // The L2 that covers address 0, through pvmmu's walker.
+    let l2 = match walk(root, 0, Some(TableLevel::L2), |t, l, i| raw.read(t, l, i))
+        .map_err(backend("walk to the L2 of address 0"))?
+    {
+        Reached::Table(t) => t,
+        Reached::Leaf(_) | Reached::NotMapped => {
+            return Err(failed("no L2 table covers address 0", 0));
+        }
+    };
     let mut slot = None;
     for i in 0..512u16 {
         if !raw
-            .read(l2.pfn(), TableLevel::L2, i)
+            .read(l2, TableLevel::L2, i)
             .map_err(backend("read L2"))?
             .is_present()
         {
@@ -243,7 +247,7 @@ fn window<P: RefusalsBoard>(
     let slot = slot.ok_or_else(|| failed("no empty L2 slot", 0))?;
     // SAFETY: hooks a complete L1 (writable mappings of our frames only) into an empty slot
     // of the live tree; nothing else uses the addresses it maps.
-    unsafe { raw.write(l2.pfn(), TableLevel::L2, slot, &[Pte::new(l1_pfn, rw)]) }
+    unsafe { raw.write(l2, TableLevel::L2, slot, &[Pte::new(l1_pfn, rw)]) }
         .and_then(|()| raw.flush())
         .map_err(backend("hook window L1"))?;
     let va = u64::from(slot) << 21;

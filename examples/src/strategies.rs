@@ -35,12 +35,13 @@ use heapless::Vec;
 use pvmmu::direct_map::{self, count_tables, map_ram, plan::LINUX_PAGE_OFFSET, DirectMapSpec};
 use pvmmu::direct_map::{Setup, Target};
 use pvmmu::memblock::Direction;
+use pvmmu::walk::{Slot, Step};
 use pvmmu::xen_pv::hypercall::abi::{mmu, mmuext, nr, uvmf, vmasst, DOMID_SELF};
 use pvmmu::xen_pv::hypercall::{MmuUpdate, MmuextOp, MulticallEntry, RawHypercall};
 use pvmmu::xen_pv::{Counted, FillStrategy, P2m, XenHypercalls};
 use pvmmu::{
-    BackendError, FrameRange, Free, FreshTable, PageSizes, PageTableFlags, PfnRange, RawMmu,
-    TableLevel,
+    BackendError, FrameRange, Free, FreshTable, PageSizes, PageTableFlags, Pfn, PfnRange, Pte,
+    RawMmu, TableLevel,
 };
 use pvmmu_figures::DIRECT_MAP_HEADROOM;
 
@@ -420,22 +421,25 @@ fn ro_pte(w: &World, pfn: u64) -> u64 {
 }
 
 /// The machine address of the live direct map's L1 entry for `pfn`, by walking the live
-/// tables (read through the direct map itself).
+/// tables with pvmmu's walker (tables named by machine frame, read through the direct map
+/// itself).
 fn dm_pte_maddr(hv: &Counted<XenHypercalls>, root_mfn: u64, pfn: u64) -> Result<u64, Failure> {
     use pvmmu::xen_pv::mmu::PvPlatform;
     let va = dm(pfn);
-    let mut table = root_mfn;
-    for level in [TableLevel::L4, TableLevel::L3, TableLevel::L2] {
-        // SAFETY: the M2P read of a frame a validated table names.
-        let t = unsafe { hv.mfn_to_pfn(table) };
+    let root = Pfn::new(root_mfn).ok_or_else(|| failed("CR3 names no frame", 0))?;
+    let read = |table: Pfn, _: TableLevel, index: u16| -> Result<Pte, Failure> {
+        // SAFETY: the M2P read of a frame a validated table (or CR3) names.
+        let t = unsafe { hv.mfn_to_pfn(table.as_u64()) };
         // SAFETY: live table frames are RAM, mapped (read-only) in the direct map.
-        let e = unsafe { slot_ptr(t, u64::from(level.index_of(va))).read_volatile() };
-        if e & P == 0 || e & 0x80 != 0 {
-            return Err(failed("the direct map does not map a strategy frame", 0));
+        let e = unsafe { slot_ptr(t, u64::from(index)).read_volatile() };
+        Ok(Pte::from_bits(e))
+    };
+    match pvmmu::walk::walk(root, va, Some(TableLevel::L1), read)? {
+        pvmmu::walk::Reached::Table(l1) => {
+            Ok((l1.as_u64() << 12) + 8 * u64::from(TableLevel::L1.index_of(va)))
         }
-        table = (e & ADDR) >> 12;
+        _ => Err(failed("the direct map does not map a strategy frame", 0)),
     }
-    Ok((table << 12) + 8 * u64::from(TableLevel::L1.index_of(va)))
 }
 
 /// Runs the five strategies; logs one `RESULT strategy` line each.
@@ -933,8 +937,8 @@ unsafe fn floor(w: &World, f: &Frames, hc: &mut Hc, root_mfn: u64) -> Result<[u6
     Ok([t2 - t1, t1 - t0, t3 - t2])
 }
 
-/// Walks the tree rooted at `root` through the live direct map (children found through Xen's
-/// M2P) and compares every entry with the expectation ([`World`]: the P2M and the read-only
+/// Walks the tree rooted at `root` with pvmmu's walker ([`TreeCheck`]) through the live direct
+/// map (children found through Xen's M2P) and compares every entry with the expectation ([`World`]: the P2M and the read-only
 /// set for leaves, the live root for inherited slots, present table entries exactly where the
 /// shape has tables, each child a frame of `frames` met once) and with the tree of `pvmmu`
 /// (`pv_root`), leaves and inherited slots bit for bit. Xen adds `_PAGE_USER` to a PV guest's
@@ -954,7 +958,14 @@ fn check(
         count: 0,
     };
     seen.visit(root)?;
-    walk(w, &mut seen, hv, 4, 0, root, pv_root)?;
+    let mut tree = TreeCheck {
+        w,
+        seen: &mut seen,
+        hv,
+        pv: [0, 0, 0, pv_root],
+        index: [0; 4],
+    };
+    pvmmu::walk::visit(root, 0..=u64::MAX, &mut tree)?;
     if seen.count != frames.1 - frames.0 {
         return Err(Failure::CountMismatch {
             computed: frames.1 - frames.0,
@@ -999,68 +1010,103 @@ fn wrong(level: u8, index: u64, slot: u64, got: u64, want: u64) -> Failure {
     failed("a tree differs from the expected one", 0)
 }
 
-fn walk(
-    w: &World,
-    seen: &mut Seen,
-    hv: &Counted<XenHypercalls>,
-    level: u8,
-    index: u64,
-    pfn: u64,
-    pv: u64,
-) -> Result<(), Failure> {
-    use pvmmu::xen_pv::mmu::PvPlatform;
-    let mask = !(USER | GUEST_KERNEL | ACCESSED_DIRTY);
-    let s = w.shape;
-    for slot in 0..512u64 {
-        if level == 4 && XEN_SLOTS.contains(&(slot as u16)) {
-            continue;
+/// The check of one tree as a visitor of pvmmu's walker: tables named by their pfn, entries
+/// read through the live direct map, each compared when read (non-present ones too) with the
+/// expectation and with `pvmmu`'s entry in the same place; the walk descends into the slot of
+/// the tree in the root and into every table entry of the L3 and L2s. Per level (index 0: the
+/// L1), of the table open there: `pvmmu`'s table in its place, and its index among the tables
+/// of its level.
+struct TreeCheck<'a> {
+    w: &'a World,
+    seen: &'a mut Seen,
+    hv: &'a Counted<XenHypercalls>,
+    pv: [u64; 4],
+    index: [u64; 4],
+}
+
+impl pvmmu::walk::Visitor for TreeCheck<'_> {
+    type Table = u64;
+    type Error = Failure;
+
+    fn read(&mut self, pfn: u64, level: TableLevel, slot: u16) -> Result<Pte, Failure> {
+        if level == TableLevel::L4 && XEN_SLOTS.contains(&slot) {
+            // Xen's own slots: not the guest's tree.
+            return Ok(Pte::EMPTY);
         }
+        let mask = !(USER | GUEST_KERNEL | ACCESSED_DIRTY);
+        let s = self.w.shape;
+        let (l, slot) = (level.as_u8(), u64::from(slot));
+        let at = usize::from(l - 1);
+        let index = self.index[at];
         // SAFETY: the tables are RAM of ours, mapped read-only in the direct map.
         let (got, theirs) = unsafe {
             (
                 slot_ptr(pfn, slot).read_volatile(),
-                slot_ptr(pv, slot).read_volatile(),
+                slot_ptr(self.pv[at], slot).read_volatile(),
             )
         };
         let child_index = index * 512 + slot;
-        let table = match level {
+        let table = match l {
             4 if slot == u64::from(SLOT) => true,
             4 => {
-                let want = w.inherited[slot as usize];
+                let want = self.w.inherited[slot as usize];
                 if got & mask != want & mask || got != theirs {
-                    return Err(wrong(level, index, slot, got, want));
+                    return Err(wrong(l, index, slot, got, want));
                 }
-                continue;
+                return Ok(Pte::from_bits(got));
             }
             3 => slot < s.k2,
             2 => child_index < s.k1,
             _ => {
-                let want = w.leaf(child_index);
+                let want = self.w.leaf(child_index);
                 if got & mask != want & mask || got != theirs {
-                    return Err(wrong(level, index, slot, got, want));
+                    return Err(wrong(l, index, slot, got, want));
                 }
-                continue;
+                return Ok(Pte::from_bits(got));
             }
         };
         if !table {
             if got != 0 || theirs != 0 {
-                return Err(wrong(level, index, slot, got, 0));
+                return Err(wrong(l, index, slot, got, 0));
             }
-            continue;
+            return Ok(Pte::EMPTY);
         }
         if got & P == 0 || got & !ADDR & mask != P | RW || theirs & P == 0 {
-            return Err(wrong(level, index, slot, got, P | RW));
+            return Err(wrong(l, index, slot, got, P | RW));
         }
+        Ok(Pte::from_bits(got))
+    }
+
+    fn child(&mut self, slot: &Slot<u64>, e: Pte) -> Result<u64, Failure> {
+        use pvmmu::xen_pv::mmu::PvPlatform;
+        let at = usize::from(slot.level.as_u8() - 1);
+        // SAFETY: as in `read`.
+        let theirs = unsafe { slot_ptr(self.pv[at], u64::from(slot.index)).read_volatile() };
         // SAFETY: M2P reads of frames that validated tables name.
         let (child, pv_child) = unsafe {
             (
-                hv.mfn_to_pfn((got & ADDR) >> 12),
-                hv.mfn_to_pfn((theirs & ADDR) >> 12),
+                self.hv.mfn_to_pfn((e.bits() & ADDR) >> 12),
+                self.hv.mfn_to_pfn((theirs & ADDR) >> 12),
             )
         };
-        seen.visit(child)?;
-        let next = if level == 4 { 0 } else { child_index };
-        walk(w, seen, hv, level - 1, next, child, pv_child)?;
+        self.seen.visit(child)?;
+        self.pv[at - 1] = pv_child;
+        self.index[at - 1] = if slot.level == TableLevel::L4 {
+            0
+        } else {
+            self.index[at] * 512 + u64::from(slot.index)
+        };
+        Ok(child)
     }
-    Ok(())
+
+    fn entry(&mut self, slot: &Slot<u64>, _: Pte, leaf: bool) -> Result<Step, Failure> {
+        // The inherited root slots and the leaves were checked when read; every other present
+        // entry is a table of the tree.
+        let inherited = slot.level == TableLevel::L4 && slot.index != SLOT;
+        Ok(if leaf || inherited {
+            Step::Next
+        } else {
+            Step::Descend
+        })
+    }
 }

@@ -1,5 +1,6 @@
 //! Checks, at boot, the initial mapping Xen built against what `start_info` and `xen.h` say:
-//! walks the bootstrap page tables (readable at `pt_base`) and confirms that exactly
+//! walks the bootstrap page tables (readable at `pt_base`) with hal-core's walker
+//! ([`hal_core::walk::visit`]) and confirms that exactly
 //! `[virt_base, mapped_end)` is mapped with 4 KiB pages, `va = virt_base + pfn * 4096` onto
 //! `P2M[pfn]`, read-only for the page-table frames and writable for everything else, and that
 //! CR3 is the frame at `pt_base`.
@@ -8,10 +9,10 @@
 //! among the bootstrap frames (`P2M[pfn(pt_base) + i]`), so no M2P access is needed.
 
 use backend_xen_pv::{BootstrapLayout, Mfn, P2m};
+use hal_core::walk::{self, Slot, Step, Visitor};
+use hal_core::{Pte, TableLevel};
 
-const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
-const HUGE: u64 = 1 << 7;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// L4 slots 256..272 belong to Xen.
 const XEN_SLOTS: core::ops::Range<usize> = 256..272;
@@ -78,39 +79,6 @@ impl Walk<'_> {
             .ok_or(MappingError::ForeignTable { va })
     }
 
-    fn entries(table_va: u64) -> impl Iterator<Item = (u64, u64)> {
-        (0..512u64).map(move |i| {
-            // SAFETY: `table_va` is a bootstrap page-table frame, mapped read-only in the
-            // initial mapping (checked by `table_va`) for as long as the board runs on it.
-            (i, unsafe {
-                core::ptr::read_volatile((table_va as *const u64).add(i as usize))
-            })
-        })
-    }
-
-    fn level(&mut self, table_va: u64, level: u32, base: u64) -> Result<(), MappingError> {
-        let shift = 12 + 9 * (level - 1);
-        for (i, e) in Self::entries(table_va) {
-            if level == 4 && XEN_SLOTS.contains(&(i as usize)) || e & PRESENT == 0 {
-                continue;
-            }
-            let mut va = base | (i << shift);
-            if level == 4 && i >= 256 {
-                va |= 0xffff_0000_0000_0000; // canonical upper half
-            }
-            let mfn = (e & ADDR_MASK) >> 12;
-            if level == 1 {
-                self.leaf(va, mfn, e)?;
-            } else if e & HUGE != 0 && level != 4 {
-                return Err(MappingError::Superpage { va });
-            } else {
-                let next = self.table_va(mfn, va)?;
-                self.level(next, level - 1, va)?;
-            }
-        }
-        Ok(())
-    }
-
     fn leaf(&mut self, va: u64, mfn: u64, e: u64) -> Result<(), MappingError> {
         let pfn = self
             .layout
@@ -130,6 +98,40 @@ impl Walk<'_> {
         self.mapped += 1;
         self.read_only += u64::from(is_table);
         Ok(())
+    }
+}
+
+/// hal-core's walker over the bootstrap tables: tables named by their virtual address, entries
+/// read with plain loads (they hold machine frames).
+impl Visitor for Walk<'_> {
+    type Table = u64;
+    type Error = MappingError;
+
+    fn read(&mut self, table_va: u64, level: TableLevel, index: u16) -> Result<Pte, MappingError> {
+        if level == TableLevel::L4 && XEN_SLOTS.contains(&usize::from(index)) {
+            // Xen's own slots: not the guest's mapping.
+            return Ok(Pte::EMPTY);
+        }
+        // SAFETY: `table_va` is a bootstrap page-table frame (`pt_base`, or found by
+        // `table_va` among them), mapped read-only in the initial mapping for as long as the
+        // board runs on it; `index` is below 512.
+        let e =
+            unsafe { core::ptr::read_volatile((table_va as *const u64).add(usize::from(index))) };
+        Ok(Pte::from_bits(e))
+    }
+
+    fn child(&mut self, slot: &Slot<u64>, e: Pte) -> Result<u64, MappingError> {
+        self.table_va((e.bits() & ADDR_MASK) >> 12, slot.va)
+    }
+
+    fn entry(&mut self, slot: &Slot<u64>, e: Pte, leaf: bool) -> Result<Step, MappingError> {
+        let va = slot.va;
+        match (leaf, slot.level) {
+            (true, TableLevel::L1) => self.leaf(va, (e.bits() & ADDR_MASK) >> 12, e.bits())?,
+            (true, _) => return Err(MappingError::Superpage { va }),
+            (false, _) => return Ok(Step::Descend),
+        }
+        Ok(Step::Next)
     }
 }
 
@@ -161,7 +163,7 @@ pub unsafe fn check(
         mapped: 0,
         read_only: 0,
     };
-    walk.level(layout.page_tables.0, 4, 0)?;
+    walk::visit(layout.page_tables.0, 0..=u64::MAX, &mut walk)?;
     if walk.mapped != layout.mapped_pages() {
         return Err(MappingError::Count { found: walk.mapped });
     }

@@ -1,5 +1,6 @@
-//! Walking a virtual range of the mapper's tree: unmap, change protection, tear down; tables
-//! left empty are unhooked and queued for retirement.
+//! Walking a virtual range of the mapper's tree (hal-core's walker, [`walk::visit`], with the
+//! mapper's visitor): unmap, change protection, tear down; tables left empty are unhooked and
+//! queued for retirement.
 
 use core::mem::MaybeUninit;
 
@@ -10,6 +11,7 @@ use crate::backend::RawMmu;
 use crate::level::TableLevel;
 use crate::mmu::Mmu;
 use crate::pte::Pte;
+use crate::walk::{self, InTable, Slot, Step, Visitor};
 
 use super::error::MapError;
 use super::map::{EmptyTables, Mapper};
@@ -34,8 +36,194 @@ const RUN: usize = 64;
 /// What a level-1 table covers.
 const COVER: u64 = 512 * 4096;
 
-/// A run of slots to write: first slot, entries written so far, the entries.
-type Run = (u16, usize, [MaybeUninit<Pte>; RUN]);
+/// A run of slots of one table to write: the table, its level, the first slot, the entries
+/// written so far and the entries (not zeroed: only the first `n` are ever read).
+struct Run {
+    table: Pfn,
+    level: TableLevel,
+    first: u16,
+    n: usize,
+    entries: [MaybeUninit<Pte>; RUN],
+}
+
+/// One pass over `lo..=last` doing `act`, as a visitor of hal-core's walker
+/// ([`walk::visit`]). Per level (index 0: the L1), of the table open there: whether the mapper
+/// owns it, and how many of its leaves this pass cleared. The run belongs to the deepest open
+/// table: it is written out before the walk goes down and when a table is left.
+struct RangeWalk<'a, S: FrameSource, const N: usize, B: RawMmu> {
+    m: &'a mut Mapper<S, N>,
+    mmu: &'a mut Mmu<B>,
+    lo: u64,
+    last: u64,
+    act: Act,
+    check: bool,
+    owned: [bool; 4],
+    removed: [i32; 4],
+    run: Run,
+}
+
+/// The index of `level` in the per-level arrays.
+#[inline(always)]
+fn at(level: TableLevel) -> usize {
+    usize::from(level.as_u8() - 1)
+}
+
+impl<S: FrameSource, const N: usize, B: RawMmu> RangeWalk<'_, S, N, B> {
+    /// A protect that makes pages writable (the one act with a check inside the mapper's own
+    /// level-1 tables).
+    #[inline(always)]
+    fn writable_protect(&self) -> bool {
+        matches!(self.act, Act::Protect(bits) if bits & PageTableFlags::WRITABLE.bits() != 0)
+    }
+
+    fn write_run(&mut self) -> Result<(), MapError<B::Error>> {
+        let run = &mut self.run;
+        let n = run.n;
+        run.n = 0;
+        // SAFETY: the first `n` entries were written (`run.n` counts the writes), and
+        // `MaybeUninit<Pte>` has `Pte`'s layout.
+        let entries: &[Pte] =
+            unsafe { &*(&run.entries[..n] as *const [MaybeUninit<Pte>] as *const [Pte]) };
+        // SAFETY: `run.table` is a level-`run.level` table the mapper created (its leaves were
+        // checked against the record by `entry`); the entries are the leaves it held, cleared
+        // or with the protection the caller of the public operation asked for, mapping the
+        // same frames.
+        unsafe {
+            self.mmu
+                .raw_mut()
+                .write(run.table, run.level, run.first, entries)
+        }
+        .map_err(MapError::Backend)?;
+        self.m.stats.entries_written += n as u64;
+        self.m.dirty = true;
+        Ok(())
+    }
+}
+
+impl<S: FrameSource, const N: usize, B: RawMmu> Visitor for RangeWalk<'_, S, N, B> {
+    type Table = Pfn;
+    type Error = MapError<B::Error>;
+
+    #[inline(always)]
+    fn read(&mut self, table: Pfn, level: TableLevel, index: u16) -> Result<Pte, Self::Error> {
+        self.mmu
+            .raw_mut()
+            .read(table, level, index)
+            .map_err(MapError::Backend)
+    }
+
+    #[inline(always)]
+    fn child(&mut self, _: &Slot<Pfn>, entry: Pte) -> Result<Pfn, Self::Error> {
+        Ok(entry.pfn())
+    }
+
+    #[inline(always)]
+    fn enter(&mut self, t: &InTable<Pfn>) -> Result<(), Self::Error> {
+        self.owned[at(t.level)] = self.m.record.find(t.table).is_some();
+        self.removed[at(t.level)] = 0;
+        Ok(())
+    }
+
+    #[inline]
+    fn entry(&mut self, slot: &Slot<Pfn>, e: Pte, leaf: bool) -> Result<Step, Self::Error> {
+        let (level, idx, start) = (slot.level, slot.index, slot.va);
+        if leaf {
+            if self.act == Act::Prune {
+                // Nothing to do with leaves.
+                return Ok(Step::Next);
+            }
+            if !self.owned[at(level)] {
+                return Err(MapError::ForeignTable(start));
+            }
+            if start < self.lo || slot.last() > self.last {
+                return Err(MapError::SplitsLargePage(start));
+            }
+            let new = match self.act {
+                Act::Unmap | Act::Teardown | Act::Prune => Pte::EMPTY,
+                Act::Protect(bits) => {
+                    let huge = e.bits() & PageTableFlags::HUGE_PAGE.bits();
+                    Pte::new(e.pfn(), PageTableFlags::from_bits_retain(bits | huge))
+                }
+            };
+            if self.check {
+                if self.writable_protect() {
+                    let p = e.pfn().as_u64();
+                    let pages = level.entry_span() / 4096;
+                    if let Some(t) = self.m.known_table_in(self.mmu, p, p + pages) {
+                        return Err(MapError::FrameIsTable(t));
+                    }
+                }
+            } else if new != e {
+                self.m.tlb.add(start);
+                let r = &self.run;
+                if r.n > 0 && (r.table != slot.table || r.first + r.n as u16 != idx || r.n == RUN) {
+                    self.write_run()?;
+                }
+                let r = &mut self.run;
+                if r.n == 0 {
+                    (r.table, r.level, r.first) = (slot.table, level, idx);
+                }
+                r.entries[r.n].write(new);
+                r.n += 1;
+                if !new.is_present() {
+                    self.removed[at(level)] += 1;
+                }
+            }
+            return Ok(Step::Next);
+        }
+        if self.run.n > 0 {
+            self.write_run()?;
+        }
+        let child = e.pfn();
+        if level == TableLevel::L2 && self.m.record.find(child).is_some() {
+            if self.check && !self.writable_protect() {
+                // In a table of its own the mapper's 4 KiB leaves can fail no check of an
+                // unmap (no foreign table, no large page to split): only a writable protect
+                // has one.
+                return Ok(Step::Next);
+            }
+            if !self.check && matches!(self.act, Act::Unmap | Act::Teardown) {
+                let (lo, last) = (self.lo.max(start), self.last.min(slot.last()));
+                self.m.clear_leaves(self.mmu, child, lo, last)?;
+                self.m
+                    .maybe_unhook(self.mmu, slot.table, level, idx, start, child, self.act)?;
+                return Ok(Step::Next);
+            }
+        }
+        Ok(Step::Descend)
+    }
+
+    #[inline]
+    fn leave(
+        &mut self,
+        t: &InTable<Pfn>,
+        above: Option<(&Slot<Pfn>, Pte)>,
+    ) -> Result<(), Self::Error> {
+        if self.run.n > 0 {
+            self.write_run()?;
+        }
+        let removed = self.removed[at(t.level)];
+        if removed > 0 {
+            self.m.record.adjust(t.table, -removed);
+        }
+        if self.check {
+            return Ok(());
+        }
+        if self.owned[at(t.level)] && t.level == TableLevel::L1 {
+            // No removal can happen below a level-1 table: its slot is current.
+            if let Some(slot) = self.m.record.find(t.table) {
+                self.m
+                    .record
+                    .cache(TableLevel::L1, t.lo & !(COVER - 1), t.table, slot);
+            }
+        }
+        if let Some((s, _)) = above {
+            self.m
+                .maybe_unhook(self.mmu, s.table, s.level, s.index, s.va, t.table, self.act)?;
+        }
+        Ok(())
+    }
+}
 
 impl<S: FrameSource, const N: usize> Mapper<S, N> {
     /// Checks, then applies, `act` to `[va, va + len)`.
@@ -49,9 +237,43 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         len: u64,
         act: Act,
     ) -> Result<(), MapError<B::Error>> {
-        let hi = va + len;
-        self.visit(mmu, self.root, TableLevel::L4, va, hi, act, true)?;
-        self.visit(mmu, self.root, TableLevel::L4, va, hi, act, false)
+        self.range_walk(mmu, va, len, act, true)?;
+        self.range_walk(mmu, va, len, act, false)
+    }
+
+    /// One pass of hal-core's walker over `[va, va + len)` doing `act` (`check`: the check
+    /// pass, which changes nothing).
+    fn range_walk<B: RawMmu>(
+        &mut self,
+        mmu: &mut Mmu<B>,
+        va: u64,
+        len: u64,
+        act: Act,
+        check: bool,
+    ) -> Result<(), MapError<B::Error>> {
+        if len == 0 {
+            return Ok(());
+        }
+        let root = self.root;
+        let last = va.saturating_add(len - 1);
+        let mut w = RangeWalk {
+            m: self,
+            mmu,
+            lo: va,
+            last,
+            act,
+            check,
+            owned: [false; 4],
+            removed: [0; 4],
+            run: Run {
+                table: root,
+                level: TableLevel::L1,
+                first: 0,
+                n: 0,
+                entries: [const { MaybeUninit::uninit() }; RUN],
+            },
+        };
+        walk::visit(root, va..=last, &mut w)
     }
 
     /// Unhooks the empty tables the mapper owns under `[va, va + len)`; leaves stay.
@@ -61,15 +283,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         va: u64,
         len: u64,
     ) -> Result<(), MapError<B::Error>> {
-        self.visit(
-            mmu,
-            self.root,
-            TableLevel::L4,
-            va,
-            va + len,
-            Act::Prune,
-            false,
-        )
+        self.range_walk(mmu, va, len, Act::Prune, false)
     }
 
     /// [`unmap_raw`](Self::unmap_raw), out of line (the slow path of `unmap`).
@@ -99,119 +313,6 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
     ) -> Result<(), MapError<B::Error>> {
         // SAFETY: the caller's contract.
         unsafe { self.walk_range(mmu, va, len, Act::Unmap) }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn visit<B: RawMmu>(
-        &mut self,
-        mmu: &mut Mmu<B>,
-        table: Pfn,
-        level: TableLevel,
-        lo: u64,
-        hi: u64,
-        act: Act,
-        check: bool,
-    ) -> Result<(), MapError<B::Error>> {
-        let span = level.entry_span();
-        let owned = self.record.find(table).is_some();
-        if check && owned && level == TableLevel::L1 {
-            // In a table of its own the mapper's 4 KiB leaves can fail no check of an unmap
-            // (no foreign table, no large page to split): only a writable protect has one.
-            let writable = PageTableFlags::WRITABLE.bits();
-            if !matches!(act, Act::Protect(bits) if bits & writable != 0) {
-                return Ok(());
-            }
-        }
-        if !check && owned && level == TableLevel::L1 && matches!(act, Act::Unmap | Act::Teardown) {
-            return self.clear_leaves(mmu, table, lo, hi);
-        }
-        let mut cursor = lo;
-        // A run of slots to write: (first slot, entries so far, entries). Not zeroed: only
-        // the first `run.1` are ever read.
-        let mut run: Run = (0, 0, [const { MaybeUninit::uninit() }; RUN]);
-        let mut removed = 0i32;
-        loop {
-            let idx = level.index_of(cursor);
-            let start = cursor & !(span - 1);
-            let end = start.wrapping_add(span);
-            let seg_hi = if end == 0 || end > hi { hi } else { end };
-            let e = mmu
-                .raw_mut()
-                .read(table, level, idx)
-                .map_err(MapError::Backend)?;
-            let leaf = level == TableLevel::L1 || (e.is_huge() && level != TableLevel::L4);
-            if e.is_present() && leaf && act == Act::Prune {
-                // Nothing to do with leaves.
-            } else if e.is_present() && leaf {
-                if !owned {
-                    return Err(MapError::ForeignTable(start));
-                }
-                if start < lo || end.wrapping_sub(1) > hi - 1 {
-                    return Err(MapError::SplitsLargePage(start));
-                }
-                let new = match act {
-                    Act::Unmap | Act::Teardown | Act::Prune => Pte::EMPTY,
-                    Act::Protect(bits) => {
-                        let huge = e.bits() & PageTableFlags::HUGE_PAGE.bits();
-                        Pte::new(e.pfn(), PageTableFlags::from_bits_retain(bits | huge))
-                    }
-                };
-                if check {
-                    if let Act::Protect(bits) = act {
-                        if bits & PageTableFlags::WRITABLE.bits() != 0 {
-                            let p = e.pfn().as_u64();
-                            if let Some(t) = self.known_table_in(mmu, p, p + span / 4096) {
-                                return Err(MapError::FrameIsTable(t));
-                            }
-                        }
-                    }
-                } else if new != e {
-                    self.tlb.add(start);
-                    if run.1 > 0 && (run.0 + run.1 as u16 != idx || run.1 == RUN) {
-                        self.write_run(mmu, table, level, &mut run)?;
-                    }
-                    if run.1 == 0 {
-                        run.0 = idx;
-                    }
-                    run.2[run.1].write(new);
-                    run.1 += 1;
-                    if !new.is_present() {
-                        removed += 1;
-                    }
-                }
-            } else if e.is_present() {
-                if run.1 > 0 {
-                    self.write_run(mmu, table, level, &mut run)?;
-                }
-                let child = e.pfn();
-                let child_level = level.child().expect("a table entry above L1");
-                self.visit(mmu, child, child_level, cursor, seg_hi, act, check)?;
-                if !check {
-                    self.maybe_unhook(mmu, table, level, idx, start, child, act)?;
-                }
-            }
-            if run.1 > 0 && idx == 511 {
-                self.write_run(mmu, table, level, &mut run)?;
-            }
-            if idx == 511 || seg_hi >= hi {
-                break;
-            }
-            cursor = seg_hi;
-        }
-        if run.1 > 0 {
-            self.write_run(mmu, table, level, &mut run)?;
-        }
-        if removed > 0 {
-            self.record.adjust(table, -removed);
-        }
-        if !check && owned && level == TableLevel::L1 {
-            // No removal can happen below a level-1 table: its slot is current.
-            if let Some(slot) = self.record.find(table) {
-                self.record
-                    .cache(level, lo & !(span * 512 - 1), table, slot);
-            }
-        }
-        Ok(())
     }
 
     /// Unmaps `[va, va + len)` inside the cached level-1 table, if the range lies in it and
@@ -318,17 +419,17 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         Ok(true)
     }
 
-    /// Clears the 4 KiB leaves of `[lo, hi)` (inside one slot range of the level-1 table
-    /// `table`, the mapper's own): one backend call per slot, a write only where a page was.
+    /// Clears the 4 KiB leaves of `lo..=last` (inside the span of the level-1 table `table`,
+    /// the mapper's own): one backend call per slot, a write only where a page was.
     fn clear_leaves<B: RawMmu>(
         &mut self,
         mmu: &mut Mmu<B>,
         table: Pfn,
         lo: u64,
-        hi: u64,
+        last: u64,
     ) -> Result<(), MapError<B::Error>> {
         let first = TableLevel::L1.index_of(lo);
-        let last = TableLevel::L1.index_of(hi - 1);
+        let last = TableLevel::L1.index_of(last);
         let base = lo & !(COVER - 1);
         let raw = mmu.raw_mut();
         let mut removed = 0u16;
@@ -362,28 +463,6 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             self.record.cache(TableLevel::L1, base, table, slot);
         }
         failed.map_or(Ok(()), |e| Err(MapError::Backend(e)))
-    }
-
-    fn write_run<B: RawMmu>(
-        &mut self,
-        mmu: &mut Mmu<B>,
-        table: Pfn,
-        level: TableLevel,
-        run: &mut Run,
-    ) -> Result<(), MapError<B::Error>> {
-        let n = run.1;
-        run.1 = 0;
-        // SAFETY: the first `n` entries were written (`run.1` counts the writes), and
-        // `MaybeUninit<Pte>` has `Pte`'s layout.
-        let entries: &[Pte] =
-            unsafe { &*(&run.2[..n] as *const [MaybeUninit<Pte>] as *const [Pte]) };
-        // SAFETY: `table` is a level-`level` table the mapper created (checked by the caller
-        // through the record); the entries are the leaves it held, cleared or with the
-        // protection the caller of the public operation asked for, mapping the same frames.
-        unsafe { mmu.raw_mut().write(table, level, run.0, entries) }.map_err(MapError::Backend)?;
-        self.stats.entries_written += n as u64;
-        self.dirty = true;
-        Ok(())
     }
 
     /// Counts the present entries of the owned table `pfn` (level `level`) and records the

@@ -1,9 +1,4 @@
-//! The guest-side page-table walker: one walk, over any way of reading an entry (through a
-//! backend's [`RawMmu::read`], or a backend's own machine-level reads), used by
-//! [`translate`] and by backends that need the table mapping an address.
-//!
-//! Host-side checks (the model's walk, the tests' oracle, the runner's walker) stay separate
-//! on purpose: they check this one.
+//! The point walk: from the root towards one address.
 
 use crate::addr::Pfn;
 use crate::backend::RawMmu;
@@ -34,9 +29,17 @@ pub enum Reached {
     NotMapped,
 }
 
+/// Whether the present entry `e` of a level-`level` table maps a page: every entry of an L1,
+/// an entry with PSE in an L2 or L3 (a 2 MiB or 1 GiB page). PSE is reserved in an L4 entry,
+/// which always names a table.
+#[inline(always)]
+pub fn is_leaf(level: TableLevel, e: Pte) -> bool {
+    level == TableLevel::L1 || (e.is_huge() && level != TableLevel::L4)
+}
+
 /// Walks from `root` towards `va`, reading entries with `read(table, level, index)`; stops at
 /// the table of level `stop` (`None`: at the leaf). A large-page entry (PSE below L4) is a
-/// leaf.
+/// leaf ([`is_leaf`]).
 pub fn walk<E>(
     root: Pfn,
     va: u64,
@@ -54,7 +57,7 @@ pub fn walk<E>(
             return Ok(Reached::NotMapped);
         }
         let child = match level.child() {
-            Some(c) if !(e.is_huge() && level != TableLevel::L4) => c,
+            Some(c) if !is_leaf(level, e) => c,
             _ => {
                 let within = (va & (level.entry_span() - 1)) >> 12;
                 return Ok(match Pfn::new(e.pfn().as_u64() + within) {
