@@ -34,6 +34,7 @@
 mod domain;
 mod errno;
 mod machine;
+mod rules;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +43,7 @@ use std::string::String;
 
 pub use domain::{BootImage, DomainConfig};
 pub use machine::{bits, PageType, Stats, XEN_SLOTS};
+pub use rules::Rules;
 
 use machine::Machine;
 
@@ -412,10 +414,7 @@ fn mmuext_one(m: &mut Machine, op: &MmuextOp) -> Result<(), i64> {
             }
             let ty = PageType::table((op.cmd - mmuext::PIN_L1_TABLE + 1) as u8);
             m.get_type(mfn, ty)?;
-            let f = m
-                .frames
-                .get_mut((mfn - m.mfn_base) as usize)
-                .expect("owned");
+            let f = m.frame_mut(mfn).expect("owned");
             if f.pinned {
                 m.put_type(mfn);
                 return Err(EINVAL);
@@ -424,11 +423,7 @@ fn mmuext_one(m: &mut Machine, op: &MmuextOp) -> Result<(), i64> {
             Ok(())
         }
         mmuext::UNPIN_TABLE => {
-            let base = m.mfn_base;
-            let f = m
-                .frames
-                .get_mut(mfn.wrapping_sub(base) as usize)
-                .ok_or(EINVAL)?;
+            let f = m.frame_mut(mfn).ok_or(EINVAL)?;
             if !f.pinned {
                 return Err(EINVAL);
             }
