@@ -41,7 +41,7 @@ pub fn world(map: &[MemRegion], caps: Caps) -> Option<World> {
     let pfns = boot.pfns();
     // The boot tables belong to the sim from now on (they are the firmware's tables).
     let _ = boot;
-    let mmu = Mmu::new(Sim::new(caps, pfns.start()));
+    let mmu = Mmu::new(Sim::new(caps, pfns.start(), &ranges));
     // SAFETY: one world, one simulated address space, one handle to its root.
     let live = unsafe { LiveRoot::adopt_boot_root(&mmu) };
     Some(World {
