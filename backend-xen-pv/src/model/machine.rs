@@ -103,6 +103,35 @@ impl PageType {
     }
 }
 
+/// What the model knows about one frame of the domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameState {
+    /// Its machine frame.
+    pub mfn: u64,
+    /// Its type.
+    pub ty: PageType,
+    /// Its type count.
+    pub count: u32,
+    /// Whether it is pinned.
+    pub pinned: bool,
+}
+
+impl FrameState {
+    /// Writable mappings of the frame in validated tables.
+    pub fn writable_mappings(&self) -> u32 {
+        if self.ty == PageType::Writable {
+            self.count
+        } else {
+            0
+        }
+    }
+
+    /// Whether Xen sees the frame as a page table now.
+    pub fn is_table(&self) -> bool {
+        self.ty.is_table() && self.count > 0
+    }
+}
+
 /// One machine frame of the domain.
 #[derive(Clone, Debug)]
 pub struct FrameInfo {
@@ -154,12 +183,40 @@ pub(super) enum Store {
         /// (mfn - mfn_base) → pfn.
         m2p: Vec<u64>,
     },
-    /// Frames in the ranges of `owned` (mfns), kept only once typed or written; pfn =
-    /// mfn - mfn_base ([`Rules`](super::Rules)).
+    /// Frames in the ranges of `owned` (mfns), kept in chunks of 512 (mfn / 512 → chunk)
+    /// once one of a chunk is typed or written; pfn = mfn - mfn_base
+    /// ([`Rules`](super::Rules)).
     Sparse {
         owned: Vec<core::ops::Range<u64>>,
-        frames: std::collections::HashMap<u64, FrameInfo>,
+        chunks: std::collections::HashMap<u64, Box<Chunk>, ChunkHash>,
     },
+}
+
+/// 512 frames of a sparse store.
+pub(super) type Chunk = [FrameInfo; 512];
+
+/// Hashes a chunk number by one multiplication (the default hasher costs more than the
+/// lookup it serves, and chunk numbers need no protection from collisions).
+pub(super) type ChunkHash = core::hash::BuildHasherDefault<ChunkHasher>;
+
+/// See [`ChunkHash`].
+#[derive(Default)]
+pub(super) struct ChunkHasher(u64);
+
+impl core::hash::Hasher for ChunkHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// The machine: the frames of the domain (see [`Store`]).
@@ -212,7 +269,7 @@ impl Machine {
             mfn_base,
             store: Store::Sparse {
                 owned: Vec::new(),
-                frames: std::collections::HashMap::new(),
+                chunks: std::collections::HashMap::default(),
             },
             p2m: Vec::new(),
             cr3: 0,
@@ -246,9 +303,9 @@ impl Machine {
             Store::Dense { frames, .. } => {
                 frames.get(usize::try_from(mfn.checked_sub(self.mfn_base)?).ok()?)
             }
-            Store::Sparse { frames, .. } => {
-                if let Some(f) = frames.get(&mfn) {
-                    Some(f)
+            Store::Sparse { chunks, .. } => {
+                if let Some(c) = chunks.get(&(mfn >> 9)) {
+                    self.owns(mfn).then(|| &c[(mfn & 511) as usize])
                 } else {
                     self.owns(mfn).then_some(&EMPTY_FRAME)
                 }
@@ -262,9 +319,12 @@ impl Machine {
             Store::Dense { frames, .. } => {
                 frames.get_mut(usize::try_from(mfn.checked_sub(self.mfn_base)?).ok()?)
             }
-            Store::Sparse { frames, .. } => {
-                owned.then(|| frames.entry(mfn).or_insert(FrameInfo::EMPTY))
-            }
+            Store::Sparse { chunks, .. } => owned.then(|| {
+                &mut chunks
+                    .entry(mfn >> 9)
+                    .or_insert_with(|| Box::new([FrameInfo::EMPTY; 512]))
+                    [(mfn & 511) as usize]
+            }),
         }
     }
 
@@ -287,8 +347,13 @@ impl Machine {
                     .enumerate()
                     .map(|(i, f)| (i as u64 + self.mfn_base, f)),
             ),
-            Store::Sparse { frames, .. } => {
-                std::boxed::Box::new(frames.iter().map(|(m, f)| (*m, f)))
+            Store::Sparse { chunks, .. } => {
+                std::boxed::Box::new(chunks.iter().flat_map(|(c, fs)| {
+                    fs.iter()
+                        .enumerate()
+                        .map(move |(i, f)| ((c << 9) | i as u64, f))
+                        .filter(|(m, _)| self.owns(*m))
+                }))
             }
         }
     }
@@ -340,6 +405,46 @@ impl Machine {
         } else {
             Err(EINVAL)
         }
+    }
+
+    /// `MMUEXT_PIN_L<n>_TABLE`: a type reference of table type `ty` held by the pin.
+    pub(super) fn pin(&mut self, mfn: u64, ty: PageType) -> Result<(), i64> {
+        if !self.owns(mfn) {
+            return Err(EINVAL);
+        }
+        self.get_type(mfn, ty)?;
+        let f = self.frame_mut(mfn).expect("owned");
+        if f.pinned {
+            self.put_type(mfn);
+            return Err(EINVAL);
+        }
+        f.pinned = true;
+        Ok(())
+    }
+
+    /// `MMUEXT_UNPIN_TABLE`: the pin's reference dropped.
+    pub(super) fn unpin(&mut self, mfn: u64) -> Result<(), i64> {
+        let f = self.frame_mut(mfn).ok_or(EINVAL)?;
+        if !f.pinned {
+            return Err(EINVAL);
+        }
+        f.pinned = false;
+        self.put_type(mfn);
+        Ok(())
+    }
+
+    /// `MMUEXT_NEW_BASEPTR`: `mfn` validated as an L4 and in CR3, the old root's reference
+    /// dropped, the TLB flushed.
+    pub(super) fn new_baseptr(&mut self, mfn: u64) -> Result<(), i64> {
+        if mfn == self.cr3 {
+            return Ok(());
+        }
+        self.get_type(mfn, PageType::L4)?;
+        let old = self.cr3;
+        self.cr3 = mfn;
+        self.put_type(old);
+        self.tlb.clear();
+        Ok(())
     }
 
     /// Drops a type reference; a page-table type dropping to 0 is devalidated.

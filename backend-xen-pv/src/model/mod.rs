@@ -42,7 +42,7 @@ use std::cell::RefCell;
 use std::string::String;
 
 pub use domain::{BootImage, DomainConfig};
-pub use machine::{bits, PageType, Stats, XEN_SLOTS};
+pub use machine::{bits, FrameState, PageType, Stats, XEN_SLOTS};
 pub use rules::Rules;
 
 use machine::Machine;
@@ -74,35 +74,6 @@ pub enum Fault {
         /// Level of the entry.
         level: u8,
     },
-}
-
-/// What the model knows about one frame of the domain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameState {
-    /// Its machine frame.
-    pub mfn: u64,
-    /// Its type.
-    pub ty: PageType,
-    /// Its type count.
-    pub count: u32,
-    /// Whether it is pinned.
-    pub pinned: bool,
-}
-
-impl FrameState {
-    /// Writable mappings of the frame in validated tables.
-    pub fn writable_mappings(&self) -> u32 {
-        if self.ty == PageType::Writable {
-            self.count
-        } else {
-            0
-        }
-    }
-
-    /// Whether Xen sees the frame as a page table now.
-    pub fn is_table(&self) -> bool {
-        self.ty.is_table() && self.count > 0
-    }
 }
 
 /// The model: a domain on a simulated Xen. Interior mutability, because the hypercall traits
@@ -408,40 +379,12 @@ fn mmuext_inner(m: &mut Machine, ops: &[MmuextOp], done: &mut u32, domid: u16) -
 fn mmuext_one(m: &mut Machine, op: &MmuextOp) -> Result<(), i64> {
     let mfn = op.arg1;
     match op.cmd {
-        mmuext::PIN_L1_TABLE..=mmuext::PIN_L4_TABLE => {
-            if !m.owns(mfn) {
-                return Err(EINVAL);
-            }
-            let ty = PageType::table((op.cmd - mmuext::PIN_L1_TABLE + 1) as u8);
-            m.get_type(mfn, ty)?;
-            let f = m.frame_mut(mfn).expect("owned");
-            if f.pinned {
-                m.put_type(mfn);
-                return Err(EINVAL);
-            }
-            f.pinned = true;
-            Ok(())
-        }
-        mmuext::UNPIN_TABLE => {
-            let f = m.frame_mut(mfn).ok_or(EINVAL)?;
-            if !f.pinned {
-                return Err(EINVAL);
-            }
-            f.pinned = false;
-            m.put_type(mfn);
-            Ok(())
-        }
-        mmuext::NEW_BASEPTR => {
-            if mfn == m.cr3 {
-                return Ok(());
-            }
-            m.get_type(mfn, PageType::L4)?;
-            let old = m.cr3;
-            m.cr3 = mfn;
-            m.put_type(old);
-            m.tlb.clear();
-            Ok(())
-        }
+        mmuext::PIN_L1_TABLE..=mmuext::PIN_L4_TABLE => m.pin(
+            mfn,
+            PageType::table((op.cmd - mmuext::PIN_L1_TABLE + 1) as u8),
+        ),
+        mmuext::UNPIN_TABLE => m.unpin(mfn),
+        mmuext::NEW_BASEPTR => m.new_baseptr(mfn),
         mmuext::TLB_FLUSH_LOCAL | mmuext::TLB_FLUSH_ALL => {
             m.tlb.clear();
             Ok(())

@@ -1,5 +1,7 @@
 //! [`Rules`]: the model's rules of Xen, on their own, for a test backend that keeps its own
-//! memory and asks Xen's verdict on each operation (hal-core's simulated backend does).
+//! memory and asks Xen's verdict on each operation. hal-core's simulated backend does: its
+//! tests compile this file, `machine.rs` and `errno.rs` in from here
+//! (`hal-core/tests/common/xen_model.rs`), so these three use nothing else of the crate.
 //!
 //! The same [`Machine`] as a [`Model`](super::Model)'s domain, with frames kept sparsely (any
 //! frame numbers a test's firmware map gives, pfn = mfn - `mfn_base`) and no domain built
@@ -9,10 +11,7 @@
 
 use std::string::String;
 
-use super::machine::{Machine, PageType};
-use super::FrameState;
-use crate::hypercall::abi::mmuext;
-use crate::hypercall::MmuextOp;
+use super::machine::{FrameState, Machine, PageType};
 
 /// Xen's page-table rules over frames the caller names (see the module's documentation).
 #[derive(Clone, Debug)]
@@ -44,18 +43,17 @@ impl Rules {
 
     /// `MMUEXT_PIN_L<level>_TABLE` of `mfn` (`level` 1..=4).
     pub fn pin(&mut self, mfn: u64, level: u8) -> Result<(), i64> {
-        let cmd = mmuext::PIN_L1_TABLE + u32::from(level.clamp(1, 4)) - 1;
-        super::mmuext_one(&mut self.m, &ext(cmd, mfn))
+        self.m.pin(mfn, PageType::table(level))
     }
 
     /// `MMUEXT_UNPIN_TABLE` of `mfn`.
     pub fn unpin(&mut self, mfn: u64) -> Result<(), i64> {
-        super::mmuext_one(&mut self.m, &ext(mmuext::UNPIN_TABLE, mfn))
+        self.m.unpin(mfn)
     }
 
     /// `MMUEXT_NEW_BASEPTR`: `mfn` becomes the root (validated as an L4).
     pub fn new_baseptr(&mut self, mfn: u64) -> Result<(), i64> {
-        super::mmuext_one(&mut self.m, &ext(mmuext::NEW_BASEPTR, mfn))
+        self.m.new_baseptr(mfn)
     }
 
     /// Installs `mfn`, written already with plain updates, as the root the domain starts on,
@@ -89,13 +87,5 @@ impl Rules {
     /// Recounts every type reference (see [`Model::audit`](super::Model::audit)).
     pub fn audit(&self) -> Result<(), String> {
         self.m.audit()
-    }
-}
-
-fn ext(cmd: u32, mfn: u64) -> MmuextOp {
-    MmuextOp {
-        cmd,
-        arg1: mfn,
-        arg2: 0,
     }
 }

@@ -6,6 +6,7 @@ pub mod gen;
 pub mod oracle;
 pub mod sim;
 pub mod space;
+pub mod xen_model;
 
 use hal_core::backend::Caps;
 use hal_core::direct_map::{count_tables, DirectMapSpec, TableCount};

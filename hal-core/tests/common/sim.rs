@@ -6,7 +6,7 @@
 //! backend's records would. With read-only tables (`Caps::tables_read_only`: the Xen and
 //! hybrid caps) it has no rules of Xen of its own: every change of a table entry, pin, unpin
 //! and root change is also handed to backend-xen-pv's model of Xen (`model::Rules`, the model
-//! the conformance corpus checks against real Xen) in machine frames, and the model's verdict
+//! the conformance corpus checks against real Xen; `xen_model`) in machine frames, and the model's verdict
 //! (Xen's errno) is the sim's: type counts, validation of entries, the refusal of a writable
 //! mapping of a page table, pins. What the sim checks itself is hal-core's side of
 //! `RawMmu`'s contract, on every backend (bare metal too):
@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use backend_xen_pv::model::Rules;
+use super::xen_model::Rules;
 use hal_core::backend::{Caps, EntryRun, PageSizes, RawMmu};
 use hal_core::{BackendError, ErrorKind, Mfn, PageTableFlags, Pfn, PfnRange, Pte, TableLevel};
 
