@@ -26,6 +26,10 @@
 //! - The guest itself: [`Model::store`] is a store through the current root (the #PF of a
 //!   read-only mapping), [`PvPlatform::read_u64`] a load, [`PvPlatform::mfn_to_pfn`] the M2P.
 //!
+//! - The same rules on their own, [`Rules`], over frames a test backend names and keeps its
+//!   own copy of: hal-core's tests' simulated backend hands every table update, pin, unpin
+//!   and root change to it and takes its verdict (one model of Xen's rules in the workspace).
+//!
 //! # What it leaves out
 //! General references, linear page tables, preemption/continuations, segment descriptors,
 //! grant and foreign mappings, MMIO, `_PAGE_USER` adjustment, large-page TLB entries. Frame contents other than
