@@ -14,7 +14,8 @@
 //! # Promises, and what proves each
 //! What safe code cannot do with hal-core, and where the proof lives (`tests/` is the
 //! workspace's compile-fail and static checks; `hal-core/tests/` runs on a simulated backend
-//! that reports every breach of the platform's rules):
+//! that reports every breach of the platform's rules, Xen's judged by backend-xen-pv's model
+//! of Xen, the one checked against real Xen):
 //!
 //! | promise | how | proved by |
 //! |---|---|---|

@@ -330,6 +330,7 @@ fn lifecycle(c: Case) -> Result<(), TestCaseError> {
         "violations: {:?}",
         sim.violations
     );
+    check!(sim.xen_agrees().is_ok(), "Xen: {:?}", sim.xen_agrees());
     check!(sim.root() == root.pfn().as_u64(), "switched");
     let final_ro = ro_set(&c.caps, w.boot, used, &[]);
     let tree = oracle::walk(sim, root.pfn().as_u64(), slots.clone());

@@ -203,6 +203,7 @@ fn live(c: Case) -> Result<(), TestCaseError> {
     // The final map: every leaf, every table once, tables (and boot tables) read-only.
     let sim = w.mmu.raw();
     check!(sim.violations.is_empty(), "violations {:?}", sim.violations);
+    check!(sim.xen_agrees().is_ok(), "Xen: {:?}", sim.xen_agrees());
     let all: Vec<Expect> = expect.concat();
     let final_ro = if c.caps.tables_read_only {
         let mut v = used.clone();

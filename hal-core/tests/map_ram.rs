@@ -137,6 +137,7 @@ fn one_call(c: Case) -> Result<(), TestCaseError> {
         "violations: {:?}",
         sim.violations
     );
+    check!(sim.xen_agrees().is_ok(), "Xen: {:?}", sim.xen_agrees());
     check!(sim.queued() == 0, "everything flushed");
     check!(map.root == w.live.pfn(), "DirectMap::root is the live root");
     check!(
@@ -281,6 +282,7 @@ fn sizing_reaches_the_fixed_point_when_the_buffer_splits_a_large_page() {
     assert_eq!(f.tail_released, 64, "{f:?}");
     assert_eq!(f.tables_made, f.computed, "{f:?}");
     assert!(w.mmu.raw().violations.is_empty());
+    w.mmu.raw().xen_agrees().unwrap();
 }
 
 fn refused(map: &[MemRegion], caps: Caps, s: Setup, twice: bool) -> String {

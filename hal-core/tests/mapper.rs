@@ -52,6 +52,7 @@ fn run(caps: Caps, budget: u64, ops: &[Op]) -> Result<space::Summary, TestCaseEr
         ops,
     )
     .map_err(TestCaseError::fail)?;
+    w.mmu.raw().xen_agrees().map_err(TestCaseError::fail)?;
     if !w.mmu.raw().violations.is_empty() {
         return Err(TestCaseError::fail(format!(
             "sim violations: {:?}",

@@ -116,7 +116,7 @@ pub fn build(cfg: DomainConfig) -> (Machine, BootImage) {
     m.get_type(pt(0), PageType::L4)
         .expect("the bootstrap tables validate");
     m.get_type(pt(0), PageType::L4).expect("pin");
-    m.frames[(pt(0) - cfg.mfn_base) as usize].pinned = true;
+    m.frame_mut(pt(0)).expect("the root is the domain's").pinned = true;
 
     let mut si = std::vec![0u8; START_INFO_SIZE];
     si[..14].copy_from_slice(b"xen-3.0-x86_64");

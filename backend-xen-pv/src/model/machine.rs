@@ -103,6 +103,35 @@ impl PageType {
     }
 }
 
+/// What the model knows about one frame of the domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameState {
+    /// Its machine frame.
+    pub mfn: u64,
+    /// Its type.
+    pub ty: PageType,
+    /// Its type count.
+    pub count: u32,
+    /// Whether it is pinned.
+    pub pinned: bool,
+}
+
+impl FrameState {
+    /// Writable mappings of the frame in validated tables.
+    pub fn writable_mappings(&self) -> u32 {
+        if self.ty == PageType::Writable {
+            self.count
+        } else {
+            0
+        }
+    }
+
+    /// Whether Xen sees the frame as a page table now.
+    pub fn is_table(&self) -> bool {
+        self.ty.is_table() && self.count > 0
+    }
+}
+
 /// One machine frame of the domain.
 #[derive(Clone, Debug)]
 pub struct FrameInfo {
@@ -132,15 +161,71 @@ pub struct Stats {
     pub nonzero_not_present: u64,
 }
 
-/// The machine: frames `[mfn_base, mfn_base + nr_frames)` belong to the domain.
+impl FrameInfo {
+    const EMPTY: FrameInfo = FrameInfo {
+        ty: PageType::None,
+        count: 0,
+        pinned: false,
+        linear: 0,
+        data: None,
+    };
+}
+
+/// A frame nobody has typed or written yet (what a sparse store returns for it).
+static EMPTY_FRAME: FrameInfo = FrameInfo::EMPTY;
+
+/// Where the machine keeps its frames.
+#[derive(Clone, Debug)]
+pub(super) enum Store {
+    /// A domain's frames `[mfn_base, mfn_base + frames.len())`, with the M2P.
+    Dense {
+        frames: Vec<FrameInfo>,
+        /// (mfn - mfn_base) → pfn.
+        m2p: Vec<u64>,
+    },
+    /// Frames in the ranges of `owned` (mfns), kept in chunks of 512 (mfn / 512 → chunk)
+    /// once one of a chunk is typed or written; pfn = mfn - mfn_base
+    /// ([`Rules`](super::Rules)).
+    Sparse {
+        owned: Vec<core::ops::Range<u64>>,
+        chunks: std::collections::HashMap<u64, Box<Chunk>, ChunkHash>,
+    },
+}
+
+/// 512 frames of a sparse store.
+pub(super) type Chunk = [FrameInfo; 512];
+
+/// Hashes a chunk number by one multiplication (the default hasher costs more than the
+/// lookup it serves, and chunk numbers need no protection from collisions).
+pub(super) type ChunkHash = core::hash::BuildHasherDefault<ChunkHasher>;
+
+/// See [`ChunkHash`].
+#[derive(Default)]
+pub(super) struct ChunkHasher(u64);
+
+impl core::hash::Hasher for ChunkHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The machine: the frames of the domain (see [`Store`]).
 #[derive(Clone, Debug)]
 pub struct Machine {
     pub(super) mfn_base: u64,
-    pub(super) frames: Vec<FrameInfo>,
-    /// pfn → mfn.
+    pub(super) store: Store,
+    /// pfn → mfn (empty for a sparse store).
     pub(super) p2m: Vec<u64>,
-    /// (mfn - mfn_base) → pfn.
-    pub(super) m2p: Vec<u64>,
     /// The machine frame of the current root.
     pub(super) cr3: u64,
     /// Whether PWT/PCD/PAT are allowed in L1 entries (Xen: `cache_flush_permitted`, dom0).
@@ -164,20 +249,11 @@ impl Machine {
             assert_eq!(m2p[i], u64::MAX, "the P2M maps two pfns to mfn {mfn:#x}");
             m2p[i] = pfn as u64;
         }
-        let frames = (0..n)
-            .map(|_| FrameInfo {
-                ty: PageType::None,
-                count: 0,
-                pinned: false,
-                linear: 0,
-                data: None,
-            })
-            .collect();
+        let frames = (0..n).map(|_| FrameInfo::EMPTY).collect();
         Self {
             mfn_base,
-            frames,
+            store: Store::Dense { frames, m2p },
             p2m,
-            m2p,
             cr3: 0,
             cache_attrs,
             global_user_pages: true,
@@ -186,28 +262,100 @@ impl Machine {
         }
     }
 
-    fn index(&self, mfn: u64) -> Option<usize> {
-        let i = mfn.checked_sub(self.mfn_base)?;
-        (i < self.frames.len() as u64).then_some(i as usize)
+    /// A machine with no frames yet, kept sparsely: frames join with
+    /// [`add_frames`](Self::add_frames), pfn = mfn - `mfn_base`, no P2M list.
+    pub fn sparse(mfn_base: u64, cache_attrs: bool) -> Self {
+        Self {
+            mfn_base,
+            store: Store::Sparse {
+                owned: Vec::new(),
+                chunks: std::collections::HashMap::default(),
+            },
+            p2m: Vec::new(),
+            cr3: 0,
+            cache_attrs,
+            global_user_pages: false,
+            stats: Stats::default(),
+            tlb: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Makes `mfns` the domain's (a sparse store only; a dense one has its frames).
+    pub(super) fn add_frames(&mut self, mfns: core::ops::Range<u64>) {
+        if let Store::Sparse { owned, .. } = &mut self.store {
+            owned.push(mfns);
+        }
     }
 
     /// Whether `mfn` is one of the domain's frames.
     pub fn owns(&self, mfn: u64) -> bool {
-        self.index(mfn).is_some()
+        match &self.store {
+            Store::Dense { frames, .. } => mfn
+                .checked_sub(self.mfn_base)
+                .is_some_and(|i| i < frames.len() as u64),
+            Store::Sparse { owned, .. } => owned.iter().any(|r| r.contains(&mfn)),
+        }
     }
 
     /// The frame `mfn`, if the domain's.
     pub fn frame(&self, mfn: u64) -> Option<&FrameInfo> {
-        self.index(mfn).map(|i| &self.frames[i])
+        match &self.store {
+            Store::Dense { frames, .. } => {
+                frames.get(usize::try_from(mfn.checked_sub(self.mfn_base)?).ok()?)
+            }
+            Store::Sparse { chunks, .. } => {
+                if let Some(c) = chunks.get(&(mfn >> 9)) {
+                    self.owns(mfn).then(|| &c[(mfn & 511) as usize])
+                } else {
+                    self.owns(mfn).then_some(&EMPTY_FRAME)
+                }
+            }
+        }
     }
 
-    fn frame_mut(&mut self, mfn: u64) -> Option<&mut FrameInfo> {
-        self.index(mfn).map(|i| &mut self.frames[i])
+    pub(super) fn frame_mut(&mut self, mfn: u64) -> Option<&mut FrameInfo> {
+        let owned = self.owns(mfn);
+        match &mut self.store {
+            Store::Dense { frames, .. } => {
+                frames.get_mut(usize::try_from(mfn.checked_sub(self.mfn_base)?).ok()?)
+            }
+            Store::Sparse { chunks, .. } => owned.then(|| {
+                &mut chunks
+                    .entry(mfn >> 9)
+                    .or_insert_with(|| Box::new([FrameInfo::EMPTY; 512]))
+                    [(mfn & 511) as usize]
+            }),
+        }
     }
 
     /// The pfn of `mfn`, if the domain's.
     pub fn m2p(&self, mfn: u64) -> Option<u64> {
-        self.index(mfn).map(|i| self.m2p[i])
+        match &self.store {
+            Store::Dense { m2p, .. } => m2p
+                .get(usize::try_from(mfn.checked_sub(self.mfn_base)?).ok()?)
+                .copied(),
+            Store::Sparse { .. } => self.owns(mfn).then(|| mfn - self.mfn_base),
+        }
+    }
+
+    /// Every frame kept (for a sparse store, those typed or written), with its mfn.
+    fn each_frame(&self) -> std::boxed::Box<dyn Iterator<Item = (u64, &FrameInfo)> + '_> {
+        match &self.store {
+            Store::Dense { frames, .. } => std::boxed::Box::new(
+                frames
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (i as u64 + self.mfn_base, f)),
+            ),
+            Store::Sparse { chunks, .. } => {
+                std::boxed::Box::new(chunks.iter().flat_map(|(c, fs)| {
+                    fs.iter()
+                        .enumerate()
+                        .map(move |(i, f)| ((c << 9) | i as u64, f))
+                        .filter(|(m, _)| self.owns(*m))
+                }))
+            }
+        }
     }
 
     /// Entry `idx` of frame `mfn` (zero for a frame never written). Panics if not the
@@ -257,6 +405,46 @@ impl Machine {
         } else {
             Err(EINVAL)
         }
+    }
+
+    /// `MMUEXT_PIN_L<n>_TABLE`: a type reference of table type `ty` held by the pin.
+    pub(super) fn pin(&mut self, mfn: u64, ty: PageType) -> Result<(), i64> {
+        if !self.owns(mfn) {
+            return Err(EINVAL);
+        }
+        self.get_type(mfn, ty)?;
+        let f = self.frame_mut(mfn).expect("owned");
+        if f.pinned {
+            self.put_type(mfn);
+            return Err(EINVAL);
+        }
+        f.pinned = true;
+        Ok(())
+    }
+
+    /// `MMUEXT_UNPIN_TABLE`: the pin's reference dropped.
+    pub(super) fn unpin(&mut self, mfn: u64) -> Result<(), i64> {
+        let f = self.frame_mut(mfn).ok_or(EINVAL)?;
+        if !f.pinned {
+            return Err(EINVAL);
+        }
+        f.pinned = false;
+        self.put_type(mfn);
+        Ok(())
+    }
+
+    /// `MMUEXT_NEW_BASEPTR`: `mfn` validated as an L4 and in CR3, the old root's reference
+    /// dropped, the TLB flushed.
+    pub(super) fn new_baseptr(&mut self, mfn: u64) -> Result<(), i64> {
+        if mfn == self.cr3 {
+            return Ok(());
+        }
+        self.get_type(mfn, PageType::L4)?;
+        let old = self.cr3;
+        self.cr3 = mfn;
+        self.put_type(old);
+        self.tlb.clear();
+        Ok(())
     }
 
     /// Drops a type reference; a page-table type dropping to 0 is devalidated.
@@ -507,61 +695,67 @@ impl Machine {
     /// Recounts every type reference from the validated tables, the pins and CR3, and
     /// compares with the stored counts. Returns the first disagreement.
     pub fn audit(&self) -> Result<(), std::string::String> {
-        let n = self.frames.len();
-        let mut want = std::vec![0u32; n];
-        let mut want_ty = std::vec![None::<PageType>; n];
-        let mut note = |i: usize, ty: PageType| -> Result<(), std::string::String> {
-            if let Some(t) = want_ty[i] {
-                if t != ty {
-                    return Err(std::format!(
-                        "frame {:#x} referenced as {t:?} and {ty:?}",
-                        i as u64 + self.mfn_base
-                    ));
-                }
+        use std::collections::HashMap;
+        let mut want: HashMap<u64, (u32, PageType)> = HashMap::new();
+        let mut note = |mfn: u64, ty: PageType| -> Result<(), std::string::String> {
+            let w = want.entry(mfn).or_insert((0, ty));
+            if w.1 != ty {
+                return Err(std::format!(
+                    "frame {mfn:#x} referenced as {:?} and {ty:?}",
+                    w.1
+                ));
             }
-            want_ty[i] = Some(ty);
-            want[i] += 1;
+            w.0 += 1;
             Ok(())
         };
-        for (i, f) in self.frames.iter().enumerate() {
+        for (mfn, f) in self.each_frame() {
             if f.pinned {
-                note(i, f.ty)?;
+                note(mfn, f.ty)?;
             }
             if !(f.ty.is_table() && f.count > 0) {
                 continue;
             }
-            let mfn = i as u64 + self.mfn_base;
             for (slot, e) in self.entries(mfn).iter().enumerate() {
                 if e & P == 0 || (f.ty == PageType::L4 && XEN_SLOTS.contains(&slot)) {
                     continue;
                 }
-                let t = self
-                    .index((e & ADDR) >> 12)
+                let t = (e & ADDR) >> 12;
+                let target = self
+                    .frame(t)
                     .ok_or_else(|| std::format!("mfn {mfn:#x} slot {slot} maps a foreign frame"))?;
-                let linear = self.frames[t].ty == f.ty && e & RW == 0;
+                let linear = target.ty == f.ty && e & RW == 0;
                 match f.ty {
                     PageType::L1 if e & RW != 0 => note(t, PageType::Writable)?,
                     PageType::L1 => {}
-                    _ if t == i => {}
+                    _ if t == mfn => {}
                     ty if linear => note(t, ty)?,
                     ty => note(t, ty.child())?,
                 }
             }
         }
-        if let Some(i) = self.index(self.cr3) {
-            note(i, PageType::L4)?;
+        if self.owns(self.cr3) {
+            note(self.cr3, PageType::L4)?;
         }
-        for (i, f) in self.frames.iter().enumerate() {
-            if f.count != want[i] || (want[i] > 0 && want_ty[i] != Some(f.ty)) {
-                return Err(std::format!(
-                    "mfn {:#x}: stored {:?} x{} (pinned {}), recounted {:?} x{}",
-                    i as u64 + self.mfn_base,
+        let wrong = |mfn: u64, f: &FrameInfo, w: Option<&(u32, PageType)>| {
+            let (n, ty) = w.map_or((0, None), |(n, ty)| (*n, Some(*ty)));
+            (f.count != n || (n > 0 && ty != Some(f.ty))).then(|| {
+                std::format!(
+                    "mfn {mfn:#x}: stored {:?} x{} (pinned {}), recounted {ty:?} x{n}",
                     f.ty,
                     f.count,
                     f.pinned,
-                    want_ty[i],
-                    want[i]
-                ));
+                )
+            })
+        };
+        for (mfn, f) in self.each_frame() {
+            if let Some(e) = wrong(mfn, f, want.get(&mfn)) {
+                return Err(e);
+            }
+        }
+        for (mfn, w) in &want {
+            let f = self.frame(*mfn).expect("noted frames are the domain's");
+            if let Some(e) = wrong(*mfn, f, Some(w)) {
+                return Err(e);
             }
         }
         Ok(())

@@ -26,6 +26,10 @@
 //! - The guest itself: [`Model::store`] is a store through the current root (the #PF of a
 //!   read-only mapping), [`PvPlatform::read_u64`] a load, [`PvPlatform::mfn_to_pfn`] the M2P.
 //!
+//! - The same rules on their own, [`Rules`], over frames a test backend names and keeps its
+//!   own copy of: hal-core's tests' simulated backend hands every table update, pin, unpin
+//!   and root change to it and takes its verdict (one model of Xen's rules in the workspace).
+//!
 //! # What it leaves out
 //! General references, linear page tables, preemption/continuations, segment descriptors,
 //! grant and foreign mappings, MMIO, `_PAGE_USER` adjustment, large-page TLB entries. Frame contents other than
@@ -34,6 +38,7 @@
 mod domain;
 mod errno;
 mod machine;
+mod rules;
 #[cfg(test)]
 mod tests;
 
@@ -41,7 +46,8 @@ use std::cell::{Cell, RefCell};
 use std::string::String;
 
 pub use domain::{BootImage, DomainConfig};
-pub use machine::{bits, PageType, Stats, XEN_SLOTS};
+pub use machine::{bits, FrameState, PageType, Stats, XEN_SLOTS};
+pub use rules::Rules;
 
 use machine::Machine;
 
@@ -72,35 +78,6 @@ pub enum Fault {
         /// Level of the entry.
         level: u8,
     },
-}
-
-/// What the model knows about one frame of the domain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameState {
-    /// Its machine frame.
-    pub mfn: u64,
-    /// Its type.
-    pub ty: PageType,
-    /// Its type count.
-    pub count: u32,
-    /// Whether it is pinned.
-    pub pinned: bool,
-}
-
-impl FrameState {
-    /// Writable mappings of the frame in validated tables.
-    pub fn writable_mappings(&self) -> u32 {
-        if self.ty == PageType::Writable {
-            self.count
-        } else {
-            0
-        }
-    }
-
-    /// Whether Xen sees the frame as a page table now.
-    pub fn is_table(&self) -> bool {
-        self.ty.is_table() && self.count > 0
-    }
 }
 
 /// The model: a domain on a simulated Xen. Interior mutability, because the hypercall traits
@@ -427,47 +404,12 @@ fn mmuext_inner(m: &mut Machine, ops: &[MmuextOp], done: &mut u32, domid: u16) -
 fn mmuext_one(m: &mut Machine, op: &MmuextOp) -> Result<(), i64> {
     let mfn = op.arg1;
     match op.cmd {
-        mmuext::PIN_L1_TABLE..=mmuext::PIN_L4_TABLE => {
-            if !m.owns(mfn) {
-                return Err(EINVAL);
-            }
-            let ty = PageType::table((op.cmd - mmuext::PIN_L1_TABLE + 1) as u8);
-            m.get_type(mfn, ty)?;
-            let f = m
-                .frames
-                .get_mut((mfn - m.mfn_base) as usize)
-                .expect("owned");
-            if f.pinned {
-                m.put_type(mfn);
-                return Err(EINVAL);
-            }
-            f.pinned = true;
-            Ok(())
-        }
-        mmuext::UNPIN_TABLE => {
-            let base = m.mfn_base;
-            let f = m
-                .frames
-                .get_mut(mfn.wrapping_sub(base) as usize)
-                .ok_or(EINVAL)?;
-            if !f.pinned {
-                return Err(EINVAL);
-            }
-            f.pinned = false;
-            m.put_type(mfn);
-            Ok(())
-        }
-        mmuext::NEW_BASEPTR => {
-            if mfn == m.cr3 {
-                return Ok(());
-            }
-            m.get_type(mfn, PageType::L4)?;
-            let old = m.cr3;
-            m.cr3 = mfn;
-            m.put_type(old);
-            m.tlb.clear();
-            Ok(())
-        }
+        mmuext::PIN_L1_TABLE..=mmuext::PIN_L4_TABLE => m.pin(
+            mfn,
+            PageType::table((op.cmd - mmuext::PIN_L1_TABLE + 1) as u8),
+        ),
+        mmuext::UNPIN_TABLE => m.unpin(mfn),
+        mmuext::NEW_BASEPTR => m.new_baseptr(mfn),
         mmuext::TLB_FLUSH_LOCAL | mmuext::TLB_FLUSH_ALL => {
             m.tlb.clear();
             Ok(())

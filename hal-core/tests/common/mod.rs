@@ -6,6 +6,7 @@ pub mod gen;
 pub mod oracle;
 pub mod sim;
 pub mod space;
+pub mod xen_model;
 
 use hal_core::backend::Caps;
 use hal_core::direct_map::{count_tables, DirectMapSpec, TableCount};
@@ -41,7 +42,7 @@ pub fn world(map: &[MemRegion], caps: Caps) -> Option<World> {
     let pfns = boot.pfns();
     // The boot tables belong to the sim from now on (they are the firmware's tables).
     let _ = boot;
-    let mmu = Mmu::new(Sim::new(caps, pfns.start()));
+    let mmu = Mmu::new(Sim::new(caps, pfns.start(), &ranges));
     // SAFETY: one world, one simulated address space, one handle to its root.
     let live = unsafe { LiveRoot::adopt_boot_root(&mmu) };
     Some(World {

@@ -1,25 +1,38 @@
-//! `Sim`: a host backend implementing `RawMmu` over simulated physical memory.
+//! `Sim`: a host backend implementing `RawMmu` over simulated physical memory, the test
+//! harness of hal-core's integration tests.
 //!
-//! It models what the type states promise, strictly enough to catch a builder that breaks
-//! them, in the spirit of Xen's page-type rules:
+//! The sim keeps its own memory (the tables hal-core writes, entries in pfns) and records what
+//! hal-core asked of each frame (`Protected` after `protect`, `Table` after a `write`), as a
+//! backend's records would. With read-only tables (`Caps::tables_read_only`: the Xen and
+//! hybrid caps) it has no rules of Xen of its own: every change of a table entry, pin, unpin
+//! and root change is also handed to backend-xen-pv's model of Xen (`model::Rules`, the model
+//! the conformance corpus checks against real Xen; `xen_model`) in machine frames, and the model's verdict
+//! (Xen's errno) is the sim's: type counts, validation of entries, the refusal of a writable
+//! mapping of a page table, pins. What the sim checks itself is hal-core's side of
+//! `RawMmu`'s contract, on every backend (bare metal too):
 //!
-//! - every frame is plain memory (writable in an implicit "initial mapping") unless the sim
-//!   records it as `Protected` (after `protect`) or `Table` (after a `write` made it one);
-//! - `write` refuses to make a table of a frame that was not protected (Xen: `-EINVAL` for a
-//!   table that still has a writable mapping), refuses a table entry that points at anything
-//!   but a table one level down, and, when `tables_read_only`, writes a *writable* 4 KiB leaf
-//!   that maps a protected or table frame read-only (as `RawMmu::write` promises) and refuses
-//!   such a large page (Xen: `-EBUSY`); every refusal is also logged in
-//!   `violations`, so a test can assert that nothing was ever attempted;
-//! - `protect` / `release` / `retire` change the frame's state and, through the windows the
+//! - `write` only into a frame hal-core protected or wrote as a table of that level, pages of
+//!   the sizes and flags the caps allow, no large leaf over a protected or table frame
+//!   (`RawMmu::write`'s rule), `fill_fresh` only of fresh tables, no hook or pin of a fresh
+//!   table before it is complete, `protect` only of frames not protected yet, `retire` only
+//!   of an unpinned table that is not the root; on bare metal, where nobody else would
+//!   notice, also table entries only to tables one level down, pins and unpins in order, a
+//!   switch only to a pinned root and no release of a table;
+//! - a *writable* 4 KiB leaf for a protected or table frame is written read-only (as
+//!   `RawMmu::write` promises: the backend's job, which Xen then judges);
+//! - `protect` / `release` / `retire` change the frame's record and, through the windows the
 //!   caller registered with `add_window`, flip the direct-map leaves of the frames to read-only
 //!   or back to writable (what Xen PV's `make_lowmem_page_readonly/readwrite` do);
 //! - any operation can be made to fail on its n-th call, after applying part of a batch.
+//!
+//! Every refusal, the model's or the contract's, is also logged in `violations`, so a test
+//! can assert that nothing was ever attempted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::xen_model::Rules;
 use hal_core::backend::{Caps, EntryRun, PageSizes, RawMmu};
 use hal_core::{BackendError, ErrorKind, Mfn, PageTableFlags, Pfn, PfnRange, Pte, TableLevel};
 
@@ -182,11 +195,12 @@ pub mod caps {
         nx: true,
     };
     /// A made-up backend with large pages *and* read-only tables, no NX: exercises large
-    /// pages split around read-only frames.
+    /// pages split around read-only frames. On Xen's rules otherwise (the model judges its
+    /// 4 KiB entries and tables), so Xen's root slots are reserved as on Xen.
     pub const HYBRID: Caps = Caps {
         page_sizes: PageSizes::all(),
         tables_read_only: true,
-        reserved_root_slots: (0, 0),
+        reserved_root_slots: (256, 272),
         nx: false,
     };
 }
@@ -220,6 +234,11 @@ pub struct Sim {
     /// The simulated CPU's TLB: leaf page base → (leaf entry, level). Filled by
     /// [`Sim::access`], emptied only by `flush_tlb` and `switch_root`.
     tlb: HashMap<u64, (u64, TableLevel)>,
+    /// With read-only tables: Xen, as backend-xen-pv's model, which judges every table
+    /// update, pin and root change. Its frames are numbered as the sim's (mfn = pfn): the
+    /// sim's entries hold pfns, and the frames at the top of the address space stay
+    /// addressable.
+    xen: Option<Rules>,
 }
 
 impl fmt::Debug for Sim {
@@ -233,14 +252,23 @@ impl fmt::Debug for Sim {
     }
 }
 
+fn level_number(level: TableLevel) -> u8 {
+    match level {
+        TableLevel::L1 => 1,
+        TableLevel::L2 => 2,
+        TableLevel::L3 => 3,
+        TableLevel::L4 => 4,
+    }
+}
+
 fn entry_flags(e: u64) -> PageTableFlags {
     Pte::from_bits(e).flags()
 }
 
 impl Sim {
     /// A sim whose boot tables are the three frames from `boot` (root, kernel L3, kernel L2),
-    /// which the caller reserved. The boot root is pinned and current.
-    pub fn new(caps: Caps, boot: Pfn) -> Self {
+    /// which the caller reserved, over the RAM `ram`. The boot root is pinned and current.
+    pub fn new(caps: Caps, boot: Pfn, ram: &[PfnRange]) -> Self {
         let b = boot.as_u64();
         let mut sim = Sim {
             caps,
@@ -257,6 +285,7 @@ impl Sim {
             counts: Counts::default(),
             violations: Vec::new(),
             tlb: HashMap::new(),
+            xen: None,
         };
         for (i, level) in [TableLevel::L4, TableLevel::L3, TableLevel::L2]
             .into_iter()
@@ -277,7 +306,67 @@ impl Sim {
         if (caps.reserved_root_slots.0..caps.reserved_root_slots.1).contains(&XEN_SLOT) {
             sim.tables.get_mut(&b).unwrap()[usize::from(XEN_SLOT)] = table(XEN_PFN);
         }
+        if caps.tables_read_only {
+            // Xen's domain: every frame the tests can name (the RAM, and the rest as dom0's
+            // I/O memory, which it may map too: the tests' mapper maps any physical range),
+            // and the boot tables, written and installed as the domain builder does (Xen
+            // fills its own slots of the root itself).
+            let _ = ram;
+            let mut xen = Rules::new(0, true);
+            xen.add_frames(0, 1 << 40);
+            for (t, i) in [(b, KERNEL_SLOT), (b + 1, 510)] {
+                let e = sim.tables[&t][usize::from(i)];
+                xen.update(t, i, e)
+                    .expect("Xen takes the boot tables' entries");
+            }
+            xen.boot_root(b).expect("the boot tables validate");
+            sim.xen = Some(xen);
+        }
         sim
+    }
+
+    /// Xen's model, when the caps have read-only tables.
+    pub fn xen(&self) -> Option<&Rules> {
+        self.xen.as_ref()
+    }
+
+    /// With read-only tables, Xen's bookkeeping recounted (`Rules::audit`) and its root the
+    /// sim's; `Ok` on bare metal.
+    pub fn xen_agrees(&self) -> Result<(), String> {
+        let Some(xen) = &self.xen else {
+            return Ok(());
+        };
+        xen.audit()?;
+        if xen.root() != self.root {
+            return Err(format!(
+                "Xen's root {:#x}, the sim's {:#x}",
+                xen.root(),
+                self.root
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hands `f` to Xen's model (nothing on bare metal): its refusal becomes the sim's, with
+    /// Xen's errno.
+    fn ask_xen(
+        &mut self,
+        op: Op,
+        detail: impl FnOnce() -> String,
+        f: impl FnOnce(&mut Rules) -> Result<(), i64>,
+    ) -> Result<(), SimError> {
+        let Some(xen) = self.xen.as_mut() else {
+            return Ok(());
+        };
+        f(xen).map_err(|errno| {
+            let (kind, why) = match errno {
+                16 => (ErrorKind::Busy, "Xen (model): -EBUSY"),
+                22 => (ErrorKind::Refused, "Xen (model): -EINVAL"),
+                _ => (ErrorKind::Other, "Xen (model): refused"),
+            };
+            let detail = detail();
+            self.refuse(op, kind, why, detail)
+        })
     }
 
     /// A CPU access at `va`: through the TLB when it holds the page, else a walk of the
@@ -439,6 +528,11 @@ impl Sim {
             } else {
                 e & !PageTableFlags::WRITABLE.bits()
             };
+            if let Some(xen) = self.xen.as_mut() {
+                if xen.update(t, i, e).is_err() {
+                    return Err("Xen (model) refused the remap");
+                }
+            }
             self.tables.get_mut(&t).unwrap()[usize::from(i)] = e;
         }
         Ok(())
@@ -462,7 +556,8 @@ impl Sim {
         if !leaf {
             let child = pte.pfn().as_u64();
             let want = level.child().unwrap();
-            if child == XEN_PFN {
+            if child == XEN_PFN || self.xen.is_some() {
+                // With read-only tables, Xen's model judges what a table entry points at.
                 return Ok(false);
             }
             return match self.state.get(&child) {
@@ -652,6 +747,50 @@ unsafe impl RawMmu for Sim {
                 }
             }
         }
+        let stored: Vec<u64> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                if downgrade.binary_search(&i).is_ok() {
+                    e.bits() & !PageTableFlags::WRITABLE.bits()
+                } else {
+                    e.bits()
+                }
+            })
+            .collect();
+        if self.xen.is_some() {
+            // Xen judges every entry; a refused one undoes those before it (the sim's write
+            // applies all or nothing). A large leaf has no place on Xen: the model sees the
+            // slot empty (the contract's checks above judged it).
+            let old: Vec<u64> = (0..entries.len())
+                .map(|i| self.peek(t, first + i as u16).unwrap_or(0))
+                .collect();
+            let machine = |e: u64| {
+                if level != TableLevel::L1 && Pte::from_bits(e).is_huge() {
+                    0
+                } else {
+                    e
+                }
+            };
+            for (i, &e) in stored.iter().enumerate() {
+                let new = machine(e);
+                let slot = first + i as u16;
+                let r = self.ask_xen(
+                    Op::Write,
+                    || format!("{table:?}[{slot}] = {:?}", entries[i]),
+                    |x| x.update(t, slot, new),
+                );
+                if let Err(err) = r {
+                    for (j, &o) in old.iter().enumerate().take(i).rev() {
+                        let o = machine(o);
+                        let xen = self.xen.as_mut().expect("checked");
+                        xen.update(t, first + j as u16, o)
+                            .expect("Xen takes back the entry it had");
+                    }
+                    return Err(err);
+                }
+            }
+        }
         let tb = self.tables.entry(t).or_insert_with(|| Box::new([0; 512]));
         for (i, e) in entries.iter().enumerate() {
             let slot = &mut tb[usize::from(first) + i];
@@ -668,11 +807,7 @@ unsafe impl RawMmu for Sim {
                     self.fresh.remove(&child);
                 }
             }
-            *slot = if downgrade.binary_search(&i).is_ok() {
-                e.bits() & !PageTableFlags::WRITABLE.bits()
-            } else {
-                e.bits()
-            };
+            *slot = stored[i];
         }
         self.counts.entries_written += entries.len() as u64;
         self.queued += 1;
@@ -769,6 +904,23 @@ unsafe impl RawMmu for Sim {
             ));
         }
         self.fresh.remove(&t);
+        if self.xen.is_some() {
+            let n = level_number(level);
+            let state = self.state.get(&t).copied();
+            self.ask_xen(
+                Op::Pin,
+                || format!("{table:?} as {level:?}, state {state:?}"),
+                |x| x.pin(t, n),
+            )?;
+            self.state.insert(
+                t,
+                FState::Table {
+                    level,
+                    pinned: true,
+                },
+            );
+            return Ok(());
+        }
         match self.state.get_mut(&t) {
             Some(FState::Table { level: l, pinned }) if *l == level && !*pinned => {
                 *pinned = true;
@@ -784,6 +936,18 @@ unsafe impl RawMmu for Sim {
     unsafe fn unpin(&mut self, table: Pfn, level: TableLevel) -> Result<(), SimError> {
         self.count(Op::Unpin)?;
         let t = table.as_u64();
+        if self.xen.is_some() {
+            let state = self.state.get(&t).copied();
+            self.ask_xen(
+                Op::Unpin,
+                || format!("{table:?} as {level:?}, state {state:?}"),
+                |x| x.unpin(t),
+            )?;
+            if let Some(FState::Table { pinned, .. }) = self.state.get_mut(&t) {
+                *pinned = false;
+            }
+            return Ok(());
+        }
         if t == self.root {
             return Err(self.refuse(
                 Op::Unpin,
@@ -843,6 +1007,17 @@ unsafe impl RawMmu for Sim {
         self.flush()?;
         self.tlb.clear();
         self.count(Op::SwitchRoot)?;
+        if self.xen.is_some() {
+            let r = root.as_u64();
+            let state = self.state.get(&r).copied();
+            self.ask_xen(
+                Op::SwitchRoot,
+                || format!("{root:?}, state {state:?}"),
+                |x| x.new_baseptr(r),
+            )?;
+            self.root = r;
+            return Ok(());
+        }
         match self.state.get(&root.as_u64()) {
             Some(FState::Table {
                 level: TableLevel::L4,
@@ -867,7 +1042,7 @@ unsafe impl RawMmu for Sim {
         let injected = self.count(Op::Release);
         // Releasing a frame that is plain memory already is harmless (a retry after a partial
         // failure does it); releasing a table is what Xen refuses.
-        for p in frames.iter() {
+        for p in frames.iter().filter(|_| self.xen.is_none()) {
             if let Some(FState::Table { .. }) = self.state.get(&p.as_u64()) {
                 let detail = format!("{p:?}: {:?}", self.state.get(&p.as_u64()));
                 return Err(self.refuse(
@@ -886,7 +1061,7 @@ unsafe impl RawMmu for Sim {
             if n as u64 >= limit {
                 break;
             }
-            if self.state.remove(&p.as_u64()).is_none() {
+            if !self.state.contains_key(&p.as_u64()) {
                 continue;
             }
             if self.caps.tables_read_only {
@@ -894,6 +1069,7 @@ unsafe impl RawMmu for Sim {
                     return Err(self.refuse(Op::Release, ErrorKind::Busy, why, format!("{p:?}")));
                 }
             }
+            self.state.remove(&p.as_u64());
             self.counts.frames_released += 1;
         }
         injected
