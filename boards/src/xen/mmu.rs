@@ -21,6 +21,7 @@ struct Page([u8; 4096]);
 #[cfg(feature = "native")]
 unsafe extern "C" {
     /// The native board's boot PD: four page-aligned pages.
+    #[cfg(all(panic = "abort", not(test)))]
     static mut pvh_pd: [Page; 4];
     /// The native board's boot PT: one page-aligned page.
     static mut pvh_pt: Page;
