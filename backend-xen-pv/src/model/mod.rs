@@ -221,13 +221,16 @@ impl Model {
             m.tlb.remove(&page);
             return Err(Fault::ReadOnly { level: 1 });
         }
-        match walk(&m, va, write) {
-            Ok((pfn, maddr)) => {
-                let rw = walk(&m, va, true).is_ok();
-                m.tlb.insert(page, (pfn, maddr & !0xfff, rw));
-                Ok(pfn)
+        // One walk says both whether this access may go through and whether the page is
+        // writable (what the TLB keeps).
+        let w = walk_all(&m, va)?;
+        match w.read_only {
+            Some(level) if write => Err(Fault::ReadOnly { level }),
+            read_only => {
+                m.tlb
+                    .insert(page, (w.pfn, w.maddr & !0xfff, read_only.is_none()));
+                Ok(w.pfn)
             }
-            Err(f) => Err(f),
         }
     }
 
