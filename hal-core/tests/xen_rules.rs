@@ -29,8 +29,8 @@ fn a_table_with_a_writable_mapping_left_is_refused_with_xens_errno() {
         // The boot L2 (under the kernel slot of the live root): what it holds is live.
         let l2 = Pfn::new(w.boot.start().as_u64() + 2).unwrap();
         let sim = w.mmu.raw_mut();
+        // SAFETY: simulated memory; the frames are this test's, the boot L2 the sim's.
         let hooked = unsafe {
-            // SAFETY: simulated memory; the frames are this test's, the boot L2 the sim's.
             sim.protect(one(a)).unwrap();
             let leaf = Pte::new(x, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
             sim.write(a, TableLevel::L1, 0, &[leaf]).unwrap();
@@ -57,8 +57,8 @@ fn a_table_with_a_writable_mapping_left_is_refused_with_xens_errno() {
         assert_eq!((fx.writable_mappings(), fx.is_table()), (1, false));
         xen.audit().unwrap();
         // Once the mapping goes (A unhooked, so no longer validated), x may be a table.
+        // SAFETY: as above.
         unsafe {
-            // SAFETY: as above.
             sim.write(l2, TableLevel::L2, 0, &[Pte::from_bits(0)])
                 .unwrap();
             sim.write(l2, TableLevel::L2, 1, &[Pte::table(x)]).unwrap();
@@ -87,8 +87,8 @@ fn a_pinned_table_is_not_made_writable_again() {
         // Slot 0 of A, under slot 0 of the boot L2 (kernel slot 511, L3 slot 510).
         let va = 0xffff_ffff_8000_0000;
         let sim = w.mmu.raw_mut();
+        // SAFETY: simulated memory; the frames are this test's, the boot L2 the sim's.
         let released = unsafe {
-            // SAFETY: simulated memory; the frames are this test's, the boot L2 the sim's.
             sim.protect(one(a)).unwrap();
             let leaf = Pte::new(t, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
             sim.write(a, TableLevel::L1, 0, &[leaf]).unwrap();

@@ -199,9 +199,9 @@ pub(super) type Chunk = [FrameInfo; 512];
 /// lookup it serves, and chunk numbers need no protection from collisions).
 pub(super) type ChunkHash = core::hash::BuildHasherDefault<ChunkHasher>;
 
-/// See [`ChunkHash`].
+/// See [`ChunkHash`]; also the hal-core tests' maps (small integer keys).
 #[derive(Default)]
-pub(super) struct ChunkHasher(u64);
+pub struct ChunkHasher(u64);
 
 impl core::hash::Hasher for ChunkHasher {
     fn write(&mut self, bytes: &[u8]) {

@@ -30,31 +30,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
-use super::xen_model::Rules;
+use super::xen_model::{ChunkHasher, Rules};
 use hal_core::backend::{Caps, EntryRun, PageSizes, RawMmu};
 use hal_core::{BackendError, ErrorKind, Mfn, PageTableFlags, Pfn, PfnRange, Pte, TableLevel};
 
-/// A multiplicative hasher for `u64` keys: the default SipHash is slow in debug builds.
-#[derive(Default)]
-pub struct PfnHasher(u64);
-
-impl Hasher for PfnHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<PfnHasher>>;
+/// Maps with the model's multiplicative hasher: the default SipHash is slow in debug builds.
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<ChunkHasher>>;
 
 /// The operations of `RawMmu`, for counters and fault injection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

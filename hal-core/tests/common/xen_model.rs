@@ -13,5 +13,5 @@ mod machine;
 #[path = "../../../backend-xen-pv/src/model/rules.rs"]
 mod rules;
 
-pub use machine::{FrameState, PageType};
+pub use machine::{ChunkHasher, FrameState, PageType};
 pub use rules::Rules;
