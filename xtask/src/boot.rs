@@ -232,6 +232,9 @@ pub struct BootResult {
     pub host_console: String,
     /// xen-domu: dom0's own failure message, if its init gave up.
     pub host_failed: Option<String>,
+    /// The address of the boot stack's guard page (the image's `__pvmmu_stack_guard`), if
+    /// the image has the symbol.
+    pub stack_guard: Option<u64>,
 }
 
 /// The machine as the host found it at the exit gate, stopped: the registers from QEMU's
@@ -348,6 +351,7 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
     let stack_vas = elf::symbol_address(&bytes, crate::stack::BOTTOM_SYMBOL)
         .and_then(|b| Ok((b, elf::symbol_address(&bytes, crate::stack::TOP_SYMBOL)?)))
         .map_err(|e| format!("{}: the boot stack's symbols: {e:#}", elf.display()));
+    let stack_guard = elf::symbol_address(&bytes, crate::stack::GUARD_SYMBOL).ok();
     let frames = frames_path()?;
     std::fs::File::create(&frames).with_context(|| format!("creating {}", frames.display()))?;
     if board == Board::Native && opts.module.is_some() {
@@ -465,6 +469,7 @@ pub fn boot(elf: &Path, opts: &BootOptions) -> Result<BootResult> {
         capture,
         host_console: String::new(),
         host_failed: None,
+        stack_guard,
     })
 }
 

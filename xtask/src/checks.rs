@@ -83,6 +83,7 @@ fn check_expect(test: &BootTest, run: &BootResult) -> Result<String, String> {
             }
         }
         Expect::PageFault => page_fault(run)?,
+        Expect::StackOverflow => stack_overflow(run)?,
         Expect::PassWith(texts) => {
             passed(run)?;
             for text in texts {
@@ -184,6 +185,75 @@ fn page_fault(run: &BootResult) -> Result<(), String> {
         return Err(format!("the #PF report does not say {cr2:?}"));
     }
     Ok(())
+}
+
+/// `fault.kind=stack`: the recursion started, and the fault that ended it is reported from
+/// outside the example, with the `rsp` it faulted at in the guard page or the stack's lowest
+/// page (the image's `__pvmmu_stack_guard`, not the guest's word). Bare metal: the board's
+/// `#DF` report (the `#PF` on the guard page could not be pushed; the `#DF` runs on the IST
+/// stack) and `Fail`. Xen dom0: Xen's report that it could not deliver the fault
+/// (`domain_crash_sync called from entry.S`), the crashed domain's registers, and Xen's
+/// reboot (QEMU exits 0 with `-no-reboot`).
+fn stack_overflow(run: &BootResult) -> Result<(), String> {
+    let guard = run
+        .stack_guard
+        .ok_or("the image has no __pvmmu_stack_guard symbol (no guard page)")?;
+    if !mentions(run, "fault: overflowing the boot stack") {
+        return Err("the example never started overflowing the stack".into());
+    }
+    if mentions(run, "no fault was raised") {
+        return Err("the recursion returned: the stack never overflowed".into());
+    }
+    let rsp = match run.board {
+        Board::Native => {
+            failed(run)?;
+            let report = "CPU EXCEPTION 8 (#DF double fault)";
+            let line = run
+                .console_text
+                .lines()
+                .find(|l| l.contains(report))
+                .ok_or_else(|| format!("no {report:?} report on the console"))?;
+            hex_after(line, "RSP 0x").ok_or("the #DF report has no RSP")?
+        }
+        Board::Xen => {
+            if run.verdict != Verdict::Unexpected(0) {
+                return Err(format!(
+                    "expected Xen to crash dom0 and reboot, got: {}",
+                    verdict_reason(run)
+                ));
+            }
+            let text = &run.console_text;
+            let sync = "domain_crash_sync called from entry.S";
+            if !text.contains(sync) {
+                return Err(format!("Xen's log does not say {sync:?}"));
+            }
+            let crashed = "Domain 0 (vcpu#0) crashed";
+            let (_, dump) = text
+                .split_once(crashed)
+                .ok_or_else(|| format!("Xen's log does not say {crashed:?}"))?;
+            if !dump.contains("Hardware Dom0 crashed") {
+                return Err("Xen's log does not say it rebooted after dom0's crash".into());
+            }
+            hex_after(dump, "rsp: ").ok_or("Xen's register dump has no rsp")?
+        }
+        Board::XenDomU => return Err("no stack-overflow check for a domU".into()),
+    };
+    let pages = guard..guard + 2 * 4096;
+    if !pages.contains(&rsp) {
+        return Err(format!(
+            "the fault's rsp {rsp:#x} is not at the guard page {guard:#x} (or the page above)"
+        ));
+    }
+    Ok(())
+}
+
+/// The hexadecimal number right after the first `prefix` in `text`.
+fn hex_after(text: &str, prefix: &str) -> Option<u64> {
+    let rest = text.split_once(prefix)?.1;
+    let end = rest
+        .find(|c: char| !c.is_ascii_hexdigit())
+        .unwrap_or(rest.len());
+    u64::from_str_radix(&rest[..end], 16).ok()
 }
 
 /// `pgt_buf`'s frames as the guest logs them: `pgt_buf = PfnRange { start: S, end: E }`.
@@ -453,6 +523,7 @@ mod tests {
             host_console: String::new(),
             host_failed: None,
             capture: None,
+            stack_guard: None,
         }
     }
 
@@ -608,6 +679,61 @@ mod tests {
         assert!(check(&t, &run(Verdict::Unexpected(0), &console, &[&defmt])).is_err());
         assert!(check(&t, &run(Verdict::Pass, &console, &[&defmt])).is_err());
         assert!(check(&t, &run(Verdict::Fail, &console, &[])).is_err());
+    }
+
+    #[test]
+    fn a_stack_overflow_must_stop_at_the_guard_page() {
+        let native = NATIVE
+            .iter()
+            .find(|t| t.expect == Expect::StackOverflow)
+            .expect("a native stack-overflow row");
+        let started = ["INFO fault: overflowing the boot stack"];
+        let report = "*** CPU EXCEPTION 8 (#DF double fault), error code 0x0, RIP \
+                      0x00000000002004b7, RSP 0x0000000000223e40\n";
+        let at = |guard: Option<u64>, verdict, console: &str, defmt: &[&str]| {
+            let mut r = run(verdict, console, defmt);
+            r.stack_guard = guard;
+            check(native, &r)
+        };
+        assert_eq!(
+            at(Some(0x223000), Verdict::Fail, report, &started),
+            Ok(String::new())
+        );
+        // The page above the guard (the stack's lowest) still counts; further up does not.
+        assert!(at(Some(0x222000), Verdict::Fail, report, &started).is_ok());
+        assert!(at(Some(0x221000), Verdict::Fail, report, &started).is_err());
+        assert!(at(Some(0x224000), Verdict::Fail, report, &started).is_err());
+        assert!(at(None, Verdict::Fail, report, &started).is_err());
+        assert!(at(Some(0x223000), Verdict::Fail, report, &[]).is_err());
+        assert!(at(Some(0x223000), Verdict::Unexpected(0), report, &started).is_err());
+        let pf = report.replace("8 (#DF double fault)", "14 (#PF page fault)");
+        assert!(at(Some(0x223000), Verdict::Fail, &pf, &started).is_err());
+
+        let xen = crate::matrix::XEN
+            .iter()
+            .find(|t| t.expect == Expect::StackOverflow)
+            .expect("a Xen stack-overflow row");
+        let log = "(XEN) [    4.201432] domain_crash_sync called from entry.S: fault at \
+                   ffff82d0403602d0 x86_64/entry.S#domain_crash_page_fault_6x8+0/0x4\n\
+                   (XEN) [    4.202083] Domain 0 (vcpu#0) crashed on cpu#0:\n\
+                   (XEN) [    4.213108] rbp: 0000000000000000   rsp: 0000000000245bb0   r8:  0\n\
+                   (XEN) [    4.225666] Hardware Dom0 crashed: rebooting machine in 5 seconds.\n";
+        let on_xen = |guard: u64, verdict, console: &str| {
+            let mut r = run(verdict, console, &started);
+            r.board = Board::Xen;
+            r.stack_guard = Some(guard);
+            check(xen, &r)
+        };
+        assert_eq!(
+            on_xen(0x245000, Verdict::Unexpected(0), log),
+            Ok(String::new())
+        );
+        assert!(on_xen(0x247000, Verdict::Unexpected(0), log).is_err());
+        assert!(on_xen(0x245000, Verdict::Fail, log).is_err());
+        let undelivered = log.replace("domain_crash_sync", "domain_crash");
+        assert!(on_xen(0x245000, Verdict::Unexpected(0), &undelivered).is_err());
+        let kept = log.replace("Hardware Dom0 crashed", "Dom0 kept");
+        assert!(on_xen(0x245000, Verdict::Unexpected(0), &kept).is_err());
     }
 
     #[test]

@@ -729,6 +729,7 @@ pub fn run_batch(jobs: &[Job], qemu_args: &[String], echo: bool) -> Result<Vec<B
             capture: captures.remove(&i),
             host_console: host_console.clone(),
             host_failed: env.host_failed.clone(),
+            stack_guard: elf::symbol_address(elf, crate::stack::GUARD_SYMBOL).ok(),
         });
     }
     Ok(results)

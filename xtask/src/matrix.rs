@@ -8,6 +8,7 @@
 //! | `boot/native/direct_map@1G[pvmmu.test-memmap=overlap\|unsorted\|zero]` | Fail: the firmware map refused with that error |
 //! | `boot/native/direct_map@1G[pvmmu.test-memmap=tiny]` | Fail: the `pgt_buf` allocation refused |
 //! | `boot/native/fault@1G` | Fail: the board's `#PF` report with CR2 |
+//! | `boot/native/fault@1G[fault.kind=stack]`, `boot/xen/fault@64M[fault.kind=stack]` | the boot stack's overflow stopped at its guard page: bare metal Fail with the board's `#DF` report, Xen dom0 crashed by Xen (reported by Xen, the machine rebooted); the faulting `rsp` within a page of the guard page (the image's symbol) |
 //! | `boot/native/direct_map@1G[pvmmu.test-memmap=bogus]`, `boot/native/hello@1G[pvmmu.tset-memmap=zero]`, `boot/xen/hello@64M[pvmmu.test-memmap=zero]` | Setup error (status 37): the guest refuses the argument |
 //! | `boot/native/seed_bug@1G` | Pass with `nothing to demonstrate: no hypervisor refuses` |
 //! | `boot/native/runtime_map@1G[runtime_map.seed=.. runtime_map.ops=10000]`, `boot/xen/runtime_map@64M[..]` | Pass; the `RESULT runtime_map` line has the seed and count passed, conserved frames, every table freed, all page sizes (native) or 4 KiB only (Xen), hypercalls within the bound |
@@ -42,6 +43,12 @@ pub enum Expect {
     /// The run fails with the board's page-fault report, CR2 the address the example says it
     /// reads.
     PageFault,
+    /// `fault` with `fault.kind=stack`: the boot stack overflows into its guard page, and the
+    /// fault says so from outside the example: on bare metal the board's double-fault report,
+    /// under Xen dom0 Xen's own crash report of the domain (the `#PF` could not be delivered)
+    /// and its reboot; in both the faulting `rsp` in the guard page or the stack's lowest page,
+    /// as the image's symbol `__pvmmu_stack_guard` places them.
+    StackOverflow,
     /// The run passes and every one of these texts appears in the decoded defmt lines.
     PassWith(&'static [&'static str]),
     /// The guest refuses its command line (status 37, a setup error), and the console says
@@ -258,6 +265,10 @@ pub const NATIVE: &[BootTest] = &[
     },
     native("fault", 1024, Expect::PageFault),
     BootTest {
+        guest_args: &["fault.kind=stack"],
+        ..native("fault", 1024, Expect::StackOverflow)
+    },
+    BootTest {
         guest_args: &["runtime_map.seed=20261201", "runtime_map.ops=10000"],
         ..native("runtime_map", 1024, Expect::RuntimeMap)
     },
@@ -284,6 +295,10 @@ pub const XEN: &[BootTest] = &[
     // cross-check goes through the board's alias page.
     xen("direct_map", 2 * 1024, Expect::DirectMap),
     xen("fault", 64, Expect::PageFault),
+    BootTest {
+        guest_args: &["fault.kind=stack"],
+        ..xen("fault", 64, Expect::StackOverflow)
+    },
     xen("seed_bug", 64, Expect::SeedBug),
     BootTest {
         guest_args: &["refusals.at=0,1,127,255,256,510,511"],

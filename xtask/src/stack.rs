@@ -12,6 +12,8 @@ use crate::walker::{self, PhysMem};
 pub const BOTTOM_SYMBOL: &str = "__pvmmu_stack_bottom";
 /// The ELF symbol just past its highest byte.
 pub const TOP_SYMBOL: &str = "__pvmmu_stack_top";
+/// The ELF symbol of the unmapped guard page below the stack.
+pub const GUARD_SYMBOL: &str = "__pvmmu_stack_guard";
 /// The byte the boards paint the stack with (`boards::common::stack::PAINT`, bytewise).
 pub const PAINT_BYTE: u8 = 0xa5;
 

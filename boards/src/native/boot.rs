@@ -172,7 +172,9 @@ pvh_pd:
 pvh_pt:
     .skip 4096
     .global pvh_stack_guard
+    .global __pvmmu_stack_guard
 pvh_stack_guard:
+__pvmmu_stack_guard:
     .skip 4096
     .global pvh_stack
     .global __pvmmu_stack_bottom

@@ -189,6 +189,10 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         unsafe { bootstrap::check(&layout, &p2m, cr3.start_address().as_u64(), remapped) }
             .unwrap_or_else(|e| fail("initial mapping differs from start_info", e));
 
+    // The walk above found the guard page mapped as the builder maps the whole image; from
+    // here on an overflow of the boot stack faults (see `guard`).
+    let stack_guard =
+        super::guard::unmap(hv).unwrap_or_else(|e| fail("cannot unmap the stack's guard page", e));
     let shared_info_va =
         shared::map(hv, si.shared_info()).unwrap_or_else(|e| fail("cannot map shared_info", e));
     match role {
@@ -243,6 +247,10 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         aliased: false,
     };
     report(&board);
+    defmt::info!(
+        "xen-pv: the boot stack's guard page {=u64:#x} is unmapped",
+        stack_guard
+    );
     let outcome = main(&mut board);
     exit::exit(outcome)
 }

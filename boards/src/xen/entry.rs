@@ -27,7 +27,8 @@
 use backend_xen_pv::hypercall::TrapInfo;
 
 // The stack the entry code switches to: the native board's boot stack when the image carries
-// both boards (only one of them ever runs), a stack of its own otherwise.
+// both boards (only one of them ever runs), a stack of its own otherwise. Either has a page
+// below it, `__pvmmu_stack_guard`, that `boot` unmaps (see `guard`).
 
 /// Bytes of the board's own stack (as the native board's `BOOT_STACK_SIZE`).
 #[cfg(not(feature = "native"))]
@@ -41,6 +42,9 @@ core::arch::global_asm!(
     r#"
     .pushsection .bss.xen_stack, "aw", @nobits
     .balign 4096
+    .globl __pvmmu_stack_guard
+__pvmmu_stack_guard:
+    .skip 4096
     .globl __pvmmu_stack_bottom
     .globl __pvmmu_stack_top
 __pvmmu_xen_stack_bottom:

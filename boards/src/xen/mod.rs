@@ -10,6 +10,7 @@
 //! - [`mmu`]: the MMU backend (`backend-xen-pv`'s `XenPv`) and the board's
 //!   [`MmuPlatform`](crate::MmuPlatform) impl;
 //! - [`shared`]: the shared_info mapping (event mask, #PF address);
+//! - `guard`: the boot stack's guard page (unmapped at boot);
 //! - `traps`: the trap table and exception reports;
 //! - [`console`]: a domU's console ring and the framing that carries defmt over it;
 //! - `domu`: a domU's console, defmt sink and exit.
@@ -68,6 +69,8 @@ pub mod console;
 pub mod domu;
 #[cfg(all(panic = "abort", not(test)))]
 mod entry;
+#[cfg(all(panic = "abort", not(test)))]
+pub mod guard;
 pub mod memmap;
 pub mod mmu;
 pub mod probe;
