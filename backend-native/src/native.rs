@@ -293,4 +293,18 @@ impl<C: Cpu> hal_core::Report for Native<C> {
             c.entries_written, c.pins, c.unpins, c.root_switches, c.tlb_flushes
         )
     }
+
+    /// [`report`](hal_core::Report::report)'s line, word for word, logged by defmt.
+    #[cfg(feature = "defmt")]
+    fn log(&self) {
+        let c = &self.counters;
+        defmt::info!(
+            "native: {=u64} entries stored, {=u64} pins and {=u64} unpins (no-ops), {=u64} root switches, {=u64} TLB flushes; no hypercalls on bare metal",
+            c.entries_written,
+            c.pins,
+            c.unpins,
+            c.root_switches,
+            c.tlb_flushes
+        );
+    }
 }

@@ -111,6 +111,16 @@ pub enum Outcome {
     Fail,
 }
 
+impl Outcome {
+    /// The variant's name, as `{:?}` writes it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Pass => "Pass",
+            Self::Fail => "Fail",
+        }
+    }
+}
+
 /// The surface a board offers to board-agnostic examples.
 ///
 /// Implemented once per board (bare metal through PVH, Xen PV). An example is written as
@@ -154,8 +164,8 @@ pub enum AliasError {
 /// comparison) are not the board's: the backend reports them through
 /// [`hal_core::Report`], which every backend implements.
 pub trait MmuPlatform: Platform {
-    /// The board's backend.
-    type Backend: hal_core::RawMmu + hal_core::Report;
+    /// The board's backend; its errors are logged through defmt.
+    type Backend: hal_core::RawMmu<Error: defmt::Format> + hal_core::Report;
 
     /// The backend, wrapped in hal-core's typed layer.
     fn mmu(&mut self) -> &mut hal_core::Mmu<Self::Backend>;

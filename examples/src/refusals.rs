@@ -127,9 +127,9 @@ fn rollback_name(r: Rollback) -> &'static str {
     }
 }
 
-fn backend<E: core::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> Failure {
+fn backend<E: defmt::Format>(what: &'static str) -> impl FnOnce(E) -> Failure {
     move |e| {
-        defmt::error!("refusals: {=str}: {}", what, defmt::Debug2Format(&e));
+        defmt::error!("refusals: {=str}: {}", what, e);
         failed(what, 0)
     }
 }
@@ -542,7 +542,7 @@ fn map_row<P: RefusalsBoard>(
         let e = match res {
             Err(MapError::Backend(e)) => e,
             Err(other) => {
-                defmt::error!("refusals: map: {}", defmt::Display2Format(&other));
+                defmt::error!("refusals: map: {}", other);
                 return Err(failed("map: not a backend refusal", pos as i64));
             }
             Ok(()) => {
@@ -583,7 +583,7 @@ fn map_row<P: RefusalsBoard>(
         // SAFETY: as above.
         let f = unsafe { m.map(mmu, root.table(), again, phys, len, rw, PageSize::Size4K) }
             .map_err(|e| {
-                defmt::error!("refusals: map again: {}", defmt::Display2Format(&e));
+                defmt::error!("refusals: map again: {}", e);
                 Failure::Backend("map again", e.kind())
             })?;
         m.flush(mmu, f)

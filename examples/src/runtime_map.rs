@@ -300,7 +300,7 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
             match res {
                 Ok(fl) => pending = pending.join(fl),
                 Err(e) => {
-                    defmt::error!("runtime_map: op {=u64}: {}", op, defmt::Display2Format(&e));
+                    defmt::error!("runtime_map: op {=u64}: {}", op, e);
                     return Err(Failure::Backend("mapper", e.kind()));
                 }
             }
@@ -308,7 +308,7 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
             if dirty.is_full() || rng.below(4) == 0 || op + 1 == ops {
                 let done = core::mem::replace(&mut pending, Flush::none());
                 if let Err(e) = m.flush(mmu, done) {
-                    defmt::error!("runtime_map: flush: {}", defmt::Display2Format(&e));
+                    defmt::error!("runtime_map: flush: {}", e);
                     return Err(Failure::Backend("flush", e.kind()));
                 }
                 for &(area, first, count) in dirty.iter() {
@@ -382,7 +382,7 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
         pending.defer();
         // SAFETY: the window is this program's.
         let td = unsafe { m.teardown(mmu, root.table()) }.map_err(|e| {
-            defmt::error!("runtime_map: teardown: {}", defmt::Display2Format(&e));
+            defmt::error!("runtime_map: teardown: {}", e);
             Failure::Backend("teardown", e.kind())
         })?;
         for va in [SMALL_VA, LARGE_VA, HUGE_VA] {

@@ -264,14 +264,11 @@ pub(crate) mod xen {
             .map_err(|e| Failure::Memblock(e.error))?;
         let tail_pfn = frames.pfns().start().as_u64();
         let reserved = p.mmu().protect(frames).map_err(|e| {
-            defmt::error!(
-                "seed_bug: protect refused: {}",
-                defmt::Debug2Format(&e.error)
-            );
+            defmt::error!("seed_bug: protect refused: {}", e.error);
             Failure::Backend("protect", pvmmu::BackendError::kind(&e.error))
         })?;
         p.mmu().raw_mut().flush().map_err(|e| {
-            defmt::error!("seed_bug: flush refused: {}", defmt::Debug2Format(&e));
+            defmt::error!("seed_bug: flush refused: {}", e);
             Failure::Backend("flush", pvmmu::BackendError::kind(&e))
         })?;
         let fault_va = win_va + tail_pfn * 4096;

@@ -101,12 +101,8 @@ fn failed(what: &'static str, ret: i64) -> Failure {
     Failure::Hypercall { what, ret }
 }
 
-fn be<E: core::fmt::Debug>(what: &'static str, e: &E, kind: pvmmu::ErrorKind) -> Failure {
-    defmt::error!(
-        "strategies: pvmmu: {=str}: {}",
-        what,
-        defmt::Debug2Format(e)
-    );
+fn be<E: defmt::Format>(what: &'static str, e: &E, kind: pvmmu::ErrorKind) -> Failure {
+    defmt::error!("strategies: pvmmu: {=str}: {}", what, e);
     Failure::Backend(what, kind)
 }
 

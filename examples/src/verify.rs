@@ -45,7 +45,7 @@ pub fn direct_map<P: MmuPlatform, const N: usize>(
     f.cross_checked = unsafe { pattern(p, base, tail.pfns()) }?;
     // The backend's comparison (Xen PV: the same frames released again the seed's way).
     let tail = P::Backend::compare_release(p.mmu(), tail).map_err(|e| {
-        defmt::error!("compare_release: {}", defmt::Display2Format(&e.error));
+        defmt::error!("compare_release: {}", e.error);
         Failure::Backend("compare_release", e.error.kind())
     })?;
     // SAFETY: as above: the frames came back free and ours.
@@ -81,7 +81,7 @@ pub struct Checked {
 
 /// Walks every leaf of the direct map (the first 4 KiB page of each) from `root` and checks
 /// frame, page size and protection against the plan.
-pub fn every_leaf<B: RawMmu>(
+pub fn every_leaf<B: RawMmu<Error: defmt::Format>>(
     mmu: &mut Mmu<B>,
     root: Pfn,
     ranges: &[PfnRange],
@@ -96,11 +96,7 @@ pub fn every_leaf<B: RawMmu>(
             let pfn = run.pfn + i * run.size.frames();
             let va = spec.base + (pfn << 12);
             let t = translate(mmu.raw_mut(), root, va).map_err(|e| {
-                defmt::error!(
-                    "walk of {=u64:#x} failed: {}",
-                    va,
-                    defmt::Display2Format(&e)
-                );
+                defmt::error!("walk of {=u64:#x} failed: {}", va, e);
                 Failure::Backend("walk", pvmmu::BackendError::kind(&e))
             })?;
             let Some(t) = t else {

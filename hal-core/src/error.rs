@@ -78,6 +78,14 @@ impl<T, E: fmt::Display> fmt::Display for Failed<T, E> {
     }
 }
 
+/// The error's own `defmt::Format` (as `Display` gives the error's text).
+#[cfg(feature = "defmt")]
+impl<T, E: defmt::Format> defmt::Format for Failed<T, E> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        self.error.format(f)
+    }
+}
+
 impl<T: fmt::Debug, E: core::error::Error + 'static> core::error::Error for Failed<T, E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         self.error.source()

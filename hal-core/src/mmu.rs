@@ -520,6 +520,17 @@ impl<E: core::fmt::Display> core::fmt::Display for WriteError<E> {
     }
 }
 
+/// The [`Display`](core::fmt::Display) wording, written by defmt.
+#[cfg(feature = "defmt")]
+impl<E: defmt::Format> defmt::Format for WriteError<E> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Self::Entry(e) => defmt::write!(f, "entry refused before reaching the backend: {}", e),
+            Self::Backend(e) => defmt::write!(f, "the backend refused the entry: {}", e),
+        }
+    }
+}
+
 impl<E: core::error::Error + 'static> core::error::Error for WriteError<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
@@ -566,6 +577,17 @@ impl<E: core::fmt::Display> core::fmt::Display for SwitchError<E> {
         match self {
             Self::NotLive => f.write_str("the LiveRoot given is not the root in use"),
             Self::Backend(e) => write!(f, "the backend refused the switch: {e}"),
+        }
+    }
+}
+
+/// The [`Display`](core::fmt::Display) wording, written by defmt.
+#[cfg(feature = "defmt")]
+impl<E: defmt::Format> defmt::Format for SwitchError<E> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Self::NotLive => defmt::write!(f, "the LiveRoot given is not the root in use"),
+            Self::Backend(e) => defmt::write!(f, "the backend refused the switch: {}", e),
         }
     }
 }

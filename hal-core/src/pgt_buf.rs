@@ -237,6 +237,27 @@ impl<E: core::fmt::Display> core::fmt::Display for FinishError<E> {
     }
 }
 
+/// The [`Display`](core::fmt::Display) wording, written by defmt.
+#[cfg(feature = "defmt")]
+impl<E: defmt::Format> defmt::Format for FinishError<E> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Self::WrongMemblock(_) => defmt::write!(
+                f,
+                "finish was given a memblock the buffer did not come from"
+            ),
+            Self::Release(e) => defmt::write!(
+                f,
+                "the backend could not make the tail writable: {}",
+                e.error
+            ),
+            Self::Memblock(e) => {
+                defmt::write!(f, "memblock could not take the tail back: {}", e.error)
+            }
+        }
+    }
+}
+
 impl<E: core::error::Error + 'static> core::error::Error for FinishError<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
@@ -252,6 +273,21 @@ impl<E: core::fmt::Display> core::fmt::Display for NewError<E> {
         match self {
             Self::Memblock(e) => write!(f, "memblock has no room for the buffer: {e}"),
             Self::Protect(e) => write!(
+                f,
+                "the backend could not make the buffer page-table-ready: {}",
+                e.error
+            ),
+        }
+    }
+}
+
+/// The [`Display`](core::fmt::Display) wording, written by defmt.
+#[cfg(feature = "defmt")]
+impl<E: defmt::Format> defmt::Format for NewError<E> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Self::Memblock(e) => defmt::write!(f, "memblock has no room for the buffer: {}", e),
+            Self::Protect(e) => defmt::write!(
                 f,
                 "the backend could not make the buffer page-table-ready: {}",
                 e.error

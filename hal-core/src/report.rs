@@ -21,6 +21,19 @@ pub trait Report: RawMmu + Sized {
     /// with `\n`), in words a log reader understands.
     fn report(&self, out: &mut dyn fmt::Write) -> fmt::Result;
 
+    /// The same lines as [`report`](Self::report), logged through defmt, one `info` line each.
+    /// A backend overrides it to log its figures with defmt's own formatting, so that a kernel
+    /// that logs its report carries no `core::fmt`; the default collects
+    /// [`report`](Self::report)'s text line by line.
+    #[cfg(feature = "defmt")]
+    fn log(&self) {
+        let mut out = Lines(heapless::String::new());
+        let _ = self.report(&mut out);
+        if !out.0.is_empty() {
+            defmt::info!("{=str}", out.0.as_str());
+        }
+    }
+
     /// Hypercalls the backend made since it was made, and the entries they carried (page-table
     /// updates and commands); `None` for a backend that makes none (bare metal).
     fn hypercalls(&self) -> Option<(u64, u64)> {
@@ -40,5 +53,26 @@ pub trait Report: RawMmu + Sized {
     ) -> Result<FrameRange<Free>, Failed<Unsettled, Self::Error>> {
         let _ = mmu;
         Ok(frames)
+    }
+}
+
+/// Collects text and logs each finished line (lines longer than its buffer in pieces).
+#[cfg(feature = "defmt")]
+struct Lines(heapless::String<256>);
+
+#[cfg(feature = "defmt")]
+impl fmt::Write for Lines {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            if c == '\n' {
+                defmt::info!("{=str}", self.0.as_str());
+                self.0.clear();
+            } else if self.0.push(c).is_err() {
+                defmt::info!("{=str}", self.0.as_str());
+                self.0.clear();
+                let _ = self.0.push(c);
+            }
+        }
+        Ok(())
     }
 }

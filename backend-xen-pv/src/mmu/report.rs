@@ -22,6 +22,21 @@ fn line(out: &mut dyn fmt::Write, name: &str, c: &PhaseCount) -> fmt::Result {
     )
 }
 
+/// [`line`] through defmt.
+#[cfg(feature = "defmt")]
+fn log_line(name: &str, c: &PhaseCount) {
+    defmt::info!(
+        "xen-pv hypercalls, {=str}: {=u64} carrying {=u64} entries ({=u64} mmu_update, {=u64} mmuext_op, {=u64} update_va_mapping, {=u64} multicall)",
+        name,
+        c.hypercalls,
+        c.entries,
+        c.mmu_update,
+        c.mmuext_op,
+        c.update_va_mapping,
+        c.multicall
+    );
+}
+
 impl<H: PvPlatform> Report for XenPv<'_, H> {
     fn hypercalls(&self) -> Option<(u64, u64)> {
         let t = self.counters().total();
@@ -58,6 +73,37 @@ impl<H: PvPlatform> Report for XenPv<'_, H> {
             "xen-pv hypercalls changing no page table (console, scheduler, boot): {}",
             c.not_mmu
         )
+    }
+
+    /// [`report`](Report::report)'s lines, word for word, logged by defmt.
+    #[cfg(feature = "defmt")]
+    fn log(&self) {
+        let c = self.counters();
+        for phase in Phase::ALL {
+            let count = c.get(phase);
+            if count.hypercalls != 0 {
+                log_line(phase.name(), count);
+            }
+        }
+        if c.per_page_release().hypercalls != 0 {
+            log_line(PER_PAGE_RELEASE, c.per_page_release());
+        }
+        for phase in Phase::ALL {
+            let cycles = c.get(phase).cycles;
+            if cycles != 0 && phase != Phase::Other {
+                defmt::info!("xen-pv cycles, {=str}: {=u64}", phase.name(), cycles);
+            }
+        }
+        let t = c.total();
+        defmt::info!(
+            "xen-pv hypercalls, total: {=u64} carrying {=u64} entries",
+            t.hypercalls,
+            t.entries
+        );
+        defmt::info!(
+            "xen-pv hypercalls changing no page table (console, scheduler, boot): {=u64}",
+            c.not_mmu
+        );
     }
 
     /// Protects `frames` again (counted under [`Phase::Other`], so the make-read-only figure

@@ -4,6 +4,8 @@
 
 use core::fmt;
 
+use super::console::{self, Text};
+
 /// The prefix of the keys pvmmu's boards read.
 pub const PREFIX: &str = "pvmmu.";
 
@@ -14,10 +16,19 @@ pub struct UnknownKey<'a> {
     pub word: &'a str,
 }
 
+impl UnknownKey<'_> {
+    /// Writes the `Display` text without `core::fmt`.
+    pub fn write_to<W: FnMut(&str)>(&self, t: &mut Text<W>) {
+        // Quoted by hand: `{:?}` of a str pulls in escaping and Unicode tables (3 KiB).
+        t.str("unknown guest argument \"")
+            .str(self.word)
+            .str("\" on this board");
+    }
+}
+
 impl fmt::Display for UnknownKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Quoted by hand: `{:?}` of a str pulls in escaping and Unicode tables (3 KiB).
-        write!(f, "unknown guest argument \"{}\" on this board", self.word)
+        console::display(f, |t| self.write_to(t))
     }
 }
 

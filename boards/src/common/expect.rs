@@ -10,10 +10,9 @@
 //! Matching: the vector must be equal; for `#PF` (vector 14) the faulting address (CR2) must
 //! equal `addr`; for other vectors `addr` is compared with RIP.
 
-use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-use super::console::Console;
+use super::console;
 use super::fault::{exception_name, ExceptionReport};
 use super::logger;
 
@@ -55,15 +54,24 @@ pub fn take_matching(r: &ExceptionReport) -> bool {
     if !ARMED.swap(false, Ordering::AcqRel) {
         return false;
     }
-    let mnemonic = exception_name(vector)
-        .split(' ')
-        .next()
-        .unwrap_or("exception");
-    let _ = writeln!(
-        Console,
-        "expected fault caught: {mnemonic} at {at:#x} (error code {:#x}, RIP {:#x})",
-        r.error_code, r.rip
-    );
+    // The name up to its first space (`#PF page fault`: `#PF`), without `str::split`'s
+    // pattern machinery.
+    let name = exception_name(vector);
+    let mnemonic = name
+        .bytes()
+        .position(|b| b == b' ')
+        .and_then(|end| name.get(..end))
+        .unwrap_or(name);
+    console::text()
+        .str("expected fault caught: ")
+        .str(mnemonic)
+        .str(" at ")
+        .hex(at)
+        .str(" (error code ")
+        .hex(r.error_code)
+        .str(", RIP ")
+        .hex(r.rip)
+        .str(")\n");
     if !logger::is_busy() {
         defmt::info!(
             "expected fault caught: {=str} at {=u64:#x} (error code {=u64:#x}, RIP {=u64:#x})",

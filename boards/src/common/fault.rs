@@ -1,9 +1,7 @@
 //! Reporting a CPU exception, shared by the boards' trap paths: one line on the console and one
 //! defmt error, with the vector's name, error code, RIP and (for `#PF`) CR2.
 
-use core::fmt::Write;
-
-use super::{console::Console, logger};
+use super::{console, logger};
 
 /// The vector of a page fault (`#PF`), whose report includes CR2.
 pub const PAGE_FAULT: u8 = 14;
@@ -56,30 +54,38 @@ pub const fn exception_name(vector: u8) -> &'static str {
 /// Prints `r` on the console and logs it via defmt (unless the fault hit inside the logger).
 pub fn report_exception(r: &ExceptionReport) {
     let name = exception_name(r.vector);
-    let _ = writeln!(
-        Console,
-        "\n*** CPU EXCEPTION {} ({name}), error code {:#x}, RIP {:#018x}, RSP {:#018x}",
-        r.vector, r.error_code, r.rip, r.rsp
-    );
+    console::text()
+        .str("\n*** CPU EXCEPTION ")
+        .dec(r.vector.into())
+        .str(" (")
+        .str(name)
+        .str("), error code ")
+        .hex(r.error_code)
+        .str(", RIP ")
+        .hex_wide(r.rip)
+        .str(", RSP ")
+        .hex_wide(r.rsp)
+        .str("\n");
     if let Some(cr2) = r.cr2 {
         let e = r.error_code;
-        let _ = writeln!(
-            Console,
-            "    CR2 {cr2:#018x}: {} {}{}{}{}",
-            if e & 1 != 0 {
-                "protection violation"
+        let bit = |b: u64, set: &'static str, clear: &'static str| {
+            if e & b != 0 {
+                set
             } else {
-                "not present"
-            },
-            if e & 2 != 0 { "on write" } else { "on read" },
-            if e & 4 != 0 { ", user mode" } else { "" },
-            if e & 8 != 0 { ", reserved bit set" } else { "" },
-            if e & 16 != 0 {
-                ", instruction fetch"
-            } else {
-                ""
-            },
-        );
+                clear
+            }
+        };
+        console::text()
+            .str("    CR2 ")
+            .hex_wide(cr2)
+            .str(": ")
+            .str(bit(1, "protection violation", "not present"))
+            .str(" ")
+            .str(bit(2, "on write", "on read"))
+            .str(bit(4, ", user mode", ""))
+            .str(bit(8, ", reserved bit set", ""))
+            .str(bit(16, ", instruction fetch", ""))
+            .str("\n");
     }
     if !logger::is_busy() {
         defmt::error!(

@@ -3,13 +3,12 @@
 //! for the one exception an example armed with
 //! [`expect_fault`](crate::common::expect::expect_fault), logs it and exits Pass.
 
-use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use x86_64::registers::control::Cr2;
 
 use super::boot;
-use crate::common::console::Console;
+use crate::common::console;
 use crate::common::fault::{report_exception, ExceptionReport, PAGE_FAULT};
 use crate::common::{exit, expect};
 use crate::Outcome;
@@ -66,36 +65,42 @@ pub extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
     report_exception(&report);
     let (guard, _) = boot::stack_guard();
     if (guard..guard + 2 * 4096).contains(&frame.rsp) {
-        let _ = writeln!(
-            Console,
-            "    RSP is at the boot stack's guard page: stack overflow"
-        );
+        console::text().str("    RSP is at the boot stack's guard page: stack overflow\n");
     }
     let f = frame;
-    let _ = writeln!(
-        Console,
-        "    rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}\n    \
-         rsi {:#018x} rdi {:#018x} rbp {:#018x} r8  {:#018x}\n    \
-         r9  {:#018x} r10 {:#018x} r11 {:#018x} r12 {:#018x}\n    \
-         r13 {:#018x} r14 {:#018x} r15 {:#018x} rflags {:#x} cs {:#x} ss {:#x}",
-        f.rax,
-        f.rbx,
-        f.rcx,
-        f.rdx,
-        f.rsi,
-        f.rdi,
-        f.rbp,
-        f.r8,
-        f.r9,
-        f.r10,
-        f.r11,
-        f.r12,
-        f.r13,
-        f.r14,
-        f.r15,
-        f.rflags,
-        f.cs,
-        f.ss
-    );
+    let mut t = console::text();
+    for (i, (name, value)) in [
+        ("rax", f.rax),
+        ("rbx", f.rbx),
+        ("rcx", f.rcx),
+        ("rdx", f.rdx),
+        ("rsi", f.rsi),
+        ("rdi", f.rdi),
+        ("rbp", f.rbp),
+        ("r8 ", f.r8),
+        ("r9 ", f.r9),
+        ("r10", f.r10),
+        ("r11", f.r11),
+        ("r12", f.r12),
+        ("r13", f.r13),
+        ("r14", f.r14),
+        ("r15", f.r15),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let lead = if i % 4 == 0 { "    " } else { " " };
+        t.str(lead).str(name).str(" ").hex_wide(value);
+        if i % 4 == 3 {
+            t.str("\n");
+        }
+    }
+    t.str(" rflags ")
+        .hex(f.rflags)
+        .str(" cs ")
+        .hex(f.cs)
+        .str(" ss ")
+        .hex(f.ss)
+        .str("\n");
     exit::exit(Outcome::Fail)
 }

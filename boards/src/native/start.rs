@@ -1,10 +1,8 @@
 //! The native board's Rust entry: console, CPU tables, logger, boot information, the example.
 
-use core::fmt::Write;
-
 use super::start_info::StartInfoError;
 use super::{boot, cpu, NativeBoard};
-use crate::common::console::{self, Console};
+use crate::common::console;
 use crate::common::exit;
 use crate::common::logger::{self, IrqMask};
 use crate::common::uart::{Uart16550, COM1};
@@ -32,18 +30,22 @@ pub unsafe fn start(start_info_paddr: u64, main: fn(&mut NativeBoard) -> Outcome
 
     let image = boot::image_range();
     let stack = boot::boot_stack();
-    let _ = writeln!(
-        Console,
-        "native-pvh: PVH entry {:#x}, image [{:#x}, {:#x}), boot stack [{:#x}, {:#x}), \
-         boot PML4 {:#x}, hvm_start_info at {:#x}",
-        boot::entry_address(),
-        image.0,
-        image.1,
-        stack.0,
-        stack.1,
-        boot::boot_pml4(),
-        start_info_paddr
-    );
+    console::text()
+        .str("native-pvh: PVH entry ")
+        .hex(boot::entry_address())
+        .str(", image [")
+        .hex(image.0)
+        .str(", ")
+        .hex(image.1)
+        .str("), boot stack [")
+        .hex(stack.0)
+        .str(", ")
+        .hex(stack.1)
+        .str("), boot PML4 ")
+        .hex(boot::boot_pml4())
+        .str(", hvm_start_info at ")
+        .hex(start_info_paddr)
+        .str("\n");
     defmt::info!(
         "native-pvh: PVH entry {=u64:#x}, image [{=u64:#x}, {=u64:#x}), hvm_start_info at {=u64:#x}",
         boot::entry_address(),
@@ -58,10 +60,12 @@ pub unsafe fn start(start_info_paddr: u64, main: fn(&mut NativeBoard) -> Outcome
     let mut board = match board {
         Ok(board) => board,
         Err(e) => {
-            let _ = writeln!(
-                Console,
-                "native-pvh: cannot use hvm_start_info at {start_info_paddr:#x}: {e}"
-            );
+            let mut line = console::text();
+            line.str("native-pvh: cannot use hvm_start_info at ")
+                .hex(start_info_paddr)
+                .str(": ");
+            e.write_to(&mut line);
+            line.str("\n");
             defmt::error!("native-pvh: cannot use hvm_start_info: {}", e);
             if matches!(
                 e,
@@ -74,14 +78,16 @@ pub unsafe fn start(start_info_paddr: u64, main: fn(&mut NativeBoard) -> Outcome
     };
 
     if !board.cmdline().is_empty() {
-        let _ = writeln!(Console, "native-pvh: command line: {}", board.cmdline());
+        console::text()
+            .str("native-pvh: command line: ")
+            .str(board.cmdline())
+            .str("\n");
     }
     if let Some(p) = board.test_memmap() {
-        let _ = writeln!(
-            Console,
-            "native-pvh: TEST HOOK pvmmu.test-memmap={}: reporting a deliberately broken memory map",
-            p.name()
-        );
+        console::text()
+            .str("native-pvh: TEST HOOK pvmmu.test-memmap=")
+            .str(p.name())
+            .str(": reporting a deliberately broken memory map\n");
         defmt::warn!(
             "native-pvh: TEST HOOK pvmmu.test-memmap={=str}: reporting a deliberately broken memory map",
             p.name()
@@ -89,7 +95,10 @@ pub unsafe fn start(start_info_paddr: u64, main: fn(&mut NativeBoard) -> Outcome
     }
 
     let outcome = main(&mut board);
-    let _ = writeln!(Console, "native-pvh: example returned {outcome:?}");
+    console::text()
+        .str("native-pvh: example returned ")
+        .str(outcome.name())
+        .str("\n");
     defmt::info!("native-pvh: example returned {}", outcome);
     exit::exit(outcome)
 }

@@ -6,6 +6,8 @@
 
 use core::fmt;
 
+use crate::common::console::{self, Text};
+
 use hal_core::memmap::{MemRegion, RegionKind};
 
 /// `hvm_start_info.magic`: `"xEn3"` with bit 7 of the `'E'` set.
@@ -77,34 +79,44 @@ pub enum StartInfoError {
     UnknownArgument,
 }
 
+impl StartInfoError {
+    /// Writes what went wrong, in words (the `Display` text), without `core::fmt`.
+    pub fn write_to<W: FnMut(&str)>(&self, t: &mut Text<W>) {
+        match *self {
+            Self::BadMagic(m) => t
+                .str("bad magic ")
+                .hex(m.into())
+                .str(" (expected ")
+                .hex(HVM_START_MAGIC.into())
+                .str(")"),
+            Self::NoMemmap { version } => t
+                .str("hvm_start_info version ")
+                .dec(version.into())
+                .str(" has no memory map (need >= 1)"),
+            Self::EmptyMemmap => t.str("the loader passed no memory map"),
+            Self::TooManyEntries(n) => t
+                .str("memory map has ")
+                .dec(n.into())
+                .str(" entries, the board keeps ")
+                .dec(MAX_REGIONS as u64),
+            Self::OutOfReach(a) => t
+                .str("memory map at ")
+                .hex(a)
+                .str(" is above the 4 GiB boot map"),
+            Self::UnknownTestMemmap => t.str(
+                "unknown pvmmu.test-memmap value (test hook: overlap, unsorted, zero or tiny)",
+            ),
+            Self::UnknownArgument => t.str(
+                "unknown pvmmu.* argument on the command line (this board knows \
+                 pvmmu.test-memmap=)",
+            ),
+        };
+    }
+}
+
 impl fmt::Display for StartInfoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::BadMagic(m) => write!(f, "bad magic {m:#x} (expected {HVM_START_MAGIC:#x})"),
-            Self::NoMemmap { version } => {
-                write!(
-                    f,
-                    "hvm_start_info version {version} has no memory map (need >= 1)"
-                )
-            }
-            Self::EmptyMemmap => write!(f, "the loader passed no memory map"),
-            Self::TooManyEntries(n) => {
-                write!(
-                    f,
-                    "memory map has {n} entries, the board keeps {MAX_REGIONS}"
-                )
-            }
-            Self::OutOfReach(a) => write!(f, "memory map at {a:#x} is above the 4 GiB boot map"),
-            Self::UnknownTestMemmap => write!(
-                f,
-                "unknown pvmmu.test-memmap value (test hook: overlap, unsorted, zero or tiny)"
-            ),
-            Self::UnknownArgument => write!(
-                f,
-                "unknown pvmmu.* argument on the command line (this board knows \
-                 pvmmu.test-memmap=)"
-            ),
-        }
+        console::display(f, |t| self.write_to(t))
     }
 }
 

@@ -4,10 +4,8 @@
 //! dom0 I/O privilege (COM2 and the exit port need it), for a domU the console ring's window;
 //! then the console and exit hooks, the trap table, start_info / P2M / layout validation and
 //! the walk of the bootstrap tables (before the shared_info window changes one mapping; the
-//! console window is the one mapping it expects changed), shared_info, and the defmt logger
-//! last.
-
-use core::fmt::Write;
+//! console window is the one mapping it expects changed), and shared_info. The defmt logger
+//! starts with the console, so that a failed step reports its cause.
 
 use backend_xen_pv::hypercall::abi::shutdown;
 use backend_xen_pv::start_info::START_INFO_SIZE;
@@ -18,7 +16,7 @@ use backend_xen_pv::{
 use x86_64::instructions::port::Port;
 
 use super::{bootstrap, domu, entry, memmap, shared, traps, Role, XenBoard};
-use crate::common::{console, console::Console, exit, logger};
+use crate::common::{console, exit, logger};
 use crate::Outcome;
 
 /// `VIRT_BASE` of our images (the note is absent, so Xen uses 0).
@@ -58,35 +56,39 @@ fn xen_exit(outcome: Outcome) -> ! {
     }
 }
 
-/// Reports a failed boot step on the console and fails. `Display`, not `Debug`: `Debug`
-/// would bring the derived impls, the builders and the string escaping (several KiB) into
-/// every image for these messages alone.
-fn fail(what: &str, err: impl core::fmt::Display) -> ! {
-    fail_dyn(what, &err)
+/// Reports a failed boot step and fails: what failed on the console, and with the error
+/// through defmt (the logger runs from the first step on, see [`start`]). Not `core::fmt`:
+/// `Display` would bring the formatting machinery and every message's text into the image.
+fn fail(what: &str, err: impl defmt::Format) -> ! {
+    defmt::error!("xen-pv: {=str}: {}", what, err);
+    fail_line(what)
 }
 
-/// [`fail`]'s body, once for every error type (`fail` is instantiated per type).
+/// [`fail`]'s console line and exit, once for every error type.
 #[inline(never)]
-fn fail_dyn(what: &str, err: &dyn core::fmt::Display) -> ! {
-    let _ = writeln!(Console, "xen-pv: {what}: {err}");
+fn fail_line(what: &str) -> ! {
+    console::text()
+        .str("xen-pv: ")
+        .str(what)
+        .str(" (the cause is in the defmt log)\n");
     exit::exit(Outcome::Fail)
 }
 
 /// An address or frame number in a failure message.
 struct Hex(u64);
 
-impl core::fmt::Display for Hex {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:#x}", self.0)
+impl defmt::Format for Hex {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{=u64:#x}", self.0)
     }
 }
 
 /// `[start, end)` in a failure message.
 struct Span(u64, u64);
 
-impl core::fmt::Display for Span {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "[{:#x}, {:#x})", self.0, self.1)
+impl defmt::Format for Span {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "[{=u64:#x}, {=u64:#x})", self.0, self.1)
     }
 }
 
@@ -152,6 +154,14 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         _ => Role::Dom0,
     };
     let iopl = setup_role(hv, role, peeked);
+    // The logger from here on, so that every boot failure below says its cause through defmt.
+    // Until shared_info is mapped the event mask is not reachable and the logger masks
+    // nothing, which is sound: events start masked and nothing unmasks them.
+    match role {
+        Role::Dom0 if iopl => logger::init(&shared::EVENT_MASK),
+        Role::Dom0 => {}
+        Role::DomU => logger::init_sink(&shared::EVENT_MASK, domu::defmt_sink),
+    }
     if let Err(e) = traps::install(hv) {
         fail("set_trap_table failed", e);
     }
@@ -164,10 +174,10 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     // native-only test hook.
     let cmdline = core::str::from_utf8(si.cmd_line()).unwrap_or("");
     if let Err(e) = crate::common::args::check(cmdline, &[]) {
-        let _ = writeln!(
-            Console,
-            "xen-pv: {e} (this board knows no pvmmu.* argument)"
-        );
+        let mut line = console::text();
+        line.str("xen-pv: ");
+        e.write_to(&mut line);
+        line.str(" (this board knows no pvmmu.* argument)\n");
         match role {
             Role::Dom0 => exit::setup_error(iopl),
             Role::DomU => domu::setup_error(),
@@ -195,11 +205,6 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         super::guard::unmap(hv).unwrap_or_else(|e| fail("cannot unmap the stack's guard page", e));
     let shared_info_va =
         shared::map(hv, si.shared_info()).unwrap_or_else(|e| fail("cannot map shared_info", e));
-    match role {
-        Role::Dom0 if iopl => logger::init(&shared::EVENT_MASK),
-        Role::Dom0 => {}
-        Role::DomU => logger::init_sink(&shared::EVENT_MASK, domu::defmt_sink),
-    }
 
     // The MMU backend takes over page-table changes from here (the shared_info remap above
     // was the board's last).

@@ -80,7 +80,7 @@ pub(super) fn give_scratch(raw: &mut Backend, layout: &backend_xen_pv::Bootstrap
     if let Err(e) = unsafe { raw.set_scratch(va, own) } {
         defmt::warn!(
             "scratch pages refused, tables outside the initial mapping are queued: {}",
-            defmt::Display2Format(&e)
+            e
         );
     }
 }
@@ -102,11 +102,7 @@ impl XenBoard {
         // its address is taken), so retargeting its mapping invalidates nothing; the new mapping
         // is read-only, or writable of the page's own frame, which is the image's.
         unsafe { self.mmu.raw_mut().retarget_page(va, target, writable) }.map_err(|e| {
-            defmt::error!(
-                "alias page to {=u64:#x}: {}",
-                target.as_u64(),
-                defmt::Display2Format(&e)
-            );
+            defmt::error!("alias page to {=u64:#x}: {}", target.as_u64(), e);
             AliasError::Backend(hal_core::BackendError::kind(&e))
         })?;
         self.aliased = pfn.is_some();

@@ -647,6 +647,33 @@ impl<E: core::fmt::Display> core::fmt::Display for BuildError<E> {
     }
 }
 
+/// The [`Display`](core::fmt::Display) wording, written by defmt.
+#[cfg(feature = "defmt")]
+impl<E: defmt::Format> defmt::Format for BuildError<E> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Self::Plan(e) => defmt::write!(f, "the ranges or the base cannot be mapped: {}", e),
+            Self::Exhausted { needed, remaining } => defmt::write!(
+                f,
+                "the buffer cannot cover the tables: {=u64} needed, {=u64} left",
+                needed,
+                remaining
+            ),
+            Self::BadFlags => defmt::write!(
+                f,
+                "leaf flags must contain PRESENT, not HUGE_PAGE, and NO_EXECUTE only where the backend allows it"
+            ),
+            Self::Capacity => defmt::write!(f, "too many read-only ranges to track"),
+            Self::AlreadyMapped(va) => defmt::write!(
+                f,
+                "something is mapped already at {=u64:#x}, where the direct map goes",
+                va
+            ),
+            Self::Backend(e) => defmt::write!(f, "the backend refused: {}", e),
+        }
+    }
+}
+
 impl<E: core::error::Error + 'static> core::error::Error for BuildError<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {

@@ -315,12 +315,53 @@ impl<E: core::error::Error + 'static> core::error::Error for SetupError<E> {
     }
 }
 
-/// The [`Display`](fmt::Display) text, through defmt: the backend's error need not be
-/// `defmt::Format`.
+/// The [`Display`](fmt::Display) wording, written by defmt (no `core::fmt` in a kernel that
+/// logs it); the inner errors as their own `defmt::Format` says.
 #[cfg(feature = "defmt")]
-impl<E: fmt::Display> defmt::Format for SetupError<E> {
+impl<E: defmt::Format> defmt::Format for SetupError<E> {
     fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(f, "{}", defmt::Display2Format(self))
+        match self {
+            Self::Flags(bits) => defmt::write!(
+                f,
+                "leaf flags {=u64:#x} are not PRESENT plus ordinary kernel-memory flags (WRITABLE, GLOBAL, NO_EXECUTE where the backend has NX, ACCESSED, DIRTY)",
+                bits
+            ),
+            Self::NoRam => defmt::write!(f, "memblock holds no RAM to map"),
+            Self::TooManyRanges => {
+                defmt::write!(f, "more RAM ranges than the direct map can track")
+            }
+            Self::SlotInUse(slot) => defmt::write!(
+                f,
+                "root slot {=u16}, which the direct map needs, is in use in the live root",
+                slot
+            ),
+            Self::Plan(e) => defmt::write!(f, "the direct map cannot be planned: {}", e),
+            Self::ReadOnlyRanges => {
+                defmt::write!(f, "too many read-only ranges to size the buffer")
+            }
+            Self::Memblock { frames, error } => {
+                defmt::write!(f, "pgt_buf: {=u64} frames do not fit: {}", frames, error)
+            }
+            Self::SizeUnsettled { sizes } => defmt::write!(
+                f,
+                "pgt_buf's size did not settle in {=u32} placements (last {=u64} then {=u64} frames)",
+                MAX_SIZING_ROUNDS,
+                sizes.0,
+                sizes.1
+            ),
+            Self::Read(e) => defmt::write!(f, "reading the live root failed: {}", e),
+            Self::Protect(e) => defmt::write!(f, "making pgt_buf page-table-ready failed: {}", e),
+            Self::Inherit(e) => defmt::write!(f, "inheriting the live root's slots failed: {}", e),
+            Self::Build(e) => defmt::write!(f, "building the direct map failed: {}", e),
+            Self::Switch(e) => defmt::write!(f, "switching to the new root failed: {}", e),
+            Self::Release(e) => defmt::write!(f, "releasing pgt_buf's tail failed: {}", e),
+            Self::Free(e) => {
+                defmt::write!(f, "memblock could not take pgt_buf's tail back: {}", e)
+            }
+            Self::Window(e) => {
+                defmt::write!(f, "registering a window over the new map failed: {}", e)
+            }
+        }
     }
 }
 

@@ -127,3 +127,58 @@ impl<E: fmt::Debug> fmt::Display for MapError<E> {
 }
 
 impl<E: fmt::Debug> core::error::Error for MapError<E> {}
+
+/// The [`Display`](fmt::Display) wording, written by defmt; the backend's error as its own
+/// `defmt::Format` says.
+#[cfg(feature = "defmt")]
+impl<E: defmt::Format> defmt::Format for MapError<E> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Self::WrongRoot => defmt::write!(f, "not the mapper's root"),
+            Self::Unaligned { va, phys, len } => defmt::write!(
+                f,
+                "unaligned: va {=u64:#x} phys {=u64:#x} len {=u64:#x}",
+                va,
+                phys,
+                len
+            ),
+            Self::NonCanonical(va) => defmt::write!(f, "non-canonical range at {=u64:#x}", va),
+            Self::ReservedSlot(s) => {
+                defmt::write!(f, "root slot {=u16} is reserved by the backend", s)
+            }
+            Self::PhysOutOfRange(p) => {
+                defmt::write!(f, "physical address {=u64:#x} out of range", p)
+            }
+            Self::SizeUnsupported(l) => defmt::write!(f, "no level-{=u8} leaves here", l.as_u8()),
+            Self::FlagsRefused(b) => defmt::write!(f, "flags {=u64:#x} refused", b),
+            Self::Overlap(va) => defmt::write!(f, "{=u64:#x} is mapped already", va),
+            Self::TablesInRange(va) => {
+                defmt::write!(f, "a table is where a large page at {=u64:#x} would go", va)
+            }
+            Self::FrameIsTable(p) => defmt::write!(f, "frame {=u64:#x} is a page table", p),
+            Self::ForeignTable(va) => {
+                defmt::write!(f, "{=u64:#x} lies in a table the mapper did not create", va)
+            }
+            Self::SplitsLargePage(va) => {
+                defmt::write!(f, "would split the large page at {=u64:#x}", va)
+            }
+            Self::OutOfFrames => defmt::write!(f, "the frame source is empty"),
+            Self::RecordFull => defmt::write!(f, "the record of owned tables is full"),
+            Self::Backend(e) => defmt::write!(f, "backend: {}", e),
+            Self::Unsettled(e) => defmt::write!(f, "protect failed part way: {}", e.error),
+            Self::RollbackRefused {
+                va,
+                len,
+                pages,
+                error,
+            } => defmt::write!(
+                f,
+                "map failed and its rollback was refused ({}): {=u64} pages still mapped in {=u64:#x}..{=u64:#x}",
+                error,
+                pages,
+                va,
+                va.wrapping_add(*len)
+            ),
+        }
+    }
+}
