@@ -15,6 +15,7 @@ use typenum::{U1, U2, U3, U4};
 use x86_64::structures::paging::PageTableFlags;
 
 use super::descent::Descent;
+use super::ops::{Erased, LeafOps, MakeOps, Ops, ParentOps, Stashed};
 use super::plan::{count_runs, DirectMapSpec, PageSize, PlanError, Runs, TableCount};
 use crate::addr::{Pfn, PfnRange};
 use crate::backend::{EntryRun, RawMmu};
@@ -159,7 +160,8 @@ fn read_only_into<B: RawMmu>(
         let r = out[i];
         match kept.checked_sub(1).map(|k| &mut out[k]) {
             Some(last) if r.start().as_u64() <= last.end() => {
-                *last = PfnRange::new(last.start(), last.end().max(r.end())).expect("ordered");
+                *last = PfnRange::new(last.start(), last.end().max(r.end()))
+                    .unwrap_or_else(|| unreachable!("ordered"));
             }
             _ => {
                 out[kept] = r;
@@ -213,8 +215,12 @@ pub unsafe fn build<B: RawMmu>(
         });
     }
     let target = match target {
-        // No table exists below a fresh root and no leaf is read-only: one descent.
-        Target::Fresh(root) if ro.is_empty() => {
+        // No table exists below a fresh root and no leaf is read-only: one descent. Only for
+        // a backend whose tables stay writable: one whose tables are read-only always has
+        // its buffer in the read-only set (unless the buffer is empty, where the cursor is
+        // as right), so its build never takes this path, and with the caps a constant of
+        // the backend the descent is left out of its code.
+        Target::Fresh(root) if !caps.tables_read_only && ro.is_empty() => {
             let mut d = Descent {
                 mmu,
                 buf,
@@ -238,8 +244,9 @@ pub unsafe fn build<B: RawMmu>(
         other => other,
     };
     let buf_range = buf.range();
+    let mut ops = Erased::new(mmu);
     let mut b = Builder {
-        mmu,
+        mmu: &mut ops,
         buf,
         target,
         flags,
@@ -250,6 +257,19 @@ pub unsafe fn build<B: RawMmu>(
         reused: 0,
         pending: Pending::none(),
     };
+    let built = cursor(&mut b, first, runs, extra_read_only, buf_range, spec);
+    built.map_err(|e| ops.restore(e))
+}
+
+/// The cursor over the runs: not generic over the backend (see `ops.rs`).
+fn cursor(
+    b: &mut Builder<'_, '_, '_>,
+    first: Option<super::plan::Run>,
+    runs: Runs<'_>,
+    extra_read_only: &[PfnRange],
+    buf_range: PfnRange,
+    spec: &DirectMapSpec,
+) -> Result<Built, BuildError<Stashed>> {
     let mut pages = [0u64; 3];
     let mut read_only_frames = 0;
     for run in first.into_iter().chain(runs) {
@@ -279,7 +299,7 @@ pub unsafe fn build<B: RawMmu>(
         reused: b.reused,
         pages,
         read_only_frames,
-        pending: b.pending,
+        pending: core::mem::replace(&mut b.pending, Pending::none()),
     })
 }
 
@@ -312,8 +332,8 @@ impl<L: Level> Open<'_, L> {
     }
 }
 
-struct Builder<'m, 'r, 'b, B: RawMmu> {
-    mmu: &'m mut Mmu<B>,
+struct Builder<'m, 'r, 'b> {
+    mmu: &'m mut dyn Ops,
     buf: &'m mut PgtBuf,
     target: Target<'r, 'b>,
     flags: PageTableFlags,
@@ -330,7 +350,7 @@ fn key_of(level: TableLevel, va: u64) -> u64 {
     va >> (level.entry_shift() + 9)
 }
 
-impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
+impl<'m, 'r> Builder<'m, 'r, '_> {
     /// Maps pages of `size` from `pfn` (at `va`) up to `end` or the end of the table they fall
     /// in; returns how many pages it mapped.
     fn map_chunk(
@@ -340,7 +360,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         end: u64,
         size: PageSize,
         strip: bool,
-    ) -> Result<u64, BuildError<B::Error>> {
+    ) -> Result<u64, BuildError<Stashed>> {
         let level = size.level();
         let first = level.index_of(va);
         let room = 512 - u64::from(first);
@@ -365,27 +385,27 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         match size {
             PageSize::Size4K => {
                 self.open_l1(va)?;
-                let slot = self.l1.as_mut().expect("opened");
+                let slot = self.l1.as_mut().unwrap_or_else(|| unreachable!("opened"));
                 fill(self.mmu, slot, first, &run, va)?;
             }
             PageSize::Size2M => {
                 // The L1 below comes first in the L2 (runs ascend): finish it before the leaves.
                 self.close_l1()?;
                 self.open_l2(va)?;
-                let slot = self.l2.as_mut().expect("opened");
+                let slot = self.l2.as_mut().unwrap_or_else(|| unreachable!("opened"));
                 fill(self.mmu, slot, first, &run, va)?;
             }
             PageSize::Size1G => {
                 self.close_l2()?;
                 self.open_l3(va)?;
-                let slot = self.l3.as_mut().expect("opened");
+                let slot = self.l3.as_mut().unwrap_or_else(|| unreachable!("opened"));
                 fill(self.mmu, slot, first, &run, va)?;
             }
         }
         Ok(n)
     }
 
-    fn open_l3(&mut self, va: u64) -> Result<(), BuildError<B::Error>> {
+    fn open_l3(&mut self, va: u64) -> Result<(), BuildError<Stashed>> {
         let key = key_of(TableLevel::L3, va);
         if self.l3.as_ref().is_some_and(|o| o.key() == key) {
             return Ok(());
@@ -413,7 +433,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         Ok(())
     }
 
-    fn open_l2(&mut self, va: u64) -> Result<(), BuildError<B::Error>> {
+    fn open_l2(&mut self, va: u64) -> Result<(), BuildError<Stashed>> {
         let key = key_of(TableLevel::L2, va);
         if self.l2.as_ref().is_some_and(|o| o.key() == key) {
             return Ok(());
@@ -421,7 +441,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         self.close_l2()?;
         self.open_l3(va)?;
         let idx = TableLevel::L3.index_of(va);
-        let existing = match self.l3.as_ref().expect("opened") {
+        let existing = match self.l3.as_ref().unwrap_or_else(|| unreachable!("opened")) {
             Open::New { table, .. } if idx < table.next_slot() => {
                 return Err(BuildError::AlreadyMapped(va))
             }
@@ -432,7 +452,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         Ok(())
     }
 
-    fn open_l1(&mut self, va: u64) -> Result<(), BuildError<B::Error>> {
+    fn open_l1(&mut self, va: u64) -> Result<(), BuildError<Stashed>> {
         let key = key_of(TableLevel::L1, va);
         if self.l1.as_ref().is_some_and(|o| o.key() == key) {
             return Ok(());
@@ -440,7 +460,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         self.close_l1()?;
         self.open_l2(va)?;
         let idx = TableLevel::L2.index_of(va);
-        let existing = match self.l2.as_ref().expect("opened") {
+        let existing = match self.l2.as_ref().unwrap_or_else(|| unreachable!("opened")) {
             Open::New { table, .. } if idx < table.next_slot() => {
                 return Err(BuildError::AlreadyMapped(va))
             }
@@ -455,7 +475,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         &mut self,
         key: u64,
         existing: Option<TableRef<'r, L>>,
-    ) -> Result<Open<'r, L>, BuildError<B::Error>> {
+    ) -> Result<Open<'r, L>, BuildError<Stashed>> {
         Ok(match existing {
             Some(table) => {
                 self.reused += 1;
@@ -468,7 +488,7 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         })
     }
 
-    fn close_l1(&mut self) -> Result<(), BuildError<B::Error>> {
+    fn close_l1(&mut self) -> Result<(), BuildError<Stashed>> {
         let Some(open) = self.l1.take() else {
             return Ok(());
         };
@@ -477,11 +497,14 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         };
         self.made.l1 += 1;
         let idx = TableLevel::L2.index_of(va);
-        let parent = self.l2.as_mut().expect("a child's parent stays open");
+        let parent = self
+            .l2
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a child's parent stays open"));
         attach(self.mmu, &mut self.pending, parent, idx, frame, va)
     }
 
-    fn close_l2(&mut self) -> Result<(), BuildError<B::Error>> {
+    fn close_l2(&mut self) -> Result<(), BuildError<Stashed>> {
         self.close_l1()?;
         let Some(open) = self.l2.take() else {
             return Ok(());
@@ -491,11 +514,14 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         };
         self.made.l2 += 1;
         let idx = TableLevel::L3.index_of(va);
-        let parent = self.l3.as_mut().expect("a child's parent stays open");
+        let parent = self
+            .l3
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a child's parent stays open"));
         attach(self.mmu, &mut self.pending, parent, idx, frame, va)
     }
 
-    fn close_l3(&mut self) -> Result<(), BuildError<B::Error>> {
+    fn close_l3(&mut self) -> Result<(), BuildError<Stashed>> {
         self.close_l2()?;
         let Some(open) = self.l3.take() else {
             return Ok(());
@@ -508,14 +534,16 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         match &mut self.target {
             Target::New(root) => root.adopt(idx, frame).map_err(|(e, f)| {
                 crate::frame::handed_over(f);
-                BuildError::at(va, WriteError::<B::Error>::Entry(e))
+                BuildError::at(va, WriteError::<Stashed>::Entry(e))
             }),
-            Target::Fresh(root) => self.mmu.put_child(root, idx, frame).map_err(|f| {
-                crate::frame::handed_over(f.value);
-                BuildError::at(va, f.error)
-            }),
+            Target::Fresh(root) => {
+                ParentOps::<U4>::put_child(self.mmu, root, idx, frame).map_err(|f| {
+                    crate::frame::handed_over(f.value);
+                    BuildError::at(va, f.error)
+                })
+            }
             Target::Live(root) => {
-                let p = self.mmu.hook(*root, idx, frame).map_err(|f| {
+                let p = ParentOps::<U4>::hook(self.mmu, *root, idx, frame).map_err(|f| {
                     crate::frame::handed_over(f.value);
                     BuildError::at(va, f.error)
                 })?;
@@ -532,12 +560,15 @@ impl<'r, B: RawMmu> Builder<'_, 'r, '_, B> {
         &mut self,
         open: Open<'r, L>,
         level: TableLevel,
-    ) -> Result<Option<(Frame<PinnedRO<L>>, u64)>, BuildError<B::Error>> {
+    ) -> Result<Option<(Frame<PinnedRO<L>>, u64)>, BuildError<Stashed>>
+    where
+        dyn Ops + 'm: MakeOps<L>,
+    {
         let Open::New { key, table } = open else {
             return Ok(None);
         };
         let va = key << (level.entry_shift() + 9);
-        let (frame, p) = self.mmu.finish_table_queued(table).map_err(|f| {
+        let (frame, p) = MakeOps::<L>::finish(self.mmu, table).map_err(|f| {
             // The frame stays in the buffer's used part, read-only: nothing is handed out.
             let _ = f.value.into_frame();
             BuildError::Backend(f.error)
@@ -555,12 +586,12 @@ fn sign_extend(va: u64) -> u64 {
     }
 }
 
-fn live_child<'r, L: HasChild, B: RawMmu>(
-    mmu: &mut Mmu<B>,
+fn live_child<'r, L: HasChild, M: ParentOps<L> + ?Sized>(
+    mmu: &mut M,
     table: TableRef<'r, L>,
     idx: u16,
     va: u64,
-) -> Result<Option<TableRef<'r, ChildOf<L>>>, BuildError<B::Error>> {
+) -> Result<Option<TableRef<'r, ChildOf<L>>>, BuildError<Stashed>> {
     let e = mmu.entry(table, idx).map_err(BuildError::Backend)?;
     if e.is_present() && e.is_huge() {
         return Err(BuildError::AlreadyMapped(va));
@@ -568,14 +599,14 @@ fn live_child<'r, L: HasChild, B: RawMmu>(
     mmu.child(table, idx).map_err(BuildError::Backend)
 }
 
-fn attach<L: HasChild, B: RawMmu>(
-    mmu: &mut Mmu<B>,
+fn attach<L: HasChild, M: ParentOps<L> + ?Sized>(
+    mmu: &mut M,
     pending: &mut Pending,
     parent: &mut Open<'_, L>,
     idx: u16,
     frame: Frame<PinnedRO<ChildOf<L>>>,
     va: u64,
-) -> Result<(), BuildError<B::Error>> {
+) -> Result<(), BuildError<Stashed>> {
     match parent {
         Open::New { table, .. } => mmu.put_child(table, idx, frame).map_err(|f| {
             crate::frame::handed_over(f.value);
@@ -596,13 +627,13 @@ fn attach<L: HasChild, B: RawMmu>(
 const LIVE_CHUNK: usize = 32;
 
 /// Writes the leaves of `run` from slot `first` into an open table.
-fn fill<L: LeafLevel, B: RawMmu>(
-    mmu: &mut Mmu<B>,
+fn fill<L: LeafLevel, M: LeafOps<L> + ?Sized>(
+    mmu: &mut M,
     open: &mut Open<'_, L>,
     first: u16,
     run: &EntryRun,
     va: u64,
-) -> Result<(), BuildError<B::Error>> {
+) -> Result<(), BuildError<Stashed>> {
     match open {
         Open::New { table, .. } => {
             // SAFETY: the caller of `build` vouched for the virtual range and the frames.

@@ -13,6 +13,7 @@
 
 pub mod build;
 mod descent;
+mod ops;
 pub mod plan;
 pub mod setup;
 
