@@ -7,7 +7,7 @@ use boards::{AliasError, MmuPlatform};
 use heapless::Vec;
 use pvmmu::direct_map::{DirectMap, DirectMapSpec, PageSize, Runs};
 use pvmmu::memblock::Memblock;
-use pvmmu::walk::translate;
+use pvmmu::walk::{translate, Translation};
 use pvmmu::{BackendError, Caps, Mmu, PageTableFlags, Pfn, PfnRange, RawMmu, Report};
 use pvmmu_figures::Figures;
 
@@ -89,16 +89,32 @@ pub fn every_leaf<B: RawMmu<Error: defmt::Format>>(
     spec: &DirectMapSpec,
     caps: &Caps,
 ) -> Result<Checked, Failure> {
+    let mut walk = |va| {
+        translate(mmu.raw_mut(), root, va).map_err(|e| {
+            defmt::error!("walk of {=u64:#x} failed: {}", va, e);
+            Failure::Backend("walk", pvmmu::BackendError::kind(&e))
+        })
+    };
+    check_leaves(&mut walk, ranges, read_only, spec, caps)
+}
+
+/// [`every_leaf`]'s checks, through `walk` (the backend's translation of an address): not
+/// generic over the backend, so one copy serves every board.
+#[inline(never)]
+fn check_leaves(
+    walk: &mut dyn FnMut(u64) -> Result<Option<Translation>, Failure>,
+    ranges: &[PfnRange],
+    read_only: &[PfnRange],
+    spec: &DirectMapSpec,
+    caps: &Caps,
+) -> Result<Checked, Failure> {
     let mut c = Checked::default();
     let runs = Runs::new(ranges, read_only, spec, caps).map_err(Failure::Plan)?;
     for run in runs {
         for i in 0..run.pages {
             let pfn = run.pfn + i * run.size.frames();
             let va = spec.base + (pfn << 12);
-            let t = translate(mmu.raw_mut(), root, va).map_err(|e| {
-                defmt::error!("walk of {=u64:#x} failed: {}", va, e);
-                Failure::Backend("walk", pvmmu::BackendError::kind(&e))
-            })?;
+            let t = walk(va)?;
             let Some(t) = t else {
                 return Err(Failure::Translation {
                     va,
@@ -147,7 +163,26 @@ pub unsafe fn pattern<P: MmuPlatform>(
     base: u64,
     frames: PfnRange,
 ) -> Result<u64, Failure> {
-    let crossed = (|| {
+    // SAFETY: the caller's promise.
+    let crossed = unsafe { pattern_through(&mut |pfn| p.alias(pfn), base, frames) };
+    let ended = p.end_alias().map_err(|e| alias_failure(u64::MAX, e));
+    let crossed = crossed?;
+    ended?;
+    Ok(crossed)
+}
+
+/// [`pattern`]'s writes and reads, with `alias` the board's second mapping of a frame: not
+/// generic over the board.
+///
+/// # Safety
+/// As [`pattern`].
+#[inline(never)]
+unsafe fn pattern_through(
+    alias: &mut dyn FnMut(Pfn) -> Result<u64, AliasError>,
+    base: u64,
+    frames: PfnRange,
+) -> Result<u64, Failure> {
+    {
         let mut crossed = 0;
         for pfn in frames.iter() {
             let d = (base + pfn.addr()) as *mut u64;
@@ -162,7 +197,7 @@ pub unsafe fn pattern<P: MmuPlatform>(
                     return Err(Failure::Pattern { pfn: pfn.as_u64() });
                 }
             }
-            let q = p.alias(pfn).map_err(|e| alias_failure(pfn.as_u64(), e))? as *const u64;
+            let q = alias(pfn).map_err(|e| alias_failure(pfn.as_u64(), e))? as *const u64;
             for i in 0..512 {
                 // SAFETY: the board maps the frame readable at `q` until the next `alias` or
                 // `end_alias`; the caller owns it, so nothing else writes it.
@@ -173,11 +208,7 @@ pub unsafe fn pattern<P: MmuPlatform>(
             crossed += 1;
         }
         Ok(crossed)
-    })();
-    let ended = p.end_alias().map_err(|e| alias_failure(u64::MAX, e));
-    let crossed = crossed?;
-    ended?;
-    Ok(crossed)
+    }
 }
 
 /// `pfn`: the frame asked for (`u64::MAX`: ending the alias).
