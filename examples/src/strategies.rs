@@ -499,7 +499,9 @@ pub fn run<P: StrategiesBoard>(p: &mut P) -> Result<(), Failure> {
             .map_err(Failure::Memblock)?;
         let _ = regions.push(r);
     }
-    let second = regions.pop().expect("five regions");
+    let second = regions
+        .pop()
+        .unwrap_or_else(|| unreachable!("five regions"));
     let second_range = second.pfns();
     let mut extra: Vec<PfnRange, 8> = Vec::new();
     let _ = extra.push(map.buffer.used);
@@ -540,7 +542,8 @@ pub fn run<P: StrategiesBoard>(p: &mut P) -> Result<(), Failure> {
         .free_frames(second)
         .map_err(|e| Failure::Memblock(e.error))?;
     let mut second_ro = extra.clone();
-    let _ = second_ro.push(PfnRange::from_raw(queued, queued + t).expect("a buffer"));
+    let _ = second_ro
+        .push(PfnRange::from_raw(queued, queued + t).unwrap_or_else(|| unreachable!("a buffer")));
     let (stored, c_stored) = pvmmu_run(
         b,
         memblock,

@@ -47,7 +47,8 @@ impl Pte {
     /// The frame the entry points at.
     #[inline]
     pub fn pfn(self) -> Pfn {
-        Pfn::new((self.0 & ADDR_MASK) >> PAGE_SHIFT).expect("masked to 40 bits")
+        Pfn::new((self.0 & ADDR_MASK) >> PAGE_SHIFT)
+            .unwrap_or_else(|| unreachable!("masked to 40 bits"))
     }
 
     /// The flags.

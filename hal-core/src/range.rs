@@ -77,7 +77,8 @@ impl<S: State> FrameRange<S> {
             return Ok(other);
         }
         if self.pfns.end() == other.pfns.start().as_u64() {
-            let joined = PfnRange::new(self.pfns.start(), other.pfns.end()).expect("ordered");
+            let joined = PfnRange::new(self.pfns.start(), other.pfns.end())
+                .unwrap_or_else(|| unreachable!("ordered"));
             crate::frame::handed_over(other);
             let mut s = self;
             s.pfns = joined;

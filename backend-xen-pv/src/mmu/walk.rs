@@ -56,7 +56,10 @@ impl<H: PvPlatform> XenPv<'_, H> {
             }
             if level != TableLevel::L4 && e & PSE != 0 {
                 // A leaf for the walker; no frame of ours to name.
-                return Ok(Pte::new(Pfn::new(0).expect("0 is a pfn"), flags));
+                return Ok(Pte::new(
+                    Pfn::new(0).unwrap_or_else(|| unreachable!("0 is a pfn")),
+                    flags,
+                ));
             }
             let pfn = self.pfn_of((e & ADDR) >> 12, op)?;
             let pfn = Pfn::new(pfn).ok_or(err(

@@ -112,33 +112,39 @@ pub fn display(
     result
 }
 
-/// `v` as `0x` and at least `width` hex digits, in `buf`.
-fn hex(v: u64, width: usize, buf: &mut [u8; 18]) -> &str {
-    let digits = (16 - v.leading_zeros() as usize / 4).max(width).max(1);
-    let start = 16 - digits;
-    for (i, b) in buf[2..].iter_mut().enumerate().skip(start) {
-        let nibble = (v >> ((15 - i) * 4)) & 0xf;
-        *b = b"0123456789abcdef"[nibble as usize];
+/// `v` as `0x` and at least `width` (at most 16) hex digits, in `buf`. Written from the end,
+/// without indexing (no bounds checks: their panic message is `core::fmt`'s).
+fn hex(mut v: u64, width: usize, buf: &mut [u8; 18]) -> &str {
+    let mut len = 0;
+    for b in buf.iter_mut().rev().take(16) {
+        *b = b"0123456789abcdef"[(v & 0xf) as usize];
+        v >>= 4;
+        len += 1;
+        if v == 0 && len >= width {
+            break;
+        }
     }
-    buf[start] = b'0';
-    buf[start + 1] = b'x';
+    let at = 16 - len;
+    for (b, p) in buf.iter_mut().skip(at).zip(*b"0x") {
+        *b = p;
+    }
     // The prefix and hex digits are ASCII.
-    core::str::from_utf8(&buf[start..]).unwrap_or("")
+    core::str::from_utf8(buf.get(at..).unwrap_or_default()).unwrap_or_default()
 }
 
-/// `v` in decimal, in `buf`.
+/// `v` in decimal, in `buf` (written from the end, as [`hex`]).
 fn dec(mut v: u64, buf: &mut [u8; 20]) -> &str {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % 10) as u8;
+    let mut len = 0;
+    for b in buf.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
         v /= 10;
+        len += 1;
         if v == 0 {
             break;
         }
     }
     // Decimal digits are ASCII.
-    core::str::from_utf8(&buf[at..]).unwrap_or("")
+    core::str::from_utf8(buf.get(buf.len() - len..).unwrap_or_default()).unwrap_or_default()
 }
 
 /// `core::fmt::Write` onto the registered console: `writeln!(Console, ...)`.

@@ -15,7 +15,7 @@ use crate::Outcome;
 static PANICKING: AtomicBool = AtomicBool::new(false);
 
 /// What stands for a message that only `core::fmt` could render.
-const FORMATTED: &str = "(a formatted message, not rendered: see the location)";
+const FORMATTED: &str = "(formatted message not rendered)";
 
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {

@@ -13,7 +13,11 @@ pub const IDENTITY_END: u64 = 4 << 30;
 pub fn identity_window() -> Window {
     Window {
         va: 0,
-        pfns: PfnRange::new(Pfn::new(0).expect("0"), IDENTITY_END >> 12).expect("in range"),
+        pfns: PfnRange::new(
+            Pfn::new(0).unwrap_or_else(|| unreachable!("0")),
+            IDENTITY_END >> 12,
+        )
+        .unwrap_or_else(|| unreachable!("in range")),
     }
 }
 

@@ -74,22 +74,10 @@ fn fail_line(what: &str) -> ! {
     exit::exit(Outcome::Fail)
 }
 
-/// An address or frame number in a failure message.
-struct Hex(u64);
-
-impl defmt::Format for Hex {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(f, "{=u64:#x}", self.0)
-    }
-}
-
-/// `[start, end)` in a failure message.
-struct Span(u64, u64);
-
-impl defmt::Format for Span {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(f, "[{=u64:#x}, {=u64:#x})", self.0, self.1)
-    }
+/// [`fail`] for a step whose cause is an address range `[start, end)` (one address: `end` 0).
+fn fail_at(what: &str, start: u64, end: u64) -> ! {
+    defmt::error!("xen-pv: {=str}: {=u64:#x}..{=u64:#x}", what, start, end);
+    fail_line(what)
 }
 
 /// The role from start_info's flags, read before anything else is validated (a domU must not
@@ -186,7 +174,7 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     let layout =
         BootstrapLayout::new(&si, start_info, VIRT_BASE).unwrap_or_else(|e| fail("bad layout", e));
     if boot_rsp != layout.boot_stack.1 {
-        fail("boot stack is not after the page tables", Hex(boot_rsp));
+        fail_at("boot stack is not after the page tables", boot_rsp, 0);
     }
     // SAFETY: `si` is Xen's start_info and the bootstrap mapping (with the P2M list) stays in
     // place; the board never writes the list.
@@ -209,7 +197,7 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
     // The MMU backend takes over page-table changes from here (the shared_info remap above
     // was the board's last).
     let bootstrap = Bootstrap::from_start_info(&si, &layout)
-        .unwrap_or_else(|| fail("pt_base outside the initial mapping", Hex(si.pt_base())));
+        .unwrap_or_else(|| fail_at("pt_base outside the initial mapping", si.pt_base(), 0));
     let storage = Storage::take_static().unwrap_or_else(|| fail("backend storage taken twice", ""));
     // SAFETY: the walk above checked that the bootstrap tables and the initial mapping are as
     // start_info says (CR3 is pt_base's frame); from now on only the backend changes page
@@ -223,10 +211,7 @@ pub unsafe fn start(start_info: u64, boot_rsp: u64, main: fn(&mut XenBoard) -> O
         &raw const __image_end as u64,
     );
     if image.0 < layout.virt_base || image.1 > layout.p2m.0 {
-        fail(
-            "the image overlaps the boot structures",
-            Span(image.0, image.1),
-        );
+        fail_at("the image overlaps the boot structures", image.0, image.1);
     }
     let mmu = hal_core::Mmu::new(raw);
     // SAFETY: the board is made once per boot (this entry runs once), so this is the one
@@ -268,7 +253,12 @@ fn ring_pages(
     p2m: &P2m<'_>,
     base: heapless::Vec<(u64, u64), 2>,
 ) -> heapless::Vec<(u64, u64), 4> {
-    let mut r: heapless::Vec<(u64, u64), 4> = base.iter().copied().collect();
+    // Pushed, not collected: heapless' `collect` panics through `expect` (and its message
+    // through `core::fmt`) when full; two entries always fit in four.
+    let mut r: heapless::Vec<(u64, u64), 4> = heapless::Vec::new();
+    for b in &base {
+        let _ = r.push(*b);
+    }
     let end = base.first().map_or(0, |b| b.1);
     if let Some(console) = si.domu_console() {
         for (what, mfn) in [

@@ -128,8 +128,11 @@ impl MmuPlatform for XenBoard {
     }
 
     fn boot_window(&self) -> (u64, PfnRange) {
-        let pfns = PfnRange::new(Pfn::new(0).expect("0"), self.layout.mapped_pages())
-            .expect("validated layout");
+        let pfns = PfnRange::new(
+            Pfn::new(0).unwrap_or_else(|| unreachable!("0")),
+            self.layout.mapped_pages(),
+        )
+        .unwrap_or_else(|| unreachable!("validated layout"));
         (self.layout.virt_base, pfns)
     }
 

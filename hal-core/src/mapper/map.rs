@@ -656,7 +656,9 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         let mut level = TableLevel::L4;
         while level != leaf {
             table = self.child_or_new(mmu, table, level, va)?;
-            level = level.child().expect("above the leaf level");
+            level = level
+                .child()
+                .unwrap_or_else(|| unreachable!("above the leaf level"));
         }
         let slot = self.record.find(table).ok_or(MapError::ForeignTable(va))?;
         self.record.cache(leaf, base, table, slot);
@@ -683,7 +685,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             }
             return Ok(e.pfn());
         }
-        let child_level = level.child().expect("not L1");
+        let child_level = level.child().unwrap_or_else(|| unreachable!("not L1"));
         let child = self.new_table(mmu, child_level)?;
         let entry = [Pte::table(child)];
         // SAFETY: `table` is a live level-`level` table of the mapper's tree (the root, or a
@@ -725,7 +727,9 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         let mut reserved = mmu
             .protect(FrameRange::from_frame(frame))
             .map_err(MapError::Unsettled)?;
-        let frame = reserved.pop_front().expect("one frame");
+        let frame = reserved
+            .pop_front()
+            .unwrap_or_else(|| unreachable!("one frame"));
         let pfn = frame.pfn();
         let res = match level {
             TableLevel::L1 => self.fill::<B, typenum::U1>(mmu, frame),
@@ -733,7 +737,9 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             _ => self.fill::<B, typenum::U3>(mmu, frame),
         };
         res?;
-        self.record.insert(pfn, level).expect("room checked above");
+        self.record
+            .insert(pfn, level)
+            .unwrap_or_else(|()| unreachable!("room checked above"));
         self.stats.tables_allocated += 1;
         Ok(pfn)
     }
@@ -756,7 +762,10 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                 let frame = value.into_frame();
                 match mmu.release(FrameRange::from_frame(frame)) {
                     Ok(mut r) => {
-                        let f = r.pop_front().expect("one frame").into_free();
+                        let f = r
+                            .pop_front()
+                            .unwrap_or_else(|| unreachable!("one frame"))
+                            .into_free();
                         let _ = self.source.give_back(f);
                         Err(MapError::Backend(error))
                     }
