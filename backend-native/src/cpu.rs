@@ -31,7 +31,7 @@ impl Cpu for HardwareCpu {
     fn root(&self) -> Pfn {
         let (frame, _) = Cr3::read();
         Pfn::containing(frame.start_address().as_u64())
-            .unwrap_or_else(|| unreachable!("CR3 holds a physical address"))
+            .unwrap_or_else(|| unreachable!(/* CR3 holds a physical address */))
     }
 
     unsafe fn set_root(&mut self, root: Pfn) {

@@ -363,7 +363,7 @@ pub fn run<P: MmuPlatform>(p: &mut P) -> Result<Figures, Failure> {
                             ));
                         }
                         if stored {
-                            let s = slot.unwrap_or_else(|| unreachable!("writable"));
+                            let s = slot.unwrap_or_else(|| unreachable!(/* writable */));
                             let wva =
                                 window(s.phys + 8).ok_or_else(|| fail("no boot mapping", 0, op))?;
                             // SAFETY: the boot window maps the pool frame.

@@ -501,7 +501,7 @@ pub fn run<P: StrategiesBoard>(p: &mut P) -> Result<(), Failure> {
     }
     let second = regions
         .pop()
-        .unwrap_or_else(|| unreachable!("five regions"));
+        .unwrap_or_else(|| unreachable!(/* five regions */));
     let second_range = second.pfns();
     let mut extra: Vec<PfnRange, 8> = Vec::new();
     let _ = extra.push(map.buffer.used);
@@ -542,8 +542,9 @@ pub fn run<P: StrategiesBoard>(p: &mut P) -> Result<(), Failure> {
         .free_frames(second)
         .map_err(|e| Failure::Memblock(e.error))?;
     let mut second_ro = extra.clone();
-    let _ = second_ro
-        .push(PfnRange::from_raw(queued, queued + t).unwrap_or_else(|| unreachable!("a buffer")));
+    let _ = second_ro.push(
+        PfnRange::from_raw(queued, queued + t).unwrap_or_else(|| unreachable!(/* a buffer */)),
+    );
     let (stored, c_stored) = pvmmu_run(
         b,
         memblock,

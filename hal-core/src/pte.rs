@@ -48,7 +48,7 @@ impl Pte {
     #[inline]
     pub fn pfn(self) -> Pfn {
         Pfn::new((self.0 & ADDR_MASK) >> PAGE_SHIFT)
-            .unwrap_or_else(|| unreachable!("masked to 40 bits"))
+            .unwrap_or_else(|| unreachable!(/* masked to 40 bits */))
     }
 
     /// The flags.

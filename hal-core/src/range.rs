@@ -78,7 +78,7 @@ impl<S: State> FrameRange<S> {
         }
         if self.pfns.end() == other.pfns.start().as_u64() {
             let joined = PfnRange::new(self.pfns.start(), other.pfns.end())
-                .unwrap_or_else(|| unreachable!("ordered"));
+                .unwrap_or_else(|| unreachable!(/* ordered */));
             crate::frame::handed_over(other);
             let mut s = self;
             s.pfns = joined;

@@ -803,7 +803,8 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         }
         // Its entries are no mappings any more.
         self.forget_ptes(mfn << 12, (mfn + 1) << 12);
-        let range = PfnRange::new(table, t + 1).unwrap_or_else(|| unreachable!("below MAX_PFN"));
+        let range =
+            PfnRange::new(table, t + 1).unwrap_or_else(|| unreachable!(/* below MAX_PFN */));
         self.release_range(range, op)
     }
 
@@ -892,7 +893,7 @@ impl<H: PvPlatform> XenPv<'_, H> {
             for pfn in s..e {
                 let va = w
                     .va_of(pfn)
-                    .unwrap_or_else(|| unreachable!("in the window"));
+                    .unwrap_or_else(|| unreachable!(/* in the window */));
                 let key = va >> 21;
                 let l1 = match cache {
                     Some((k, l1)) if k == key => l1,

@@ -254,8 +254,8 @@ impl<const N: usize> RangeSet<N> {
 }
 
 fn make(lo: u64, hi: u64) -> PfnRange {
-    let start = hal_core::Pfn::new(lo).unwrap_or_else(|| unreachable!("below MAX_PFN"));
-    PfnRange::new(start, hi).unwrap_or_else(|| unreachable!("ordered"))
+    let start = hal_core::Pfn::new(lo).unwrap_or_else(|| unreachable!(/* below MAX_PFN */));
+    PfnRange::new(start, hi).unwrap_or_else(|| unreachable!(/* ordered */))
 }
 
 /// The tables this backend pinned, by pfn.

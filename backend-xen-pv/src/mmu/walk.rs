@@ -57,7 +57,7 @@ impl<H: PvPlatform> XenPv<'_, H> {
             if level != TableLevel::L4 && e & PSE != 0 {
                 // A leaf for the walker; no frame of ours to name.
                 return Ok(Pte::new(
-                    Pfn::new(0).unwrap_or_else(|| unreachable!("0 is a pfn")),
+                    Pfn::new(0).unwrap_or_else(|| unreachable!(/* 0 is a pfn */)),
                     flags,
                 ));
             }

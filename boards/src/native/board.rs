@@ -78,7 +78,8 @@ impl NativeBoard {
         // and this board is the only one changing page tables.
         let native = unsafe { Native::new(HardwareCpu, &[super::mmu::identity_window()]) };
         // One window into a backend with room for eight: cannot fail.
-        let mmu = hal_core::Mmu::new(native.unwrap_or_else(|_| unreachable!("one window fits")));
+        let mmu =
+            hal_core::Mmu::new(native.unwrap_or_else(|_| unreachable!(/* one window fits */)));
         // SAFETY: the board is made once per boot (from the PVH entry), so this is the one
         // handle to the boot root; from here on only the board's backend changes page tables.
         let root = unsafe { hal_core::LiveRoot::adopt_boot_root(&mmu) };

@@ -14,10 +14,10 @@ pub fn identity_window() -> Window {
     Window {
         va: 0,
         pfns: PfnRange::new(
-            Pfn::new(0).unwrap_or_else(|| unreachable!("0")),
+            Pfn::new(0).unwrap_or_else(|| unreachable!(/* 0 is a pfn */)),
             IDENTITY_END >> 12,
         )
-        .unwrap_or_else(|| unreachable!("in range")),
+        .unwrap_or_else(|| unreachable!(/* in range */)),
     }
 }
 

@@ -129,10 +129,10 @@ impl MmuPlatform for XenBoard {
 
     fn boot_window(&self) -> (u64, PfnRange) {
         let pfns = PfnRange::new(
-            Pfn::new(0).unwrap_or_else(|| unreachable!("0")),
+            Pfn::new(0).unwrap_or_else(|| unreachable!(/* 0 is a pfn */)),
             self.layout.mapped_pages(),
         )
-        .unwrap_or_else(|| unreachable!("validated layout"));
+        .unwrap_or_else(|| unreachable!(/* validated layout */));
         (self.layout.virt_base, pfns)
     }
 

@@ -161,7 +161,7 @@ fn read_only_into<B: RawMmu>(
         match kept.checked_sub(1).map(|k| &mut out[k]) {
             Some(last) if r.start().as_u64() <= last.end() => {
                 *last = PfnRange::new(last.start(), last.end().max(r.end()))
-                    .unwrap_or_else(|| unreachable!("ordered"));
+                    .unwrap_or_else(|| unreachable!(/* ordered */));
             }
             _ => {
                 out[kept] = r;
@@ -385,20 +385,29 @@ impl<'m, 'r> Builder<'m, 'r, '_> {
         match size {
             PageSize::Size4K => {
                 self.open_l1(va)?;
-                let slot = self.l1.as_mut().unwrap_or_else(|| unreachable!("opened"));
+                let slot = self
+                    .l1
+                    .as_mut()
+                    .unwrap_or_else(|| unreachable!(/* opened */));
                 fill(self.mmu, slot, first, &run, va)?;
             }
             PageSize::Size2M => {
                 // The L1 below comes first in the L2 (runs ascend): finish it before the leaves.
                 self.close_l1()?;
                 self.open_l2(va)?;
-                let slot = self.l2.as_mut().unwrap_or_else(|| unreachable!("opened"));
+                let slot = self
+                    .l2
+                    .as_mut()
+                    .unwrap_or_else(|| unreachable!(/* opened */));
                 fill(self.mmu, slot, first, &run, va)?;
             }
             PageSize::Size1G => {
                 self.close_l2()?;
                 self.open_l3(va)?;
-                let slot = self.l3.as_mut().unwrap_or_else(|| unreachable!("opened"));
+                let slot = self
+                    .l3
+                    .as_mut()
+                    .unwrap_or_else(|| unreachable!(/* opened */));
                 fill(self.mmu, slot, first, &run, va)?;
             }
         }
@@ -441,7 +450,11 @@ impl<'m, 'r> Builder<'m, 'r, '_> {
         self.close_l2()?;
         self.open_l3(va)?;
         let idx = TableLevel::L3.index_of(va);
-        let existing = match self.l3.as_ref().unwrap_or_else(|| unreachable!("opened")) {
+        let existing = match self
+            .l3
+            .as_ref()
+            .unwrap_or_else(|| unreachable!(/* opened */))
+        {
             Open::New { table, .. } if idx < table.next_slot() => {
                 return Err(BuildError::AlreadyMapped(va))
             }
@@ -460,7 +473,11 @@ impl<'m, 'r> Builder<'m, 'r, '_> {
         self.close_l1()?;
         self.open_l2(va)?;
         let idx = TableLevel::L2.index_of(va);
-        let existing = match self.l2.as_ref().unwrap_or_else(|| unreachable!("opened")) {
+        let existing = match self
+            .l2
+            .as_ref()
+            .unwrap_or_else(|| unreachable!(/* opened */))
+        {
             Open::New { table, .. } if idx < table.next_slot() => {
                 return Err(BuildError::AlreadyMapped(va))
             }
@@ -500,7 +517,7 @@ impl<'m, 'r> Builder<'m, 'r, '_> {
         let parent = self
             .l2
             .as_mut()
-            .unwrap_or_else(|| unreachable!("a child's parent stays open"));
+            .unwrap_or_else(|| unreachable!(/* a child's parent stays open */));
         attach(self.mmu, &mut self.pending, parent, idx, frame, va)
     }
 
@@ -517,7 +534,7 @@ impl<'m, 'r> Builder<'m, 'r, '_> {
         let parent = self
             .l3
             .as_mut()
-            .unwrap_or_else(|| unreachable!("a child's parent stays open"));
+            .unwrap_or_else(|| unreachable!(/* a child's parent stays open */));
         attach(self.mmu, &mut self.pending, parent, idx, frame, va)
     }
 

@@ -451,7 +451,7 @@ impl<'m, B: RawMmu> Erased<'m, B> {
             BuildError::Backend(Stashed) => match self.error {
                 Some(e) => BuildError::Backend(e),
                 // Every `Stashed` is made by `stash`, which keeps the error first.
-                None => unreachable!("a stashed error is kept"),
+                None => unreachable!(/* a stashed error is kept */),
             },
         }
     }

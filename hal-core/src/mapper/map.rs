@@ -658,7 +658,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             table = self.child_or_new(mmu, table, level, va)?;
             level = level
                 .child()
-                .unwrap_or_else(|| unreachable!("above the leaf level"));
+                .unwrap_or_else(|| unreachable!(/* above the leaf level */));
         }
         let slot = self.record.find(table).ok_or(MapError::ForeignTable(va))?;
         self.record.cache(leaf, base, table, slot);
@@ -685,7 +685,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             }
             return Ok(e.pfn());
         }
-        let child_level = level.child().unwrap_or_else(|| unreachable!("not L1"));
+        let child_level = level.child().unwrap_or_else(|| unreachable!(/* not L1 */));
         let child = self.new_table(mmu, child_level)?;
         let entry = [Pte::table(child)];
         // SAFETY: `table` is a live level-`level` table of the mapper's tree (the root, or a
@@ -729,7 +729,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             .map_err(MapError::Unsettled)?;
         let frame = reserved
             .pop_front()
-            .unwrap_or_else(|| unreachable!("one frame"));
+            .unwrap_or_else(|| unreachable!(/* one frame */));
         let pfn = frame.pfn();
         let res = match level {
             TableLevel::L1 => self.fill::<B, typenum::U1>(mmu, frame),
@@ -739,7 +739,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         res?;
         self.record
             .insert(pfn, level)
-            .unwrap_or_else(|()| unreachable!("room checked above"));
+            .unwrap_or_else(|()| unreachable!(/* room checked above */));
         self.stats.tables_allocated += 1;
         Ok(pfn)
     }
@@ -764,7 +764,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                     Ok(mut r) => {
                         let f = r
                             .pop_front()
-                            .unwrap_or_else(|| unreachable!("one frame"))
+                            .unwrap_or_else(|| unreachable!(/* one frame */))
                             .into_free();
                         let _ = self.source.give_back(f);
                         Err(MapError::Backend(error))

@@ -310,7 +310,8 @@ impl<const N: usize> Memblock<N> {
         dir: Direction,
     ) -> Result<Frame<Free>, MemblockError> {
         let mut r = self.alloc_frames(1, limit, dir)?;
-        Ok(r.pop_front().unwrap_or_else(|| unreachable!("one frame")))
+        Ok(r.pop_front()
+            .unwrap_or_else(|| unreachable!(/* one frame */)))
     }
 
     /// Gives frames back: they become free memory. Only [`Free`] frames can be given back;
@@ -346,7 +347,8 @@ impl<const N: usize> Memblock<N> {
                 error: f.error,
                 value: {
                     let mut v = f.value;
-                    v.pop_front().unwrap_or_else(|| unreachable!("one frame"))
+                    v.pop_front()
+                        .unwrap_or_else(|| unreachable!(/* one frame */))
                 },
             })
     }
