@@ -2,11 +2,13 @@
 //! cursor (`build.rs`'s `Builder`) is compiled once for every backend, not once per backend
 //! (in a kernel carrying two boards it was two copies of about 6 KiB).
 //!
-//! The interface is [`Mmu`]'s own operations, one trait per kind of table, each implemented
-//! for every level the cursor uses (so a call stays typed by level); [`Ops`] is all of them,
-//! which `dyn Ops` dispatches. The backend's error does not cross it: [`Erased`] keeps the
-//! first one aside and hands the cursor a [`Stashed`] in its place, and the generic caller
-//! puts it back ([`Erased::restore`]).
+//! The operations are [`Mmu`]'s own, typed by level: [`LeafOps`], [`ParentOps`] and
+//! [`MakeOps`], implemented once, generically, for [`Erased`]. [`Ops`] is one flat object-safe
+//! trait with a method per operation and level that forwards to them (supertraits would cost
+//! a vtable per trait and level), and `dyn Ops` implements the per-level traits again, so the
+//! cursor's code stays generic over the level only. The backend's error does not cross the
+//! interface: [`Erased`] keeps the first one aside and hands the cursor a [`Stashed`] in its
+//! place, and the generic caller puts it back ([`Erased::restore`]).
 
 use typenum::{U1, U2, U3, U4};
 
