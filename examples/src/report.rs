@@ -1,4 +1,4 @@
-//! The backend's own figures ([`Report`](pvmmu::Report)), logged line by line through defmt.
+//! The backend's own figures ([`Report`]), logged line by line through defmt.
 
 use boards::MmuPlatform;
 use pvmmu::Report;
