@@ -637,6 +637,7 @@ pub fn run<P: StrategiesBoard>(p: &mut P) -> Result<(), Failure> {
 /// Returns the buffer's first frame (the root) and the counts. Phases: `protect` is
 /// `PgtBuf::new` and, when held back, the flush that applies it; `fill` the rest up to the
 /// pin.
+#[inline(never)] // its frame apart from the others' (the release boot stack is 32 KiB)
 fn pvmmu_run(
     b: &mut boards::xen::XenBoard,
     memblock: &mut pvmmu::memblock::Memblock<{ memview::REGIONS }>,
@@ -729,6 +730,7 @@ fn pvmmu_run(
 ///
 /// # Safety
 /// `f`'s frames are the caller's, writable, no tables.
+#[inline(never)] // its frame apart from the others' (the release boot stack is 32 KiB)
 unsafe fn linux(w: &World, f: &Frames, hc: &mut Hc) -> Result<[u64; 3], Failure> {
     let t0 = tsc();
     let mut batch: Vec<MmuUpdate, LINUX_BATCH> = Vec::new();
@@ -777,6 +779,7 @@ unsafe fn linux(w: &World, f: &Frames, hc: &mut Hc) -> Result<[u64; 3], Failure>
 ///
 /// # Safety
 /// As [`linux`].
+#[inline(never)] // its frame apart from the others' (the release boot stack is 32 KiB)
 unsafe fn minios(w: &World, f: &Frames, hc: &mut Hc, root_mfn: u64) -> Result<[u64; 3], Failure> {
     let t0 = tsc();
     let root = f.root();
@@ -851,6 +854,7 @@ unsafe fn minios(w: &World, f: &Frames, hc: &mut Hc, root_mfn: u64) -> Result<[u
 ///
 /// # Safety
 /// As [`linux`].
+#[inline(never)] // its frame apart from the others' (the release boot stack is 32 KiB)
 unsafe fn trap(w: &World, f: &Frames, hc: &mut Hc) -> Result<[u64; 3], Failure> {
     let t0 = tsc();
     let mut leaves = [0u64; 512];
@@ -895,6 +899,7 @@ unsafe fn trap(w: &World, f: &Frames, hc: &mut Hc) -> Result<[u64; 3], Failure> 
 ///
 /// # Safety
 /// As [`linux`].
+#[inline(never)] // its frame apart from the others' (the release boot stack is 32 KiB)
 unsafe fn floor(w: &World, f: &Frames, hc: &mut Hc, root_mfn: u64) -> Result<[u64; 3], Failure> {
     let t0 = tsc();
     w.for_each_table(f, false, |level, index, pfn| {
@@ -945,6 +950,7 @@ unsafe fn floor(w: &World, f: &Frames, hc: &mut Hc, root_mfn: u64) -> Result<[u6
 /// kernel entries (and the CPU may set accessed and dirty), so the expectation ignores those
 /// bits (and `_PAGE_GUEST_KERNEL`, bit 52, which Xen adds with it); the comparison with
 /// `pvmmu`'s tree does not.
+#[inline(never)] // its frame apart from the others' (the release boot stack is 32 KiB)
 fn check(
     w: &World,
     frames: (u64, u64),
