@@ -424,6 +424,19 @@ impl Sim {
         self.tables.get(&t).map(|tb| tb[usize::from(i)])
     }
 
+    /// Test setup: stores `bits` into slot `i` of table `t` (which the sim holds) directly,
+    /// past every check, the counters and Xen's model, as firmware or a domain builder would
+    /// have left it. Returns whether the sim holds `t`.
+    pub fn poke(&mut self, t: u64, i: u16, bits: u64) -> bool {
+        match self.tables.get_mut(&t) {
+            Some(tb) => {
+                tb[usize::from(i)] = bits;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The windows registered, in order: `(va, frames)`.
     pub fn windows(&self) -> &[(u64, PfnRange)] {
         &self.windows

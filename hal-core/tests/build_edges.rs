@@ -1,0 +1,268 @@
+//! Corners of the direct-map build and the streamed root that the property tests do not
+//! reach (each found by a mutant that survived them): the caller's own read-only frames,
+//! a streamed root's inheritance around the backend's reserved slots and behind its cursor,
+//! and the errors' wording.
+
+mod common;
+
+use common::sim::{caps, Sim, KERNEL_SLOT, XEN_SLOT};
+use common::{new_buf, oracle, world, World};
+use hal_core::direct_map::plan::LINUX_PAGE_OFFSET;
+use hal_core::direct_map::{self, BuildError, DirectMapSpec, PlanError, Target};
+use hal_core::memblock::Direction;
+use hal_core::memmap::{MemRegion, RegionKind};
+use hal_core::table::EntryError;
+use hal_core::{FreshTable, PageSizes, PageTableFlags, Pfn, PfnRange, Pte, RawMmu, WriteError};
+
+const MIB: u64 = 1 << 20;
+const FLAGS: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
+
+fn machine(caps: hal_core::Caps, bytes: u64) -> World {
+    let map = [MemRegion {
+        start: 0,
+        len: bytes,
+        kind: RegionKind::Ram,
+    }];
+    world(&map, caps).expect("a machine")
+}
+
+fn spec() -> DirectMapSpec {
+    DirectMapSpec {
+        base: LINUX_PAGE_OFFSET,
+        page_sizes: PageSizes::all(),
+    }
+}
+
+fn range(start: u64, end: u64) -> PfnRange {
+    PfnRange::new(Pfn::new(start).unwrap(), end).unwrap()
+}
+
+/// Frames the caller names read-only (outside the buffer and the boot tables) are mapped
+/// without WRITABLE, for good; the frames around them keep the caller's flags. On a backend
+/// with read-only tables the build walks them with its cursor; the tree is checked by walking
+/// the sim's memory, leaf by leaf.
+#[test]
+fn the_callers_read_only_frames_are_mapped_read_only() {
+    for c in [caps::XEN, caps::HYBRID] {
+        let mut w = machine(c, 64 * MIB);
+        let ranges = w.ranges.clone();
+        // Two runs of the caller's: 16 frames inside a 2 MiB page, and one frame on its own.
+        let extra = [range(0x3000, 0x3010), range(0x3100, 0x3101)];
+        let (mut buf, _, _) = new_buf(
+            &mut w,
+            &ranges,
+            &spec(),
+            4,
+            true,
+            Direction::TopDown,
+            &extra,
+        )
+        .unwrap();
+        let buf_range = buf.range();
+        assert!(
+            extra.iter().all(|e| e.end() <= buf_range.start().as_u64()),
+            "the caller's frames are outside the buffer"
+        );
+        let mut root = FreshTable::new(buf.alloc().unwrap());
+        // SAFETY: nothing is mapped at the base of a new root; the frames are the sim's RAM.
+        let built = unsafe {
+            direct_map::build(
+                &mut w.mmu,
+                &mut buf,
+                Target::Fresh(&mut root),
+                &ranges,
+                &extra,
+                &spec(),
+                FLAGS,
+            )
+        }
+        .unwrap();
+        built.pending.flush(&mut w.mmu).unwrap();
+        let root = w.mmu.finish_table(root).unwrap();
+        let slots = oracle::slots(&ranges, LINUX_PAGE_OFFSET);
+        let tree = oracle::walk(w.mmu.raw(), root.pfn().as_u64(), slots);
+        assert!(tree.errors.is_empty(), "{:?}", tree.errors);
+        let leaf_of = |pfn: u64| {
+            tree.leaves
+                .iter()
+                .find(|l| l.pfn <= pfn && pfn < l.pfn + l.size.frames())
+                .copied()
+                .unwrap_or_else(|| panic!("frame {pfn:#x} is not mapped"))
+        };
+        for e in &extra {
+            for pfn in e.start().as_u64()..e.end() {
+                let l = leaf_of(pfn);
+                assert_eq!(
+                    l.pfn, pfn,
+                    "{c:?}: frame {pfn:#x} in a 4 KiB leaf of its own"
+                );
+                assert!(
+                    !l.flags.contains(PageTableFlags::WRITABLE),
+                    "{c:?}: the caller's read-only frame {pfn:#x} is mapped writable"
+                );
+            }
+            // Their neighbours (RAM, not the buffer's, not the boot tables') stay writable.
+            for pfn in [e.start().as_u64() - 1, e.end()] {
+                assert!(
+                    leaf_of(pfn).flags.contains(PageTableFlags::WRITABLE),
+                    "{c:?}: frame {pfn:#x} next to the caller's read-only frames lost WRITABLE"
+                );
+            }
+        }
+        assert!(
+            built.read_only_frames >= 17,
+            "{c:?}: {}",
+            built.read_only_frames
+        );
+        let _ = (buf, root);
+    }
+}
+
+fn table_bits(pfn: u64) -> u64 {
+    Pte::table(Pfn::new(pfn).unwrap()).bits()
+}
+
+/// A streamed root inherits every present slot of the live root but the backend's reserved
+/// ones (Xen's 256..272: the first slot after them is the kernel's to inherit again).
+#[test]
+fn streamed_inheritance_skips_exactly_the_reserved_slots() {
+    let mut w = machine(caps::XEN, 16 * MIB);
+    let live = w.boot.start().as_u64();
+    // Live entries at the edges of Xen's range (256 is Xen's own already, from the sim),
+    // pointing where the kernel's slot points.
+    let sim: &mut Sim = w.mmu.raw_mut();
+    for slot in [255u16, 271, 272] {
+        assert!(sim.poke(live, slot, table_bits(live + 1)));
+    }
+    let mut buf =
+        hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, 1, u64::MAX, Direction::TopDown).unwrap();
+    let mut root = FreshTable::new(buf.alloc().unwrap());
+    let copied = w
+        .mmu
+        .inherit_root_fresh(&w.live, &mut root, (0, 512))
+        .unwrap();
+    assert_eq!(root.next_slot(), 512);
+    // 255, 272 and the kernel's 511; not 256 (Xen's) nor 271.
+    assert_eq!(copied, 3);
+    let queued_root = root.pfn().as_u64();
+    w.mmu.raw_mut().flush().unwrap();
+    let sim = w.mmu.raw();
+    let present = |i: u16| {
+        sim.peek(queued_root, i)
+            .map(|e| Pte::from_bits(e).is_present())
+    };
+    for (slot, want) in [
+        (255, true),
+        (XEN_SLOT, false),
+        (271, false),
+        (272, true),
+        (KERNEL_SLOT, true),
+    ] {
+        assert_eq!(present(slot), Some(want), "slot {slot}");
+    }
+    let _ = (buf, root);
+}
+
+/// A streamed root takes slots in ascending order: inheriting from below its cursor is
+/// refused before anything is read or written.
+#[test]
+fn streamed_inheritance_behind_the_cursor_is_refused() {
+    let mut w = machine(caps::NATIVE, 16 * MIB);
+    let live = w.boot.start().as_u64();
+    assert!(w.mmu.raw_mut().poke(live, 9, table_bits(live + 1)));
+    let mut buf =
+        hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, 1, u64::MAX, Direction::TopDown).unwrap();
+    let mut root = FreshTable::new(buf.alloc().unwrap());
+    assert_eq!(
+        w.mmu
+            .inherit_root_fresh(&w.live, &mut root, (0, 10))
+            .unwrap(),
+        1
+    );
+    assert_eq!(root.next_slot(), 10);
+    let counts = w.mmu.raw().counts.clone();
+    match w.mmu.inherit_root_fresh(&w.live, &mut root, (9, 20)) {
+        Err(WriteError::Entry(EntryError::Occupied(9))) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(root.next_slot(), 10, "the cursor did not move");
+    assert_eq!(w.mmu.raw().counts, counts, "nothing read or written");
+    // From the cursor on it goes on.
+    assert_eq!(
+        w.mmu
+            .inherit_root_fresh(&w.live, &mut root, (10, 512))
+            .unwrap(),
+        1
+    );
+    assert!(
+        format!("{root:?}").contains("512 slots written"),
+        "{root:?}"
+    );
+    let _ = (buf, root);
+}
+
+/// The errors say what went wrong, with the numbers.
+#[test]
+fn build_errors_read_as_their_cause() {
+    let e: BuildError<core::convert::Infallible> = BuildError::Exhausted {
+        needed: 7,
+        remaining: 3,
+    };
+    assert_eq!(
+        e.to_string(),
+        "the buffer cannot cover the tables: 7 needed, 3 left"
+    );
+    let e: BuildError<core::convert::Infallible> = BuildError::AlreadyMapped(0xffff_8880_0000_0000);
+    assert!(e.to_string().contains("0xffff888000000000"), "{e}");
+    let e: BuildError<core::convert::Infallible> =
+        BuildError::Plan(PlanError::Unsorted { index: 2 });
+    assert!(
+        e.to_string()
+            .starts_with("the ranges or the base cannot be mapped: "),
+        "{e}"
+    );
+    assert!(BuildError::<core::convert::Infallible>::BadFlags
+        .to_string()
+        .contains("PRESENT"));
+    let mut w = machine(caps::NATIVE, 16 * MIB);
+    let mut buf =
+        hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, 1, u64::MAX, Direction::TopDown).unwrap();
+    let t = FreshTable::<typenum::U3>::new(buf.alloc().unwrap());
+    let text = format!("{t:?}");
+    assert!(
+        text.starts_with("FreshTable<L3>(") && text.ends_with("0 slots written)"),
+        "{text}"
+    );
+    let _ = (buf, t);
+}
+
+/// A backend that reserves root slots in the lower half (made up: Xen's are in the upper
+/// half): a range that runs into them from below is refused at the first frame the first
+/// reserved slot would map, a lower-half address (not sign-extended).
+#[test]
+fn reserved_lower_half_slots_refuse_the_frame_that_reaches_them() {
+    let c = hal_core::Caps {
+        reserved_root_slots: (4, 8),
+        ..caps::NATIVE
+    };
+    let spec = DirectMapSpec {
+        base: 0,
+        page_sizes: PageSizes::all(),
+    };
+    let slot = 1u64 << (39 - 12);
+    // Slots 3 and 4: refused at slot 4's first frame.
+    let across = [range(3 * slot, 4 * slot + 1)];
+    assert_eq!(
+        direct_map::count_tables(&across, &[], &spec, &c),
+        Err(PlanError::OutOfVirtualSpace { pfn: 4 * slot })
+    );
+    // Starting inside: refused at the range's start.
+    let inside = [range(5 * slot, 5 * slot + 1)];
+    assert_eq!(
+        direct_map::count_tables(&inside, &[], &spec, &c),
+        Err(PlanError::OutOfVirtualSpace { pfn: 5 * slot })
+    );
+    // Up to the last frame below them: fine.
+    let below = [range(3 * slot, 4 * slot)];
+    assert!(direct_map::count_tables(&below, &[], &spec, &c).is_ok());
+}
