@@ -266,3 +266,42 @@ fn reserved_lower_half_slots_refuse_the_frame_that_reaches_them() {
     let below = [range(3 * slot, 4 * slot)];
     assert!(direct_map::count_tables(&below, &[], &spec, &c).is_ok());
 }
+
+/// `map_ram`'s errors keep the backend's: its kind (what generic code looks at) and the error
+/// itself as the source; the setup's own errors have a kind of their own.
+#[test]
+fn setup_errors_keep_the_backends_kind_and_cause() {
+    use common::sim::{Op, SimError};
+    use core::error::Error as _;
+    use hal_core::direct_map::SetupError;
+    use hal_core::{BackendError, ErrorKind};
+    let e = SimError {
+        op: Op::Protect,
+        kind: ErrorKind::Busy,
+        applied: 3,
+        why: "planted",
+    };
+    for s in [
+        SetupError::Read(e),
+        SetupError::Protect(e),
+        SetupError::Release(e),
+        SetupError::Window(e),
+    ] {
+        assert_eq!(s.kind(), ErrorKind::Busy, "{s:?}");
+        let source = s.source().expect("the backend's error is the source");
+        assert_eq!(source.to_string(), e.to_string(), "{s:?}");
+    }
+    for (s, kind) in [
+        (SetupError::<SimError>::Flags(0x2), ErrorKind::OutOfRange),
+        (
+            SetupError::Plan(PlanError::BadBase(1)),
+            ErrorKind::OutOfRange,
+        ),
+        (SetupError::SlotInUse(273), ErrorKind::OutOfRange),
+        (SetupError::NoRam, ErrorKind::OutOfRange),
+        (SetupError::TooManyRanges, ErrorKind::Capacity),
+        (SetupError::ReadOnlyRanges, ErrorKind::Capacity),
+    ] {
+        assert_eq!(s.kind(), kind, "{s:?}");
+    }
+}
