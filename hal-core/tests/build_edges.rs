@@ -224,6 +224,19 @@ fn build_errors_read_as_their_cause() {
     assert!(BuildError::<core::convert::Infallible>::BadFlags
         .to_string()
         .contains("PRESENT"));
+    // An empty buffer asked for one more frame: one more than it holds was needed.
+    let e: BuildError<core::convert::Infallible> =
+        hal_core::pgt_buf::Exhausted { capacity: 5 }.into();
+    assert!(
+        matches!(
+            e,
+            BuildError::Exhausted {
+                needed: 6,
+                remaining: 0
+            }
+        ),
+        "{e:?}"
+    );
     let mut w = machine(caps::NATIVE, 16 * MIB);
     let mut buf =
         hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, 1, u64::MAX, Direction::TopDown).unwrap();
