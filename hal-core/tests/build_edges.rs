@@ -318,3 +318,58 @@ fn setup_errors_keep_the_backends_kind_and_cause() {
         assert_eq!(s.kind(), kind, "{s:?}");
     }
 }
+
+/// Something at the direct map's root slot already: a present large-page entry in a staged
+/// root (whatever the caller copied in), or a slot behind a streamed root's cursor. Refused
+/// before a table is taken or an entry written, on both build paths (the descent on bare
+/// metal, the cursor with read-only tables).
+#[test]
+fn a_root_slot_in_use_is_refused_before_anything_is_written() {
+    use common::sim::Op;
+    use hal_core::TableBuilder;
+    let slot = hal_core::TableLevel::L4.index_of(LINUX_PAGE_OFFSET);
+    for c in [caps::NATIVE, caps::XEN] {
+        let mut w = machine(c, 16 * MIB);
+        let ranges = w.ranges.clone();
+        let mut buf =
+            hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, 64, u64::MAX, Direction::BottomUp)
+                .unwrap();
+        let used = buf.used() + 2;
+        let mut staged = TableBuilder::new(buf.alloc().unwrap());
+        let huge = Pte::new(
+            Pfn::new(0).unwrap(),
+            PageTableFlags::PRESENT | PageTableFlags::HUGE_PAGE,
+        );
+        // SAFETY: the table is never made live; the entry is only looked at.
+        unsafe { staged.set_raw(slot, huge) }.unwrap();
+        let mut fresh = FreshTable::new(buf.alloc().unwrap());
+        // The streamed root's cursor past the slot (the kernel's L3 just above it).
+        let kernel_l3 = Pte::table(Pfn::new(w.boot.start().as_u64() + 1).unwrap());
+        // SAFETY: the entry is the live root's own kind (a boot table, never retired).
+        unsafe { w.mmu.put_raw(&mut fresh, slot + 1, kernel_l3) }.unwrap();
+        let writes = w.mmu.raw().counts.get(Op::Write);
+        for target in [Target::New(&mut staged), Target::Fresh(&mut fresh)] {
+            // SAFETY: the build must refuse before it maps anything.
+            let err = unsafe {
+                direct_map::build(&mut w.mmu, &mut buf, target, &ranges, &[], &spec(), FLAGS)
+            }
+            .unwrap_err();
+            assert!(
+                matches!(err, BuildError::AlreadyMapped(va) if va == LINUX_PAGE_OFFSET),
+                "{c:?}: {err:?}"
+            );
+            assert_eq!(buf.used(), used, "{c:?}: no table taken");
+            assert_eq!(
+                w.mmu.raw().counts.get(Op::Write),
+                writes,
+                "{c:?}: nothing written"
+            );
+        }
+        assert_eq!(
+            staged.entry(slot),
+            Some(huge),
+            "{c:?}: the staged root unchanged"
+        );
+        let _ = (buf, staged, fresh);
+    }
+}
