@@ -249,11 +249,11 @@ fn build_errors_read_as_their_cause() {
     let _ = (buf, t);
 }
 
-/// A backend that reserves root slots in the lower half (made up: Xen's are in the upper
-/// half): a range that runs into them from below is refused at the first frame the first
-/// reserved slot would map, a lower-half address (not sign-extended).
+/// Reserved root slots: a range that runs into them from below is refused at the first frame
+/// the first reserved slot would map. In the lower half (a made-up backend) that is a
+/// lower-half address, not sign-extended; Xen's end where the direct map's own slots begin.
 #[test]
-fn reserved_lower_half_slots_refuse_the_frame_that_reaches_them() {
+fn reserved_root_slots_refuse_the_frame_that_reaches_them() {
     let c = hal_core::Caps {
         reserved_root_slots: (4, 8),
         ..caps::NATIVE
@@ -278,6 +278,17 @@ fn reserved_lower_half_slots_refuse_the_frame_that_reaches_them() {
     // Up to the last frame below them: fine.
     let below = [range(3 * slot, 4 * slot)];
     assert!(direct_map::count_tables(&below, &[], &spec, &c).is_ok());
+    // Xen's: a base in the first slot after them (272) is fine, one in the last of them is not.
+    let at = |slot: u64| DirectMapSpec {
+        base: 0xffff_0000_0000_0000 | (slot << 39),
+        page_sizes: PageSizes::all(),
+    };
+    let one = [range(0, 1)];
+    assert!(direct_map::count_tables(&one, &[], &at(272), &caps::XEN).is_ok());
+    assert_eq!(
+        direct_map::count_tables(&one, &[], &at(271), &caps::XEN),
+        Err(PlanError::OutOfVirtualSpace { pfn: 0 })
+    );
 }
 
 /// `map_ram`'s errors keep the backend's: its kind (what generic code looks at) and the error
@@ -303,6 +314,16 @@ fn setup_errors_keep_the_backends_kind_and_cause() {
         assert_eq!(s.kind(), ErrorKind::Busy, "{s:?}");
         let source = s.source().expect("the backend's error is the source");
         assert_eq!(source.to_string(), e.to_string(), "{s:?}");
+    }
+    // Wrapped once more: the backend's kind still comes through, the wrapper is the source.
+    for s in [
+        SetupError::Inherit(WriteError::Backend(e)),
+        SetupError::Build(BuildError::Backend(e)),
+        SetupError::Switch(hal_core::SwitchError::Backend(e)),
+    ] {
+        assert_eq!(s.kind(), ErrorKind::Busy, "{s:?}");
+        let source = s.source().expect("the wrapped error is the source");
+        assert!(source.to_string().contains("planted"), "{s:?}: {source}");
     }
     for (s, kind) in [
         (SetupError::<SimError>::Flags(0x2), ErrorKind::OutOfRange),
