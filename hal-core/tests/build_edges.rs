@@ -394,3 +394,37 @@ fn a_root_slot_in_use_is_refused_before_anything_is_written() {
         let _ = (buf, staged, fresh);
     }
 }
+
+/// `map_ram` refused after the build: into a new root (its switch refused) nothing went
+/// live, so the buffer's tail goes back to memblock and only the tables made stay reserved;
+/// into the live root (a hook refused) tables hooked there may map tail frames, so the
+/// whole buffer stays reserved.
+#[test]
+fn a_failed_map_ram_gives_back_the_tail_only_when_nothing_went_live() {
+    use common::sim::Op;
+    use hal_core::direct_map::{map_ram, RootChoice, Setup};
+    use hal_core::ErrorKind;
+    let spec = spec();
+    for (choice, op) in [
+        (RootChoice::New, Op::SwitchRoot),
+        (RootChoice::ExtendLive, Op::Write),
+    ] {
+        let mut w = machine(caps::NATIVE, 64 * MIB);
+        let ranges = w.ranges.clone();
+        let tables = direct_map::count_tables(&ranges, &[], &spec, &caps::NATIVE)
+            .unwrap()
+            .total();
+        let setup = Setup::linux().headroom(64).root(choice);
+        let free = w.mb.free_bytes();
+        w.mmu.raw_mut().fail(op, 1, ErrorKind::Refused, 0);
+        let e = map_ram(&mut w.mmu, &mut w.live, &mut w.mb, &setup).unwrap_err();
+        let lost = (free - w.mb.free_bytes()) / 4096;
+        let want = match choice {
+            // The tables and the root, made and never switched to.
+            RootChoice::New => tables + 1,
+            // The whole buffer: the tables, the headroom.
+            RootChoice::ExtendLive => tables + 64,
+        };
+        assert_eq!(lost, want, "{choice:?}, refused {op:?}: {e}");
+    }
+}
