@@ -428,3 +428,34 @@ fn a_failed_map_ram_gives_back_the_tail_only_when_nothing_went_live() {
         assert_eq!(lost, want, "{choice:?}, refused {op:?}: {e}");
     }
 }
+
+/// A new root inherits the live root's present slots on both sides of the direct map's, and
+/// `map_ram`'s figures count them all; they stay where they were.
+#[test]
+fn map_ram_counts_the_slots_a_new_root_inherits_on_both_sides() {
+    use hal_core::direct_map::{map_ram, RootChoice, Setup};
+    for below in [false, true] {
+        let mut w = machine(caps::NATIVE, 64 * MIB);
+        let live = w.boot.start().as_u64();
+        if below {
+            assert!(w.mmu.raw_mut().poke(live, 9, table_bits(live + 1)));
+        }
+        let setup = Setup::linux().root(RootChoice::New);
+        let map = map_ram(&mut w.mmu, &mut w.live, &mut w.mb, &setup).unwrap();
+        // The kernel's slot (511, above the map) and, when there is one, slot 9 below it.
+        assert_eq!(
+            map.figures.inherited,
+            1 + u16::from(below),
+            "{:?}",
+            map.figures
+        );
+        let root = map.root.as_u64();
+        assert_ne!(root, live);
+        let sim = w.mmu.raw();
+        assert_eq!(sim.peek(root, KERNEL_SLOT), sim.peek(live, KERNEL_SLOT));
+        assert_eq!(
+            sim.peek(root, 9),
+            Some(if below { table_bits(live + 1) } else { 0 })
+        );
+    }
+}
