@@ -187,3 +187,71 @@ fn set_scratch_refuses_pages_that_do_not_map_their_own_frames_writable() {
         assert_eq!(g.mmu.raw().scratch().1, 0);
     }
 }
+
+/// Stores reach only tables whose protection is held back. A table made read-only at once
+/// (`FillStrategy::Queue`, or before the strategy changed) is queued even while the model
+/// stores, also when it lies right after a range that is held back; a store into it would
+/// fault (the model's stores walk the current tables, and the frame has no writable mapping).
+#[test]
+fn a_table_already_read_only_is_queued_not_stored() {
+    use crate::FillStrategy;
+    use hal_core::memblock::Direction;
+    use hal_core::{EntryRun, FreshTable, PageTableFlags, Pte};
+    use typenum::U1;
+    let mut g = boot(DomainConfig::mib(64));
+    g.xen().set_stores(true);
+    g.mmu
+        .raw_mut()
+        .set_fill_strategy(FillStrategy::Queue)
+        .unwrap();
+    // Frames the initial mapping covers (so a store could reach them through it): the first
+    // three after the bootstrap tables, handed out top-down below a limit.
+    let p = g.layout.bootstrap_end().div_ceil(4096);
+    assert!(g.layout.pfn_to_va(p + 2).is_some());
+    let limit = (p + 3) * 4096;
+    // Read-only at once: the highest of them.
+    let mut late =
+        hal_core::PgtBuf::new(&mut g.mmu, &mut g.mb, 1, limit, Direction::TopDown).unwrap();
+    assert_eq!(late.range().start().as_u64(), p + 2);
+    g.mmu
+        .raw_mut()
+        .set_fill_strategy(FillStrategy::StoreThenProtect)
+        .unwrap();
+    // Held back: the two right below it.
+    let mut held =
+        hal_core::PgtBuf::new(&mut g.mmu, &mut g.mb, 2, limit, Direction::TopDown).unwrap();
+    assert_eq!(held.range().end(), late.range().start().as_u64());
+    assert_eq!(g.mmu.raw().deferred(), &[held.range()]);
+    let leaf = Pte::new(
+        Pfn::new(0x100).unwrap(),
+        PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
+    );
+    let run = EntryRun {
+        first: leaf,
+        step: 1,
+        count: 4,
+    };
+    let stored = g.xen().stored();
+    let mut tables = [
+        FreshTable::<U1>::new(late.alloc().unwrap()),
+        FreshTable::<U1>::new(held.alloc().unwrap()),
+    ];
+    // Both filled while the lower two frames' protection is held back (no flush between).
+    for t in &mut tables {
+        // SAFETY: the leaves map ordinary RAM of the domain; the tables are never hooked.
+        unsafe { g.mmu.put_leaves(t, 0, &run) }.unwrap();
+    }
+    assert_eq!(
+        g.xen().stored() - stored,
+        4,
+        "the held-back table's 4 leaves stored"
+    );
+    let [late_t, held_t] = tables;
+    // The held-back table finished by stores (its other 508 slots), then the flush makes its
+    // frames read-only; the read-only one is queued.
+    let held_t = g.mmu.finish_table(held_t).unwrap();
+    let late_t = g.mmu.finish_table(late_t).unwrap();
+    assert_eq!(g.xen().stored() - stored, 512);
+    let _ = (late_t, held_t);
+    g.xen().audit().unwrap();
+}
