@@ -441,3 +441,52 @@ fn a_read_only_leaf_the_caller_wrote_stays_read_only_after_release() {
     g.xen().audit().unwrap();
     let _ = (pinned, b);
 }
+
+/// `protect` changes only writable mappings of the frames: frames already mapped read-only
+/// (protected before, or the bootstrap tables, which the domain builder maps read-only) cost
+/// no entry and no TLB flush, and stay as they are.
+#[test]
+fn protecting_frames_without_a_writable_mapping_changes_nothing() {
+    use crate::mmu::PhaseCount;
+    use hal_core::RawMmu;
+    let mut g = common::boot_queued(DomainConfig::mib(64));
+    let p = g.layout.bootstrap_end().div_ceil(4096);
+    assert!(g.layout.pfn_to_va(p + 2).is_some());
+    let frames =
+        g.mb.alloc_frames(3, (p + 3) * 4096, Direction::TopDown)
+            .unwrap();
+    let range = frames.pfns();
+    let _ = frames;
+    let total = |g: &Guest| g.mmu.raw().counters().total();
+    let before = total(&g);
+    // SAFETY: frames of this test's, which nothing maps but the initial mapping.
+    unsafe { g.mmu.raw_mut().protect(range) }.unwrap();
+    let once = total(&g);
+    let want = PhaseCount {
+        hypercalls: before.hypercalls + 2,
+        entries: before.entries + 3 + 1,
+        mmu_update: before.mmu_update + 1,
+        mmuext_op: before.mmuext_op + 1,
+        ..before
+    };
+    assert_eq!(once, want, "three entries made read-only, one TLB flush");
+    for again in [range, g.boot_tables] {
+        // SAFETY: as above; the bootstrap tables are read-only already.
+        unsafe { g.mmu.raw_mut().protect(again) }.unwrap();
+        assert_eq!(
+            total(&g),
+            once,
+            "protect {again:?} again: nothing to change"
+        );
+    }
+    // Through the initial mapping (no direct map yet).
+    for pfn in range.iter().chain(g.boot_tables.iter()) {
+        let va = g.layout.pfn_to_va(pfn.as_u64()).unwrap();
+        assert_eq!(
+            g.xen().store(va),
+            Err(Fault::ReadOnly { level: 1 }),
+            "{pfn:?}"
+        );
+    }
+    g.xen().audit().unwrap();
+}
