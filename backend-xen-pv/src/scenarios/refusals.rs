@@ -490,3 +490,54 @@ fn protecting_frames_without_a_writable_mapping_changes_nothing() {
     }
     g.xen().audit().unwrap();
 }
+
+/// The direct map's leaves are read-only exactly for the frames that must have no writable
+/// mapping (the tables, the bootstrap tables); the frames on either side of the bootstrap
+/// tables and of `pgt_buf`'s used part are ordinary memory, mapped writable.
+#[test]
+fn only_table_frames_are_mapped_read_only_at_their_edges() {
+    let mut g = boot(DomainConfig::mib(64));
+    let fin = direct_map(&mut g, HEADROOM);
+    let boot_tables = g.boot_tables;
+    let edges = [
+        boot_tables.start().as_u64() - 1,
+        boot_tables.end(),
+        fin.used.start().as_u64() - 1,
+    ];
+    for pfn in edges {
+        assert!(!g.xen().frame(pfn).is_table(), "pfn {pfn:#x} is no table");
+        assert_eq!(
+            g.xen().store(Guest::va(pfn)),
+            Ok(pfn),
+            "pfn {pfn:#x} writable"
+        );
+    }
+    for pfn in [boot_tables.start().as_u64(), boot_tables.end() - 1] {
+        assert_eq!(
+            g.xen().store(Guest::va(pfn)),
+            Err(Fault::ReadOnly { level: 1 }),
+            "bootstrap table {pfn:#x}"
+        );
+    }
+    // One writable run across the bootstrap tables' last frame and the frame after them, in a
+    // table of the caller's: only the table frame's leaf is written read-only.
+    let mut buf = make_buf(&mut g, 0);
+    let mut t = hal_core::FreshTable::<U1>::new(buf.alloc().unwrap());
+    let last = boot_tables.end() - 1;
+    let run = hal_core::EntryRun {
+        first: Pte::new(
+            pfn(last),
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
+        ),
+        step: 1,
+        count: 2,
+    };
+    // SAFETY: the table is never hooked; the leaves name the domain's own frames.
+    unsafe { g.mmu.put_leaves(&mut t, 0, &run) }.unwrap();
+    let t = g.mmu.finish_table(t).unwrap();
+    let rw = |i: usize| g.xen().raw_entry(t.pfn().as_u64(), i) & 2 != 0;
+    assert!(!rw(0), "the bootstrap table's leaf is read-only");
+    assert!(rw(1), "the frame after the bootstrap tables stays writable");
+    let _ = (t, buf);
+    g.xen().audit().unwrap();
+}
