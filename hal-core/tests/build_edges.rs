@@ -278,6 +278,12 @@ fn reserved_root_slots_refuse_the_frame_that_reaches_them() {
     // Up to the last frame below them: fine.
     let below = [range(3 * slot, 4 * slot)];
     assert!(direct_map::count_tables(&below, &[], &spec, &c).is_ok());
+    // An empty reserved range reserves nothing, wherever it is.
+    let none = hal_core::Caps {
+        reserved_root_slots: (4, 4),
+        ..caps::NATIVE
+    };
+    assert!(direct_map::count_tables(&across, &[], &spec, &none).is_ok());
     // Xen's: a base in the first slot after them (272) is fine, one in the last of them is not.
     let at = |slot: u64| DirectMapSpec {
         base: 0xffff_0000_0000_0000 | (slot << 39),
