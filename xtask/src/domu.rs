@@ -627,7 +627,8 @@ pub fn run_batch(jobs: &[Job], qemu_args: &[String], echo: bool) -> Result<Vec<B
     let ram_path = guest_mem::ram_dir().join(format!("pvmmu-{id}-domu-ram"));
     let ram = RamFile::create(&ram_path, RamLayout::q35(machine.mib() << 20))
         .with_context(|| format!("creating {}", ram_path.display()))?;
-    let mut cmd = Command::new(qemu::QEMU);
+    // Installed here if missing, as for every other boot (the domU batch may be the first).
+    let mut cmd = Command::new(qemu::qemu()?);
     cmd.args([
         "-machine",
         "q35",
