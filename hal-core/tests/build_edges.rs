@@ -1,7 +1,8 @@
 //! Corners of the direct-map build and the streamed root that the property tests do not
-//! reach (each found by a mutant that survived them): the caller's own read-only frames,
-//! a streamed root's inheritance around the backend's reserved slots and behind its cursor,
-//! and the errors' wording.
+//! reach (each found by a mutant that survived them; `tests/MUTANTS.md`): the caller's own
+//! read-only frames, a streamed root's inheritance around the backend's reserved slots and
+//! behind its cursor, a root slot in use, the plan's reserved slots, `map_ram` refused after
+//! its build and its inherited count, and the errors' kinds, causes and wording.
 
 mod common;
 
