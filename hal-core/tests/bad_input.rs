@@ -3,7 +3,7 @@
 mod common;
 
 use common::sim::{caps, Op};
-use common::{world, World};
+use common::World;
 use hal_core::direct_map::plan::LINUX_PAGE_OFFSET;
 use hal_core::direct_map::{self, count_tables, BuildError, DirectMapSpec, PlanError, Target};
 use hal_core::memblock::{Direction, MapError, Memblock, MemblockError, Region};
@@ -409,7 +409,7 @@ fn free_that_needs_a_region_more_than_capacity() {
 // PgtBuf and the builder
 
 fn small(caps: Caps, ram_len: u64) -> World {
-    world(&[ram(0, ram_len)], caps).unwrap()
+    common::ram_world(caps, ram_len)
 }
 
 fn spec(base: u64) -> DirectMapSpec {

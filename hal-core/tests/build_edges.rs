@@ -7,25 +7,15 @@
 mod common;
 
 use common::sim::{caps, Sim, KERNEL_SLOT, XEN_SLOT};
-use common::{new_buf, oracle, world, World};
+use common::{new_buf, oracle, ram_world};
 use hal_core::direct_map::plan::LINUX_PAGE_OFFSET;
 use hal_core::direct_map::{self, BuildError, DirectMapSpec, PlanError, Target};
 use hal_core::memblock::Direction;
-use hal_core::memmap::{MemRegion, RegionKind};
 use hal_core::table::EntryError;
 use hal_core::{FreshTable, PageSizes, PageTableFlags, Pfn, PfnRange, Pte, RawMmu, WriteError};
 
 const MIB: u64 = 1 << 20;
 const FLAGS: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
-
-fn machine(caps: hal_core::Caps, bytes: u64) -> World {
-    let map = [MemRegion {
-        start: 0,
-        len: bytes,
-        kind: RegionKind::Ram,
-    }];
-    world(&map, caps).expect("a machine")
-}
 
 fn spec() -> DirectMapSpec {
     DirectMapSpec {
@@ -45,7 +35,7 @@ fn range(start: u64, end: u64) -> PfnRange {
 #[test]
 fn the_callers_read_only_frames_are_mapped_read_only() {
     for c in [caps::XEN, caps::HYBRID] {
-        let mut w = machine(c, 64 * MIB);
+        let mut w = ram_world(c, 64 * MIB);
         let ranges = w.ranges.clone();
         // Two runs of the caller's: 16 frames inside a 2 MiB page, and one frame on its own.
         let extra = [range(0x3000, 0x3010), range(0x3100, 0x3101)];
@@ -127,7 +117,7 @@ fn table_bits(pfn: u64) -> u64 {
 /// ones (Xen's 256..272: the first slot after them is the kernel's to inherit again).
 #[test]
 fn streamed_inheritance_skips_exactly_the_reserved_slots() {
-    let mut w = machine(caps::XEN, 16 * MIB);
+    let mut w = ram_world(caps::XEN, 16 * MIB);
     let live = w.boot.start().as_u64();
     // Live entries at the edges of Xen's range (256 is Xen's own already, from the sim),
     // pointing where the kernel's slot points.
@@ -168,7 +158,7 @@ fn streamed_inheritance_skips_exactly_the_reserved_slots() {
 /// refused before anything is read or written.
 #[test]
 fn streamed_inheritance_behind_the_cursor_is_refused() {
-    let mut w = machine(caps::NATIVE, 16 * MIB);
+    let mut w = ram_world(caps::NATIVE, 16 * MIB);
     let live = w.boot.start().as_u64();
     assert!(w.mmu.raw_mut().poke(live, 9, table_bits(live + 1)));
     let mut buf =
@@ -238,7 +228,7 @@ fn build_errors_read_as_their_cause() {
         ),
         "{e:?}"
     );
-    let mut w = machine(caps::NATIVE, 16 * MIB);
+    let mut w = ram_world(caps::NATIVE, 16 * MIB);
     let mut buf =
         hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, 1, u64::MAX, Direction::TopDown).unwrap();
     let t = FreshTable::<typenum::U3>::new(buf.alloc().unwrap());
@@ -357,7 +347,7 @@ fn a_root_slot_in_use_is_refused_before_anything_is_written() {
     use hal_core::TableBuilder;
     let slot = hal_core::TableLevel::L4.index_of(LINUX_PAGE_OFFSET);
     for c in [caps::NATIVE, caps::XEN] {
-        let mut w = machine(c, 16 * MIB);
+        let mut w = ram_world(c, 16 * MIB);
         let ranges = w.ranges.clone();
         let mut buf =
             hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, 64, u64::MAX, Direction::BottomUp)
@@ -416,7 +406,7 @@ fn a_failed_map_ram_gives_back_the_tail_only_when_nothing_went_live() {
         (RootChoice::New, Op::SwitchRoot),
         (RootChoice::ExtendLive, Op::Write),
     ] {
-        let mut w = machine(caps::NATIVE, 64 * MIB);
+        let mut w = ram_world(caps::NATIVE, 64 * MIB);
         let ranges = w.ranges.clone();
         let tables = direct_map::count_tables(&ranges, &[], &spec, &caps::NATIVE)
             .unwrap()
@@ -442,7 +432,7 @@ fn a_failed_map_ram_gives_back_the_tail_only_when_nothing_went_live() {
 fn map_ram_counts_the_slots_a_new_root_inherits_on_both_sides() {
     use hal_core::direct_map::{map_ram, RootChoice, Setup};
     for below in [false, true] {
-        let mut w = machine(caps::NATIVE, 64 * MIB);
+        let mut w = ram_world(caps::NATIVE, 64 * MIB);
         let live = w.boot.start().as_u64();
         if below {
             assert!(w.mmu.raw_mut().poke(live, 9, table_bits(live + 1)));

@@ -535,7 +535,8 @@ fn only_table_frames_are_mapped_read_only_at_their_edges() {
     // SAFETY: the table is never hooked; the leaves name the domain's own frames.
     unsafe { g.mmu.put_leaves(&mut t, 0, &run) }.unwrap();
     let t = g.mmu.finish_table(t).unwrap();
-    let rw = |i: usize| g.xen().raw_entry(t.pfn().as_u64(), i) & 2 != 0;
+    let rw =
+        |i: usize| g.xen().raw_entry(t.pfn().as_u64(), i) & PageTableFlags::WRITABLE.bits() != 0;
     assert!(!rw(0), "the bootstrap table's leaf is read-only");
     assert!(rw(1), "the frame after the bootstrap tables stays writable");
     let _ = (t, buf);

@@ -54,6 +54,16 @@ pub fn world(map: &[MemRegion], caps: Caps) -> Option<World> {
     })
 }
 
+/// [`world`] over one RAM region, `[0, bytes)`.
+pub fn ram_world(caps: Caps, bytes: u64) -> World {
+    let map = [MemRegion {
+        start: 0,
+        len: bytes,
+        kind: hal_core::memmap::RegionKind::Ram,
+    }];
+    world(&map, caps).expect("a machine with RAM for the boot tables")
+}
+
 /// The read-only set the builder will use for a buffer at `buf`, plus `extra`.
 pub fn ro_set(caps: &Caps, boot: PfnRange, buf: PfnRange, extra: &[PfnRange]) -> Vec<PfnRange> {
     if !caps.tables_read_only {
