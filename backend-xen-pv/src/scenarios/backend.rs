@@ -20,12 +20,7 @@ fn range(lo: u64, hi: u64) -> PfnRange {
 
 /// A free frame of the initial mapping, `n` frames past the bootstrap elements.
 fn spare(g: &super::common::Guest, n: u64) -> u64 {
-    let p = g.layout.bootstrap_end().div_ceil(4096) + n;
-    assert!(
-        g.layout.pfn_to_va(p).is_some(),
-        "pfn {p:#x} is initially mapped"
-    );
-    p
+    g.after_bootstrap(n + 1) + n
 }
 
 fn ro(p: u64) -> Pte {

@@ -42,6 +42,18 @@ impl Guest {
         self.mmu.raw_mut().set_phase(phase);
     }
 
+    /// The first frame after the bootstrap elements, checked to start `n` frames that the
+    /// initial mapping covers (so that they can be reached, and stored into, through it).
+    pub fn after_bootstrap(&self, n: u64) -> u64 {
+        let p = self.layout.bootstrap_end().div_ceil(4096);
+        let last = p + n.max(1) - 1;
+        assert!(
+            self.layout.pfn_to_va(last).is_some(),
+            "pfn {last:#x} is initially mapped"
+        );
+        p
+    }
+
     /// The direct-map address of `pfn`.
     pub fn va(pfn: u64) -> u64 {
         BASE + pfn * 4096

@@ -450,8 +450,7 @@ fn protecting_frames_without_a_writable_mapping_changes_nothing() {
     use crate::mmu::PhaseCount;
     use hal_core::RawMmu;
     let mut g = common::boot_queued(DomainConfig::mib(64));
-    let p = g.layout.bootstrap_end().div_ceil(4096);
-    assert!(g.layout.pfn_to_va(p + 2).is_some());
+    let p = g.after_bootstrap(3);
     let frames =
         g.mb.alloc_frames(3, (p + 3) * 4096, Direction::TopDown)
             .unwrap();

@@ -31,8 +31,7 @@ enum Run {
 /// that `pgt_buf` lies at the same frames), and maps all RAM.
 fn run(mib: u64, how: Run) -> (Guest, Finished) {
     let mut g = boot(DomainConfig::mib(mib));
-    let p = g.layout.bootstrap_end().div_ceil(4096);
-    assert!(g.layout.pfn_to_va(p + SCRATCH - 1).is_some());
+    let p = g.after_bootstrap(SCRATCH);
     g.mb.reserve(p * 4096, (p + SCRATCH) * 4096).unwrap();
     g.xen().set_stores(how != Run::Queued);
     if how == Run::Scratch {
@@ -162,7 +161,7 @@ fn stores_build_the_queued_tree_with_one_hypercall_per_table_outside_the_initial
 fn set_scratch_refuses_pages_that_do_not_map_their_own_frames_writable() {
     use crate::mmu::{Cause, Op, Unsupported};
     let mut g = boot(DomainConfig::mib(64));
-    let p = g.layout.bootstrap_end().div_ceil(4096);
+    let p = g.after_bootstrap(2);
     let va = g.layout.pfn_to_va(p).unwrap();
     let own = |lo: u64| PfnRange::new(Pfn::new(lo).unwrap(), lo + 2).unwrap();
     let cases = [
@@ -206,8 +205,7 @@ fn a_table_already_read_only_is_queued_not_stored() {
         .unwrap();
     // Frames the initial mapping covers (so a store could reach them through it): the first
     // three after the bootstrap tables, handed out top-down below a limit.
-    let p = g.layout.bootstrap_end().div_ceil(4096);
-    assert!(g.layout.pfn_to_va(p + 2).is_some());
+    let p = g.after_bootstrap(3);
     let limit = (p + 3) * 4096;
     // Read-only at once: the highest of them.
     let mut late =
