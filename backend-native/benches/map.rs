@@ -11,6 +11,9 @@
 //! `valgrind --tool=callgrind` per phase, counting the instructions inside that phase's
 //! function only (exact, unlike the timings).
 
+#[path = "../../tests/benches/support/callgrind.rs"]
+mod callgrind;
+
 use std::time::Instant;
 
 use backend_native::{Cpu, Native, Window};
@@ -217,28 +220,8 @@ fn pv_unmap_range(m: &mut Bench, mmu: &mut HostMmu, root: TableRef<'_, U4>) {
 /// Instructions per page executed inside `func` (a phase function above) in one round of
 /// `variant`, counted by callgrind.
 fn callgrind(variant: &str, func: &str) -> Option<f64> {
-    let exe = std::env::current_exe().ok()?;
-    let out = std::env::temp_dir().join(format!("pvmmu-map-callgrind.{}", std::process::id()));
-    let status = std::process::Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .arg(format!("--toggle-collect=*{func}*"))
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(exe)
-        .arg("--once")
-        .arg(variant)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .ok()?;
-    let text = std::fs::read_to_string(&out).ok()?;
-    let _ = std::fs::remove_file(&out);
-    if !status.success() {
-        return None;
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("totals: "))
-        .and_then(|n| n.trim().parse::<u64>().ok())
-        .map(|n| n as f64 / PAGES as f64)
+    let text = callgrind::run(&format!("*{func}*"), &["--once", variant])?;
+    callgrind::total(&text).map(|n| n as f64 / PAGES as f64)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -12,6 +12,9 @@
 //! stos` once per byte). A word that is not an option (`large`, `4 KiB`) keeps
 //! only the mappings whose name contains it.
 
+#[path = "support/callgrind.rs"]
+mod callgrind;
+
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::time::Instant;
 
@@ -450,61 +453,18 @@ fn stack_of(who: Who, case: Case) -> usize {
 /// Instructions executed inside `who`'s build function, counted by callgrind: all of them,
 /// and those outside `memset` (whose `rep stos` callgrind counts once per byte stored).
 fn callgrind(who: Who, case_index: usize) -> Option<(u64, u64)> {
-    let exe = std::env::current_exe().ok()?;
     let func = match who {
         Who::Pvmmu => "*pvmmu_build*",
         Who::X86 => "*x86_build*",
         Who::Flat => "*flat_build*",
     };
-    let out = std::env::temp_dir().join(format!("pvmmu-callgrind.{}", std::process::id()));
-    let status = std::process::Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .arg(format!("--toggle-collect={func}"))
-        .arg("--compress-strings=no")
-        .arg("--compress-pos=no")
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(exe)
-        .arg("--once")
-        .arg(format!("{case_index}"))
-        .arg(format!("{}", who as u8))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .ok()?;
-    let text = std::fs::read_to_string(&out).ok()?;
-    let _ = std::fs::remove_file(&out);
-    if !status.success() {
-        return None;
-    }
-    let total: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("totals: "))
-        .and_then(|n| n.trim().parse().ok())?;
-    Some((total, total.checked_sub(self_cost(&text, "memset"))?))
-}
-
-/// The instructions callgrind charges to functions whose name contains `name` themselves
-/// (their cost lines, not the calls they make), from an uncompressed callgrind output.
-fn self_cost(text: &str, name: &str) -> u64 {
-    let (mut inside, mut call, mut sum) = (false, false, 0);
-    for l in text.lines() {
-        if let Some(f) = l.strip_prefix("fn=") {
-            inside = f.contains(name);
-        } else if l.starts_with("calls=") {
-            // The next cost line is the call's inclusive cost, not the function's own.
-            call = true;
-        } else if l.starts_with(|c: char| c.is_ascii_digit()) {
-            if inside && !call {
-                sum += l
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-            call = false;
-        }
-    }
-    sum
+    let (case, who) = (format!("{case_index}"), format!("{}", who as u8));
+    let text = callgrind::run(func, &["--once", &case, &who])?;
+    let total = callgrind::total(&text)?;
+    Some((
+        total,
+        total.checked_sub(callgrind::self_cost(&text, "memset"))?,
+    ))
 }
 
 fn main() {
