@@ -2,7 +2,8 @@
 //! reach (each found by a mutant that survived them; `tests/MUTANTS.md`): the caller's own
 //! read-only frames, a streamed root's inheritance around the backend's reserved slots and
 //! behind its cursor, a root slot in use, the plan's reserved slots, `map_ram` refused after
-//! its build and its inherited count, and the errors' kinds, causes and wording.
+//! its build and its inherited count, a large page in a live table, the caller's frame right
+//! after the buffer, and the errors' kinds, causes and wording.
 
 mod common;
 
@@ -104,6 +105,68 @@ fn the_callers_read_only_frames_are_mapped_read_only() {
             built.read_only_frames >= 17,
             "{c:?}: {}",
             built.read_only_frames
+        );
+        let _ = (buf, root);
+    }
+}
+
+/// A frame of the caller's right after the buffer's last one is the caller's, not the
+/// buffer's: mapped read-only for good (the backend protects only the buffer's frames, so
+/// had the build taken it for one of them, it would have been written writable).
+#[test]
+fn a_read_only_frame_right_after_the_buffer_is_the_callers() {
+    for c in [caps::XEN, caps::HYBRID] {
+        let mut w = ram_world(c, 64 * MIB);
+        let ranges = w.ranges.clone();
+        let size = direct_map::count_tables(&ranges, &[], &spec(), &c)
+            .unwrap()
+            .total()
+            + 1
+            + 8;
+        let mut buf =
+            hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, size, u64::MAX, Direction::BottomUp)
+                .unwrap();
+        let after = buf.range().end();
+        let extra = [range(after, after + 1)];
+        assert!(w
+            .ranges
+            .iter()
+            .any(|r| r.start().as_u64() <= after && after + 1 < r.end()));
+        let mut root = FreshTable::new(buf.alloc().unwrap());
+        // SAFETY: nothing is mapped at the base of a new root; the frames are the sim's RAM.
+        let built = unsafe {
+            direct_map::build(
+                &mut w.mmu,
+                &mut buf,
+                Target::Fresh(&mut root),
+                &ranges,
+                &extra,
+                &spec(),
+                FLAGS,
+            )
+        }
+        .unwrap();
+        built.pending.flush(&mut w.mmu).unwrap();
+        let root = w.mmu.finish_table(root).unwrap();
+        let slots = oracle::slots(&ranges, LINUX_PAGE_OFFSET);
+        let tree = oracle::walk(w.mmu.raw(), root.pfn().as_u64(), slots);
+        assert!(tree.errors.is_empty(), "{:?}", tree.errors);
+        let leaf_of = |pfn: u64| {
+            tree.leaves
+                .iter()
+                .find(|l| l.pfn <= pfn && pfn < l.pfn + l.size.frames())
+                .copied()
+                .unwrap_or_else(|| panic!("frame {pfn:#x} is not mapped"))
+        };
+        let l = leaf_of(after);
+        assert_eq!(l.pfn, after, "{c:?}: a 4 KiB leaf of its own");
+        assert!(
+            !l.flags.contains(PageTableFlags::WRITABLE),
+            "{c:?}: the caller's read-only frame {after:#x}, right after the buffer, is mapped writable"
+        );
+        assert!(
+            leaf_of(after + 1).flags.contains(PageTableFlags::WRITABLE),
+            "{c:?}: the frame after it stays writable"
         );
         let _ = (buf, root);
     }
@@ -215,6 +278,19 @@ fn build_errors_read_as_their_cause() {
     assert!(BuildError::<core::convert::Infallible>::BadFlags
         .to_string()
         .contains("PRESENT"));
+    // The cause, where there is one: the plan's error, the backend's.
+    use std::error::Error as _;
+    let plan = PlanError::Unsorted { index: 2 };
+    let e: BuildError<core::convert::Infallible> = BuildError::Plan(plan);
+    assert_eq!(
+        e.source().and_then(|s| s.downcast_ref::<PlanError>()),
+        Some(&plan)
+    );
+    let e: BuildError<std::fmt::Error> = BuildError::Backend(std::fmt::Error);
+    assert!(e
+        .source()
+        .is_some_and(|s| s.downcast_ref::<std::fmt::Error>().is_some()));
+    assert!(BuildError::<std::fmt::Error>::BadFlags.source().is_none());
     // An empty buffer asked for one more frame: one more than it holds was needed.
     let e: BuildError<core::convert::Infallible> =
         hal_core::pgt_buf::Exhausted { capacity: 5 }.into();
@@ -454,5 +530,59 @@ fn map_ram_counts_the_slots_a_new_root_inherits_on_both_sides() {
             sim.peek(root, 9),
             Some(if below { table_bits(live + 1) } else { 0 })
         );
+    }
+}
+
+/// A large page in a live table where the direct map needs a table under it (a 1 GiB leaf in
+/// the kernel's live L3): refused at the first address it covers, before a table is taken or
+/// an entry written; the leaf stays.
+#[test]
+fn a_large_page_in_a_live_table_is_refused_before_anything_is_written() {
+    use common::sim::Op;
+    // The kernel's slot: the build reuses the live root's kernel L3.
+    let base = 0xffff_ff80_0000_0000;
+    assert_eq!(hal_core::TableLevel::L4.index_of(base), KERNEL_SLOT);
+    let spec = DirectMapSpec {
+        base,
+        page_sizes: PageSizes::all(),
+    };
+    for c in [caps::NATIVE, caps::XEN] {
+        let mut w = ram_world(c, 16 * MIB);
+        let ranges = w.ranges.clone();
+        let kernel_l3 = w.boot.start().as_u64() + 1;
+        let huge = (1 << 30)
+            | (PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::HUGE_PAGE)
+                .bits();
+        assert!(w.mmu.raw_mut().poke(kernel_l3, 0, huge));
+        let mut buf =
+            hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, 16, u64::MAX, Direction::BottomUp)
+                .unwrap();
+        let writes = w.mmu.raw().counts.get(Op::Write);
+        // SAFETY: the build must refuse before it maps anything.
+        let err = unsafe {
+            direct_map::build(
+                &mut w.mmu,
+                &mut buf,
+                Target::Live(w.live.table()),
+                &ranges,
+                &[],
+                &spec,
+                FLAGS,
+            )
+        }
+        .unwrap_err();
+        let first = base + ranges[0].start().addr();
+        assert!(
+            matches!(err, BuildError::AlreadyMapped(va) if va == first),
+            "{c:?}: {err:?}"
+        );
+        assert_eq!(buf.used(), 0, "{c:?}: no table taken");
+        assert_eq!(
+            w.mmu.raw().counts.get(Op::Write),
+            writes,
+            "{c:?}: nothing written"
+        );
+        assert_eq!(w.mmu.raw().peek(kernel_l3, 0), Some(huge), "{c:?}");
+        let _ = buf;
     }
 }
