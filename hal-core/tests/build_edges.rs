@@ -2,7 +2,8 @@
 //! reach (each found by a mutant that survived them; `tests/MUTANTS.md`): the caller's own
 //! read-only frames, a streamed root's inheritance around the backend's reserved slots and
 //! behind its cursor, a root slot in use, the plan's reserved slots, `map_ram` refused after
-//! its build and its inherited count, a large page in a live table, the caller's frame right
+//! its build, its inherited count and its check of every root slot it needs, a large page in a
+//! live table, the caller's frame right
 //! after the buffer, and the errors' kinds, causes and wording.
 
 mod common;
@@ -584,5 +585,45 @@ fn a_large_page_in_a_live_table_is_refused_before_anything_is_written() {
         );
         assert_eq!(w.mmu.raw().peek(kernel_l3, 0), Some(huge), "{c:?}");
         let _ = buf;
+    }
+}
+
+/// `map_ram` refuses a direct map whose root slots are in use in the live root, each of them:
+/// the first (273) and the last, with RAM reaching into the next 512 GiB. Nothing is taken
+/// from memblock and the live root is unchanged.
+#[test]
+fn map_ram_refuses_every_root_slot_in_use_that_the_map_needs() {
+    use hal_core::direct_map::{map_ram, RootChoice, Setup, SetupError};
+    use hal_core::memmap::{MemRegion, RegionKind};
+    let ram = |start: u64| MemRegion {
+        start,
+        len: 16 * MIB,
+        kind: RegionKind::Ram,
+    };
+    let map = [ram(0), ram(512 << 30)];
+    for slot in [273u16, 274] {
+        for choice in [RootChoice::New, RootChoice::ExtendLive] {
+            let mut w = common::world(&map, caps::NATIVE).unwrap();
+            let live = w.boot.start().as_u64();
+            assert!(w.mmu.raw_mut().poke(live, slot, table_bits(live + 1)));
+            let free = w.mb.free_bytes();
+            let setup = Setup::linux().root(choice);
+            let e = map_ram(&mut w.mmu, &mut w.live, &mut w.mb, &setup).unwrap_err();
+            assert!(
+                matches!(e, SetupError::SlotInUse(s) if s == slot),
+                "slot {slot}, {choice:?}: {e:?}"
+            );
+            assert_eq!(
+                w.mb.free_bytes(),
+                free,
+                "slot {slot}, {choice:?}: nothing taken"
+            );
+            assert_eq!(w.mmu.raw().peek(live, slot), Some(table_bits(live + 1)));
+            assert_eq!(
+                w.mmu.raw().peek(live, 273 + 274 - slot),
+                Some(0),
+                "the other slot"
+            );
+        }
     }
 }
