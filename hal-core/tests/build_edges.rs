@@ -3,8 +3,8 @@
 //! read-only frames, a streamed root's inheritance around the backend's reserved slots and
 //! behind its cursor, a root slot in use, the plan's reserved slots, `map_ram` refused after
 //! its build, its inherited count and its check of every root slot it needs, a large page in a
-//! live table, the caller's frame right
-//! after the buffer, and the errors' kinds, causes and wording.
+//! live table, the caller's frame right after the buffer, and the errors' kinds, causes and
+//! wording.
 
 mod common;
 
