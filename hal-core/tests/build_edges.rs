@@ -3,7 +3,8 @@
 //! read-only frames, a streamed root's inheritance around the backend's reserved slots and
 //! behind its cursor, a root slot in use, the plan's reserved slots, `map_ram` refused after
 //! its build, its inherited count and its check of every root slot it needs, a large page in a
-//! live table, the caller's frame right after the buffer, and the errors' kinds, causes and
+//! live table, the caller's frame right after the buffer, runs longer than a table in the
+//! one-descent build, and the errors' kinds, causes and
 //! wording.
 
 mod common;
@@ -169,6 +170,66 @@ fn a_read_only_frame_right_after_the_buffer_is_the_callers() {
             leaf_of(after + 1).flags.contains(PageTableFlags::WRITABLE),
             "{c:?}: the frame after it stays writable"
         );
+        let _ = (buf, root);
+    }
+}
+
+/// A run longer than one table in the one-descent build (bare metal, a fresh root): 4 KiB
+/// pages only over 16 MiB (eight level-1 tables), 2 MiB pages without 1 GiB ones over 3 GiB
+/// (three level-2 tables). Each leaf maps the frame its address names, every page once.
+#[test]
+fn runs_longer_than_a_table_are_continued_at_the_next_frame() {
+    for (sizes, bytes) in [
+        (PageSizes::SIZE_4K, 16 * MIB),
+        (PageSizes::SIZE_4K | PageSizes::SIZE_2M, 3 << 30),
+    ] {
+        let mut w = ram_world(caps::NATIVE, bytes);
+        let ranges = w.ranges.clone();
+        let spec = DirectMapSpec {
+            base: LINUX_PAGE_OFFSET,
+            page_sizes: sizes,
+        };
+        let size = direct_map::count_tables(&ranges, &[], &spec, &caps::NATIVE)
+            .unwrap()
+            .total()
+            + 1;
+        let mut buf =
+            hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, size, u64::MAX, Direction::TopDown)
+                .unwrap();
+        let mut root = FreshTable::new(buf.alloc().unwrap());
+        // SAFETY: nothing is mapped at the base of a new root; the frames are the sim's RAM.
+        let built = unsafe {
+            direct_map::build(
+                &mut w.mmu,
+                &mut buf,
+                Target::Fresh(&mut root),
+                &ranges,
+                &[],
+                &spec,
+                FLAGS,
+            )
+        }
+        .unwrap();
+        built.pending.flush(&mut w.mmu).unwrap();
+        let root = w.mmu.finish_table(root).unwrap();
+        let tree = oracle::walk(
+            w.mmu.raw(),
+            root.pfn().as_u64(),
+            oracle::slots(&ranges, LINUX_PAGE_OFFSET),
+        );
+        assert!(tree.errors.is_empty(), "{sizes:?}: {:?}", tree.errors);
+        let mut mapped = 0;
+        for l in &tree.leaves {
+            assert_eq!(
+                l.pfn,
+                (l.va - LINUX_PAGE_OFFSET) >> 12,
+                "{sizes:?}: the leaf at {:#x}",
+                l.va
+            );
+            mapped += l.size.frames();
+        }
+        let frames: u64 = ranges.iter().map(PfnRange::len).sum();
+        assert_eq!(mapped, frames, "{sizes:?}: every frame once");
         let _ = (buf, root);
     }
 }
