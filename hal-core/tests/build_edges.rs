@@ -4,8 +4,7 @@
 //! behind its cursor, a root slot in use, the plan's reserved slots, `map_ram` refused after
 //! its build, its inherited count and its check of every root slot it needs, a large page in a
 //! live table, the caller's frame right after the buffer, runs longer than a table in the
-//! one-descent build, and the errors' kinds, causes and
-//! wording.
+//! one-descent build, and the errors' kinds, causes and wording.
 
 mod common;
 
