@@ -594,57 +594,65 @@ fn map_ram_counts_the_slots_a_new_root_inherits_on_both_sides() {
     }
 }
 
-/// A large page in a live table where the direct map needs a table under it (a 1 GiB leaf in
-/// the kernel's live L3): refused at the first address it covers, before a table is taken or
-/// an entry written; the leaf stays.
+/// A large page in a live table where the direct map needs a table under it: a 1 GiB leaf in
+/// the kernel's live L3 (slot 0), a 2 MiB leaf in its live L2 (the L3's slot 510, slot 0;
+/// 4 KiB pages asked for). Refused at the first address it covers, before a table is taken
+/// or an entry written; the leaf stays.
 #[test]
 fn a_large_page_in_a_live_table_is_refused_before_anything_is_written() {
     use common::sim::Op;
-    // The kernel's slot: the build reuses the live root's kernel L3.
-    let base = 0xffff_ff80_0000_0000;
-    assert_eq!(hal_core::TableLevel::L4.index_of(base), KERNEL_SLOT);
-    let spec = DirectMapSpec {
-        base,
-        page_sizes: PageSizes::all(),
-    };
-    for c in [caps::NATIVE, caps::XEN] {
-        let mut w = ram_world(c, 16 * MIB);
-        let ranges = w.ranges.clone();
-        let kernel_l3 = w.boot.start().as_u64() + 1;
-        let huge = (1 << 30)
-            | (PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::HUGE_PAGE)
-                .bits();
-        assert!(w.mmu.raw_mut().poke(kernel_l3, 0, huge));
-        let mut buf =
-            hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, 16, u64::MAX, Direction::BottomUp)
-                .unwrap();
-        let writes = w.mmu.raw().counts.get(Op::Write);
-        // SAFETY: the build must refuse before it maps anything.
-        let err = unsafe {
-            direct_map::build(
-                &mut w.mmu,
-                &mut buf,
-                Target::Live(w.live.table()),
-                &ranges,
-                &[],
-                &spec,
-                FLAGS,
-            )
+    // In the kernel's root slot: the build reuses the live root's kernel L3 (and its L2).
+    let l3_base = 0xffff_ff80_0000_0000;
+    assert_eq!(hal_core::TableLevel::L4.index_of(l3_base), KERNEL_SLOT);
+    let l2_base = l3_base + (510 << 30);
+    for (base, sizes, table, bits) in [
+        (l3_base, PageSizes::all(), 1, 1 << 30),
+        (l2_base, PageSizes::SIZE_4K, 2, 2 << 20),
+    ] {
+        let spec = DirectMapSpec {
+            base,
+            page_sizes: sizes,
+        };
+        for c in [caps::NATIVE, caps::XEN] {
+            let mut w = ram_world(c, 16 * MIB);
+            let ranges = w.ranges.clone();
+            let live_table = w.boot.start().as_u64() + table;
+            let huge = bits
+                | (PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::HUGE_PAGE)
+                    .bits();
+            assert!(w.mmu.raw_mut().poke(live_table, 0, huge));
+            let mut buf =
+                hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, 16, u64::MAX, Direction::BottomUp)
+                    .unwrap();
+            let writes = w.mmu.raw().counts.get(Op::Write);
+            // SAFETY: the build must refuse before it maps anything.
+            let err = unsafe {
+                direct_map::build(
+                    &mut w.mmu,
+                    &mut buf,
+                    Target::Live(w.live.table()),
+                    &ranges,
+                    &[],
+                    &spec,
+                    FLAGS,
+                )
+            }
+            .unwrap_err();
+            let first = base + ranges[0].start().addr();
+            let at = format!("{c:?}, leaf in boot table {table}");
+            assert!(
+                matches!(err, BuildError::AlreadyMapped(va) if va == first),
+                "{at}: {err:?}"
+            );
+            assert_eq!(buf.used(), 0, "{at}: no table taken");
+            assert_eq!(
+                w.mmu.raw().counts.get(Op::Write),
+                writes,
+                "{at}: nothing written"
+            );
+            assert_eq!(w.mmu.raw().peek(live_table, 0), Some(huge), "{at}");
+            let _ = buf;
         }
-        .unwrap_err();
-        let first = base + ranges[0].start().addr();
-        assert!(
-            matches!(err, BuildError::AlreadyMapped(va) if va == first),
-            "{c:?}: {err:?}"
-        );
-        assert_eq!(buf.used(), 0, "{c:?}: no table taken");
-        assert_eq!(
-            w.mmu.raw().counts.get(Op::Write),
-            writes,
-            "{c:?}: nothing written"
-        );
-        assert_eq!(w.mmu.raw().peek(kernel_l3, 0), Some(huge), "{c:?}");
-        let _ = buf;
     }
 }
 
