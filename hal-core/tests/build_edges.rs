@@ -658,7 +658,8 @@ fn a_large_page_in_a_live_table_is_refused_before_anything_is_written() {
 
 /// `map_ram` refuses a direct map whose root slots are in use in the live root, each of them:
 /// the first (273) and the last, with RAM reaching into the next 512 GiB. Nothing is taken
-/// from memblock and the live root is unchanged.
+/// from memblock and the live root is unchanged. The slot after the map's last is not its
+/// own: with RAM ending exactly at a slot's end, the next slot may be in use.
 #[test]
 fn map_ram_refuses_every_root_slot_in_use_that_the_map_needs() {
     use hal_core::direct_map::{map_ram, RootChoice, Setup, SetupError};
@@ -693,5 +694,20 @@ fn map_ram_refuses_every_root_slot_in_use_that_the_map_needs() {
                 "the other slot"
             );
         }
+    }
+    // RAM that ends where slot 273 does: slot 274 is not the map's, in use or not.
+    let map = [ram(0), ram((512 << 30) - 16 * MIB)];
+    for choice in [RootChoice::New, RootChoice::ExtendLive] {
+        let mut w = common::world(&map, caps::NATIVE).unwrap();
+        let live = w.boot.start().as_u64();
+        assert!(w.mmu.raw_mut().poke(live, 274, table_bits(live + 1)));
+        let setup = Setup::linux().root(choice);
+        let m = map_ram(&mut w.mmu, &mut w.live, &mut w.mb, &setup)
+            .unwrap_or_else(|e| panic!("RAM up to slot 274, {choice:?}: {e:?}"));
+        assert_eq!(
+            w.mmu.raw().peek(m.root.as_u64(), 274),
+            Some(table_bits(live + 1)),
+            "{choice:?}: slot 274 kept"
+        );
     }
 }
