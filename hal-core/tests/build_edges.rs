@@ -472,6 +472,21 @@ fn setup_errors_keep_the_backends_kind_and_cause() {
     ] {
         assert_eq!(s.kind(), kind, "{s:?}");
     }
+    // The plan's refusal is the source, in its own words.
+    let plan = PlanError::OutOfVirtualSpace { pfn: 0x1234 };
+    let s = SetupError::<SimError>::Plan(plan);
+    let source = s.source().expect("the plan's error is the source");
+    assert_eq!(source.downcast_ref::<PlanError>(), Some(&plan));
+    for (e, words) in [
+        (
+            PlanError::BadBase(0x1000),
+            "base 0x1000 is not 1 GiB-aligned",
+        ),
+        (PlanError::Unsorted { index: 3 }, "range 3 starts before"),
+        (plan, "frame 0x1234 would be mapped outside"),
+    ] {
+        assert!(e.to_string().starts_with(words), "{e:?}: {e}");
+    }
 }
 
 /// Something at the direct map's root slot already: a present large-page entry in a staged
