@@ -4,7 +4,8 @@
 //! behind its cursor, a root slot in use, the plan's reserved slots, `map_ram` refused after
 //! its build, its inherited count and its check of every root slot it needs, a large page in a
 //! live table, the caller's frame right after the buffer, runs longer than a table in the
-//! one-descent build, and the errors' kinds, causes and wording.
+//! one-descent build, a table adopted in a staged root, and the errors' kinds, causes and
+//! wording.
 
 mod common;
 
@@ -229,6 +230,55 @@ fn runs_longer_than_a_table_are_continued_at_the_next_frame() {
         }
         let frames: u64 = ranges.iter().map(PfnRange::len).sum();
         assert_eq!(mapped, frames, "{sizes:?}: every frame once");
+        let _ = (buf, root);
+    }
+}
+
+/// A staged root that holds a table at the direct map's slot (one the caller adopted) has it
+/// reused: the map goes into that level-3 table, no new one is made.
+#[test]
+fn a_table_adopted_in_a_staged_root_is_reused() {
+    use hal_core::TableBuilder;
+    let slot = hal_core::TableLevel::L4.index_of(LINUX_PAGE_OFFSET);
+    for c in [caps::NATIVE, caps::XEN] {
+        let mut w = ram_world(c, 16 * MIB);
+        let ranges = w.ranges.clone();
+        let mut buf =
+            hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, 16, u64::MAX, Direction::BottomUp)
+                .unwrap();
+        let mut staged = TableBuilder::new(buf.alloc().unwrap());
+        let l3 = w
+            .mmu
+            .new_table(TableBuilder::<typenum::U3>::new(buf.alloc().unwrap()))
+            .unwrap();
+        let l3_pfn = l3.pfn();
+        staged.adopt(slot, l3).unwrap();
+        // SAFETY: nothing is mapped at the base under the staged root; the frames are RAM.
+        let built = unsafe {
+            direct_map::build(
+                &mut w.mmu,
+                &mut buf,
+                Target::New(&mut staged),
+                &ranges,
+                &[],
+                &spec(),
+                FLAGS,
+            )
+        }
+        .unwrap();
+        assert_eq!((built.reused, built.made.l3), (1, 0), "{c:?}: {built:?}");
+        built.pending.flush(&mut w.mmu).unwrap();
+        assert_eq!(staged.entry(slot), Some(Pte::table(l3_pfn)), "{c:?}");
+        let root = w.mmu.new_table(staged).unwrap();
+        let tree = oracle::walk(
+            w.mmu.raw(),
+            root.pfn().as_u64(),
+            oracle::slots(&ranges, LINUX_PAGE_OFFSET),
+        );
+        assert!(tree.errors.is_empty(), "{c:?}: {:?}", tree.errors);
+        let frames: u64 = ranges.iter().map(PfnRange::len).sum();
+        let mapped: u64 = tree.leaves.iter().map(|l| l.size.frames()).sum();
+        assert_eq!(mapped, frames, "{c:?}");
         let _ = (buf, root);
     }
 }
@@ -471,6 +521,23 @@ fn setup_errors_keep_the_backends_kind_and_cause() {
         (SetupError::ReadOnlyRanges, ErrorKind::Capacity),
     ] {
         assert_eq!(s.kind(), kind, "{s:?}");
+    }
+    // memblock's refusals: the capacity ran out, and memblock's error is the source.
+    use hal_core::memblock::MemblockError;
+    for s in [
+        SetupError::<SimError>::Memblock {
+            frames: 9,
+            error: MemblockError::Overflow,
+        },
+        SetupError::<SimError>::Free(MemblockError::Overflow),
+    ] {
+        assert_eq!(s.kind(), ErrorKind::Capacity, "{s:?}");
+        let source = s.source().expect("memblock's error is the source");
+        assert_eq!(
+            source.downcast_ref::<MemblockError>(),
+            Some(&MemblockError::Overflow),
+            "{s:?}"
+        );
     }
     // The plan's refusal is the source, in its own words.
     let plan = PlanError::OutOfVirtualSpace { pfn: 0x1234 };
