@@ -236,3 +236,139 @@ fn unmapping_frees_tables_and_single_pages_are_invalidated_one_by_one() {
     drop(m);
     assert_eq!(w.mb.free_bytes(), free);
 }
+
+/// Single frames for a mapper of its own: owned `Free` frames, nothing else (safe code).
+struct Frames(Vec<hal_core::Frame<hal_core::Free>>);
+
+impl hal_core::mapper::FrameSource for Frames {
+    fn alloc(&mut self) -> Option<hal_core::Frame<hal_core::Free>> {
+        self.0.pop()
+    }
+    fn give_back(
+        &mut self,
+        frame: hal_core::Frame<hal_core::Free>,
+    ) -> Result<(), hal_core::Frame<hal_core::Free>> {
+        self.0.push(frame);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_mapping_comes_back_only_from_the_mapper_that_made_it() {
+    use hal_core::mapper::{EmptyTables, MapError, Mapper, MemblockSource};
+    use hal_core::memblock::Direction;
+    use hal_core::{PageTableFlags, PgtBuf, Root, TableBuilder};
+    let mut w = world(&ram(), caps::NATIVE).expect("RAM for the boot tables");
+    // A second level-4 table, owned and not live: safe code makes one from a buffer.
+    let mut buf = PgtBuf::new(&mut w.mmu, &mut w.mb, 1, u64::MAX, Direction::TopDown).unwrap();
+    let other = w
+        .mmu
+        .new_table(TableBuilder::<Root>::new(buf.alloc().unwrap()))
+        .unwrap();
+    let frames = w.mb.alloc_frames(4, u64::MAX, Direction::TopDown).unwrap();
+    let pfns = frames.pfns();
+    let spare = w.mb.alloc_frames(8, u64::MAX, Direction::TopDown).unwrap();
+    let caps = w.mmu.caps();
+    let mut elsewhere: Mapper<Frames, 16> = Mapper::new(
+        other.as_table(),
+        caps,
+        Frames(spare.collect()),
+        EmptyTables::Free,
+    );
+    let mut beside: Mapper<Frames, 16> =
+        Mapper::new(w.live.table(), caps, Frames(Vec::new()), EmptyTables::Free);
+    let mut m: Mapper<_, 16> = Mapper::new(
+        w.live.table(),
+        caps,
+        MemblockSource::new(&mut w.mb, u64::MAX),
+        EmptyTables::Free,
+    );
+    let va = 0x4000_0000_0000;
+    let flags = PageTableFlags::WRITABLE;
+    let mapped = m
+        .map_frames(&mut w.mmu, w.live.table(), va, frames, flags)
+        .unwrap();
+    let at = |m: &Mapper<_, 16>, mmu: &mut Mmu<Sim>, live| {
+        m.translate(mmu, live, va).unwrap().map(|t| t.pfn)
+    };
+    assert_eq!(at(&m, &mut w.mmu, w.live.table()), Some(pfns.start()));
+    // A mapper of another root, where nothing is mapped at `va`, would find nothing to unmap:
+    // refused, and the mapping comes back, still mapped.
+    let f = elsewhere
+        .unmap_frames(&mut w.mmu, other.as_table(), mapped)
+        .unwrap_err();
+    assert!(matches!(f.error, MapError::WrongRoot), "{:?}", f.error);
+    let mapped = f.value;
+    assert_eq!(mapped.pfns(), pfns);
+    assert_eq!(at(&m, &mut w.mmu, w.live.table()), Some(pfns.start()));
+    // A second mapper of the same root: the leaves are in the first one's tables.
+    let f = beside
+        .unmap_frames(&mut w.mmu, w.live.table(), mapped)
+        .unwrap_err();
+    assert!(
+        matches!(f.error, MapError::ForeignTable(_)),
+        "{:?}",
+        f.error
+    );
+    let mapped = f.value;
+    assert_eq!(at(&m, &mut w.mmu, w.live.table()), Some(pfns.start()));
+    // The mapper that made it takes it back: unmapped, and only then the frames.
+    let back = m.unmap_frames(&mut w.mmu, w.live.table(), mapped).unwrap();
+    assert_eq!(back.pfns(), pfns);
+    assert_eq!(at(&m, &mut w.mmu, w.live.table()), None);
+    assert!(
+        w.mmu.raw().violations.is_empty(),
+        "{:?}",
+        w.mmu.raw().violations
+    );
+    let _ = (back, buf, other, elsewhere, beside);
+}
+
+#[test]
+fn frames_whose_mapping_could_not_be_rolled_back_are_not_given_back() {
+    use common::sim::Op as SimOp;
+    use hal_core::mapper::{EmptyTables, MapError, Mapper, MemblockSource};
+    use hal_core::memblock::Direction;
+    use hal_core::{ErrorKind, PageTableFlags};
+    let mut w = world(&ram(), caps::NATIVE).expect("RAM for the boot tables");
+    let frames = w.mb.alloc_frames(2, u64::MAX, Direction::TopDown).unwrap();
+    let pfns = frames.pfns();
+    let caps = w.mmu.caps();
+    let mut m: Mapper<_, 16> = Mapper::new(
+        w.live.table(),
+        caps,
+        MemblockSource::new(&mut w.mb, u64::MAX),
+        EmptyTables::Keep,
+    );
+    // Two pages in two level-1 tables: the last slot of one, the first of the next.
+    let va = 0x4000_0020_0000 - 4096;
+    let flags = PageTableFlags::WRITABLE;
+    // Mapped and unmapped once: the tables stay, so the next map writes only leaves, one
+    // backend call per table.
+    let mapped = m
+        .map_frames(&mut w.mmu, w.live.table(), va, frames, flags)
+        .unwrap();
+    let frames = m.unmap_frames(&mut w.mmu, w.live.table(), mapped).unwrap();
+    // The second table's leaf is refused, and so is the rollback of the first one's.
+    w.mmu.raw_mut().fail(SimOp::Write, 2, ErrorKind::Other, 0);
+    w.mmu.raw_mut().fail(SimOp::Write, 3, ErrorKind::Other, 0);
+    let f = m
+        .map_frames(&mut w.mmu, w.live.table(), va, frames, flags)
+        .unwrap_err();
+    let MapError::RollbackRefused { va: at, pages, .. } = f.error else {
+        panic!("the rollback must be refused: {:?}", f.error)
+    };
+    assert_eq!((at, pages), (va, 1), "the first page is still mapped");
+    let still = m
+        .translate(&mut w.mmu, w.live.table(), va)
+        .unwrap()
+        .map(|t| t.pfn);
+    assert_eq!(still, Some(pfns.start()));
+    // A frame still mapped is no `Free` frame to hand back: the frames stay set aside.
+    assert!(
+        f.value.is_empty(),
+        "frames given back while mapped: {:?}",
+        f.value
+    );
+    w.mmu.raw_mut().clear_faults();
+}
