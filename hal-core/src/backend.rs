@@ -194,7 +194,11 @@ pub struct Caps {
 /// - [`write`](RawMmu::write) stores exactly the entries given, translated to the platform's
 ///   frame numbers, and nothing else, except that with [`Caps::tables_read_only`] a writable
 ///   4 KiB leaf for a protected or table frame is stored without `WRITABLE` (downgraded);
-/// - [`caps`](RawMmu::caps) is constant and true.
+/// - [`caps`](RawMmu::caps) is constant and true;
+/// - [`discarded`](RawMmu::discarded) changes whenever an operation whose call returned `Ok`
+///   (a queued write) is dropped without taking effect: hal-core's streaming tables
+///   ([`FreshTable`](crate::FreshTable)) rely on it never to finish a table with a slot
+///   unwritten.
 pub unsafe trait RawMmu {
     /// The backend's error, with its raw cause inside.
     type Error: BackendError;
@@ -370,6 +374,14 @@ pub unsafe trait RawMmu {
 
     /// Submits every queued operation. `Ok` means all of them took effect.
     fn flush(&mut self) -> Result<(), Self::Error>;
+
+    /// How many times so far queued operations were dropped without all of them taking
+    /// effect (Xen PV: a refused `mmu_update` batch drops every entry after the refused one,
+    /// whichever call submitted it). Never decreases. The default, 0, is right for a backend
+    /// that applies every write when it is made (bare metal) or never drops one.
+    fn discarded(&self) -> u64 {
+        0
+    }
 
     /// The lifecycle enters `phase`: a backend that counts its work per phase (Xen PV counts
     /// hypercalls) counts what follows under it. Changes nothing else. Default: ignored.

@@ -11,6 +11,15 @@
 //!
 //! Until it is finished the frame is `PgtReserved` inside: it cannot be hooked or pinned, so it
 //! is not live, which is what [`RawMmu::fill_fresh`] needs.
+//!
+//! A slot counts as written only while nothing can have dropped it. A queuing backend drops
+//! queued entries when a submission is refused part way (Xen PV: every entry after the
+//! refused one), whichever call submitted them, so after a refusal the table *starts over*:
+//! a call on it that the backend refused leaves [`next_slot`](FreshTable::next_slot) at 0,
+//! and [`Mmu::finish_table`] of a table whose slots the backend may have dropped since its
+//! first slot was written ([`RawMmu::discarded`] changed) writes every slot again, empty
+//! unless written again since. Entries and children put before are then lost (the children
+//! leaked), never left half written in a table that counts as complete.
 
 use core::marker::PhantomData;
 
@@ -33,6 +42,8 @@ use crate::table::{EntryError, LeafLevel, ENTRIES};
 pub struct FreshTable<L: Level> {
     frame: Frame<PgtReserved>,
     next: u16,
+    /// The backend's [`discarded`](RawMmu::discarded) count when the first slot was written.
+    epoch: u64,
     _level: PhantomData<L>,
 }
 
@@ -54,6 +65,7 @@ impl<L: Level> FreshTable<L> {
         Self {
             frame,
             next: 0,
+            epoch: 0,
             _level: PhantomData,
         }
     }
@@ -63,7 +75,8 @@ impl<L: Level> FreshTable<L> {
         self.frame.pfn()
     }
 
-    /// The first slot not written yet: the next run must start here or above.
+    /// The first slot not written yet: the next run must start here or above. 0 again after
+    /// a call on the table that the backend refused (the table starts over).
     pub fn next_slot(&self) -> u16 {
         self.next
     }
@@ -181,7 +194,10 @@ impl<B: RawMmu> Mmu<B> {
 
     /// `PgtReserved` → `PinnedRO<L>`: writes the slots after the last run empty and flushes,
     /// so that on `Ok` the frame is a complete level-`L` table (owned by the caller, hooked
-    /// nowhere yet). On failure the table comes back (its contents unspecified).
+    /// nowhere yet). If the backend may have dropped slots queued for it since its first slot
+    /// was written, every slot is written again, empty (see the [module docs](self)). On
+    /// failure the table comes back started over ([`next_slot`](FreshTable::next_slot) 0:
+    /// its contents unspecified, every slot to be written again).
     pub fn finish_table<L: Level>(
         &mut self,
         table: FreshTable<L>,
@@ -189,15 +205,12 @@ impl<B: RawMmu> Mmu<B> {
         let (frame, pending) = self.finish_table_queued(table)?;
         match pending.flush(self) {
             Ok(()) => Ok(frame),
-            // The writes were queued; the frame is the table's, which failed: hand it back
-            // as unfinished (its contents unspecified), so that it is not used as a table.
+            // The writes were queued, and the refused flush may have dropped some: hand the
+            // frame back as a table not written at all, so that it is not used as a table
+            // before every slot is written again.
             Err(error) => Err(Failed {
                 error,
-                value: FreshTable {
-                    frame: frame.into_state(),
-                    next: ENTRIES as u16,
-                    _level: PhantomData,
-                },
+                value: FreshTable::new(frame.into_state()),
             }),
         }
     }
@@ -209,6 +222,11 @@ impl<B: RawMmu> Mmu<B> {
         &mut self,
         mut table: FreshTable<L>,
     ) -> Result<(Frame<PinnedRO<L>>, Pending), Failed<FreshTable<L>, B::Error>> {
+        if table.next > 0 && self.raw().discarded() != table.epoch {
+            // A submission refused since the first slot was written may have dropped some of
+            // the slots queued: none of them counts as written.
+            table.next = 0;
+        }
         let rest = ENTRIES as u16 - table.next;
         if rest > 0 {
             let pfn = table.pfn();
@@ -219,6 +237,7 @@ impl<B: RawMmu> Mmu<B> {
                     .fill_fresh(pfn, L::LEVEL, table.next, &EntryRun::empty(rest))
             };
             if let Err(error) = res {
+                table.next = 0;
                 return Err(Failed {
                     error,
                     value: table,
@@ -251,18 +270,33 @@ impl<B: RawMmu> Mmu<B> {
         }
         let pfn = table.pfn();
         let raw = self.raw_mut();
+        if table.next == 0 {
+            table.epoch = raw.discarded();
+        }
         if first > table.next {
             let gap = EntryRun::empty(first - table.next);
             // SAFETY: the frame is PgtReserved inside the FreshTable: protected, ours, never
             // hooked or pinned (only a PinnedRO frame can be), so not live; empty entries
             // map nothing.
-            unsafe { raw.fill_fresh(pfn, L::LEVEL, table.next, &gap) }
-                .map_err(WriteError::Backend)?;
+            if let Err(e) = unsafe { raw.fill_fresh(pfn, L::LEVEL, table.next, &gap) } {
+                return Err(Self::refused(table, e));
+            }
             table.next = first;
         }
         // SAFETY: as above for the frame; the entries are the caller's promise.
-        unsafe { raw.fill_fresh(pfn, L::LEVEL, first, run) }.map_err(WriteError::Backend)?;
+        if let Err(e) = unsafe { raw.fill_fresh(pfn, L::LEVEL, first, run) } {
+            return Err(Self::refused(table, e));
+        }
         table.next = end as u16;
         Ok(())
+    }
+
+    /// A write into `table` was refused: on a queuing backend the refusal may have dropped
+    /// slots queued before, so the table starts over.
+    #[cold]
+    #[inline(never)]
+    fn refused<L: Level>(table: &mut FreshTable<L>, e: B::Error) -> WriteError<B::Error> {
+        table.next = 0;
+        WriteError::Backend(e)
     }
 }

@@ -546,3 +546,56 @@ fn erased_frames_convert_back_checked() {
     let t: Frame<PinnedRO<L2>> = any.into_typed().unwrap();
     let _ = (t, buf);
 }
+
+#[test]
+fn a_fresh_table_refused_part_way_starts_over() {
+    use hal_core::backend::EntryRun;
+    use hal_core::FreshTable;
+    for c in [caps::NATIVE, caps::XEN] {
+        let mut w = small(c);
+        let (mut buf, _) = buffer(&mut w, 4);
+        let data = hal_core::Pfn::new(w.ranges[0].end() - 1).unwrap();
+        let leaf = EntryRun::one(Pte::new(data, FLAGS));
+        // A refused run: the slots queued before it may be dropped with it, so none counts.
+        let mut t = FreshTable::<L1>::new(buf.alloc().unwrap());
+        // SAFETY: a test table, never hooked.
+        unsafe { w.mmu.put_leaves(&mut t, 3, &leaf) }.unwrap();
+        assert_eq!(t.next_slot(), 4);
+        // The gap 4..10 is written, the run at 10 refused.
+        w.mmu.raw_mut().fail(Op::Write, 2, ErrorKind::Other, 0);
+        // SAFETY: as above.
+        let e = unsafe { w.mmu.put_leaves(&mut t, 10, &leaf) }.unwrap_err();
+        assert!(matches!(
+            e,
+            WriteError::Backend(SimError { op: Op::Write, .. })
+        ));
+        assert_eq!(t.next_slot(), 0, "{c:?}: the table starts over");
+        // A refused flush in finish_table: the table comes back not written at all (not
+        // with every slot counted as written), and finishing it writes all 512 again.
+        // SAFETY: as above.
+        unsafe { w.mmu.put_leaves(&mut t, 7, &leaf) }.unwrap();
+        w.mmu.raw_mut().fail(Op::Flush, 1, ErrorKind::Other, 0);
+        let f = w.mmu.finish_table(t).unwrap_err();
+        assert_eq!(f.error.op, Op::Flush);
+        let t: FreshTable<L1> = f.value;
+        assert_eq!(t.next_slot(), 0, "{c:?}: nothing counts as written");
+        let before = w.mmu.raw().counts.entries_written;
+        let table = w.mmu.finish_table(t).unwrap();
+        assert_eq!(
+            w.mmu.raw().counts.entries_written - before,
+            512,
+            "{c:?}: every slot written again"
+        );
+        // Complete (the sim refuses to pin a fresh table not written in full), and lost
+        // nothing: retired, it is memory again.
+        let table = w.mmu.pin(table).unwrap();
+        let table = w.mmu.unpin(table).unwrap();
+        let free: Frame<Free> = w.mmu.retire(table).unwrap().into_free();
+        assert!(
+            w.mmu.raw().violations.is_empty(),
+            "{:?}",
+            w.mmu.raw().violations
+        );
+        let _ = (free, buf);
+    }
+}

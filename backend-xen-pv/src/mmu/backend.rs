@@ -406,6 +406,7 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
         let result = match out.failure {
             None => Ok(()),
             Some((at, errno, call)) => {
+                self.st.queue.note_dropped();
                 let op = self.st.queue.origin(at as usize);
                 let req = self.st.queue.reqs().get(at as usize).copied();
                 for i in at as usize..n {
@@ -862,6 +863,10 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     fn flush(&mut self) -> Result<(), XenPvError> {
         self.apply_deferred()?;
         self.submit()
+    }
+
+    fn discarded(&self) -> u64 {
+        self.st.queue.dropped()
     }
 
     fn set_phase(&mut self, phase: Phase) {

@@ -27,6 +27,8 @@ pub(crate) struct Queue {
     reqs: [MmuUpdate; QUEUE_CAP],
     origin: [Op; QUEUE_CAP],
     len: usize,
+    /// Submissions refused so far, each of which may have dropped queued entries.
+    dropped: u64,
 }
 
 impl Queue {
@@ -38,6 +40,7 @@ impl Queue {
             // instead of taking 25 KiB of the image's loaded bytes.
             origin: [Op::New; QUEUE_CAP],
             len: 0,
+            dropped: 0,
         }
     }
 
@@ -66,6 +69,17 @@ impl Queue {
 
     pub(crate) fn clear(&mut self) {
         self.len = 0;
+    }
+
+    /// Counts a refused submission: entries queued (by calls that returned `Ok`) may not have
+    /// been applied ([`RawMmu::discarded`](hal_core::RawMmu::discarded)).
+    pub(crate) fn note_dropped(&mut self) {
+        self.dropped += 1;
+    }
+
+    /// Refused submissions so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// The value the queue will write to the entry at machine address `maddr`, if any (the

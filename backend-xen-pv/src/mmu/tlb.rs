@@ -29,6 +29,7 @@ impl<H: PvPlatform> XenPv<'_, H> {
                 // writes exactly it.
                 let out = unsafe { self.calls().va(va, req.val, uvmf::INVLPG | uvmf::LOCAL) };
                 if let Some((at, errno, call)) = out.failure {
+                    self.st.queue.note_dropped();
                     self.forget_ptes(req.ptr & !7, (req.ptr & !7) + 8);
                     return Err(refused(op, &out, at, errno, call));
                 }
@@ -70,6 +71,9 @@ impl<H: PvPlatform> XenPv<'_, H> {
         let result = match out.failure {
             None => Ok(()),
             Some((at, errno, call)) => {
+                if (at as usize) < len {
+                    self.st.queue.note_dropped();
+                }
                 let origin = self.st.queue.origin(at as usize);
                 for i in (at as usize).min(len)..len {
                     let ptr = self.st.queue.reqs()[i].ptr & !7;

@@ -541,3 +541,60 @@ fn only_table_frames_are_mapped_read_only_at_their_edges() {
     let _ = (t, buf);
     g.xen().audit().unwrap();
 }
+
+#[test]
+fn slots_a_refused_batch_dropped_are_written_again_before_a_fresh_table_is_finished() {
+    use hal_core::{EntryRun, FreshTable};
+    // A domU (Xen refuses PCD in a table's entries), fills queued (no plain stores).
+    let mut g = super::common::boot_queued(DomainConfig {
+        cache_attrs: false,
+        ..DomainConfig::mib(64)
+    });
+    let _ = direct_map(&mut g, HEADROOM);
+    let l2 = direct_map_l2(&mut g);
+    let own = |g: &mut Guest| g.mb.alloc_frame(u64::MAX, Direction::BottomUp).unwrap();
+    let (data, other) = (own(&mut g), own(&mut g));
+    let rw = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+    let leaf = EntryRun::one(Pte::new(data.pfn(), rw));
+    let table_frame = FrameRange::from_frame(own(&mut g));
+    let mut reserved = g.mmu.protect(table_frame).unwrap();
+    let frame = reserved.next().unwrap();
+    let f = frame.pfn().as_u64();
+    // The frame's first life: a table whose slot 7 maps `data`, retired and made
+    // page-table-ready again. Slot 7 still holds that entry.
+    let mut t = FreshTable::<U1>::new(frame);
+    // SAFETY: `data` is the test's own frame; the table is never hooked.
+    unsafe { g.mmu.put_leaves(&mut t, 7, &leaf) }.unwrap();
+    let t = g.mmu.finish_table(t).unwrap();
+    let free = g.mmu.retire(t).unwrap().into_free();
+    let mut reserved = g.mmu.protect(FrameRange::from_frame(free)).unwrap();
+    let frame = reserved.next().unwrap();
+    assert_ne!(g.xen().raw_entry(f, 7), 0, "the old entry is still there");
+    // A hook Xen will refuse (its child maps a frame uncached), queued first.
+    let child_frame = FrameRange::from_frame(own(&mut g));
+    let mut reserved = g.mmu.protect(child_frame).unwrap();
+    let mut child = TableBuilder::<U1>::new(reserved.next().unwrap());
+    let uncached = Pte::new(other.pfn(), rw | PageTableFlags::NO_CACHE);
+    // SAFETY: `other` is the test's own frame, and may be mapped uncached.
+    unsafe { child.set_leaf(0, uncached) }.unwrap();
+    let child = g.mmu.new_table(child).unwrap();
+    let hooked = g.mmu.hook(l2, 100, child).unwrap();
+    // Second life: slots 0..10 written empty and slot 10 queued behind the hook...
+    let mut t = FreshTable::<U1>::new(frame);
+    // SAFETY: as above.
+    unsafe { g.mmu.put_leaves(&mut t, 10, &leaf) }.unwrap();
+    assert_eq!(t.next_slot(), 11);
+    // ...and dropped with it: the refusal reaches the caller of the flush, not the table.
+    let e = hooked.flush(&mut g.mmu).unwrap_err();
+    assert_eq!(e.errno(), Some(XenErrno::EINVAL));
+    assert_eq!(g.mmu.raw().queued(), 0, "the rest of the batch dropped");
+    assert_eq!(g.mmu.raw().discarded(), 1);
+    // Finished, the table holds no entry it was not given: every slot is written again
+    // (empty: the entries put before the refusal are lost, not half kept).
+    let t = g.mmu.finish_table(t).unwrap();
+    for i in 0..512 {
+        assert_eq!(g.xen().raw_entry(f, i), 0, "slot {i} of a finished table");
+    }
+    g.xen().audit().unwrap();
+    let _ = (t, data, other);
+}
