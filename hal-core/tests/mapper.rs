@@ -372,3 +372,68 @@ fn frames_whose_mapping_could_not_be_rolled_back_are_not_given_back() {
     );
     w.mmu.raw_mut().clear_faults();
 }
+
+#[test]
+fn a_mapper_leaves_a_table_another_mapper_hooked_a_table_under() {
+    use hal_core::mapper::{EmptyTables, Mapper, MemblockSource};
+    use hal_core::memblock::Direction;
+    use hal_core::PageTableFlags;
+    let mut w = world(&ram(), caps::NATIVE).expect("RAM for the boot tables");
+    let (a, b) = (
+        w.mb.alloc_frames(1, u64::MAX, Direction::TopDown).unwrap(),
+        w.mb.alloc_frames(1, u64::MAX, Direction::TopDown).unwrap(),
+    );
+    let (ap, bp) = (a.pfns(), b.pfns());
+    let spare = w.mb.alloc_frames(8, u64::MAX, Direction::TopDown).unwrap();
+    let caps = w.mmu.caps();
+    let mut second: Mapper<Frames, 16> = Mapper::new(
+        w.live.table(),
+        caps,
+        Frames(spare.collect()),
+        EmptyTables::Free,
+    );
+    let mut first: Mapper<_, 16> = Mapper::new(
+        w.live.table(),
+        caps,
+        MemblockSource::new(&mut w.mb, u64::MAX),
+        EmptyTables::Free,
+    );
+    // One root slot, two mappers: the first makes the level-3 table, the second hooks a
+    // level-2 table of its own under it (1 GiB further on).
+    let va = 0x4000_0000_0000;
+    let flags = PageTableFlags::WRITABLE;
+    let ma = first
+        .map_frames(&mut w.mmu, w.live.table(), va, a, flags)
+        .unwrap();
+    let mb = second
+        .map_frames(&mut w.mmu, w.live.table(), va + (1 << 30), b, flags)
+        .unwrap();
+    assert_eq!(
+        w.mmu.raw_mut().access(va + (1 << 30), true),
+        Ok(bp.start().as_u64())
+    );
+    // The first mapper's level-3 table is empty of its own entries, not of the second's:
+    // it stays, and the second mapper's page with it.
+    let back = first.unmap_frames(&mut w.mmu, w.live.table(), ma);
+    let at = second
+        .translate(&mut w.mmu, w.live.table(), va + (1 << 30))
+        .unwrap()
+        .map(|t| t.pfn);
+    assert_eq!(
+        at,
+        Some(bp.start()),
+        "the second mapper's page is still mapped"
+    );
+    let back = back.unwrap();
+    assert_eq!(back.pfns(), ap);
+    // And the second one's frames come back unmapped, out of the TLB.
+    let back_b = second.unmap_frames(&mut w.mmu, w.live.table(), mb).unwrap();
+    assert_eq!(back_b.pfns(), bp);
+    assert!(w.mmu.raw_mut().access(va + (1 << 30), true).is_err());
+    assert!(
+        w.mmu.raw().violations.is_empty(),
+        "{:?}",
+        w.mmu.raw().violations
+    );
+    let _ = (back, back_b, first, second);
+}

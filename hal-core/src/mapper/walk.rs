@@ -519,6 +519,14 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         if used != 0 {
             return Ok(());
         }
+        // The record counts this mapper's entries only, and another mapper of the same root
+        // may have hooked a table of its own under one of this mapper's (mappers create tables
+        // under tables they do not own): a table above level 1 says itself whether it is
+        // empty. Unhooked with such a child, it would unmap the other mapper's pages behind
+        // its back, their translations left in the TLB.
+        if o.level != TableLevel::L1 && self.recount(mmu, child, o.level)? != 0 {
+            return Ok(());
+        }
         if self.retiring.is_full() {
             self.flush_inner(mmu)?;
         }
