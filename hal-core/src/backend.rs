@@ -196,8 +196,9 @@ pub struct Caps {
 ///   4 KiB leaf for a protected or table frame is stored without `WRITABLE` (downgraded);
 /// - [`caps`](RawMmu::caps) is constant and true;
 /// - [`discarded`](RawMmu::discarded) changes whenever an operation whose call returned `Ok`
-///   (a queued write) is dropped without taking effect: hal-core's streaming tables
-///   ([`FreshTable`](crate::FreshTable)) rely on it never to finish a table with a slot
+///   (a queued write) is dropped without taking effect, and a backend that can drop one sets
+///   [`MAY_DISCARD`](RawMmu::MAY_DISCARD): hal-core's streaming tables
+///   ([`FreshTable`](crate::FreshTable)) rely on both never to finish a table with a slot
 ///   unwritten.
 pub unsafe trait RawMmu {
     /// The backend's error, with its raw cause inside.
@@ -382,6 +383,12 @@ pub unsafe trait RawMmu {
     fn discarded(&self) -> u64 {
         0
     }
+
+    /// Whether [`discarded`](RawMmu::discarded) can ever change (a backend that queues writes
+    /// and may drop them must say `true`). `false` (the default: every write applied when it
+    /// is made) lets hal-core leave its checks out. hal-core compares the count's low 32 bits:
+    /// a table open across 2^32 refused submissions is not told apart.
+    const MAY_DISCARD: bool = false;
 
     /// The lifecycle enters `phase`: a backend that counts its work per phase (Xen PV counts
     /// hypercalls) counts what follows under it. Changes nothing else. Default: ignored.

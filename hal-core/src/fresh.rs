@@ -14,12 +14,12 @@
 //!
 //! A slot counts as written only while nothing can have dropped it. A queuing backend drops
 //! queued entries when a submission is refused part way (Xen PV: every entry after the
-//! refused one), whichever call submitted them, so after a refusal the table *starts over*:
-//! a call on it that the backend refused leaves [`next_slot`](FreshTable::next_slot) at 0,
-//! and [`Mmu::finish_table`] of a table whose slots the backend may have dropped since its
-//! first slot was written ([`RawMmu::discarded`] changed) writes every slot again, empty
-//! unless written again since. Entries and children put before are then lost (the children
-//! leaked), never left half written in a table that counts as complete.
+//! refused one), whichever call submitted them. So [`Mmu::finish_table`] of a table whose
+//! slots the backend may have dropped since its first slot was written
+//! ([`RawMmu::discarded`] moved) *starts over*: it writes every slot again, empty. Entries
+//! and children put before are then lost (the children leaked), never left half written in
+//! a table that counts as complete. A backend that applies every write at once
+//! ([`RawMmu::MAY_DISCARD`] `false`: bare metal) drops nothing, and the check is left out.
 
 use core::marker::PhantomData;
 
@@ -43,7 +43,7 @@ pub struct FreshTable<L: Level> {
     frame: Frame<PgtReserved>,
     next: u16,
     /// The backend's [`discarded`](RawMmu::discarded) count when the first slot was written.
-    epoch: u64,
+    epoch: u32,
     _level: PhantomData<L>,
 }
 
@@ -75,8 +75,7 @@ impl<L: Level> FreshTable<L> {
         self.frame.pfn()
     }
 
-    /// The first slot not written yet: the next run must start here or above. 0 again after
-    /// a call on the table that the backend refused (the table starts over).
+    /// The first slot not written yet: the next run must start here or above.
     pub fn next_slot(&self) -> u16 {
         self.next
     }
@@ -196,21 +195,28 @@ impl<B: RawMmu> Mmu<B> {
     /// so that on `Ok` the frame is a complete level-`L` table (owned by the caller, hooked
     /// nowhere yet). If the backend may have dropped slots queued for it since its first slot
     /// was written, every slot is written again, empty (see the [module docs](self)). On
-    /// failure the table comes back started over ([`next_slot`](FreshTable::next_slot) 0:
-    /// its contents unspecified, every slot to be written again).
+    /// failure the table comes back unfinished (its contents unspecified): finishing it again
+    /// writes every slot again if the refusal may have dropped some.
     pub fn finish_table<L: Level>(
         &mut self,
         table: FreshTable<L>,
     ) -> Result<Frame<PinnedRO<L>>, Failed<FreshTable<L>, B::Error>> {
+        let epoch = table.epoch;
         let (frame, pending) = self.finish_table_queued(table)?;
         match pending.flush(self) {
             Ok(()) => Ok(frame),
-            // The writes were queued, and the refused flush may have dropped some: hand the
-            // frame back as a table not written at all, so that it is not used as a table
-            // before every slot is written again.
+            // The writes were queued; the frame is the table's, which failed: hand it back
+            // unfinished (not PinnedRO), every slot counted as written. Finishing it again
+            // writes them all again if the refused flush may have dropped some (a queuing
+            // backend's `discarded` moved since the first slot), and nothing otherwise.
             Err(error) => Err(Failed {
                 error,
-                value: FreshTable::new(frame.into_state()),
+                value: FreshTable {
+                    frame: frame.into_state(),
+                    next: ENTRIES as u16,
+                    epoch,
+                    _level: PhantomData,
+                },
             }),
         }
     }
@@ -222,10 +228,10 @@ impl<B: RawMmu> Mmu<B> {
         &mut self,
         mut table: FreshTable<L>,
     ) -> Result<(Frame<PinnedRO<L>>, Pending), Failed<FreshTable<L>, B::Error>> {
-        if table.next > 0 && self.raw().discarded() != table.epoch {
+        if B::MAY_DISCARD {
             // A submission refused since the first slot was written may have dropped some of
             // the slots queued: none of them counts as written.
-            table.next = 0;
+            Self::restart_if_dropped(&mut table.next, table.epoch, self.raw());
         }
         let rest = ENTRIES as u16 - table.next;
         if rest > 0 {
@@ -237,7 +243,6 @@ impl<B: RawMmu> Mmu<B> {
                     .fill_fresh(pfn, L::LEVEL, table.next, &EntryRun::empty(rest))
             };
             if let Err(error) = res {
-                table.next = 0;
                 return Err(Failed {
                     error,
                     value: table,
@@ -253,7 +258,7 @@ impl<B: RawMmu> Mmu<B> {
     /// # Safety
     /// The entries are ones the caller may put into a level-`L` table (leaves it vouches for,
     /// or level L-1 tables it hands over).
-    #[inline(always)]
+    #[inline]
     unsafe fn stream<L: Level>(
         &mut self,
         table: &mut FreshTable<L>,
@@ -270,33 +275,30 @@ impl<B: RawMmu> Mmu<B> {
         }
         let pfn = table.pfn();
         let raw = self.raw_mut();
-        if table.next == 0 {
-            table.epoch = raw.discarded();
+        if B::MAY_DISCARD && table.next == 0 {
+            table.epoch = raw.discarded() as u32;
         }
         if first > table.next {
             let gap = EntryRun::empty(first - table.next);
             // SAFETY: the frame is PgtReserved inside the FreshTable: protected, ours, never
             // hooked or pinned (only a PinnedRO frame can be), so not live; empty entries
             // map nothing.
-            if let Err(e) = unsafe { raw.fill_fresh(pfn, L::LEVEL, table.next, &gap) } {
-                return Err(Self::refused(table, e));
-            }
+            unsafe { raw.fill_fresh(pfn, L::LEVEL, table.next, &gap) }
+                .map_err(WriteError::Backend)?;
             table.next = first;
         }
         // SAFETY: as above for the frame; the entries are the caller's promise.
-        if let Err(e) = unsafe { raw.fill_fresh(pfn, L::LEVEL, first, run) } {
-            return Err(Self::refused(table, e));
-        }
+        unsafe { raw.fill_fresh(pfn, L::LEVEL, first, run) }.map_err(WriteError::Backend)?;
         table.next = end as u16;
         Ok(())
     }
 
-    /// A write into `table` was refused: on a queuing backend the refusal may have dropped
-    /// slots queued before, so the table starts over.
-    #[cold]
+    /// A table whose first slot was written at `epoch` of the backend's
+    /// [`discarded`](RawMmu::discarded) count starts over if the count moved since.
     #[inline(never)]
-    fn refused<L: Level>(table: &mut FreshTable<L>, e: B::Error) -> WriteError<B::Error> {
-        table.next = 0;
-        WriteError::Backend(e)
+    fn restart_if_dropped(next: &mut u16, epoch: u32, raw: &B) {
+        if *next > 0 && raw.discarded() as u32 != epoch {
+            *next = 0;
+        }
     }
 }

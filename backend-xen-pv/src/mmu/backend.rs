@@ -869,6 +869,8 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         self.st.queue.dropped()
     }
 
+    const MAY_DISCARD: bool = true;
+
     fn set_phase(&mut self, phase: Phase) {
         XenPv::set_phase(self, phase);
     }
