@@ -42,7 +42,8 @@ use crate::table::{EntryError, LeafLevel, ENTRIES};
 pub struct FreshTable<L: Level> {
     frame: Frame<PgtReserved>,
     next: u16,
-    /// The backend's [`discarded`](RawMmu::discarded) count when the first slot was written.
+    /// The low 32 bits of the backend's [`discarded`](RawMmu::discarded) count when the
+    /// first slot was written (kept only where [`RawMmu::MAY_DISCARD`]).
     epoch: u32,
     _level: PhantomData<L>,
 }
