@@ -31,6 +31,49 @@ fn range(start: u64, end: u64) -> PfnRange {
     PfnRange::new(Pfn::new(start).unwrap(), end).unwrap()
 }
 
+/// Builds `ranges` (with the caller's `extra` read-only frames) into a new streamed root from
+/// `buf`, flushes and finishes it, and walks the sim's tree under the direct map's slots,
+/// which must hold no error. Returns the walk and the build's count of read-only frames.
+fn build_fresh(
+    w: &mut common::World,
+    buf: &mut hal_core::PgtBuf,
+    ranges: &[PfnRange],
+    extra: &[PfnRange],
+    spec: &DirectMapSpec,
+) -> (oracle::Tree, u64) {
+    let mut root = FreshTable::new(buf.alloc().unwrap());
+    // SAFETY: nothing is mapped at the base of a new root; the frames are the sim's RAM.
+    let built = unsafe {
+        direct_map::build(
+            &mut w.mmu,
+            buf,
+            Target::Fresh(&mut root),
+            ranges,
+            extra,
+            spec,
+            FLAGS,
+        )
+    }
+    .unwrap();
+    built.pending.flush(&mut w.mmu).unwrap();
+    let root = w.mmu.finish_table(root).unwrap();
+    let slots = oracle::slots(ranges, LINUX_PAGE_OFFSET);
+    let tree = oracle::walk(w.mmu.raw(), root.pfn().as_u64(), slots);
+    assert!(tree.errors.is_empty(), "{:?}", tree.errors);
+    // The tree stays in the sim; the root's handle is set aside.
+    let _ = root;
+    (tree, built.read_only_frames)
+}
+
+/// The leaf of `tree` that maps frame `pfn`.
+fn leaf_of(tree: &oracle::Tree, pfn: u64) -> oracle::Leaf {
+    tree.leaves
+        .iter()
+        .find(|l| l.pfn <= pfn && pfn < l.pfn + l.size.frames())
+        .copied()
+        .unwrap_or_else(|| panic!("frame {pfn:#x} is not mapped"))
+}
+
 /// Frames the caller names read-only (outside the buffer and the boot tables) are mapped
 /// without WRITABLE, for good; the frames around them keep the caller's flags. On a backend
 /// with read-only tables the build walks them with its cursor; the tree is checked by walking
@@ -57,32 +100,8 @@ fn the_callers_read_only_frames_are_mapped_read_only() {
             extra.iter().all(|e| e.end() <= buf_range.start().as_u64()),
             "the caller's frames are outside the buffer"
         );
-        let mut root = FreshTable::new(buf.alloc().unwrap());
-        // SAFETY: nothing is mapped at the base of a new root; the frames are the sim's RAM.
-        let built = unsafe {
-            direct_map::build(
-                &mut w.mmu,
-                &mut buf,
-                Target::Fresh(&mut root),
-                &ranges,
-                &extra,
-                &spec(),
-                FLAGS,
-            )
-        }
-        .unwrap();
-        built.pending.flush(&mut w.mmu).unwrap();
-        let root = w.mmu.finish_table(root).unwrap();
-        let slots = oracle::slots(&ranges, LINUX_PAGE_OFFSET);
-        let tree = oracle::walk(w.mmu.raw(), root.pfn().as_u64(), slots);
-        assert!(tree.errors.is_empty(), "{:?}", tree.errors);
-        let leaf_of = |pfn: u64| {
-            tree.leaves
-                .iter()
-                .find(|l| l.pfn <= pfn && pfn < l.pfn + l.size.frames())
-                .copied()
-                .unwrap_or_else(|| panic!("frame {pfn:#x} is not mapped"))
-        };
+        let (tree, read_only_frames) = build_fresh(&mut w, &mut buf, &ranges, &extra, &spec());
+        let leaf_of = |pfn: u64| leaf_of(&tree, pfn);
         for e in &extra {
             for pfn in e.start().as_u64()..e.end() {
                 let l = leaf_of(pfn);
@@ -103,12 +122,8 @@ fn the_callers_read_only_frames_are_mapped_read_only() {
                 );
             }
         }
-        assert!(
-            built.read_only_frames >= 17,
-            "{c:?}: {}",
-            built.read_only_frames
-        );
-        let _ = (buf, root);
+        assert!(read_only_frames >= 17, "{c:?}: {}", read_only_frames);
+        let _ = buf;
     }
 }
 
@@ -134,32 +149,8 @@ fn a_read_only_frame_right_after_the_buffer_is_the_callers() {
             .ranges
             .iter()
             .any(|r| r.start().as_u64() <= after && after + 1 < r.end()));
-        let mut root = FreshTable::new(buf.alloc().unwrap());
-        // SAFETY: nothing is mapped at the base of a new root; the frames are the sim's RAM.
-        let built = unsafe {
-            direct_map::build(
-                &mut w.mmu,
-                &mut buf,
-                Target::Fresh(&mut root),
-                &ranges,
-                &extra,
-                &spec(),
-                FLAGS,
-            )
-        }
-        .unwrap();
-        built.pending.flush(&mut w.mmu).unwrap();
-        let root = w.mmu.finish_table(root).unwrap();
-        let slots = oracle::slots(&ranges, LINUX_PAGE_OFFSET);
-        let tree = oracle::walk(w.mmu.raw(), root.pfn().as_u64(), slots);
-        assert!(tree.errors.is_empty(), "{:?}", tree.errors);
-        let leaf_of = |pfn: u64| {
-            tree.leaves
-                .iter()
-                .find(|l| l.pfn <= pfn && pfn < l.pfn + l.size.frames())
-                .copied()
-                .unwrap_or_else(|| panic!("frame {pfn:#x} is not mapped"))
-        };
+        let (tree, _) = build_fresh(&mut w, &mut buf, &ranges, &extra, &spec());
+        let leaf_of = |pfn: u64| leaf_of(&tree, pfn);
         let l = leaf_of(after);
         assert_eq!(l.pfn, after, "{c:?}: a 4 KiB leaf of its own");
         assert!(
@@ -170,7 +161,7 @@ fn a_read_only_frame_right_after_the_buffer_is_the_callers() {
             leaf_of(after + 1).flags.contains(PageTableFlags::WRITABLE),
             "{c:?}: the frame after it stays writable"
         );
-        let _ = (buf, root);
+        let _ = buf;
     }
 }
 
@@ -196,28 +187,7 @@ fn runs_longer_than_a_table_are_continued_at_the_next_frame() {
         let mut buf =
             hal_core::PgtBuf::new(&mut w.mmu, &mut w.mb, size, u64::MAX, Direction::TopDown)
                 .unwrap();
-        let mut root = FreshTable::new(buf.alloc().unwrap());
-        // SAFETY: nothing is mapped at the base of a new root; the frames are the sim's RAM.
-        let built = unsafe {
-            direct_map::build(
-                &mut w.mmu,
-                &mut buf,
-                Target::Fresh(&mut root),
-                &ranges,
-                &[],
-                &spec,
-                FLAGS,
-            )
-        }
-        .unwrap();
-        built.pending.flush(&mut w.mmu).unwrap();
-        let root = w.mmu.finish_table(root).unwrap();
-        let tree = oracle::walk(
-            w.mmu.raw(),
-            root.pfn().as_u64(),
-            oracle::slots(&ranges, LINUX_PAGE_OFFSET),
-        );
-        assert!(tree.errors.is_empty(), "{sizes:?}: {:?}", tree.errors);
+        let (tree, _) = build_fresh(&mut w, &mut buf, &ranges, &[], &spec);
         let mut mapped = 0;
         for l in &tree.leaves {
             assert_eq!(
@@ -230,7 +200,7 @@ fn runs_longer_than_a_table_are_continued_at_the_next_frame() {
         }
         let frames: u64 = ranges.iter().map(PfnRange::len).sum();
         assert_eq!(mapped, frames, "{sizes:?}: every frame once");
-        let _ = (buf, root);
+        let _ = buf;
     }
 }
 
