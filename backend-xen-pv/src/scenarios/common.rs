@@ -153,6 +153,11 @@ pub fn make_buf(g: &mut Guest, headroom: u64) -> PgtBuf {
 
 /// A new root inheriting the kernel's mappings, the direct map under it, all written.
 pub fn fill(g: &mut Guest, buf: &mut PgtBuf) -> Frame<PinnedRO<U4>> {
+    fill_with(g, buf, &[])
+}
+
+/// [`fill`], with the caller's own read-only frames `extra` (`build`'s `extra_read_only`).
+pub fn fill_with(g: &mut Guest, buf: &mut PgtBuf, extra: &[PfnRange]) -> Frame<PinnedRO<U4>> {
     g.set_phase(Phase::FillInstall);
     let mut root = TableBuilder::new(buf.alloc().unwrap());
     let spec = Guest::spec();
@@ -169,7 +174,7 @@ pub fn fill(g: &mut Guest, buf: &mut PgtBuf) -> Frame<PinnedRO<U4>> {
             buf,
             Target::New(&mut root),
             &[g.ram],
-            &[],
+            extra,
             &spec,
             flags,
         )

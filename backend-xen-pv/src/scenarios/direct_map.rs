@@ -274,35 +274,12 @@ fn retarget_page_maps_another_frame_and_back() {
 /// read-only for good.
 #[test]
 fn a_callers_read_only_range_over_the_buffer_leaves_the_tail_to_the_release() {
-    use hal_core::direct_map::{self, Target};
-    use hal_core::{PageTableFlags, Pfn, PfnRange, TableBuilder, TableLevel};
+    use hal_core::{Pfn, PfnRange};
     let mut g = boot(DomainConfig::mib(64));
     let mut buf = common::make_buf(&mut g, HEADROOM);
     let b = buf.range();
     let extra = [PfnRange::new(b.start(), b.end() + 1).unwrap()];
-    let mut root = TableBuilder::new(buf.alloc().unwrap());
-    let spec = Guest::spec();
-    let first = TableLevel::L4.index_of(spec.base);
-    let last = TableLevel::L4.index_of(spec.base + g.ram.end() * 4096 - 1);
-    g.mmu
-        .inherit_root(&g.live, &mut root, (first, last + 1))
-        .unwrap();
-    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
-    // SAFETY: the direct map's slots were skipped when inheriting; all RAM is the guest's.
-    let built = unsafe {
-        direct_map::build(
-            &mut g.mmu,
-            &mut buf,
-            Target::New(&mut root),
-            &[g.ram],
-            &extra,
-            &spec,
-            flags,
-        )
-    }
-    .unwrap();
-    built.pending.flush(&mut g.mmu).unwrap();
-    let root = g.mmu.new_table(root).unwrap();
+    let root = common::fill_with(&mut g, &mut buf, &extra);
     common::switch(&mut g, root);
     let fin = common::finish(&mut g, buf);
     g.xen().audit().unwrap();
