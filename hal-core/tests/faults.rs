@@ -609,3 +609,214 @@ fn a_fresh_table_refused_where_nothing_is_dropped_keeps_its_slots() {
         let _ = (free, buf);
     }
 }
+
+/// A queuing backend over the sim: fresh-table writes wait in a queue until a submission (a
+/// flush, or any other operation), and a refused submission drops the whole queue, as Xen
+/// PV's `mmu_update` drops every entry after a refused one (`MAY_DISCARD`).
+struct Dropping {
+    sim: common::sim::Sim,
+    queue: Vec<(hal_core::Pfn, TableLevel, u16, hal_core::EntryRun)>,
+    dropped: u64,
+}
+
+impl Dropping {
+    /// Applies the queue, or drops it if the sim refuses the submission.
+    fn submit(&mut self) -> Result<(), SimError> {
+        let queue = core::mem::take(&mut self.queue);
+        if let Err(e) = self.sim.flush() {
+            self.dropped += 1;
+            return Err(e);
+        }
+        for (table, level, first, run) in queue {
+            // SAFETY: queued by `fill_fresh`, whose caller promised what the sim's needs.
+            if let Err(e) = unsafe { self.sim.fill_fresh(table, level, first, &run) } {
+                self.dropped += 1;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+// SAFETY: every operation is the sim's, after the queued writes it needs are applied; the
+// queued writes are the sim's `fill_fresh`, applied in order or dropped (and counted).
+unsafe impl RawMmu for Dropping {
+    type Error = SimError;
+    const MAY_DISCARD: bool = true;
+    fn discarded(&self) -> u64 {
+        self.dropped
+    }
+    fn caps(&self) -> Caps {
+        self.sim.caps()
+    }
+    fn name(&self) -> &'static str {
+        "dropping sim"
+    }
+    fn machine_frame(&self, pfn: hal_core::Pfn) -> Result<hal_core::Mfn, SimError> {
+        self.sim.machine_frame(pfn)
+    }
+    fn current_root(&self) -> hal_core::Pfn {
+        self.sim.current_root()
+    }
+    fn foreign_tables(&self) -> &[hal_core::PfnRange] {
+        self.sim.foreign_tables()
+    }
+    unsafe fn protect(&mut self, frames: hal_core::PfnRange) -> Result<(), SimError> {
+        self.submit()?;
+        // SAFETY: the caller's promise.
+        unsafe { self.sim.protect(frames) }
+    }
+    unsafe fn write(
+        &mut self,
+        table: hal_core::Pfn,
+        level: TableLevel,
+        first: u16,
+        entries: &[Pte],
+    ) -> Result<(), SimError> {
+        self.submit()?;
+        // SAFETY: the caller's promise.
+        unsafe { self.sim.write(table, level, first, entries) }
+    }
+    unsafe fn fill_fresh(
+        &mut self,
+        table: hal_core::Pfn,
+        level: TableLevel,
+        first: u16,
+        run: &hal_core::EntryRun,
+    ) -> Result<(), SimError> {
+        self.queue.push((table, level, first, *run));
+        Ok(())
+    }
+    fn read(
+        &mut self,
+        table: hal_core::Pfn,
+        level: TableLevel,
+        index: u16,
+    ) -> Result<Pte, SimError> {
+        self.submit()?;
+        self.sim.read(table, level, index)
+    }
+    unsafe fn pin(&mut self, table: hal_core::Pfn, level: TableLevel) -> Result<(), SimError> {
+        self.submit()?;
+        // SAFETY: the caller's promise.
+        unsafe { self.sim.pin(table, level) }
+    }
+    unsafe fn unpin(&mut self, table: hal_core::Pfn, level: TableLevel) -> Result<(), SimError> {
+        self.submit()?;
+        // SAFETY: the caller's promise.
+        unsafe { self.sim.unpin(table, level) }
+    }
+    unsafe fn retire(&mut self, table: hal_core::Pfn, level: TableLevel) -> Result<(), SimError> {
+        self.submit()?;
+        // SAFETY: the caller's promise.
+        unsafe { self.sim.retire(table, level) }
+    }
+    unsafe fn switch_root(&mut self, root: hal_core::Pfn) -> Result<(), SimError> {
+        self.submit()?;
+        // SAFETY: the caller's promise.
+        unsafe { self.sim.switch_root(root) }
+    }
+    unsafe fn release(&mut self, frames: hal_core::PfnRange) -> Result<(), SimError> {
+        self.submit()?;
+        // SAFETY: the caller's promise.
+        unsafe { self.sim.release(frames) }
+    }
+    unsafe fn add_window(&mut self, va: u64, pfns: hal_core::PfnRange) -> Result<(), SimError> {
+        self.submit()?;
+        // SAFETY: the caller's promise.
+        unsafe { self.sim.add_window(va, pfns) }
+    }
+    fn flush(&mut self) -> Result<(), SimError> {
+        self.submit()
+    }
+    unsafe fn flush_tlb(&mut self, tlb: &hal_core::TlbBatch) -> Result<(), SimError> {
+        self.submit()?;
+        // SAFETY: the caller's promise.
+        unsafe { self.sim.flush_tlb(tlb) }
+    }
+}
+
+/// A build into a root staged in a `TableBuilder` (`Target::New`) on a backend that drops
+/// queued writes when a submission is refused: a subtree goes into the builder only once its
+/// writes are applied. Here the first submission is refused: the build reports it and the
+/// staged root stays empty. (Had the subtree gone in with its writes queued, the caller's own
+/// flush would have dropped them, and safe `new_table` would have made a root over a level-3
+/// table that was never written.) Without a refusal, the same build is complete.
+#[test]
+fn a_staged_root_takes_a_subtree_only_once_its_writes_are_applied() {
+    for c in [caps::NATIVE, caps::XEN] {
+        for refuse in [true, false] {
+            let World { mut mb, mmu, .. } = small(c);
+            let mut mmu = hal_core::Mmu::new(Dropping {
+                sim: mmu.into_raw(),
+                queue: Vec::new(),
+                dropped: 0,
+            });
+            let ranges =
+                [hal_core::PfnRange::new(hal_core::Pfn::new(1024).unwrap(), 1624).unwrap()];
+            let spec = DirectMapSpec {
+                base: LINUX_PAGE_OFFSET,
+                page_sizes: PageSizes::SIZE_4K,
+            };
+            let mut buf = PgtBuf::new(&mut mmu, &mut mb, 8, u64::MAX, Direction::BottomUp).unwrap();
+            let mut root = TableBuilder::new(buf.alloc().unwrap());
+            if refuse {
+                mmu.raw_mut().sim.fail(Op::Flush, 1, ErrorKind::Other, 0);
+            }
+            // SAFETY: the staged root's slots are empty; the frames are the sim's RAM.
+            let built = unsafe {
+                direct_map::build(
+                    &mut mmu,
+                    &mut buf,
+                    Target::New(&mut root),
+                    &ranges,
+                    &[],
+                    &spec,
+                    FLAGS,
+                )
+            };
+            let flushed = match built {
+                Ok(b) => b.pending.flush(&mut mmu),
+                Err(BuildError::Backend(e)) => Err(e),
+                Err(e) => panic!("{c:?}: {e:?}"),
+            };
+            assert_eq!(flushed.is_err(), refuse, "{c:?}: the refusal, reported");
+            assert_eq!(mmu.raw().dropped, u64::from(refuse));
+            // The caller makes the root whatever happened (safe); every leaf under it, read
+            // from the sim's memory, maps the frame its address names.
+            let root = mmu.new_table(root).unwrap();
+            let sim = &mmu.raw().sim;
+            let table = |e: u64| Pte::from_bits(e).pfn().as_u64();
+            let mut leaves = 0;
+            let l4e = sim.peek(root.pfn().as_u64(), 273).unwrap();
+            if l4e & 1 != 0 {
+                let l3 = table(l4e);
+                let l3e = sim.peek(l3, 0).expect("the level-3 table was written");
+                let l2 = table(l3e);
+                for k in 0..512u16 {
+                    let l2e = sim.peek(l2, k).expect("the level-2 table was written");
+                    if l2e & 1 == 0 {
+                        continue;
+                    }
+                    for i in 0..512u16 {
+                        let e = sim
+                            .peek(table(l2e), i)
+                            .expect("the level-1 table was written");
+                        if e & 1 != 0 {
+                            // The direct map: the page at `base + pfn * 4 KiB` maps `pfn`.
+                            let pfn = u64::from(k) * 512 + u64::from(i);
+                            assert_eq!(table(e), pfn, "{c:?}: leaf of pfn {pfn}");
+                            leaves += 1;
+                        }
+                    }
+                }
+            }
+            let expect = if refuse { 0 } else { 600 };
+            assert_eq!(
+                leaves, expect,
+                "{c:?}, refused: {refuse}: leaves under the root"
+            );
+            let _ = (root, buf);
+        }
+    }
+}

@@ -31,7 +31,10 @@ use crate::Frame;
 
 /// Where the direct map goes.
 pub enum Target<'r, 'b> {
-    /// A root being built in memory (not live yet): its slots are filled in the builder.
+    /// A root being built in memory (not live yet): its slots are filled in the builder. A
+    /// subtree goes into the builder only once its writes are submitted (one flush per root
+    /// slot the map fills, on a queuing backend): the builder, unlike a [`FreshTable`], is
+    /// not checked for slots a refused submission dropped.
     New(&'b mut TableBuilder<U4>),
     /// A root being written in place (not live yet): the direct map's slots are streamed into
     /// it, so they must lie at or above its [`next_slot`](FreshTable::next_slot).
@@ -549,10 +552,21 @@ impl<'m, 'r> Builder<'m, 'r, '_> {
         self.made.l3 += 1;
         let idx = TableLevel::L4.index_of(va);
         match &mut self.target {
-            Target::New(root) => root.adopt(idx, frame).map_err(|(e, f)| {
-                crate::frame::handed_over(f);
-                BuildError::at(va, WriteError::<Stashed>::Entry(e))
-            }),
+            Target::New(root) => {
+                // The caller's builder is covered by no check of dropped slots (a fresh
+                // table's is): the subtree goes into it only once it is written. A refused
+                // submission may have dropped slots queued for it, so it stays out (in the
+                // buffer's used part, read-only), and the refusal is the build's.
+                let p = core::mem::replace(&mut self.pending, Pending::none());
+                if let Err(e) = self.mmu.flush(p) {
+                    crate::frame::handed_over(frame);
+                    return Err(BuildError::Backend(e));
+                }
+                root.adopt(idx, frame).map_err(|(e, f)| {
+                    crate::frame::handed_over(f);
+                    BuildError::at(va, WriteError::<Stashed>::Entry(e))
+                })
+            }
             Target::Fresh(root) => {
                 ParentOps::<U4>::put_child(self.mmu, root, idx, frame).map_err(|f| {
                     crate::frame::handed_over(f.value);

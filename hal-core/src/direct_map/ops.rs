@@ -93,6 +93,12 @@ pub(super) trait MakeOps<L: Level> {
     ) -> Result<(Frame<PinnedRO<L>>, Pending), Failed<FreshTable<L>, Stashed>>;
 }
 
+/// Submitting what is queued.
+pub(super) trait FlushOps {
+    /// `Pending::flush`.
+    fn flush(&mut self, pending: Pending) -> Result<(), Stashed>;
+}
+
 /// Everything the cursor uses, at every level it uses it, as one flat object-safe trait (one
 /// vtable per backend; supertraits would add one per trait and level). Each method is its
 /// level's [`LeafOps`], [`ParentOps`] or [`MakeOps`] method; `dyn Ops` implements those
@@ -201,6 +207,7 @@ pub(super) trait Ops {
         &mut self,
         t: FreshTable<U3>,
     ) -> Result<(Frame<PinnedRO<U3>>, Pending), Failed<FreshTable<U3>, Stashed>>;
+    fn flush(&mut self, pending: Pending) -> Result<(), Stashed>;
 }
 
 /// [`Ops`] by forwarding to the per-level traits (implemented once, generically, for
@@ -215,7 +222,8 @@ where
         + ParentOps<U2>
         + MakeOps<U1>
         + MakeOps<U2>
-        + MakeOps<U3>,
+        + MakeOps<U3>
+        + FlushOps,
 {
     unsafe fn put_leaves1(
         &mut self,
@@ -366,6 +374,9 @@ where
         t: FreshTable<U3>,
     ) -> Result<(Frame<PinnedRO<U3>>, Pending), Failed<FreshTable<U3>, Stashed>> {
         MakeOps::<U3>::finish(self, t)
+    }
+    fn flush(&mut self, pending: Pending) -> Result<(), Stashed> {
+        FlushOps::flush(self, pending)
     }
 }
 
@@ -548,5 +559,11 @@ impl<B: RawMmu, L: Level> MakeOps<L> for Erased<'_, B> {
             error: self.stash(f.error),
             value: f.value,
         })
+    }
+}
+
+impl<B: RawMmu> FlushOps for Erased<'_, B> {
+    fn flush(&mut self, pending: Pending) -> Result<(), Stashed> {
+        pending.flush(self.mmu).map_err(|e| self.stash(e))
     }
 }
