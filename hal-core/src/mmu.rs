@@ -48,7 +48,7 @@ impl Pending {
     /// One obligation for both.
     pub const fn join(self, other: Pending) -> Self {
         Self {
-            ops: self.ops + other.ops,
+            ops: self.ops.saturating_add(other.ops),
         }
     }
 

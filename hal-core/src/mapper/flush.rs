@@ -23,7 +23,7 @@ impl Flush {
     /// One obligation for both.
     pub const fn join(self, other: Flush) -> Self {
         Self {
-            ops: self.ops + other.ops,
+            ops: self.ops.saturating_add(other.ops),
         }
     }
 
