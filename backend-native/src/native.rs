@@ -78,7 +78,8 @@ impl<C: Cpu> Native<C> {
 }
 
 // SAFETY: `protect`/`release` have nothing to do on bare metal (no frame needs to be unmapped
-// to be a page table); `write` stores exactly the entries given (pfn == machine frame); caps
+// to be a page table); `write` stores exactly the entries given (pfn == machine frame), at
+// once (nothing is queued, so nothing is dropped and every write takes effect in order); caps
 // are constant.
 unsafe impl<C: Cpu> RawMmu for Native<C> {
     type Error = NativeError;

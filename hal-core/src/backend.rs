@@ -199,7 +199,13 @@ pub struct Caps {
 ///   (a queued write) is dropped without taking effect, and a backend that can drop one sets
 ///   [`MAY_DISCARD`](RawMmu::MAY_DISCARD): hal-core's streaming tables
 ///   ([`FreshTable`](crate::FreshTable)) rely on both never to finish a table with a slot
-///   unwritten.
+///   unwritten;
+/// - queued writes ([`write`](RawMmu::write), [`fill_fresh`](RawMmu::fill_fresh)) take effect
+///   in the order they were made: when a submission is refused, those that take effect are a
+///   prefix of those queued, so a write queued after another (an entry hooking a table after
+///   the table's own slots) takes effect only if that one did. (A
+///   [`release`](RawMmu::release) is one operation: on failure its own order does not matter,
+///   as the frames come back unsettled.)
 pub unsafe trait RawMmu {
     /// The backend's error, with its raw cause inside.
     type Error: BackendError;

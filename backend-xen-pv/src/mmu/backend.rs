@@ -483,7 +483,9 @@ fn translate(e: Pte, mfn: u64) -> u64 {
 // again (a leaf the caller wrote read-only stays so); Xen's type system refuses any writable
 // mapping of a frame while it is a page table. `write` queues exactly the entries
 // given, P2M-translated, in order, and every queued entry has been submitted once `flush`
-// returns `Ok`. `caps` is a constant.
+// returns `Ok`; a refused submission applies the entries before the refused one and drops the
+// rest of the queue (counted in `discarded`), so what takes effect is a prefix. `caps` is a
+// constant.
 unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     type Error = XenPvError;
 
