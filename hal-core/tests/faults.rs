@@ -736,6 +736,82 @@ unsafe impl RawMmu for Dropping {
     }
 }
 
+/// The sim of `small(c)` behind [`Dropping`], with a buffer of 8 frames.
+fn dropping(c: Caps) -> (hal_core::Mmu<Dropping>, PgtBuf) {
+    let World { mut mb, mmu, .. } = small(c);
+    let mut mmu = hal_core::Mmu::new(Dropping {
+        sim: mmu.into_raw(),
+        queue: Vec::new(),
+        dropped: 0,
+    });
+    let buf = PgtBuf::new(&mut mmu, &mut mb, 8, u64::MAX, Direction::BottomUp).unwrap();
+    (mmu, buf)
+}
+
+/// The 600 frames from 1024 on, 4 KiB pages, at Linux's base.
+const DROPPING_RAM: (u64, u64) = (1024, 1624);
+
+/// Builds `DROPPING_RAM` under `target`, then flushes what the build queued: whether a
+/// refusal was reported (by either).
+fn build_dropping(mmu: &mut hal_core::Mmu<Dropping>, buf: &mut PgtBuf, target: Target) -> bool {
+    let ranges =
+        [
+            hal_core::PfnRange::new(hal_core::Pfn::new(DROPPING_RAM.0).unwrap(), DROPPING_RAM.1)
+                .unwrap(),
+        ];
+    let spec = DirectMapSpec {
+        base: LINUX_PAGE_OFFSET,
+        page_sizes: PageSizes::SIZE_4K,
+    };
+    // SAFETY: the root's slots are empty; the frames are the sim's RAM.
+    let built = unsafe { direct_map::build(mmu, buf, target, &ranges, &[], &spec, FLAGS) };
+    match built {
+        Ok(b) => b.pending.flush(mmu).is_err(),
+        Err(BuildError::Backend(_)) => true,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+/// Walks the tree under `root` in the sim's memory (the test's own walk): every table an entry
+/// names was written, every leaf maps the frame its address names (the direct map at slot
+/// 273), no other root slot is used. Returns the leaves.
+fn leaves_under(sim: &common::sim::Sim, root: u64) -> u64 {
+    let table = |e: u64| Pte::from_bits(e).pfn().as_u64();
+    for s in (0..512u16).filter(|&s| s != 273) {
+        assert_eq!(sim.peek(root, s), Some(0), "root slot {s}");
+    }
+    let mut leaves = 0;
+    let l4e = sim.peek(root, 273).expect("the root was written");
+    if l4e & 1 == 0 {
+        return 0;
+    }
+    let l3e = sim
+        .peek(table(l4e), 0)
+        .expect("the level-3 table was written");
+    if l3e & 1 == 0 {
+        return 0;
+    }
+    let l2 = table(l3e);
+    for k in 0..512u16 {
+        let l2e = sim.peek(l2, k).expect("the level-2 table was written");
+        if l2e & 1 == 0 {
+            continue;
+        }
+        for i in 0..512u16 {
+            let e = sim
+                .peek(table(l2e), i)
+                .expect("the level-1 table was written");
+            if e & 1 != 0 {
+                // The direct map: the page at `base + pfn * 4 KiB` maps `pfn`.
+                let pfn = u64::from(k) * 512 + u64::from(i);
+                assert_eq!(table(e), pfn, "leaf of pfn {pfn}");
+                leaves += 1;
+            }
+        }
+    }
+    leaves
+}
+
 /// A build into a root staged in a `TableBuilder` (`Target::New`) on a backend that drops
 /// queued writes when a submission is refused: a subtree goes into the builder only once its
 /// writes are applied. Here the first submission is refused: the build reports it and the
@@ -746,74 +822,51 @@ unsafe impl RawMmu for Dropping {
 fn a_staged_root_takes_a_subtree_only_once_its_writes_are_applied() {
     for c in [caps::NATIVE, caps::XEN] {
         for refuse in [true, false] {
-            let World { mut mb, mmu, .. } = small(c);
-            let mut mmu = hal_core::Mmu::new(Dropping {
-                sim: mmu.into_raw(),
-                queue: Vec::new(),
-                dropped: 0,
-            });
-            let ranges =
-                [hal_core::PfnRange::new(hal_core::Pfn::new(1024).unwrap(), 1624).unwrap()];
-            let spec = DirectMapSpec {
-                base: LINUX_PAGE_OFFSET,
-                page_sizes: PageSizes::SIZE_4K,
-            };
-            let mut buf = PgtBuf::new(&mut mmu, &mut mb, 8, u64::MAX, Direction::BottomUp).unwrap();
+            let (mut mmu, mut buf) = dropping(c);
             let mut root = TableBuilder::new(buf.alloc().unwrap());
             if refuse {
                 mmu.raw_mut().sim.fail(Op::Flush, 1, ErrorKind::Other, 0);
             }
-            // SAFETY: the staged root's slots are empty; the frames are the sim's RAM.
-            let built = unsafe {
-                direct_map::build(
-                    &mut mmu,
-                    &mut buf,
-                    Target::New(&mut root),
-                    &ranges,
-                    &[],
-                    &spec,
-                    FLAGS,
-                )
-            };
-            let flushed = match built {
-                Ok(b) => b.pending.flush(&mut mmu),
-                Err(BuildError::Backend(e)) => Err(e),
-                Err(e) => panic!("{c:?}: {e:?}"),
-            };
-            assert_eq!(flushed.is_err(), refuse, "{c:?}: the refusal, reported");
+            let refused = build_dropping(&mut mmu, &mut buf, Target::New(&mut root));
+            assert_eq!(refused, refuse, "{c:?}: the refusal, reported");
             assert_eq!(mmu.raw().dropped, u64::from(refuse));
-            // The caller makes the root whatever happened (safe); every leaf under it, read
-            // from the sim's memory, maps the frame its address names.
+            // The caller makes the root whatever happened (safe).
             let root = mmu.new_table(root).unwrap();
-            let sim = &mmu.raw().sim;
-            let table = |e: u64| Pte::from_bits(e).pfn().as_u64();
-            let mut leaves = 0;
-            let l4e = sim.peek(root.pfn().as_u64(), 273).unwrap();
-            if l4e & 1 != 0 {
-                let l3 = table(l4e);
-                let l3e = sim.peek(l3, 0).expect("the level-3 table was written");
-                let l2 = table(l3e);
-                for k in 0..512u16 {
-                    let l2e = sim.peek(l2, k).expect("the level-2 table was written");
-                    if l2e & 1 == 0 {
-                        continue;
-                    }
-                    for i in 0..512u16 {
-                        let e = sim
-                            .peek(table(l2e), i)
-                            .expect("the level-1 table was written");
-                        if e & 1 != 0 {
-                            // The direct map: the page at `base + pfn * 4 KiB` maps `pfn`.
-                            let pfn = u64::from(k) * 512 + u64::from(i);
-                            assert_eq!(table(e), pfn, "{c:?}: leaf of pfn {pfn}");
-                            leaves += 1;
-                        }
-                    }
-                }
-            }
+            let root = mmu.pin(root).unwrap();
             let expect = if refuse { 0 } else { 600 };
             assert_eq!(
-                leaves, expect,
+                leaves_under(&mmu.raw().sim, root.pfn().as_u64()),
+                expect,
+                "{c:?}, refused: {refuse}: leaves under the root"
+            );
+            let _ = (root, buf);
+        }
+    }
+}
+
+/// The same on a root streamed in place (`Target::Fresh`): everything the build queued is
+/// dropped by the caller's refused flush, so finishing the root starts it over (every slot
+/// written again, empty: the subtree is lost, never half there). Without a refusal the build
+/// is complete.
+#[test]
+fn a_fresh_root_whose_subtree_a_refusal_dropped_is_finished_empty() {
+    for c in [caps::NATIVE, caps::XEN] {
+        for refuse in [true, false] {
+            let (mut mmu, mut buf) = dropping(c);
+            let mut root = hal_core::FreshTable::new(buf.alloc().unwrap());
+            if refuse {
+                mmu.raw_mut().sim.fail(Op::Flush, 1, ErrorKind::Other, 0);
+            }
+            let refused = build_dropping(&mut mmu, &mut buf, Target::Fresh(&mut root));
+            assert_eq!(refused, refuse, "{c:?}: the refusal, reported");
+            assert_eq!(mmu.raw().dropped, u64::from(refuse));
+            let root = mmu.finish_table(root).unwrap();
+            // Complete: the sim refuses to pin a fresh table not written in full.
+            let root = mmu.pin(root).unwrap();
+            let expect = if refuse { 0 } else { 600 };
+            assert_eq!(
+                leaves_under(&mmu.raw().sim, root.pfn().as_u64()),
+                expect,
                 "{c:?}, refused: {refuse}: leaves under the root"
             );
             let _ = (root, buf);
