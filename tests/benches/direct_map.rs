@@ -3,14 +3,14 @@
 //! flat loop storing the same entries, each into its own simulated memory of the same size.
 //!
 //! `cargo bench -p pvmmu-tests --bench direct_map` prints, per mapping (1 GiB and 4 GiB, 4 KiB
-//! pages only and large pages allowed; 16 GiB and 64 GiB with large pages): the median ns per
-//! 4 KiB page mapped over interleaved runs, the ratios to x86_64 and to the flat loop, and the
-//! stack each build used (painted stack, high-water mark). Before timing, the three trees are walked and checked identical.
-//! Large-page builds also get the fastest run and the ns per build. With `--callgrind` it also
-//! runs each build once under `valgrind --tool=callgrind` (collecting only inside the build)
-//! and prints instructions per page, all and those outside `memset` (callgrind counts a `rep
-//! stos` once per byte). A word that is not an option (`large`, `4 KiB`) keeps
-//! only the mappings whose name contains it.
+//! pages only and large pages allowed; 16 GiB and 64 GiB with large pages): the median ns per 4 KiB
+//! page mapped over interleaved runs, the ratios to x86_64 and to the flat loop, and the stack each
+//! build used (painted stack, high-water mark). Before timing, the three trees are walked and
+//! checked identical. Large-page builds also get the fastest run and the ns per build. With
+//! `--callgrind` it also runs each build once under `valgrind --tool=callgrind` (collecting only
+//! inside the build) and prints instructions per page, all and those outside `memset` (callgrind
+//! counts a `rep stos` once per byte). A word that is not an option (`large`, `4 KiB`) keeps only
+//! the mappings whose name contains it.
 
 #[path = "support/callgrind.rs"]
 mod callgrind;
