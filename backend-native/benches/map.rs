@@ -155,7 +155,8 @@ fn mapper_round(per_page: bool) -> (f64, f64) {
         pv_unmap_range(&mut m, &mut mmu, root);
     }
     let unmap = t.elapsed().as_nanos() as f64 / PAGES as f64;
-    assert_eq!(m.stats().tables_allocated, m.stats().tables_freed);
+    // Every table freed but the level-3 one in its root slot, which stays.
+    assert_eq!(m.stats().tables_allocated, m.stats().tables_freed + 1);
     std::hint::black_box(&mem);
     (map, unmap)
 }

@@ -527,7 +527,7 @@ fn map_row<P: RefusalsBoard>(
     let len = BATCH * 4096;
     let rw = PageTableFlags::WRITABLE;
     let free_refused = mb.free_bytes();
-    let (refusal, mapped_after, leaked) = {
+    let (refusal, mapped_after, leaked, kept) = {
         let (mmu, root) = p.mmu_and_root();
         let caps = mmu.caps();
         let mut m: Mapper<_, 8> = Mapper::new(
@@ -553,7 +553,8 @@ fn map_row<P: RefusalsBoard>(
             }
         };
         let refusal = P::refusal(&e).ok_or_else(|| failed("map: not a refusal", pos as i64))?;
-        // Carry on: tear down (whatever the refusal left mapped), every table back.
+        // Carry on: tear down (whatever the refusal left mapped), every table back but the
+        // level-3 one in the row's root slot, which stays.
         let mut mapped = 0u64;
         for k in 0..BATCH {
             mapped += u64::from(
@@ -565,13 +566,14 @@ fn map_row<P: RefusalsBoard>(
         // SAFETY: everything this mapper mapped is this row's.
         let td = unsafe { m.teardown(mmu, root.table()) }
             .map_err(|e| Failure::Backend("teardown", e.kind()))?;
-        (refusal, mapped, td.tables_allocated - td.tables_freed_total)
+        let leaked = td.tables_allocated - td.tables_freed_total - td.tables_kept;
+        (refusal, mapped, leaked, td.tables_kept)
     };
     let frames_kept = free_refused.saturating_sub(mb.free_bytes()) / 4096;
     let x_writable = plant.unpin(p, pos)?;
     // Again, with every frame ordinary memory: all 512 stores land.
     let free0 = mb.free_bytes();
-    let (landed, freed_again) = {
+    let (landed, freed_again, kept_again) = {
         let (mmu, root) = p.mmu_and_root();
         let caps = mmu.caps();
         let mut m: Mapper<_, 8> = Mapper::new(
@@ -602,7 +604,8 @@ fn map_row<P: RefusalsBoard>(
         // SAFETY: everything this mapper mapped is this row's.
         let td = unsafe { m.teardown(mmu, root.table()) }
             .map_err(|e| Failure::Backend("teardown again", e.kind()))?;
-        (landed, td.tables_freed_total == td.tables_allocated)
+        let freed = td.tables_freed_total + td.tables_kept == td.tables_allocated;
+        (landed, freed, td.tables_kept)
     };
     for k in 0..BATCH {
         // SAFETY: our frames, writable in their window: zero again for the next row.
@@ -613,9 +616,12 @@ fn map_row<P: RefusalsBoard>(
         .entry
         .is_some_and(|e| u64::from(e.index) == pos && e.frame == Some(x.as_u64()));
     let index = r.entry.map_or(u16::MAX, |e| e.index);
-    let after = x_writable && landed == BATCH && freed_again && mb.free_bytes() == free0;
+    let after = x_writable
+        && landed == BATCH
+        && freed_again
+        && mb.free_bytes() + 4096 * kept_again == free0;
     defmt::info!(
-        "RESULT refusals op=map at={=u64} op_named={=?} errno={=i64} submitted={=u32} applied={=u32} failed_at={=u32} index={=u16} entry_named={=str} mapped_after={=u64} leaked_tables={=u64} frames_kept={=u64} landed={=u64} after={=str}",
+        "RESULT refusals op=map at={=u64} op_named={=?} errno={=i64} submitted={=u32} applied={=u32} failed_at={=u32} index={=u16} entry_named={=str} mapped_after={=u64} leaked_tables={=u64} tables_kept={=u64} frames_kept={=u64} landed={=u64} after={=str}",
         pos,
         op,
         i64::from(r.errno.0),
@@ -626,6 +632,7 @@ fn map_row<P: RefusalsBoard>(
         if named_ok { "ok" } else { "wrong" },
         mapped_after,
         leaked,
+        kept,
         frames_kept,
         landed,
         if after { "ok" } else { "wrong" }

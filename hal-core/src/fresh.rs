@@ -184,7 +184,8 @@ impl<B: RawMmu> Mmu<B> {
                 .map_err(WriteError::Backend)?;
             if e.is_present() {
                 // SAFETY: the entry is live in the current root, which the platform accepted;
-                // the tables it points at stay (the boot tables are never retired).
+                // the tables it points at stay: a table in a root slot is never freed (the
+                // boot tables are never retired, and the mapper keeps its level-3 tables).
                 unsafe { self.put_raw(root, i, e) }?;
                 copied += 1;
             }

@@ -289,7 +289,8 @@ impl<B: RawMmu> Mmu<B> {
 
     /// Copies the live root's present entries into `builder`, except the slots in `skip`
     /// (`[start, end)`) and the backend's reserved slots: the new root then maps the running
-    /// kernel as the current one does. Returns how many were copied.
+    /// kernel as the current one does, through the same tables (so it also sees what is mapped
+    /// under them later). Returns how many were copied.
     pub fn inherit_root(
         &mut self,
         from: &LiveRoot,
@@ -310,7 +311,8 @@ impl<B: RawMmu> Mmu<B> {
                 .map_err(WriteError::Backend)?;
             if e.is_present() {
                 // SAFETY: the entry is live in the current root, which the platform accepted;
-                // the tables it points at stay (the boot tables are never retired).
+                // the tables it points at stay: a table in a root slot is never freed (the
+                // boot tables are never retired, and the mapper keeps its level-3 tables).
                 unsafe { builder.set_raw(i, e) }.map_err(WriteError::Entry)?;
                 copied += 1;
             }

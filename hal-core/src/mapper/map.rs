@@ -28,7 +28,8 @@ const RUN: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum EmptyTables {
-    /// Unhooked, retired at the next flush and given back to the frame source.
+    /// Unhooked, retired at the next flush and given back to the frame source; but a level-3
+    /// table in a root slot stays, empty (see the [module docs](super)).
     Free,
     /// Kept hooked (for a range that will be mapped again); freed by
     /// [`teardown`](Mapper::teardown).

@@ -27,6 +27,14 @@
 //! [`Mmu::unhook`](crate::Mmu::unhook)). It creates tables under any table of the tree (the
 //! root, the boot tables), but never writes a leaf into a table it did not create.
 //!
+//! A level-3 table it hooks into a root slot stays there, empty or not, until the end: no
+//! unmap, rollback or [`teardown`](Mapper::teardown) frees it (it stays in the record, and
+//! [`Teardown::tables_kept`] counts it). A new root made with the safe
+//! [`Mmu::inherit_root`](crate::Mmu::inherit_root) shares the tables of the live root's slots;
+//! freeing one would leave that root naming a frame handed out as memory. (Linux keeps the
+//! kernel's top-level entries for the same reason.) Tables further down are shared through
+//! the level-3 table, so unhooking one changes every root that shares it alike.
+//!
 //! # What it can and cannot know about page-table frames
 //! A writable mapping of a page-table frame is refused ([`MapError::FrameIsTable`]) when the
 //! frame is one of the mapper's own tables or one of the backend's

@@ -24,8 +24,12 @@ pub struct Teardown {
     pub tables_freed: u64,
     /// Tables the mapper allocated over its whole life.
     pub tables_allocated: u64,
-    /// Tables it freed over its whole life (equal to `tables_allocated` after a teardown).
+    /// Tables it freed over its whole life (`tables_allocated - tables_kept` after a
+    /// teardown).
     pub tables_freed_total: u64,
+    /// Level-3 tables it made in root slots, which stay there, empty, and in its record
+    /// (another root may have inherited the slots: see the [module docs](super)).
+    pub tables_kept: u64,
 }
 
 impl<S: FrameSource, const N: usize> Mapper<S, N> {
@@ -201,7 +205,8 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
     }
 
     /// Unmaps everything the mapper ever mapped, unhooks and retires every table it created,
-    /// whatever the policy, and flushes: every table frame is back in the frame source.
+    /// whatever the policy, and flushes: every table frame is back in the frame source but the
+    /// level-3 tables in root slots, which stay hooked, empty ([`Teardown::tables_kept`]).
     ///
     /// # Safety
     /// As [`unmap`](Self::unmap), for everything the mapper mapped.
@@ -223,6 +228,7 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             tables_freed: self.stats.tables_freed - before,
             tables_allocated: self.stats.tables_allocated,
             tables_freed_total: self.stats.tables_freed,
+            tables_kept: self.record.len() as u64,
         })
     }
 }

@@ -505,6 +505,11 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         let Some(o) = self.record.get(child) else {
             return Ok(());
         };
+        // A table in a root slot stays, empty, whatever the policy: another root may have
+        // inherited the slot (`inherit_root` is safe), and would name a freed frame.
+        if level == TableLevel::L4 {
+            return Ok(());
+        }
         let forced = matches!(act, Act::Teardown | Act::Prune);
         if self.policy == EmptyTables::Keep && !forced {
             return Ok(());

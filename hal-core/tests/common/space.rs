@@ -99,10 +99,13 @@ fn verdict_of<E>(e: &MapError<E>) -> Option<Verdict> {
     })
 }
 
-/// The reference address space: leaves by virtual address.
+/// The reference address space: leaves by virtual address, and the root slots a level-3
+/// table was ever made in (it stays there, empty or not: another root may have inherited the
+/// slot).
 #[derive(Default, Debug, Clone)]
 pub struct Space {
     pub leaves: BTreeMap<u64, Leaf>,
+    pub kept: BTreeSet<u64>,
 }
 
 fn level_of(size: u64) -> TableLevel {
@@ -135,7 +138,7 @@ impl Space {
 
     /// The tables the tree must hold (with tables freed when empty): (level, prefix).
     pub fn tables(&self) -> BTreeSet<(u8, u64)> {
-        let mut t = BTreeSet::new();
+        let mut t: BTreeSet<(u8, u64)> = self.kept.iter().map(|&p| (3, p)).collect();
         for (&va, l) in &self.leaves {
             t.insert((3, va >> 39));
             if l.size <= M2 {
@@ -203,6 +206,10 @@ impl Space {
                         return Verdict::OutOfFrames;
                     }
                     tables.insert((lvl, prefix));
+                    if lvl == 3 {
+                        // Made now, and kept whatever happens to the rest of the plan.
+                        self.kept.insert(prefix);
+                    }
                 }
             }
             if let Some(&(_, l)) = self.meeting(v, v + s).first() {
@@ -439,6 +446,9 @@ pub fn drive<B: RawMmu, M: Machine<B>, const N: usize>(
                         let v = trial.map(&plan, writable, nx && caps.nx, budget);
                         if v == Verdict::Ok {
                             space = trial;
+                        } else {
+                            // A refused map keeps the level-3 tables it made.
+                            space.kept = trial.kept;
                         }
                         v
                     };
@@ -554,22 +564,35 @@ pub fn drive<B: RawMmu, M: Machine<B>, const N: usize>(
         sum.flushes = st.flushes;
         // SAFETY: the window is the test's.
         let td = unsafe { m.teardown(mmu, root) }.map_err(|e| format!("teardown: {e}"))?;
-        if td.tables_freed_total != td.tables_allocated || m.tables_owned() != 0 {
+        // Every table is freed but the level-3 ones in root slots, which stay.
+        let kept = space.kept.len() as u64;
+        if td.tables_freed_total + kept != td.tables_allocated
+            || m.tables_owned() as u64 != kept
+            || td.tables_kept != kept
+        {
             return Err(format!(
-                "teardown left tables: {td:?}, {} owned",
+                "teardown left tables: {td:?}, {} owned, the model keeps {kept}",
                 m.tables_owned()
             ));
         }
-        if m.source().out != 0 {
-            return Err(format!("{} frames not given back", m.source().out));
+        if m.source().out != kept {
+            return Err(format!(
+                "{} frames not given back, the model keeps {kept}",
+                m.source().out
+            ));
         }
-        space = Space::default();
+        space = Space {
+            kept: space.kept,
+            ..Space::default()
+        };
         check_tree(mmu, root, &m, &space)?;
         check_cpu(mmu, machine, &space, &mut touched)?;
     }
-    if mb.free_bytes() != free_before {
+    // The level-3 tables the mapper keeps in the root are the only frames not back.
+    let kept = 4096 * space.kept.len() as u64;
+    if mb.free_bytes() + kept != free_before {
         return Err(format!(
-            "frames not conserved: {} free bytes before, {} after",
+            "frames not conserved: {} free bytes before, {} after, {kept} kept in the root",
             free_before,
             mb.free_bytes()
         ));
