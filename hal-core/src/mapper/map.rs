@@ -32,7 +32,7 @@ pub enum EmptyTables {
     /// table in a root slot stays, empty (see the [module docs](super)).
     Free,
     /// Kept hooked (for a range that will be mapped again); freed by
-    /// [`teardown`](Mapper::teardown).
+    /// [`teardown`](Mapper::teardown), but for the level-3 ones in root slots.
     Keep,
 }
 
