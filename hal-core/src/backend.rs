@@ -119,9 +119,12 @@ impl EntryRun {
     }
 
     /// The longest run at the start of `entries` (not empty): equal entries, or present
-    /// entries with the same flags and frames equally spaced upward.
+    /// entries with the same flags and frames equally spaced upward. At most one table's
+    /// worth ([`ENTRIES`](crate::table::ENTRIES)): no table takes a longer run, and `count`
+    /// could not say one past `u16::MAX`.
     pub fn longest(entries: &[Pte]) -> Self {
         const FLAGS: u64 = !0x000f_ffff_ffff_f000;
+        let entries = &entries[..entries.len().min(crate::table::ENTRIES)];
         let Some(&first) = entries.first() else {
             return Self::empty(0);
         };

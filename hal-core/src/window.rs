@@ -16,10 +16,18 @@ pub struct Window {
 
 impl Window {
     /// The virtual address of frame number `pfn` in this window, if it is in it.
+    ///
+    /// Computed modulo 2^64, without a check: a window is a mapping that exists
+    /// ([`RawMmu::add_window`](crate::RawMmu::add_window)'s contract; the Xen PV backend
+    /// refuses one that wraps), so its frames end at or below 2^64. For a value whose frames
+    /// would run past that (the fields are public) the address wraps; nothing panics.
     #[inline]
     pub fn va_of(&self, pfn: u64) -> Option<u64> {
-        let start = self.pfns.start().as_u64();
-        (start <= pfn && pfn < self.pfns.end()).then(|| self.va + (pfn - start) * PAGE_SIZE)
+        // `pfn - start`, wrapped for a `pfn` below `start`: then far above the length.
+        let i = pfn.wrapping_sub(self.pfns.start().as_u64());
+        // Only an `i` below the length (below 2^40) is used: `i * 4096` is below 2^52.
+        let va = self.va.wrapping_add(i.wrapping_mul(PAGE_SIZE));
+        (i < self.pfns.len()).then_some(va)
     }
 
     /// The virtual address of `pfn` in this window, if it is in it.

@@ -6,10 +6,15 @@ mod common;
 use common::sim::caps;
 use common::world;
 use hal_core::addr::MAX_PFN;
+use hal_core::backend::EntryRun;
 use hal_core::memblock::{Direction, Memblock, MemblockError};
 use hal_core::memmap::{MemRegion, RegionKind};
 use hal_core::pgt_buf::FinishError;
-use hal_core::{Frame, FrameRange, Free, Pfn, PfnRange, PgtBuf};
+use hal_core::table::ENTRIES;
+use hal_core::walk::Slot;
+use hal_core::{
+    Frame, FrameRange, Free, PageTableFlags, Pfn, PfnRange, PgtBuf, Pte, TableLevel, Window,
+};
 
 const TOP: u64 = MAX_PFN << 12;
 
@@ -206,4 +211,117 @@ fn read_only_set_is_the_union_of_its_inputs() {
     }
     assert_eq!(seen, want, "{got:?}");
     let _ = buf.finish(&mut w.mmu, &mut w.mb).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain-data helpers at the top of the address space: their fields are public, so any value
+// can reach them, and none may panic (debug builds check overflow).
+
+/// The entries of `run`, computed apart from `EntryRun::entry`: frame `first + i * step`, in
+/// 128 bits, so that nothing wraps unnoticed.
+fn run_entry(first: Pte, step: u64, i: u64) -> u128 {
+    u128::from(first.bits()) + (u128::from(i) * u128::from(step) << 12)
+}
+
+#[test]
+fn longest_run_never_passes_one_table() {
+    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+    // 70,000 equal entries: more than a u16 counts. A run is at most one table.
+    for len in [511usize, 512, 513, 65_535, 65_536, 70_000] {
+        let empty = vec![Pte::EMPTY; len];
+        let run = EntryRun::longest(&empty);
+        assert_eq!(
+            run,
+            EntryRun::empty(len.min(ENTRIES) as u16),
+            "{len} empty entries"
+        );
+        let frames: Vec<Pte> = (0..len as u64)
+            .map(|i| Pte::new(Pfn::new(i * 3).unwrap(), flags))
+            .collect();
+        let run = EntryRun::longest(&frames);
+        assert_eq!(
+            usize::from(run.count),
+            len.min(ENTRIES),
+            "{len} spaced frames"
+        );
+        assert_eq!(run.step, 3);
+        for (i, e) in frames.iter().take(usize::from(run.count)).enumerate() {
+            assert_eq!(
+                u128::from(e.bits()),
+                run_entry(run.first, run.step, i as u64)
+            );
+            assert_eq!(run.entry(i as u16), *e);
+        }
+    }
+    // A run that would carry past the last frame ends where the frames stop rising.
+    let top = MAX_PFN - 2;
+    let near_top: Vec<Pte> = (0..4)
+        .map(|i| Pte::from_bits(((top + i) << 12) & 0x000f_ffff_ffff_f000 | 1))
+        .collect();
+    let run = EntryRun::longest(&near_top);
+    assert_eq!(
+        run.count, 2,
+        "frames MAX_PFN - 2 and - 1, then the address wraps to 0"
+    );
+    assert!(run.frames_in_range());
+}
+
+#[test]
+fn window_addresses_never_wrap() {
+    let last_page = u64::MAX - 4095;
+    for (va, start, len) in [
+        (last_page, 0, 2),
+        (last_page - 4096, 7, 3),
+        (0, 0, 4),
+        (u64::MAX - (1 << 40) * 4096 + 1, 0, 1 << 40),
+        (1 << 63, MAX_PFN - 4, 4),
+    ] {
+        let w = Window {
+            va,
+            pfns: PfnRange::new(Pfn::new(start).unwrap(), start + len).unwrap(),
+        };
+        for pfn in [
+            start,
+            start + 1,
+            start + len - 1,
+            start + len,
+            start.wrapping_sub(1),
+        ] {
+            let inside = pfn >= start && pfn < start + len;
+            // Exact where the window fits below 2^64 (every window a backend takes); modulo
+            // 2^64 past it, as documented.
+            let expected = u128::from(va) + u128::from(pfn.wrapping_sub(start)) * 4096;
+            let expected = inside.then_some((expected % (1 << 64)) as u64);
+            assert_eq!(w.va_of(pfn), expected, "window at {va:#x}, pfn {pfn:#x}");
+        }
+    }
+}
+
+#[test]
+fn a_slot_ends_where_its_entry_ends() {
+    for level in [
+        TableLevel::L1,
+        TableLevel::L2,
+        TableLevel::L3,
+        TableLevel::L4,
+    ] {
+        let span = u128::from(level.entry_span());
+        for va in [
+            0,
+            1,
+            u64::MAX,
+            u64::MAX - 5,
+            u64::MAX & !(level.entry_span() - 1),
+            1 << 47,
+        ] {
+            let slot = Slot {
+                table: (),
+                level,
+                index: level.index_of(va),
+                va,
+            };
+            let expected = (u128::from(va) / span + 1) * span - 1;
+            assert_eq!(u128::from(slot.last()), expected, "{level:?} at {va:#x}");
+        }
+    }
 }

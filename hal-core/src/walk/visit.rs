@@ -31,10 +31,11 @@ pub struct Slot<T> {
 }
 
 impl<T> Slot<T> {
-    /// The last virtual address the entry covers.
+    /// The last virtual address the entry covers (of the entry that covers `va`, should `va`
+    /// not be the entry's first address: the fields are public).
     #[inline(always)]
     pub fn last(&self) -> u64 {
-        self.va + (self.level.entry_span() - 1)
+        self.va | (self.level.entry_span() - 1)
     }
 }
 
