@@ -23,9 +23,9 @@ pub struct MapReport {
 impl<const N: usize> Memblock<N> {
     /// Validates a firmware map and adds its RAM.
     ///
-    /// The map must be sorted by start address, with no zero-length, overflowing or
-    /// overlapping entries (of any type); otherwise the index of the first bad entry is
-    /// reported. RAM entries are trimmed *inward* to whole pages (firmware maps have RAM edges
+    /// The map must be sorted by start address, with no zero-length, overflowing (running
+    /// past 2^64; ending at 2^64 exactly is fine) or overlapping entries (of any type);
+    /// otherwise the index of the first bad entry is reported. RAM entries are trimmed *inward* to whole pages (firmware maps have RAM edges
     /// such as 0x9fc00; a partial page is not usable RAM), and RAM at or above
     /// [`MAX_PFN`] is dropped (nothing can map it): the report says how
     /// much of each was cut.
@@ -64,17 +64,19 @@ impl<const N: usize> Memblock<N> {
     unsafe fn fill_from_firmware(&mut self, map: &[MemRegion]) -> Result<MapReport, MapError> {
         let mb = self;
         let mut report = MapReport::default();
-        let mut prev_end: Option<u64> = None;
+        // The last byte of the previous entry: an entry may end at 2^64 exactly (its `end`
+        // is no u64), so entries are compared by their last bytes.
+        let mut prev_last: Option<u64> = None;
         for (index, e) in map.iter().enumerate() {
             if e.len == 0 {
                 return Err(MapError::ZeroLength { index });
             }
-            let end = e
+            let last = e
                 .start
-                .checked_add(e.len)
+                .checked_add(e.len - 1)
                 .ok_or(MapError::Overflow { index })?;
-            if let Some(p) = prev_end {
-                if e.start < p {
+            if let Some(p) = prev_last {
+                if e.start <= p {
                     let prev_start = map[index - 1].start;
                     return Err(if e.start < prev_start {
                         MapError::Unsorted { index }
@@ -83,26 +85,28 @@ impl<const N: usize> Memblock<N> {
                     });
                 }
             }
-            prev_end = Some(end);
+            prev_last = Some(last);
             if e.kind != RegionKind::Ram {
                 continue;
             }
-            // Whole pages inside the entry; an entry within the last page of the address
-            // space holds none (rounding its start up would pass 2^64).
-            let s = e.start.checked_next_multiple_of(PAGE_SIZE);
-            let t = end & !(PAGE_SIZE - 1);
-            let Some(s) = s.filter(|&s| s < t) else {
+            // Whole pages inside the entry, as frame numbers `[first, end)`: neither overflows
+            // (`end` is `(last + 1) / 4096`, at most 2^52).
+            let first = e.start.div_ceil(PAGE_SIZE);
+            let end = (last >> PAGE_SHIFT) + u64::from(last % PAGE_SIZE == PAGE_SIZE - 1);
+            if first >= end {
                 report.trimmed_bytes += e.len;
                 continue;
-            };
-            report.trimmed_bytes += e.len - (t - s);
-            let addressable_end = t.min(MAX_PFN << PAGE_SHIFT);
-            if addressable_end <= s {
-                report.unaddressable_bytes += t - s;
+            }
+            // At most `e.len`, which is below 2^64: the pages lie inside the entry.
+            let whole = (end - first) << PAGE_SHIFT;
+            report.trimmed_bytes += e.len - whole;
+            let addressable = end.min(MAX_PFN);
+            if addressable <= first {
+                report.unaddressable_bytes += whole;
                 continue;
             }
-            report.unaddressable_bytes += t - addressable_end;
-            let t = addressable_end;
+            report.unaddressable_bytes += (end - addressable) << PAGE_SHIFT;
+            let (s, t) = (first << PAGE_SHIFT, addressable << PAGE_SHIFT);
             // SAFETY: the caller claims the map's RAM for this memblock (this fn's contract).
             match unsafe { mb.add_memory(s, t) } {
                 Ok(()) => {}

@@ -52,32 +52,33 @@ fn reference(map: &[MemRegion]) -> Result<(Vec<(u64, u64)>, MapReport), MapError
         if e.len == 0 {
             return Err(MapError::ZeroLength { index });
         }
+        // In u128 throughout, so nothing can overflow: an entry may end at 2^64 exactly.
         let end = u128::from(e.start) + u128::from(e.len);
-        if end > u128::from(u64::MAX) {
+        if end > 1 << 64 {
             return Err(MapError::Overflow { index });
         }
-        let end = end as u64;
         if index > 0 {
             let p = map[index - 1];
             if e.start < p.start {
                 return Err(MapError::Unsorted { index });
             }
-            if e.start < p.start + p.len {
+            if u128::from(e.start) < u128::from(p.start) + u128::from(p.len) {
                 return Err(MapError::Overlap { index });
             }
         }
         if e.kind != RegionKind::Ram {
             continue;
         }
-        // Whole pages inside the entry, in u128 so nothing can overflow.
+        // Whole pages inside the entry.
         let s = (u128::from(e.start)).div_ceil(4096) * 4096;
-        let t = u128::from(end) / 4096 * 4096;
-        let (s, t) = if t > s { (s as u64, t as u64) } else { (0, 0) };
-        let usable_end = t.min(limit);
+        let t = end / 4096 * 4096;
+        let (s, t) = if t > s { (s, t) } else { (0, 0) };
+        let usable_end = t.min(u128::from(limit));
         let usable = usable_end.saturating_sub(s);
         let beyond = (t - s) - usable;
-        report.trimmed_bytes += e.len - (t - s);
-        report.unaddressable_bytes += beyond;
+        report.trimmed_bytes += e.len - (t - s) as u64;
+        report.unaddressable_bytes += beyond as u64;
+        let (s, usable) = (s as u64, usable as u64);
         if usable == 0 {
             continue;
         }
