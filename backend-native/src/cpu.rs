@@ -8,7 +8,18 @@ use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
 /// CR3 and TLB operations.
-pub trait Cpu {
+///
+/// # Safety
+/// For implementers: [`Native`](crate::Native)'s promises to hal-core (the current root it
+/// reports, the TLB entries it drops) are only as true as these. [`root`](Self::root)
+/// returns the root the processor translates through now; after
+/// [`set_root`](Self::set_root) that root is `root`; [`flush_tlb`](Self::flush_tlb) and
+/// [`invalidate_page`](Self::invalidate_page) drop what they say from every cache of
+/// translations the processor keeps. A stand-in for a processor that walks no tables (a host
+/// test's) keeps `root` and `set_root` consistent and has nothing to drop. A safe trait let
+/// safe code break them: a `root` that names another frame lets `Mmu::retire` free the
+/// tables in use, a `flush_tlb` that does nothing leaves a retired table cached.
+pub unsafe trait Cpu {
     /// The frame of the current root table.
     fn root(&self) -> Pfn;
     /// Loads a new root.
@@ -27,7 +38,9 @@ pub trait Cpu {
 #[derive(Debug, Default)]
 pub struct HardwareCpu;
 
-impl Cpu for HardwareCpu {
+// SAFETY: CR3 is the root the processor translates through; `mov cr3` loads it (and drops
+// the non-global TLB entries); `invlpg` drops the page's entry and the paging-structure caches.
+unsafe impl Cpu for HardwareCpu {
     fn root(&self) -> Pfn {
         let (frame, _) = Cr3::read();
         Pfn::containing(frame.start_address().as_u64())

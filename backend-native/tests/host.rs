@@ -17,7 +17,8 @@ struct FakeCpu {
     flushes: u32,
 }
 
-impl Cpu for FakeCpu {
+// SAFETY: no processor walks the simulated tables; `root` is what `set_root` set.
+unsafe impl Cpu for FakeCpu {
     fn root(&self) -> Pfn {
         self.root
     }

@@ -38,7 +38,9 @@ struct FakeCpu {
     flushes: Rc<Cell<u32>>,
 }
 
-impl Cpu for FakeCpu {
+// SAFETY: no processor walks the simulated tables; `root` is the simulated CR3, which
+// `set_root` sets (one test moves it behind the backend's back, as another agent could).
+unsafe impl Cpu for FakeCpu {
     fn root(&self) -> Pfn {
         Pfn::new(self.root.get()).unwrap()
     }

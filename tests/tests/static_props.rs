@@ -3,11 +3,14 @@
 
 use core::mem::size_of;
 
+use backend_native::{HardwareCpu, Native};
+use backend_xen_pv::{Storage, XenHypercalls, XenPv};
+use hal_core::mapper::{Mapping, OwnedTable};
 use hal_core::memblock::Memblock;
 use hal_core::mmu::Pending;
 use hal_core::{
-    AnyFrame, Frame, FrameRange, Free, LiveRoot, PgtBuf, PgtReserved, Pinned, PinnedRO,
-    PreviousRoot, ReleasedRW, TableBuilder, Unsettled,
+    AnyFrame, Frame, FrameRange, Free, FreshTable, LiveRoot, Mmu, PgtBuf, PgtReserved, Pinned,
+    PinnedRO, PreviousRoot, ReleasedRW, TableBuilder, Unsettled,
 };
 use static_assertions::{assert_eq_size, assert_not_impl_any};
 use typenum::{U1, U4};
@@ -35,6 +38,15 @@ assert_not_impl_any!(Pinned<U1>: Copy, Clone);
 assert_not_impl_any!(PreviousRoot: Copy, Clone);
 assert_not_impl_any!(Unsettled: Copy, Clone, Default);
 assert_not_impl_any!(PgtBuf: Default);
+assert_not_impl_any!(FreshTable<U1>: Copy, Clone);
+assert_not_impl_any!(Mapping: Copy, Clone, Default);
+assert_not_impl_any!(OwnedTable: Copy, Clone, Default);
+// A backend holds the exclusive right to change page tables: one value, never two.
+assert_not_impl_any!(Mmu<Native<HardwareCpu>>: Copy, Clone, Default);
+assert_not_impl_any!(Native<HardwareCpu>: Copy, Clone, Default);
+assert_not_impl_any!(XenPv<'static, XenHypercalls>: Copy, Clone, Default);
+// The backend's queue and remembered read-only mappings: a second copy would forget some.
+assert_not_impl_any!(Storage: Copy, Clone);
 
 #[test]
 fn frames_are_one_word() {
