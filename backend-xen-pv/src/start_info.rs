@@ -401,13 +401,15 @@ impl BootstrapLayout {
         self.boot_stack.1
     }
 
-    /// Pages mapped by the initial mapping: pfns `0..mapped_pages`.
+    /// Pages mapped by the initial mapping: pfns `0..mapped_pages` (none for a layout, built
+    /// by hand, whose end is below its base).
     pub const fn mapped_pages(&self) -> u64 {
-        (self.mapped_end - self.virt_base) / PAGE_SIZE
+        self.mapped_end.saturating_sub(self.virt_base) / PAGE_SIZE
     }
 
     /// The virtual address of `pfn` in the initial mapping, if it is mapped there.
     pub const fn pfn_to_va(&self, pfn: u64) -> Option<u64> {
+        // Below `mapped_pages`, the address is below `mapped_end`: no overflow.
         if pfn < self.mapped_pages() {
             Some(self.virt_base + pfn * PAGE_SIZE)
         } else {
@@ -631,5 +633,41 @@ mod tests {
             BootstrapLayout::new(&si, 0x208000, 0),
             Err(StartInfoError::LayoutMismatch)
         );
+    }
+
+    #[test]
+    fn a_layout_built_by_hand_never_panics() {
+        // The fields are public: a layout need not come from `new`. Nothing may overflow, and
+        // an empty or reversed mapping maps no page.
+        let b = sample();
+        let si = StartInfo::from_bytes(&b).unwrap();
+        let good = BootstrapLayout::new(&si, 0x226000, 0).unwrap();
+        let top = u64::MAX & !(PAGE_SIZE - 1);
+        for (virt_base, mapped_end) in [
+            (0x40_0000, 0),
+            (top, top - PAGE_SIZE),
+            (top, top),
+            (top - PAGE_SIZE, top),
+        ] {
+            let l = BootstrapLayout {
+                virt_base,
+                mapped_end,
+                ..good
+            };
+            let pages = u128::from(mapped_end).saturating_sub(u128::from(virt_base)) / 4096;
+            assert_eq!(
+                u128::from(l.mapped_pages()),
+                pages,
+                "[{virt_base:#x}, {mapped_end:#x})"
+            );
+            for pfn in [0, 1, u64::MAX] {
+                let va = u128::from(virt_base) + u128::from(pfn) * 4096;
+                let expected = (u128::from(pfn) < pages).then_some(va as u64);
+                assert_eq!(l.pfn_to_va(pfn), expected);
+            }
+            assert_eq!(l.va_to_pfn(virt_base), (pages > 0).then_some(0));
+            let boot = crate::Bootstrap::from_start_info(&si, &l);
+            assert!(boot.is_none_or(|b| b.initial_mapping.pfns.len() as u128 == pages));
+        }
     }
 }

@@ -176,8 +176,11 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
     /// and are counted there, on top of whatever `hv` counted before (a board's own calls).
     ///
     /// # Safety
-    /// `boot` is true: `root` is the current root, the initial mapping exists in it. From now on
-    /// the backend is the only one to change page tables, pin, unpin or switch roots.
+    /// `boot` is true: `root` is the current root, the initial mapping exists in it. `p2m` is
+    /// this domain's P2M ([`P2m::from_start_info`]; [`P2m::new`] checks only its form): every
+    /// frame is translated through it, and a list naming other machine frames would make the
+    /// wrong mappings read-only, leaving a `PgtReserved` frame writable. From now on the
+    /// backend is the only one to change page tables, pin, unpin or switch roots.
     pub unsafe fn new(
         hv: &'a Counted<H>,
         p2m: P2m<'a>,
