@@ -31,14 +31,16 @@ pub struct PhaseCount {
 }
 
 impl PhaseCount {
+    /// Adds `other`, modulo 2^64 as the counters count (the fields are public: any values
+    /// may come here, and a sum must not panic).
     fn add(&mut self, other: &PhaseCount) {
-        self.hypercalls += other.hypercalls;
-        self.entries += other.entries;
-        self.mmu_update += other.mmu_update;
-        self.mmuext_op += other.mmuext_op;
-        self.update_va_mapping += other.update_va_mapping;
-        self.multicall += other.multicall;
-        self.cycles += other.cycles;
+        self.hypercalls = self.hypercalls.wrapping_add(other.hypercalls);
+        self.entries = self.entries.wrapping_add(other.entries);
+        self.mmu_update = self.mmu_update.wrapping_add(other.mmu_update);
+        self.mmuext_op = self.mmuext_op.wrapping_add(other.mmuext_op);
+        self.update_va_mapping = self.update_va_mapping.wrapping_add(other.update_va_mapping);
+        self.multicall = self.multicall.wrapping_add(other.multicall);
+        self.cycles = self.cycles.wrapping_add(other.cycles);
     }
 }
 
@@ -67,7 +69,8 @@ impl Counters {
         &self.per_page_release
     }
 
-    /// All phases together, the per-page releases included (the MMU hypercalls).
+    /// All phases together, the per-page releases included (the MMU hypercalls), modulo
+    /// 2^64.
     pub fn total(&self) -> PhaseCount {
         let mut t = self.per_page_release;
         for p in &self.phases {
@@ -79,5 +82,54 @@ impl Counters {
     /// Zeroes every count.
     pub fn reset(&mut self) {
         *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_wraps_as_the_counters_do() {
+        let one = PhaseCount {
+            hypercalls: 1,
+            entries: 2,
+            mmu_update: 3,
+            mmuext_op: 4,
+            update_va_mapping: 5,
+            multicall: 6,
+            cycles: 7,
+        };
+        let max = PhaseCount {
+            hypercalls: u64::MAX,
+            entries: u64::MAX,
+            mmu_update: u64::MAX,
+            mmuext_op: u64::MAX,
+            update_va_mapping: u64::MAX,
+            multicall: u64::MAX,
+            cycles: u64::MAX,
+        };
+        let c = Counters {
+            phases: [max; Phase::ALL.len()],
+            per_page_release: one,
+            not_mmu: 0,
+        };
+        // `n` phases at 2^64 - 1 each and `one`: `one` minus `n`, modulo 2^64.
+        let n = Phase::ALL.len() as u64;
+        let t = c.total();
+        let want =
+            |v: u64| ((u128::from(v) + u128::from(n) * u128::from(u64::MAX)) % (1 << 64)) as u64;
+        assert_eq!(
+            t,
+            PhaseCount {
+                hypercalls: want(1),
+                entries: want(2),
+                mmu_update: want(3),
+                mmuext_op: want(4),
+                update_va_mapping: want(5),
+                multicall: want(6),
+                cycles: want(7),
+            }
+        );
     }
 }
