@@ -642,7 +642,7 @@ mod tests {
         let b = sample();
         let si = StartInfo::from_bytes(&b).unwrap();
         let good = BootstrapLayout::new(&si, 0x226000, 0).unwrap();
-        let top = u64::MAX & !(PAGE_SIZE - 1);
+        let top = !(PAGE_SIZE - 1);
         for (virt_base, mapped_end) in [
             (0x40_0000, 0),
             (top, top - PAGE_SIZE),

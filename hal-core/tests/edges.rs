@@ -220,7 +220,7 @@ fn read_only_set_is_the_union_of_its_inputs() {
 /// The entries of `run`, computed apart from `EntryRun::entry`: frame `first + i * step`, in
 /// 128 bits, so that nothing wraps unnoticed.
 fn run_entry(first: Pte, step: u64, i: u64) -> u128 {
-    u128::from(first.bits()) + (u128::from(i) * u128::from(step) << 12)
+    u128::from(first.bits()) + ((u128::from(i) * u128::from(step)) << 12)
 }
 
 #[test]
@@ -311,7 +311,7 @@ fn a_slot_ends_where_its_entry_ends() {
             1,
             u64::MAX,
             u64::MAX - 5,
-            u64::MAX & !(level.entry_span() - 1),
+            !(level.entry_span() - 1),
             1 << 47,
         ] {
             let slot = Slot {
