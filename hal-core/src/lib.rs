@@ -34,7 +34,7 @@
 //! | A root never names a freed table: roots made by `inherit_root` share the live root's tables | a table in a root slot is never freed: the boot tables are never retired, a root's subtrees have no safe handle, and the mapper keeps the level-3 tables it makes in root slots ([`Teardown::tables_kept`](mapper::Teardown)) | `hal-core/tests/mapper.rs` `a_root_that_inherited_a_mappers_slot_keeps_its_tables` |
 //! | Unhooking a subtree is the owner's call | `Mmu::unhook` is `unsafe`: the caller must own the subtree | compile-fail `unhook_safe` |
 //! | Queued updates are flushed or deliberately deferred | [`Pending`] is `#[must_use]` | compile-fail `pending_dropped` |
-//! | No panic on input, `MAX_PFN` edges included; a refused call changes nothing | typed errors; checked arithmetic | `hal-core/tests/bad_input.rs`, `edges.rs`, `memblock.rs` (properties) |
+//! | No panic on input, `MAX_PFN` edges included; a refused call changes nothing | typed errors; checked arithmetic; plain-data helpers whose fields are public (`Window`, `walk::Slot`, `EntryRun`) never overflow | `hal-core/tests/bad_input.rs`, `edges.rs` (`longest_run_never_passes_one_table`, `window_addresses_never_wrap`, `a_slot_ends_where_its_entry_ends`), `firmware_edges.rs` (an entry ending at 2^64 exactly), `memblock.rs` (properties); backend-xen-pv `a_layout_built_by_hand_never_panics`, `the_total_wraps_as_the_counters_do` |
 //! | The direct map is exact: every page once, the largest page alignment allows, tables read-only where the backend needs it, the buffer sized exactly | the planner's exact count; the builder | `hal-core/tests/lifecycle.rs` and `live.rs` against an independent oracle; on real machines, the runner's own walker over guest memory |
 
 pub mod addr;
