@@ -812,27 +812,22 @@ fn leaves_under(sim: &common::sim::Sim, root: u64) -> u64 {
     leaves
 }
 
-/// A build into a root staged in a `TableBuilder` (`Target::New`) on a backend that drops
-/// queued writes when a submission is refused: a subtree goes into the builder only once its
-/// writes are applied. Here the first submission is refused: the build reports it and the
-/// staged root stays empty. (Had the subtree gone in with its writes queued, the caller's own
-/// flush would have dropped them, and safe `new_table` would have made a root over a level-3
-/// table that was never written.) Without a refusal, the same build is complete.
-#[test]
-fn a_staged_root_takes_a_subtree_only_once_its_writes_are_applied() {
+/// On each caps, with and without a refused first submission: `build` makes a root in its
+/// own way, builds `DROPPING_RAM` into it (`build_dropping`), makes it a table and pins it
+/// (the sim refuses to pin a fresh table not written in full), and returns it. The refusal
+/// is reported, one submission dropped, and the root maps every page or none.
+fn each_dropping_case(
+    build: impl Fn(&mut hal_core::Mmu<Dropping>, &mut PgtBuf) -> (bool, Pinned<L4>),
+) {
     for c in [caps::NATIVE, caps::XEN] {
         for refuse in [true, false] {
             let (mut mmu, mut buf) = dropping(c);
-            let mut root = TableBuilder::new(buf.alloc().unwrap());
             if refuse {
                 mmu.raw_mut().sim.fail(Op::Flush, 1, ErrorKind::Other, 0);
             }
-            let refused = build_dropping(&mut mmu, &mut buf, Target::New(&mut root));
+            let (refused, root) = build(&mut mmu, &mut buf);
             assert_eq!(refused, refuse, "{c:?}: the refusal, reported");
             assert_eq!(mmu.raw().dropped, u64::from(refuse));
-            // The caller makes the root whatever happened (safe).
-            let root = mmu.new_table(root).unwrap();
-            let root = mmu.pin(root).unwrap();
             let expect = if refuse { 0 } else { 600 };
             assert_eq!(
                 leaves_under(&mmu.raw().sim, root.pfn().as_u64()),
@@ -844,32 +839,33 @@ fn a_staged_root_takes_a_subtree_only_once_its_writes_are_applied() {
     }
 }
 
+/// A build into a root staged in a `TableBuilder` (`Target::New`) on a backend that drops
+/// queued writes when a submission is refused: a subtree goes into the builder only once its
+/// writes are applied. Here the first submission is refused: the build reports it and the
+/// staged root stays empty. (Had the subtree gone in with its writes queued, the caller's own
+/// flush would have dropped them, and safe `new_table` would have made a root over a level-3
+/// table that was never written.) Without a refusal, the same build is complete.
+#[test]
+fn a_staged_root_takes_a_subtree_only_once_its_writes_are_applied() {
+    each_dropping_case(|mmu, buf| {
+        let mut root = TableBuilder::new(buf.alloc().unwrap());
+        let refused = build_dropping(mmu, buf, Target::New(&mut root));
+        // The caller makes the root whatever happened (safe).
+        let root = mmu.new_table(root).unwrap();
+        (refused, mmu.pin(root).unwrap())
+    });
+}
+
 /// The same on a root streamed in place (`Target::Fresh`): everything the build queued is
 /// dropped by the caller's refused flush, so finishing the root starts it over (every slot
 /// written again, empty: the subtree is lost, never half there). Without a refusal the build
 /// is complete.
 #[test]
 fn a_fresh_root_whose_subtree_a_refusal_dropped_is_finished_empty() {
-    for c in [caps::NATIVE, caps::XEN] {
-        for refuse in [true, false] {
-            let (mut mmu, mut buf) = dropping(c);
-            let mut root = hal_core::FreshTable::new(buf.alloc().unwrap());
-            if refuse {
-                mmu.raw_mut().sim.fail(Op::Flush, 1, ErrorKind::Other, 0);
-            }
-            let refused = build_dropping(&mut mmu, &mut buf, Target::Fresh(&mut root));
-            assert_eq!(refused, refuse, "{c:?}: the refusal, reported");
-            assert_eq!(mmu.raw().dropped, u64::from(refuse));
-            let root = mmu.finish_table(root).unwrap();
-            // Complete: the sim refuses to pin a fresh table not written in full.
-            let root = mmu.pin(root).unwrap();
-            let expect = if refuse { 0 } else { 600 };
-            assert_eq!(
-                leaves_under(&mmu.raw().sim, root.pfn().as_u64()),
-                expect,
-                "{c:?}, refused: {refuse}: leaves under the root"
-            );
-            let _ = (root, buf);
-        }
-    }
+    each_dropping_case(|mmu, buf| {
+        let mut root = hal_core::FreshTable::new(buf.alloc().unwrap());
+        let refused = build_dropping(mmu, buf, Target::Fresh(&mut root));
+        let root = mmu.finish_table(root).unwrap();
+        (refused, mmu.pin(root).unwrap())
+    });
 }
