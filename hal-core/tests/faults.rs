@@ -772,44 +772,20 @@ fn build_dropping(mmu: &mut hal_core::Mmu<Dropping>, buf: &mut PgtBuf, target: T
     }
 }
 
-/// Walks the tree under `root` in the sim's memory (the test's own walk): every table an entry
-/// names was written, every leaf maps the frame its address names (the direct map at slot
-/// 273), no other root slot is used. Returns the leaves.
+/// Walks the tree under `root` in the sim's memory (the tests' own walker, `oracle::walk`):
+/// every table an entry names was written, every leaf maps the frame its address names (the
+/// direct map at slot 273), no other root slot is used. Returns the leaves.
 fn leaves_under(sim: &common::sim::Sim, root: u64) -> u64 {
-    let table = |e: u64| Pte::from_bits(e).pfn().as_u64();
     for s in (0..512u16).filter(|&s| s != 273) {
         assert_eq!(sim.peek(root, s), Some(0), "root slot {s}");
     }
-    let mut leaves = 0;
-    let l4e = sim.peek(root, 273).expect("the root was written");
-    if l4e & 1 == 0 {
-        return 0;
+    let tree = common::oracle::walk(sim, root, 273..274);
+    assert!(tree.errors.is_empty(), "{:?}", tree.errors);
+    for l in &tree.leaves {
+        // The direct map: the page at `base + pfn * 4 KiB` maps `pfn`.
+        assert_eq!(l.va, LINUX_PAGE_OFFSET + l.pfn * 4096, "leaf {l:?}");
     }
-    let l3e = sim
-        .peek(table(l4e), 0)
-        .expect("the level-3 table was written");
-    if l3e & 1 == 0 {
-        return 0;
-    }
-    let l2 = table(l3e);
-    for k in 0..512u16 {
-        let l2e = sim.peek(l2, k).expect("the level-2 table was written");
-        if l2e & 1 == 0 {
-            continue;
-        }
-        for i in 0..512u16 {
-            let e = sim
-                .peek(table(l2e), i)
-                .expect("the level-1 table was written");
-            if e & 1 != 0 {
-                // The direct map: the page at `base + pfn * 4 KiB` maps `pfn`.
-                let pfn = u64::from(k) * 512 + u64::from(i);
-                assert_eq!(table(e), pfn, "leaf of pfn {pfn}");
-                leaves += 1;
-            }
-        }
-    }
-    leaves
+    tree.leaves.len() as u64
 }
 
 /// On each caps, with and without a refused first submission: `build` makes a root in its

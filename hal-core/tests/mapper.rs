@@ -464,21 +464,14 @@ fn a_root_that_inherited_a_mappers_slot_keeps_its_tables() {
         }
         Ok(())
     }
-    // The frame `va` maps under the root `r` (the test's own walk of the sim's memory).
+    // The frame `va` maps under the root `r` (the tests' own walker of the sim's memory).
     fn walk(sim: &Sim, r: u64, va: u64) -> Option<Pfn> {
-        let mut t = r;
-        for level in [4u32, 3, 2, 1] {
-            let i = ((va >> (12 + 9 * (level - 1))) & 511) as u16;
-            let e = Pte::from_bits(sim.peek(t, i)?);
-            if !e.is_present() {
-                return None;
-            }
-            if level == 1 || e.is_huge() {
-                return Some(e.pfn());
-            }
-            t = e.pfn().as_u64();
-        }
-        None
+        let tree = common::oracle::walk(sim, r, 128..129);
+        assert!(tree.errors.is_empty(), "{:?}", tree.errors);
+        tree.leaves
+            .iter()
+            .find(|l| l.va == va)
+            .map(|l| Pfn::new(l.pfn).unwrap())
     }
     for c in [caps::NATIVE, caps::XEN] {
         let mut w = world(&ram(), c).expect("RAM for the boot tables");

@@ -25,10 +25,10 @@ impl<const N: usize> Memblock<N> {
     ///
     /// The map must be sorted by start address, with no zero-length, overflowing (running
     /// past 2^64; ending at 2^64 exactly is fine) or overlapping entries (of any type);
-    /// otherwise the index of the first bad entry is reported. RAM entries are trimmed *inward* to whole pages (firmware maps have RAM edges
-    /// such as 0x9fc00; a partial page is not usable RAM), and RAM at or above
-    /// [`MAX_PFN`] is dropped (nothing can map it): the report says how
-    /// much of each was cut.
+    /// otherwise the index of the first bad entry is reported. RAM entries are trimmed
+    /// *inward* to whole pages (firmware maps have RAM edges such as 0x9fc00; a partial page
+    /// is not usable RAM), and RAM at or above [`MAX_PFN`] is dropped (nothing can map it):
+    /// the report says how much of each was cut.
     ///
     /// # Safety
     /// As [`add_memory`](Memblock::add_memory) for every RAM entry: the map describes this
