@@ -327,6 +327,58 @@ fn a_mapping_comes_back_only_from_the_mapper_that_made_it() {
     let _ = (back, buf, other, elsewhere, beside);
 }
 
+/// A mapper outlives the `TableRef` it was made with: its root can be retired, and be memory
+/// again, while it lives. Every operation checks the caller's root first; a refused
+/// `map_frames` must then give the frames back without walking the old root (no read of a
+/// frame that is no table any more).
+#[test]
+fn a_mapper_whose_root_was_retired_reads_nothing_of_it() {
+    use hal_core::mapper::{EmptyTables, MapError, Mapper};
+    use hal_core::memblock::Direction;
+    use hal_core::{PageTableFlags, PgtBuf, Root, TableBuilder};
+    for c in [caps::NATIVE, caps::XEN] {
+        let mut w = world(&ram(), c).expect("RAM for the boot tables");
+        let mut buf = PgtBuf::new(&mut w.mmu, &mut w.mb, 1, u64::MAX, Direction::TopDown).unwrap();
+        let other = w
+            .mmu
+            .new_table(TableBuilder::<Root>::new(buf.alloc().unwrap()))
+            .unwrap();
+        let spare = w.mb.alloc_frames(8, u64::MAX, Direction::TopDown).unwrap();
+        let mut m: Mapper<Frames, 16> = Mapper::new(
+            other.as_table(),
+            w.mmu.caps(),
+            Frames(spare.collect()),
+            EmptyTables::Free,
+        );
+        // The root, empty, is no table any more: memory, back in memblock.
+        let gone = w.mmu.retire(other).unwrap().into_free();
+        w.mb.free_frame(gone).unwrap();
+        let frames = w.mb.alloc_frames(4, u64::MAX, Direction::TopDown).unwrap();
+        let pfns = frames.pfns();
+        let f = m
+            .map_frames(
+                &mut w.mmu,
+                w.live.table(),
+                0x4000_0000_0000,
+                frames,
+                PageTableFlags::WRITABLE,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(f.error, MapError::WrongRoot),
+            "{c:?}: {:?}",
+            f.error
+        );
+        assert_eq!(f.value.pfns(), pfns, "{c:?}: the frames come back");
+        assert!(
+            w.mmu.raw().violations.is_empty(),
+            "{c:?}: {:?}",
+            w.mmu.raw().violations
+        );
+        let _ = (f.value, buf, m);
+    }
+}
+
 #[test]
 fn frames_whose_mapping_could_not_be_rolled_back_are_not_given_back() {
     use common::sim::Op as SimOp;

@@ -76,7 +76,12 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
                 root: self.root,
                 frames,
             }),
-            Err(error) if self.may_still_map(mmu, va, end - phys) => {
+            // A mapping refused for its root (`map` checks that first) mapped nothing, and the
+            // mapper's root may then be no table any more: it is not walked.
+            Err(error)
+                if !matches!(error, MapError::WrongRoot)
+                    && self.may_still_map(mmu, va, end - phys) =>
+            {
                 let at = frames.pfns().start();
                 crate::frame::handed_over(frames);
                 Err(Failed {
