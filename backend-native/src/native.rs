@@ -180,12 +180,21 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
     }
 
     #[inline]
-    fn read(&mut self, table: Pfn, _level: TableLevel, index: u16) -> Result<Pte, NativeError> {
+    unsafe fn read(
+        &mut self,
+        table: Pfn,
+        _level: TableLevel,
+        index: u16,
+    ) -> Result<Pte, NativeError> {
         if index >= 512 {
             return Err(NativeError::BadIndex(index));
         }
         let base = self.table_ptr(table)?;
-        // SAFETY: the window maps the frame; `index < 512` keeps the load inside it.
+        // SAFETY: the window maps the frame (constructor's promise) and `index < 512` keeps
+        // the load inside it; the caller promises the frame is a table only this backend
+        // writes (the processor's accessed and dirty bits aside), or memory of its own that no
+        // reference covers and nothing writes meanwhile (`read`'s contract). Volatile: the
+        // processor, not the compiler, may have set those bits.
         Ok(Pte::from_bits(unsafe {
             base.add(usize::from(index)).read_volatile()
         }))
@@ -205,7 +214,8 @@ unsafe impl<C: Cpu> RawMmu for Native<C> {
         // SAFETY: the window maps the table frame writable (constructor's promise) and
         // `index < 512` keeps the pointer inside the frame.
         let slot = unsafe { self.table_ptr(table)?.add(usize::from(index)) };
-        // SAFETY: as above; volatile because the hardware, not the compiler, reads it.
+        // SAFETY: as above, and the caller promises the frame may be read (`update`'s
+        // contract names `read`'s); volatile because the hardware, not the compiler, reads it.
         let old = unsafe { slot.read_volatile() };
         if let Some(new) = change(Pte::from_bits(old)) {
             // As in `write`: earlier plain stores reach memory first.

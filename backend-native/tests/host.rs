@@ -4,7 +4,6 @@
 use backend_native::{Cpu, Native, Window};
 use hal_core::direct_map::{self, plan::LINUX_PAGE_OFFSET, DirectMapSpec, Target};
 use hal_core::memblock::{Direction, Memblock};
-use hal_core::walk::translate;
 use hal_core::{
     LiveRoot, Mmu, PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf, TableBuilder, TableLevel,
 };
@@ -95,19 +94,23 @@ fn build_at(mem_bytes: u64, sizes: PageSizes) -> (u64, u64, [u64; 3]) {
     let fin = buf.finish(&mut mmu, &mut mb).unwrap();
     assert_eq!(fin.released.len(), 4);
     // Every 64th page translates to its own frame.
-    let raw = mmu.raw_mut();
     for pfn in (0..mem_bytes / 4096).step_by(64) {
-        let t = translate(raw, root.pfn(), LINUX_PAGE_OFFSET + pfn * 4096)
+        let t = mmu
+            .translate(root.table(), LINUX_PAGE_OFFSET + pfn * 4096)
             .unwrap()
             .expect("mapped");
         assert_eq!(t.pfn.as_u64(), pfn);
         assert!(t.leaf.flags().contains(PageTableFlags::WRITABLE));
     }
     // The kernel's slot came along.
-    let k = translate(raw, root.pfn(), 0).unwrap();
+    let k = mmu.translate(root.table(), 0).unwrap();
     assert!(k.is_none() || k.unwrap().level != TableLevel::L4);
     assert!(mem[root.pfn().as_u64() as usize][0] == (1 << 12) | 3);
-    (count.total(), raw.counters().entries_written, built.pages)
+    (
+        count.total(),
+        mmu.raw().counters().entries_written,
+        built.pages,
+    )
 }
 
 #[test]

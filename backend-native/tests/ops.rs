@@ -15,7 +15,6 @@ use hal_core::backend::EntryRun;
 use hal_core::direct_map::{self, DirectMapSpec, Target};
 use hal_core::memblock::{Direction, Memblock};
 use hal_core::table::EntryError;
-use hal_core::walk::translate;
 use hal_core::BackendError;
 use hal_core::{
     ErrorKind, Frame, LiveRoot, Mmu, PageSizes, PageTableFlags, Pfn, PfnRange, PgtBuf, PgtReserved,
@@ -210,13 +209,14 @@ fn a_partial_write_stores_exactly_the_slots_given() {
     assert_eq!(r.mmu.raw().counters().entries_written, 4);
     // Reads see the stores, slot by slot.
     for i in [0u16, 199, 200, 202, 203, 511] {
-        let e = r.mmu.raw_mut().read(t, TableLevel::L1, i).unwrap();
+        // SAFETY: `t` is the test's table frame, in the rig's memory, which no reference
+        // covers and nothing writes during the call.
+        let e = unsafe { r.mmu.raw_mut().read(t, TableLevel::L1, i) }.unwrap();
         assert_eq!(e.bits(), r.row(t)[usize::from(i)], "slot {i}");
     }
-    assert_eq!(
-        r.mmu.raw_mut().read(t, TableLevel::L1, 512),
-        Err(NativeError::BadIndex(512))
-    );
+    // SAFETY: as above (refused before any load).
+    let e = unsafe { r.mmu.raw_mut().read(t, TableLevel::L1, 512) };
+    assert_eq!(e, Err(NativeError::BadIndex(512)));
 }
 
 #[test]
@@ -275,10 +275,9 @@ fn frames_outside_every_window_are_refused() {
     };
     assert_eq!(e, Err(NativeError::NotMapped(outside)));
     assert_eq!(e.unwrap_err().kind(), ErrorKind::NotMapped);
-    assert_eq!(
-        r.mmu.raw_mut().read(outside, TableLevel::L1, 0),
-        Err(NativeError::NotMapped(outside))
-    );
+    // SAFETY: refused: no window maps the frame, so nothing is loaded.
+    let e = unsafe { r.mmu.raw_mut().read(outside, TableLevel::L1, 0) };
+    assert_eq!(e, Err(NativeError::NotMapped(outside)));
     // A second window makes it reachable.
     let mut extra = vec![[0u64; 512]; 1].into_boxed_slice();
     // SAFETY: `extra` is writable and outlives the backend's use of it in this test.
@@ -430,7 +429,7 @@ fn hook_map_leaves_and_unhook_on_the_live_root() {
         let v = va(300, 1, 2, i);
         let want = (10..13).contains(&i).then(|| (40 + i - 10, 4096));
         assert_eq!(walk(&r.mem, root.as_u64(), v), want, "slot {i}");
-        let t = translate(r.mmu.raw_mut(), root, v).unwrap();
+        let t = r.mmu.translate(r.live.table(), v).unwrap();
         assert_eq!(
             t.map(|t| t.pfn.as_u64()),
             want.map(|w| w.0),
@@ -647,7 +646,7 @@ fn a_direct_map_built_into_the_live_root_reuses_its_tables() {
         assert_eq!(frame, pfn, "page {pfn}");
         let want_size = if pfn < 1536 { 2 << 20 } else { 4096 };
         assert_eq!(size, want_size, "page {pfn}");
-        let t = translate(r.mmu.raw_mut(), root, v).unwrap().unwrap();
+        let t = r.mmu.translate(r.live.table(), v).unwrap().unwrap();
         assert_eq!(t.pfn.as_u64(), pfn);
     }
     assert_eq!(walk(&r.mem, root.as_u64(), base + 2048 * 4096), None);

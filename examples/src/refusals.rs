@@ -39,7 +39,6 @@
 use boards::MmuPlatform;
 use pvmmu::mapper::{EmptyTables, MapError, Mapper, MemblockSource, PageSize};
 use pvmmu::memblock::Direction;
-use pvmmu::walk::{walk, Reached};
 use pvmmu::xen_pv::mmu::{Op, Refusal, Rollback};
 use pvmmu::{FrameRange, Free, PageTableFlags, Pfn, Pte, RawMmu, TableLevel, TlbBatch};
 
@@ -222,29 +221,24 @@ fn window<P: RefusalsBoard>(
     unsafe { p.mmu().raw_mut().write(l1_pfn, TableLevel::L1, 0, &entries) }
         .and_then(|()| p.mmu().raw_mut().flush())
         .map_err(backend("fill window L1"))?;
-    let root = p.mmu().raw().current_root();
-    let raw = p.mmu().raw_mut();
-    // The L2 that covers address 0, through pvmmu's walker.
-    let l2 = match walk(root, 0, Some(TableLevel::L2), |t, l, i| raw.read(t, l, i))
-        .map_err(backend("walk to the L2 of address 0"))?
-    {
-        Reached::Table(t) => t,
-        Reached::Leaf(_) | Reached::NotMapped => {
-            return Err(failed("no L2 table covers address 0", 0));
-        }
-    };
+    let (mmu, live) = p.mmu_and_root();
+    // The L2 that covers address 0, through the live tree's handles.
+    const WALK: &str = "walk to the L2 of address 0";
+    let l3 = mmu.child(live.table(), 0).map_err(backend(WALK))?;
+    let l2 = match l3 {
+        Some(l3) => mmu.child(l3, 0).map_err(backend(WALK))?,
+        None => None,
+    }
+    .ok_or_else(|| failed("no L2 table covers address 0", 0))?;
     let mut slot = None;
     for i in 0..512u16 {
-        if !raw
-            .read(l2, TableLevel::L2, i)
-            .map_err(backend("read L2"))?
-            .is_present()
-        {
+        if !mmu.entry(l2, i).map_err(backend("read L2"))?.is_present() {
             slot = Some(i);
             break;
         }
     }
     let slot = slot.ok_or_else(|| failed("no empty L2 slot", 0))?;
+    let (raw, l2) = (mmu.raw_mut(), l2.pfn());
     // SAFETY: hooks a complete L1 (writable mappings of our frames only) into an empty slot
     // of the live tree; nothing else uses the addresses it maps.
     unsafe { raw.write(l2, TableLevel::L2, slot, &[Pte::new(l1_pfn, rw)]) }
@@ -444,10 +438,8 @@ fn fill_row<P: RefusalsBoard>(
     // The state: entries below `pos` applied, the others not.
     let mut as_written = 0u64;
     for k in 0..BATCH {
-        let got = p
-            .mmu()
-            .raw_mut()
-            .read(t, TableLevel::L1, k as u16)
+        // SAFETY: `t` is the pinned L1 this row filled (a table), hooked nowhere.
+        let got = unsafe { p.mmu().raw_mut().read(t, TableLevel::L1, k as u16) }
             .map_err(backend("read back"))?;
         let want_present = k < pos;
         let ok = if want_present {

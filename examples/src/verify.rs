@@ -7,8 +7,10 @@ use boards::{AliasError, MmuPlatform};
 use heapless::Vec;
 use pvmmu::direct_map::{DirectMap, DirectMapSpec, PageSize, Runs};
 use pvmmu::memblock::Memblock;
-use pvmmu::walk::{translate, Translation};
-use pvmmu::{BackendError, Caps, Mmu, PageTableFlags, Pfn, PfnRange, RawMmu, Report};
+use pvmmu::walk::Translation;
+use pvmmu::{
+    BackendError, Caps, Mmu, PageTableFlags, Pfn, PfnRange, RawMmu, Report, Root, TableRef,
+};
 use pvmmu_figures::Figures;
 
 use crate::Failure;
@@ -63,7 +65,10 @@ pub fn direct_map<P: MmuPlatform, const N: usize>(
         }
         PfnRange::sort_by_start(&mut read_only);
     }
-    let checked = every_leaf(p.mmu(), map.root, &map.ranges, &read_only, &map.spec, &caps)?;
+    // Walked from the root in use (the one the CPU translates through), which `map_ram` says
+    // is `map.root`.
+    let (mmu, live) = p.mmu_and_root();
+    let checked = every_leaf(mmu, live.table(), &map.ranges, &read_only, &map.spec, &caps)?;
     f.leaves_checked = checked.leaves;
     // SAFETY: the direct map is live.
     f.pages_touched = unsafe { touch(base, &map.ranges, 16) };
@@ -83,14 +88,14 @@ pub struct Checked {
 /// frame, page size and protection against the plan.
 pub fn every_leaf<B: RawMmu<Error: defmt::Format>>(
     mmu: &mut Mmu<B>,
-    root: Pfn,
+    root: TableRef<'_, Root>,
     ranges: &[PfnRange],
     read_only: &[PfnRange],
     spec: &DirectMapSpec,
     caps: &Caps,
 ) -> Result<Checked, Failure> {
     let mut walk = |va| {
-        translate(mmu.raw_mut(), root, va).map_err(|e| {
+        mmu.translate(root, va).map_err(|e| {
             defmt::error!("walk of {=u64:#x} failed: {}", va, e);
             Failure::Backend("walk", pvmmu::BackendError::kind(&e))
         })

@@ -3,9 +3,23 @@
 //! # For backend authors
 //! [`RawMmu`] speaks frame numbers, not typed frames; it is an `unsafe trait` because hal-core's
 //! type states are only as true as the promises below. The typed layer
-//! ([`Mmu`](crate::mmu::Mmu)) is the only caller of the `unsafe fn`s and upholds their
+//! ([`Mmu`](crate::mmu::Mmu)) is hal-core's caller of the `unsafe fn`s and upholds their
 //! preconditions; its safe methods move frames between states only after the backend has
-//! returned `Ok`.
+//! returned `Ok`. A kernel that calls them on the backend itself (it holds it before
+//! `Mmu::new`, or through [`Mmu::raw_mut`](crate::mmu::Mmu::raw_mut)) makes the same promises.
+//!
+//! Every method that reaches memory through the backend's mappings or changes page tables, the
+//! TLB, the root or what the backend remembers of protected frames is `unsafe`, reading a slot
+//! ([`read`](RawMmu::read)) included: the backend loads from whatever frame its windows reach,
+//! so the caller says the frame is a table. What stays safe changes none of that:
+//! [`caps`](RawMmu::caps), [`name`](RawMmu::name), [`machine_frame`](RawMmu::machine_frame),
+//! [`current_root`](RawMmu::current_root), [`foreign_tables`](RawMmu::foreign_tables),
+//! [`discarded`](RawMmu::discarded) and [`set_phase`](RawMmu::set_phase) read the backend's
+//! own state or counters, and [`flush`](RawMmu::flush) submits what was queued under an
+//! `unsafe` call's contract (as [`Pending::flush`](crate::mmu::Pending::flush) does). The safe
+//! reads of tables are [`Mmu::entry`](crate::mmu::Mmu::entry),
+//! [`Mmu::child`](crate::mmu::Mmu::child) and [`Mmu::translate`](crate::mmu::Mmu::translate),
+//! on a typed [`TableRef`](crate::TableRef).
 //!
 //! Operations may be *queued*: a backend is free to collect writes and submit them in batches,
 //! as long as (a) queued operations take effect in the order they were issued and (b) every
@@ -16,6 +30,7 @@
 //! |---|---|---|
 //! | [`protect`](RawMmu::protect) | nothing: the memblock reservation hal-core made is all | every writable mapping of the frames becomes read-only (`mmu_update` batches) |
 //! | [`write`](RawMmu::write) | stores through a mapping of the frame (volatile, noting entries the TLB may hold) | `mmu_update` entries, P2M-translated, 512 to a batch |
+//! | [`read`](RawMmu::read) | a volatile load through a mapping of the frame | the queued value if any, else a load through a window; M2P-translated |
 //! | [`update`](RawMmu::update) | one load and at most one store through the same mapping | `read`, then `write` (the default) |
 //! | [`fill_fresh`](RawMmu::fill_fresh) | plain stores into a frame nobody walks yet | `mmu_update` entries generated straight into the queue |
 //! | [`pin`](RawMmu::pin) | nothing | `MMUEXT_PIN_Ln_TABLE` (Xen validates the tree) |
@@ -308,7 +323,33 @@ pub unsafe trait RawMmu {
     /// Reads entry `index` of table `table` (after any queued writes), in pseudo-physical terms.
     /// Fails with [`ErrorKind::NotMapped`](crate::error::ErrorKind::NotMapped) if the backend
     /// cannot reach the frame.
-    fn read(&mut self, table: Pfn, level: TableLevel, index: u16) -> Result<Pte, Self::Error>;
+    ///
+    /// The backend loads the slot through whatever mapping of the frame it has (a window, the
+    /// direct map), so the caller says what the frame is: a load from memory that Rust code
+    /// holds a reference to, or that something writes meanwhile without synchronising, is
+    /// undefined behaviour. hal-core's safe layer reads typed tables only
+    /// ([`Mmu::entry`](crate::Mmu::entry), [`Mmu::child`](crate::Mmu::child),
+    /// [`Mmu::translate`](crate::Mmu::translate), ...).
+    ///
+    /// # Safety
+    /// For the whole call, `table` is one of:
+    /// - a page table the backend maintains: one hal-core made (a [`TableRef`](crate::TableRef),
+    ///   a `Frame<PinnedRO<_>>`, a [`Pinned`](crate::Pinned), a [`FreshTable`](crate::FreshTable)
+    ///   or a [`LiveRoot`](crate::LiveRoot) names it), a table a present non-leaf entry of such
+    ///   a table names, or one of [`foreign_tables`](RawMmu::foreign_tables); such a frame is
+    ///   written only through this backend's `&mut self` (and, for the accessed and dirty bits,
+    ///   atomically by the processor or the hypervisor), and no Rust reference covers it;
+    /// - or a frame the caller owns that no Rust reference covers and that nothing (no other
+    ///   thread or CPU, no device) writes during the call.
+    ///
+    /// `level` and `index` need not be right for this: a wrong level reads the slot all the
+    /// same, and an `index` of 512 or more is refused.
+    unsafe fn read(
+        &mut self,
+        table: Pfn,
+        level: TableLevel,
+        index: u16,
+    ) -> Result<Pte, Self::Error>;
 
     /// Reads entry `index` of table `table` (as [`read`](RawMmu::read)) and, if `change`
     /// returns an entry for what it read, queues writing that entry into the slot (as a
@@ -317,7 +358,10 @@ pub unsafe trait RawMmu {
     /// The default is `read`, then `write`.
     ///
     /// # Safety
-    /// As [`write`](RawMmu::write), for the entry `change` returns.
+    /// `table` may be read as [`read`](RawMmu::read) says (whatever `change` returns: with
+    /// `None` the call is a read and nothing else), and, for the entry `change` returns, as
+    /// [`write`](RawMmu::write) says (owning `table` as a page table of level `level`, which
+    /// meets `read`'s contract too).
     #[inline]
     unsafe fn update<F: FnOnce(Pte) -> Option<Pte>>(
         &mut self,
@@ -326,7 +370,8 @@ pub unsafe trait RawMmu {
         index: u16,
         change: F,
     ) -> Result<Pte, Self::Error> {
-        let old = self.read(table, level, index)?;
+        // SAFETY: the caller's contract names `read`'s.
+        let old = unsafe { self.read(table, level, index) }?;
         if let Some(new) = change(old) {
             // SAFETY: the caller's contract.
             unsafe { self.write(table, level, index, &[new]) }?;

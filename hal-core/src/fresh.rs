@@ -178,9 +178,9 @@ impl<B: RawMmu> Mmu<B> {
             if i >= reserved.0 && i < reserved.1 {
                 continue;
             }
-            let e = self
-                .raw_mut()
-                .read(live, TableLevel::L4, i)
+            // SAFETY: `live` is the level-4 table the `LiveRoot` owns (its boot tables, or a
+            // root hal-core built and pinned): a table only the backend writes.
+            let e = unsafe { self.raw_mut().read(live, TableLevel::L4, i) }
                 .map_err(WriteError::Backend)?;
             if e.is_present() {
                 // SAFETY: the entry is live in the current root, which the platform accepted;

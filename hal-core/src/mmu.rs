@@ -96,8 +96,9 @@ impl<B: RawMmu> Mmu<B> {
         &self.raw
     }
 
-    /// The backend, mutably. Its state-changing methods are `unsafe`; calling them directly is
-    /// the escape hatch around the type states.
+    /// The backend, mutably. Its state-changing methods and [`RawMmu::read`] are `unsafe`;
+    /// calling them directly is the escape hatch around the type states, under their
+    /// contracts. The safe methods left read the backend's own state or submit what is queued.
     pub fn raw_mut(&mut self) -> &mut B {
         &mut self.raw
     }
@@ -305,10 +306,10 @@ impl<B: RawMmu> Mmu<B> {
             if in_range(skip) || in_range(reserved) {
                 continue;
             }
-            let e = self
-                .raw
-                .read(root, TableLevel::L4, i)
-                .map_err(WriteError::Backend)?;
+            // SAFETY: `root` is the level-4 table the `LiveRoot` owns (its boot tables, or a
+            // root hal-core built and pinned): a table only the backend writes.
+            let e =
+                unsafe { self.raw.read(root, TableLevel::L4, i) }.map_err(WriteError::Backend)?;
             if e.is_present() {
                 // SAFETY: the entry is live in the current root, which the platform accepted;
                 // the tables it points at stay: a table in a root slot is never freed (the
@@ -322,7 +323,22 @@ impl<B: RawMmu> Mmu<B> {
 
     /// Reads entry `index` of a live table.
     pub fn entry<L: Level>(&mut self, table: TableRef<'_, L>, index: u16) -> Result<Pte, B::Error> {
-        self.raw.read(table.pfn(), L::LEVEL, index)
+        // SAFETY: a `TableRef` names a live level-L table for its lifetime: a table only the
+        // backend writes.
+        unsafe { self.raw.read(table.pfn(), L::LEVEL, index) }
+    }
+
+    /// Where `va` leads from the live root `root` (queued updates included): walks the tables
+    /// with [`walk::translate`](crate::walk::translate). `Ok(None)` if it is not mapped.
+    pub fn translate(
+        &mut self,
+        root: TableRef<'_, U4>,
+        va: u64,
+    ) -> Result<Option<crate::walk::Translation>, B::Error> {
+        // SAFETY: `root` names a live level-4 table for the call (`TableRef`), and every table
+        // the walk reaches is named by a present non-leaf entry of a live table, so it is a
+        // table too (hal-core writes only tables there, `write`'s contract, and Xen validates).
+        unsafe { crate::walk::translate(&mut self.raw, root.pfn(), va) }
     }
 
     /// The table behind entry `index` of `table`, if the entry points at one.
@@ -331,7 +347,8 @@ impl<B: RawMmu> Mmu<B> {
         table: TableRef<'a, L>,
         index: u16,
     ) -> Result<Option<TableRef<'a, ChildOf<L>>>, B::Error> {
-        let e = self.raw.read(table.pfn(), L::LEVEL, index)?;
+        // SAFETY: a `TableRef` names a live level-L table: a table only the backend writes.
+        let e = unsafe { self.raw.read(table.pfn(), L::LEVEL, index) }?;
         Ok((e.is_present() && !e.is_huge()).then(|| table.child(e.pfn())))
     }
 
@@ -351,7 +368,9 @@ impl<B: RawMmu> Mmu<B> {
         if usize::from(index) >= ENTRIES {
             return fail(WriteError::Entry(EntryError::IndexOutOfRange(index)), child);
         }
-        match self.raw.read(parent.pfn(), L::LEVEL, index) {
+        // SAFETY: `parent` is a live level-L table (`TableRef`): a table only the backend
+        // writes.
+        match unsafe { self.raw.read(parent.pfn(), L::LEVEL, index) } {
             Ok(e) if e.is_present() => {
                 return fail(WriteError::Entry(EntryError::Occupied(index)), child)
             }
@@ -395,10 +414,10 @@ impl<B: RawMmu> Mmu<B> {
             if huge != (L::LEVEL != TableLevel::L1) {
                 return Err(WriteError::Entry(EntryError::BadLeaf(i)));
             }
-            let old = self
-                .raw
-                .read(table.pfn(), L::LEVEL, i)
-                .map_err(WriteError::Backend)?;
+            // SAFETY: `table` is a live level-L table (`TableRef`): a table only the backend
+            // writes.
+            let old =
+                unsafe { self.raw.read(table.pfn(), L::LEVEL, i) }.map_err(WriteError::Backend)?;
             if old.is_present() {
                 return Err(WriteError::Entry(EntryError::Occupied(i)));
             }
@@ -422,7 +441,9 @@ impl<B: RawMmu> Mmu<B> {
         parent: TableRef<'_, L>,
         index: u16,
     ) -> Result<Option<(Frame<PinnedRO<ChildOf<L>>>, Pending)>, B::Error> {
-        let e = self.raw.read(parent.pfn(), L::LEVEL, index)?;
+        // SAFETY: `parent` is a live level-L table (`TableRef`): a table only the backend
+        // writes.
+        let e = unsafe { self.raw.read(parent.pfn(), L::LEVEL, index) }?;
         if !e.is_present() || e.is_huge() {
             return Ok(None);
         }
@@ -448,7 +469,9 @@ impl<B: RawMmu> Mmu<B> {
         }
         if L::LEVEL != TableLevel::L1 {
             for index in 0..ENTRIES as u16 {
-                match self.raw.read(table.pfn(), L::LEVEL, index) {
+                // SAFETY: we own `table` as a complete level-L table (`Frame<PinnedRO<L>>`):
+                // a table only the backend writes.
+                match unsafe { self.raw.read(table.pfn(), L::LEVEL, index) } {
                     Ok(e) if e.is_present() && !e.is_huge() => {
                         return Err(RetireError::HasChild { index, table })
                     }

@@ -204,7 +204,6 @@ fn finish_with_memblock_full() {
     let guard = w.mb.alloc_frame(u64::MAX, Direction::BottomUp).unwrap();
     assert_eq!(guard.pfn().as_u64(), top);
     built(&mut w, &mut buf);
-    let root = w.live.pfn();
     // Fill the reserved set (reservations outside memory are allowed).
     let mut i = 0;
     while w.mb.reserved().len() < common::N {
@@ -225,7 +224,9 @@ fn finish_with_memblock_full() {
     assert_eq!(snap(&w), before);
     for p in tail.pfns().iter() {
         assert!(w.mmu.raw().state_of(p.as_u64()).is_none());
-        let t = hal_core::walk::translate(w.mmu.raw_mut(), root, LINUX_PAGE_OFFSET + p.addr())
+        let t = w
+            .mmu
+            .translate(w.live.table(), LINUX_PAGE_OFFSET + p.addr())
             .unwrap()
             .unwrap();
         assert!(t.leaf.flags().contains(PageTableFlags::WRITABLE), "{p:?}");
@@ -466,13 +467,11 @@ fn hook_refused_child_comes_back() {
     let released: Frame<ReleasedRW> = settled.next().unwrap();
     assert_eq!(released.pfn(), l3_pfn);
     // Writable again in the direct map.
-    let t = hal_core::walk::translate(
-        w.mmu.raw_mut(),
-        root.pfn(),
-        LINUX_PAGE_OFFSET + l3_pfn.addr(),
-    )
-    .unwrap()
-    .unwrap();
+    let t = w
+        .mmu
+        .translate(root, LINUX_PAGE_OFFSET + l3_pfn.addr())
+        .unwrap()
+        .unwrap();
     assert!(t.leaf.flags().contains(PageTableFlags::WRITABLE));
     assert!(w.mmu.raw().violations.is_empty());
     let _ = (released, buf);
@@ -687,14 +686,15 @@ unsafe impl RawMmu for Dropping {
         self.queue.push((table, level, first, *run));
         Ok(())
     }
-    fn read(
+    unsafe fn read(
         &mut self,
         table: hal_core::Pfn,
         level: TableLevel,
         index: u16,
     ) -> Result<Pte, SimError> {
         self.submit()?;
-        self.sim.read(table, level, index)
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.sim.read(table, level, index) }
     }
     unsafe fn pin(&mut self, table: hal_core::Pfn, level: TableLevel) -> Result<(), SimError> {
         self.submit()?;

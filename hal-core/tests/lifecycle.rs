@@ -12,7 +12,6 @@ use common::{alloc_buf, ro_set, world};
 use hal_core::direct_map::{self, count_tables, DirectMapSpec, PageSize, Target};
 use hal_core::memblock::Direction;
 use hal_core::memmap::MemRegion;
-use hal_core::walk::translate;
 use hal_core::{
     Caps, FreshTable, PageSizes, PageTableFlags, PfnRange, PgtBuf, RawMmu, TableBuilder, TableLevel,
 };
@@ -429,7 +428,6 @@ fn lifecycle(c: Case) -> Result<(), TestCaseError> {
     );
 
     // Translations through hal-core's walker: range edges, random points, holes.
-    let root_pfn = root.pfn();
     let mut probes: Vec<u64> = Vec::new();
     for r in &ranges {
         let (s, e) = (r.start().as_u64(), r.end());
@@ -454,7 +452,9 @@ fn lifecycle(c: Case) -> Result<(), TestCaseError> {
             .iter()
             .any(|r| r.contains(hal_core::Pfn::new(pfn).unwrap()));
         let va = c.base.wrapping_add(pfn << 12) + (pfn * 8 % 4096);
-        let t = translate(w.mmu.raw_mut(), root_pfn, va)
+        let t = w
+            .mmu
+            .translate(w.live.table(), va)
             .map_err(|e| TestCaseError::fail(format!("translate: {e:?}")))?;
         match t {
             Some(t) => {

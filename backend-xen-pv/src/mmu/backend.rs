@@ -742,7 +742,12 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         Ok(())
     }
 
-    fn read(&mut self, table: Pfn, level: TableLevel, index: u16) -> Result<Pte, XenPvError> {
+    unsafe fn read(
+        &mut self,
+        table: Pfn,
+        level: TableLevel,
+        index: u16,
+    ) -> Result<Pte, XenPvError> {
         let op = Op::Read;
         if index >= 512 {
             return Err(err(op, Cause::Unsupported(Unsupported::Index(index))));
@@ -750,7 +755,8 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         if level == TableLevel::L4 && XEN_SLOTS.contains(&index) {
             return Err(err(op, Cause::Unsupported(Unsupported::XenSlot(index))));
         }
-        let raw = self.read_machine(table.as_u64(), index, op)?;
+        // SAFETY: `read`'s contract is `read_machine`'s.
+        let raw = unsafe { self.read_machine(table.as_u64(), index, op) }?;
         if raw & P == 0 {
             return Ok(Pte::from_bits(raw));
         }
@@ -917,7 +923,8 @@ impl<H: PvPlatform> XenPv<'_, H> {
                 };
                 let Some(l1) = l1 else { continue };
                 let idx = TableLevel::L1.index_of(va);
-                let raw = self.read_machine(l1, idx, op)?;
+                // SAFETY: `l1` is the L1 table that maps `va` in the current root (`l1_table`).
+                let raw = unsafe { self.read_machine(l1, idx, op) }?;
                 if raw & P == 0 || raw & RW == 0 || (raw & ADDR) >> 12 != self.mfn(pfn, op)? {
                     continue;
                 }

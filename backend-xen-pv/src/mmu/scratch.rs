@@ -71,7 +71,8 @@ impl<H: PvPlatform> XenPv<'_, H> {
         for i in 0..len as u64 {
             let at = va + 4096 * i;
             let l1 = self.l1_table(at, op)?.ok_or(bad(at))?;
-            let raw = self.read_machine(l1, TableLevel::L1.index_of(at), op)?;
+            // SAFETY: `l1` is the L1 table that maps `at` in the current root (`l1_table`).
+            let raw = unsafe { self.read_machine(l1, TableLevel::L1.index_of(at), op) }?;
             let mfn = self.mfn(own.start().as_u64() + i, op)?;
             let f = raw & !ADDR;
             if raw & P == 0

@@ -15,7 +15,17 @@ impl<H: PvPlatform> XenPv<'_, H> {
 
     /// Entry `idx` of table `table` as Xen will see it once the queue is submitted (machine
     /// frame numbers).
-    pub(super) fn read_machine(&self, table: u64, idx: u16, op: Op) -> Result<u64, XenPvError> {
+    ///
+    /// # Safety
+    /// `table` may be read as [`RawMmu::read`](hal_core::RawMmu::read) says: a page table (of
+    /// the current root's tree, hal-core's, or the domain builder's), or a frame of the
+    /// caller's that no reference covers and nothing writes meanwhile.
+    pub(super) unsafe fn read_machine(
+        &self,
+        table: u64,
+        idx: u16,
+        op: Op,
+    ) -> Result<u64, XenPvError> {
         let maddr = (self.mfn(table, op)? << 12) + 8 * u64::from(idx);
         if let Some(v) = self.st.queue.pending(maddr) {
             return Ok(v);
@@ -24,7 +34,9 @@ impl<H: PvPlatform> XenPv<'_, H> {
             .window_va(table)
             .ok_or(err(op, Cause::NotMapped { pfn: table }))?;
         // SAFETY: windows are mapped readable in the current root (the contracts of
-        // `new` and `add_window`), and `va + 8 * idx` is 8-aligned inside the frame.
+        // `new` and `add_window`), and `va + 8 * idx` is 8-aligned inside the frame; the
+        // frame may be read (this fn's contract): no reference covers it and only Xen (on this
+        // backend's requests, and for the accessed and dirty bits) writes it meanwhile.
         Ok(unsafe { self.hv.read_u64(va + 8 * u64::from(idx)) })
     }
 
@@ -49,7 +61,10 @@ impl<H: PvPlatform> XenPv<'_, H> {
     /// reads (the queue's pending entries included) translated through the M2P.
     pub(super) fn l1_table(&self, va: u64, op: Op) -> Result<Option<u64>, XenPvError> {
         let read = |table: Pfn, level: TableLevel, idx: u16| -> Result<Pte, XenPvError> {
-            let e = self.read_machine(table.as_u64(), idx, op)?;
+            // SAFETY: the walk reads the current root (a table: `new`'s contract, then roots
+            // `switch_root` was promised are tables) and the tables that present non-leaf
+            // entries on its path name, which Xen validated as tables.
+            let e = unsafe { self.read_machine(table.as_u64(), idx, op) }?;
             let flags = PageTableFlags::from_bits_truncate(e & !ADDR);
             if e & P == 0 {
                 return Ok(Pte::EMPTY);

@@ -67,7 +67,8 @@ fn write_remembers_exactly_the_leaves_it_downgraded_and_forgets_overwritten_ones
         "only the L1's downgraded leaves of d and d+1"
     );
     for (slot, writable) in [(3, 0), (4, 0), (5, 2), (6, 0), (7, 0)] {
-        let e = raw.read(pfn(t), TableLevel::L1, slot).unwrap();
+        // SAFETY: `t` is the test's L1 table (written above), in the model's memory.
+        let e = unsafe { raw.read(pfn(t), TableLevel::L1, slot) }.unwrap();
         assert_eq!(
             e.bits() & 2,
             writable,
@@ -83,25 +84,30 @@ fn write_remembers_exactly_the_leaves_it_downgraded_and_forgets_overwritten_ones
     // SAFETY: the frames are the test's and no table.
     unsafe { raw.release(range(d, d + 4)) }.unwrap();
     assert_eq!(raw.read_only_mappings(), 1, "t's own mapping is left");
-    let e = raw.read(pfn(t), TableLevel::L1, 3).unwrap();
+    // SAFETY: `t` is the test's L1 table (written above), in the model's memory.
+    let e = unsafe { raw.read(pfn(t), TableLevel::L1, 3) }.unwrap();
     assert_eq!(
         (e.pfn(), e.bits() & 2),
         (pfn(d), 2),
         "slot 3 writable again"
     );
-    let e = raw.read(pfn(t), TableLevel::L1, 6).unwrap();
+    // SAFETY: `t` is the test's L1 table (written above), in the model's memory.
+    let e = unsafe { raw.read(pfn(t), TableLevel::L1, 6) }.unwrap();
     assert_eq!(
         e.bits() & 2,
         0,
         "the unprotected frame's read-only leaf is as written"
     );
-    let e = raw.read(pfn(t), TableLevel::L1, 7).unwrap();
+    // SAFETY: `t` is the test's L1 table (written above), in the model's memory.
+    let e = unsafe { raw.read(pfn(t), TableLevel::L1, 7) }.unwrap();
     assert_eq!(
         e.bits() & 2,
         0,
         "the caller's read-only leaf of a protected frame stays read-only after release"
     );
-    assert_eq!(raw.read(pfn(t), TableLevel::L1, 4).unwrap(), Pte::EMPTY);
+    // SAFETY: `t` is the test's L1 table (written above), in the model's memory.
+    let e = unsafe { raw.read(pfn(t), TableLevel::L1, 4) }.unwrap();
+    assert_eq!(e, Pte::EMPTY);
     for p in d..d + 4 {
         assert_eq!(g.xen().frame(p).ty, PageType::Writable);
         let va = g.layout.pfn_to_va(p).unwrap();
@@ -144,7 +150,9 @@ fn a_refused_submission_forgets_the_entries_it_did_not_apply() {
         c => panic!("{c:?}"),
     }
     assert_eq!(raw.read_only_mappings(), 4, "slot 0 kept, slot 2 forgotten");
-    assert_eq!(raw.read(pfn(t), TableLevel::L1, 2).unwrap(), Pte::EMPTY);
+    // SAFETY: `t` is the test's L1 table (written above), in the model's memory.
+    let e = unsafe { raw.read(pfn(t), TableLevel::L1, 2) }.unwrap();
+    assert_eq!(e, Pte::EMPTY);
     assert_eq!(raw.queued(), 0);
 }
 

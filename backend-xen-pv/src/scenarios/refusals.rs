@@ -62,15 +62,9 @@ fn a_tail_frame_used_before_release_faults() {
 
 /// The live direct-map L2 for the first GiB, and the direct-map L1 that maps `p`.
 fn direct_map_l2(g: &mut Guest) -> hal_core::TableRef<'static, typenum::U2> {
-    let root = g.live.pfn();
     let l4 = TableLevel::L4.index_of(BASE);
-    let l3 = g
-        .mmu
-        .raw_mut()
-        .read(root, TableLevel::L4, l4)
-        .unwrap()
-        .pfn();
-    let l2 = g.mmu.raw_mut().read(l3, TableLevel::L3, 0).unwrap().pfn();
+    let l3 = g.mmu.child(g.live.table(), l4).unwrap().unwrap();
+    let l2 = g.mmu.child(l3, 0).unwrap().unwrap().pfn();
     // SAFETY: a live level-2 table of the current tree, which the test does not retire.
     unsafe { hal_core::TableRef::from_pfn(l2) }
 }
@@ -150,17 +144,13 @@ fn table_leaf(g: &mut Guest, fin: &hal_core::pgt_buf::Finished) -> (u64, Pfn, u1
     let t = fin.used.start().as_u64() + 2;
     assert!(g.xen().frame(t).is_table());
     let l2 = direct_map_l2(g);
-    let l1 = g
-        .mmu
-        .raw_mut()
-        .read(l2.pfn(), TableLevel::L2, (t >> 9) as u16)
-        .unwrap()
-        .pfn();
+    let l1 = g.mmu.child(l2, (t >> 9) as u16).unwrap().unwrap();
     let s = (t & 511) as u16;
     assert!(s > 0 && s < 511);
     let old: Vec<Pte> = (s - 1..=s + 1)
-        .map(|i| g.mmu.raw_mut().read(l1, TableLevel::L1, i).unwrap())
+        .map(|i| g.mmu.entry(l1, i).unwrap())
         .collect();
+    let l1 = l1.pfn();
     assert_eq!(old[1].pfn().as_u64(), t);
     assert!(!old[1].flags().contains(PageTableFlags::WRITABLE));
     (t, l1, s, old)
@@ -184,7 +174,8 @@ fn a_writable_leaf_for_a_table_is_written_read_only() {
     g.mmu.raw_mut().flush().unwrap();
     for (i, p) in (s - 1..=s + 1).zip(t - 1..=t + 1) {
         // (Xen adjusts what it stores, GLOBAL for an entry carrying USER: compare frame, RW.)
-        let now = g.mmu.raw_mut().read(l1, TableLevel::L1, i).unwrap();
+        // SAFETY: `l1` is a live L1 of the direct map (`table_leaf`), a table.
+        let now = unsafe { g.mmu.raw_mut().read(l1, TableLevel::L1, i) }.unwrap();
         assert_eq!(now.pfn().as_u64(), p);
         assert!(
             !now.flags().contains(PageTableFlags::WRITABLE),
@@ -243,11 +234,9 @@ fn an_entry_xen_refuses_mid_batch_is_named_and_the_rest_dropped() {
         "the refused entry, named"
     );
     assert_eq!(g.mmu.raw().queued(), 0, "the third entry was dropped");
-    assert_eq!(
-        g.mmu.raw_mut().read(l1, TableLevel::L1, s).unwrap(),
-        old[1],
-        "unchanged"
-    );
+    // SAFETY: `l1` is a live L1 of the direct map (`table_leaf`), a table.
+    let now = unsafe { g.mmu.raw_mut().read(l1, TableLevel::L1, s) }.unwrap();
+    assert_eq!(now, old[1], "unchanged");
     assert_eq!(
         g.xen().store(Guest::va(t)),
         Err(Fault::ReadOnly { level: 1 })
@@ -382,7 +371,7 @@ fn entries_xen_pv_cannot_take_are_refused_before_any_hypercall() {
     }
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
-    let e = g.mmu.raw_mut().read(root, TableLevel::L4, 256).unwrap_err();
+    let e = g.mmu.entry(g.live.table(), 256).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     let outside = Pte::new(pfn(g.ram.end()), PageTableFlags::PRESENT);
     // SAFETY: as above.
@@ -415,12 +404,7 @@ fn a_read_only_leaf_the_caller_wrote_stays_read_only_after_release() {
     // SAFETY: the table is never hooked into a live tree; a read-only leaf may map any frame.
     unsafe { l1.set_leaf(7, Pte::new(target, PageTableFlags::PRESENT)) }.unwrap();
     let table = g.mmu.new_table(l1).unwrap();
-    let leaf = |g: &mut Guest| {
-        g.mmu
-            .raw_mut()
-            .read(table.pfn(), TableLevel::L1, 7)
-            .unwrap()
-    };
+    let leaf = |g: &mut Guest| g.mmu.entry(table.as_table(), 7).unwrap();
     assert!(!leaf(&mut g).flags().contains(PageTableFlags::WRITABLE));
 
     let b = g.mmu.release(b).unwrap().into_free();

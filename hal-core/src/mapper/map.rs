@@ -420,7 +420,12 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         let (mut lo, mut hi, mut pages) = (u64::MAX, 0, 0);
         let mut at = va;
         while at < va + len {
-            match crate::walk::translate(mmu.raw_mut(), self.root, at) {
+            // SAFETY: `self.root` is the mapper's root and a table still: `map` checked the
+            // caller's `TableRef` to it (`check_root`), or, from `flush`'s rollback, ranges were
+            // mapped under it since the last submission, so it holds a child table and
+            // `Mmu::retire` refuses it. The walk reads it and the tables its path's entries
+            // name, tables too.
+            match unsafe { crate::walk::translate(mmu.raw_mut(), self.root, at) } {
                 Ok(None) => {}
                 // Unreadable counts as mapped: nothing says it is not.
                 Ok(Some(_)) | Err(_) => {
@@ -489,8 +494,9 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             return Ok(true);
         }
         for i in first..first + n {
-            if raw
-                .read(pfn, TableLevel::L1, i)
+            // SAFETY: `pfn` is a level-1 table this mapper created, hooked in its tree (the
+            // record; the cache holds only recorded tables): a table only the backend writes.
+            if unsafe { raw.read(pfn, TableLevel::L1, i) }
                 .map_err(MapError::Backend)?
                 .is_present()
             {
@@ -610,9 +616,10 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         let mut entries = [const { core::mem::MaybeUninit::<Pte>::uninit() }; RUN];
         for (i, e) in entries.iter_mut().enumerate().take(n) {
             let slot = first + i as u16;
-            let old = raw
-                .read(table, leaf, slot)
-                .map_err(|e| (MapError::Backend(e), 0))?;
+            // SAFETY: `table` is a level-`leaf` table this mapper created (the record), hooked
+            // in its tree: a table only the backend writes.
+            let old =
+                unsafe { raw.read(table, leaf, slot) }.map_err(|e| (MapError::Backend(e), 0))?;
             let at = va + i as u64 * span;
             if old.is_present() {
                 if leaf != TableLevel::L1 && !old.is_huge() {
@@ -676,10 +683,10 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         va: u64,
     ) -> Result<Pfn, MapError<B::Error>> {
         let idx = level.index_of(va);
-        let e = mmu
-            .raw_mut()
-            .read(table, level, idx)
-            .map_err(MapError::Backend)?;
+        // SAFETY: `table` is a live level-`level` table of the mapper's tree: its root (checked
+        // against the caller's `TableRef` on entry), or a table a present non-leaf entry on the
+        // way from it names.
+        let e = unsafe { mmu.raw_mut().read(table, level, idx) }.map_err(MapError::Backend)?;
         if e.is_present() {
             if e.is_huge() && level != TableLevel::L4 {
                 return Err(MapError::Overlap(va));

@@ -106,10 +106,11 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
             return true;
         }
         (0..len / 4096).any(|i| {
-            !matches!(
-                crate::walk::translate(mmu.raw_mut(), self.root, va + i * 4096),
-                Ok(None)
-            )
+            // SAFETY: `self.root` is the mapper's root, a live level-4 table: `map_frames`
+            // calls this only after `map` accepted the caller's `TableRef` to it; the walk
+            // reads it and the tables its path's entries name, live tables too.
+            let t = unsafe { crate::walk::translate(mmu.raw_mut(), self.root, va + i * 4096) };
+            !matches!(t, Ok(None))
         })
     }
 

@@ -89,7 +89,10 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         va: u64,
     ) -> Result<Option<Translation>, MapError<B::Error>> {
         self.check_root(&root).map_err(|()| MapError::WrongRoot)?;
-        translate(mmu.raw_mut(), self.root, va).map_err(MapError::Backend)
+        // SAFETY: `self.root` is the mapper's root, a live level-4 table (the caller's
+        // `TableRef` to it was checked just above); the walk reads it and the tables its path's
+        // entries name, live tables too.
+        unsafe { translate(mmu.raw_mut(), self.root, va) }.map_err(MapError::Backend)
     }
 
     /// Submits everything queued and invalidates what it made stale, in one backend call

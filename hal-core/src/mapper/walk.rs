@@ -106,10 +106,11 @@ impl<S: FrameSource, const N: usize, B: RawMmu> Visitor for RangeWalk<'_, S, N, 
 
     #[inline(always)]
     fn read(&mut self, table: Pfn, level: TableLevel, index: u16) -> Result<Pte, Self::Error> {
-        self.mmu
-            .raw_mut()
-            .read(table, level, index)
-            .map_err(MapError::Backend)
+        // SAFETY: a `RangeWalk` is made only by `range_walk`, whose visit starts at the
+        // mapper's root (a live level-4 table: every public operation checks the caller's
+        // `TableRef` to it) and reads only tables that present non-leaf entries on the way
+        // name (`walk::visit`), which are live tables too: tables only the backend writes.
+        unsafe { self.mmu.raw_mut().read(table, level, index) }.map_err(MapError::Backend)
     }
 
     #[inline(always)]
@@ -384,8 +385,9 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
         let mut map = [0u64; 8];
         let mut present = 0u16;
         for i in first..first + n {
-            if raw
-                .read(pfn, TableLevel::L1, i)
+            // SAFETY: `pfn` is a level-1 table the mapper created and that is hooked in its
+            // tree (the record, and the cache's validity): a table only the backend writes.
+            if unsafe { raw.read(pfn, TableLevel::L1, i) }
                 .map_err(MapError::Backend)?
                 .is_present()
             {
@@ -476,12 +478,11 @@ impl<S: FrameSource, const N: usize> Mapper<S, N> {
     ) -> Result<u16, MapError<B::Error>> {
         let mut used = 0u16;
         for i in 0..512u16 {
-            used += u16::from(
-                mmu.raw_mut()
-                    .read(pfn, level, i)
-                    .map_err(MapError::Backend)?
-                    .is_present(),
-            );
+            // SAFETY: `pfn` is a level-`level` table the mapper owns (its record; the callers
+            // pass a child the record holds), hooked in its tree: a table only the backend
+            // writes.
+            let e = unsafe { mmu.raw_mut().read(pfn, level, i) }.map_err(MapError::Backend)?;
+            used += u16::from(e.is_present());
         }
         if let Some(slot) = self.record.find(pfn) {
             self.record.at_mut(slot).used = used;

@@ -76,15 +76,25 @@ pub fn walk<E>(
     }
 }
 
-/// Walks from `root` to the leaf mapping `va` through the backend; `Ok(None)` if it is not
-/// mapped.
-pub fn translate<B: RawMmu>(
+/// Walks from `root` to the leaf mapping `va` through the backend's
+/// [`read`](RawMmu::read); `Ok(None)` if it is not mapped. The safe form, from a typed root,
+/// is [`Mmu::translate`](crate::Mmu::translate).
+///
+/// # Safety
+/// `root` and every table a present non-leaf entry on the way names (from the root, the
+/// walk's path) may be read as [`RawMmu::read`] says: for example `root` is a live level-4
+/// table, so that the entries on the way name tables.
+pub unsafe fn translate<B: RawMmu>(
     raw: &mut B,
     root: Pfn,
     va: u64,
 ) -> Result<Option<Translation>, B::Error> {
-    Ok(match walk(root, va, None, |t, l, i| raw.read(t, l, i))? {
-        Reached::Leaf(t) => Some(t),
-        Reached::NotMapped | Reached::Table(_) => None,
-    })
+    // SAFETY: the walk reads `root` and the tables its path's entries name: the caller's
+    // contract.
+    Ok(
+        match walk(root, va, None, |t, l, i| unsafe { raw.read(t, l, i) })? {
+            Reached::Leaf(t) => Some(t),
+            Reached::NotMapped | Reached::Table(_) => None,
+        },
+    )
 }

@@ -858,7 +858,7 @@ unsafe impl RawMmu for Sim {
         Ok(())
     }
 
-    fn read(&mut self, table: Pfn, level: TableLevel, index: u16) -> Result<Pte, SimError> {
+    unsafe fn read(&mut self, table: Pfn, level: TableLevel, index: u16) -> Result<Pte, SimError> {
         self.count(Op::Read)?;
         let t = table.as_u64();
         match self.state.get(&t) {

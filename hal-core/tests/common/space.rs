@@ -14,7 +14,6 @@ use std::vec::Vec;
 use hal_core::backend::{Caps, PageSizes, RawMmu};
 use hal_core::mapper::{EmptyTables, FrameSource, MapError, Mapper, PageSize};
 use hal_core::memblock::{Direction, Memblock};
-use hal_core::walk::translate;
 use hal_core::{Frame, Free, Mmu, PageTableFlags, TableLevel, TableRef};
 use proptest::prelude::*;
 use typenum::U4;
@@ -607,10 +606,11 @@ fn check_tree<B: RawMmu, S: FrameSource, const N: usize>(
     m: &Mapper<S, N>,
     space: &Space,
 ) -> Result<(), String> {
-    let r = root.pfn();
     for (&va, l) in &space.leaves {
         for probe in [va, va + l.size - K4] {
-            let t = translate(mmu.raw_mut(), r, probe).map_err(|e| format!("walk: {e:?}"))?;
+            let t = mmu
+                .translate(root, probe)
+                .map_err(|e| format!("walk: {e:?}"))?;
             let Some(t) = t else {
                 return Err(format!("{probe:#x}: not mapped, the model has {l:?}"));
             };
@@ -639,7 +639,7 @@ fn check_tree<B: RawMmu, S: FrameSource, const N: usize>(
             if !(WINDOW..WINDOW + WINDOW_LEN).contains(&probe) || space.cover(probe).is_some() {
                 continue;
             }
-            if let Ok(Some(t)) = translate(mmu.raw_mut(), r, probe) {
+            if let Ok(Some(t)) = mmu.translate(root, probe) {
                 return Err(format!("{probe:#x}: mapped ({t:?}), the model has a hole"));
             }
         }
