@@ -438,20 +438,21 @@ impl<'a, H: PvPlatform> XenPv<'a, H> {
         e
     }
 
-    /// Forgets remembered mappings held by entries `[lo, hi)`; if splitting a run finds no
-    /// room, the whole run is forgotten (its frames then stay read-only: safe).
-    pub(super) fn forget_ptes(&mut self, lo: u64, hi: u64) {
-        if self.st.records.remove_ptes(lo, hi).is_err() {
-            let mut i = 0;
-            while let Some(r) = self.st.records.get(i) {
-                let (s, e) = (r.pte, r.pte + 8 * r.len);
-                if s < hi && lo < e {
-                    let _ = self.st.records.remove_pfns(r.pfn, r.pfn_end());
-                } else {
-                    i += 1;
-                }
-            }
-        }
+    /// Forgets remembered mappings held by entries `[lo, hi)`. A run that would split with no
+    /// room for its second part loses that part too: its entries past `hi`, in the same
+    /// table (no run crosses a page of entries). Returns whether that happened. Only where
+    /// those entries are no mappings either may it happen:
+    /// - `write` and `protect` check for room first, and `retire` forgets a whole table,
+    ///   which splits nothing: for them it never happens;
+    /// - `fill_fresh` forgets entries of a table that is not live, whose every slot is
+    ///   written again before it is (`fill_fresh`'s contract): the part past `hi` is stale;
+    /// - after a refused submission, the dropped entries are forgotten in the order they were
+    ///   queued, and a run's entries were added in the order of their addresses, each queued
+    ///   as it was added (a stored entry never continues a run while the queue holds
+    ///   entries): the first dropped entry of a run is the one that may split it, and every
+    ///   entry after it in the run was queued after it, so was dropped too.
+    pub(super) fn forget_ptes(&mut self, lo: u64, hi: u64) -> bool {
+        self.st.records.remove_ptes(lo, hi)
     }
 
     pub(super) fn check_window(va: u64, pfns: PfnRange) -> Result<(), XenPvError> {
@@ -584,7 +585,8 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         if self.st.records.room() < runs + self.st.records.splits_for_ptes(base, hi) {
             return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
         }
-        self.forget_ptes(base, hi);
+        let cut = self.forget_ptes(base, hi);
+        debug_assert!(!cut, "room checked above");
         for (ptr, e) in (base..).step_by(8).zip(entries) {
             let mut val = if e.is_present() {
                 translate(*e, self.mfn(e.pfn().as_u64(), op)?)
@@ -665,9 +667,11 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
             None
         };
         // A fresh frame holds no remembered mapping, unless it held entries once (forget
-        // them); the run's downgraded leaves add at most one run of records per read-only
-        // range they cross (checked as they come).
+        // them: stale, whatever a split leaves out); the run's downgraded leaves add at most
+        // one run of records per read-only range they cross (checked as they come).
         self.forget_ptes(base, hi);
+        // Stored entries do not continue a run that may hold queued ones (see `forget_ptes`).
+        let mut alone = store_at.is_some() && !self.st.queue.is_empty();
         let flags = e.bits() & !ADDR;
         // Whether some entry of the run may be downgraded: a writable leaf run that reaches a
         // read-only frame (one range check for the run, then one per entry only if so).
@@ -711,11 +715,21 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
                 let pfn = e.pfn().as_u64() + u64::from(i) * run.step;
                 let mfn = self.mfn(pfn, op)?;
                 if downgrade && self.read_only_frame(pfn) {
-                    if self.protected.contains(pfn)
-                        && self.st.records.add(pfn, ptr, flags & !RW).is_err()
-                    {
-                        self.forget_ptes(base, hi);
-                        return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
+                    if self.protected.contains(pfn) {
+                        let rec = &mut self.st.records;
+                        let added = if alone {
+                            rec.add_run(pfn, ptr, flags & !RW)
+                        } else {
+                            rec.add(pfn, ptr, flags & !RW)
+                        };
+                        alone = false;
+                        if added.is_err() {
+                            // This call's records only: the runs in `[base, hi)`, and the
+                            // last one's part there; nothing to split.
+                            let cut = self.forget_ptes(base, hi);
+                            debug_assert!(!cut, "nothing to split");
+                            return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
+                        }
                     }
                     (flags & !RW) | (mfn << 12)
                 } else {
@@ -813,8 +827,9 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
             // SAFETY: the caller guarantees the table is hooked nowhere and not the root.
             unsafe { self.unpin_mfn(t, mfn, op) }?;
         }
-        // Its entries are no mappings any more.
-        self.forget_ptes(mfn << 12, (mfn + 1) << 12);
+        // Its entries are no mappings any more (a whole table: no run to split).
+        let cut = self.forget_ptes(mfn << 12, (mfn + 1) << 12);
+        debug_assert!(!cut, "no run crosses a page of entries");
         let range =
             PfnRange::new(table, t + 1).unwrap_or_else(|| unreachable!(/* below MAX_PFN */));
         self.release_range(range, op)
@@ -934,7 +949,8 @@ impl<H: PvPlatform> XenPv<'_, H> {
                     self.submit()?;
                     return Err(err(op, Cause::Capacity(Capacity::ReadOnlyRuns)));
                 }
-                self.forget_ptes(ptr, ptr + 8);
+                let cut = self.forget_ptes(ptr, ptr + 8);
+                debug_assert!(!cut, "room checked above");
                 self.st
                     .records
                     .add(pfn, ptr, ro & !ADDR)

@@ -83,14 +83,25 @@ impl RoRuns {
         self.runs.get(i).copied()
     }
 
-    /// Remembers that the entry at `pte` maps `pfn` read-only with `flags`.
+    /// Remembers that the entry at `pte` maps `pfn` read-only with `flags`: the last run
+    /// grows if the entry continues it within its table (a run never crosses a page of
+    /// entries, so that forgetting a whole table never splits one), else a new run begins.
     pub(crate) fn add(&mut self, pfn: u64, pte: u64, flags: u64) -> Result<(), Full> {
         if let Some(last) = self.runs.last_mut() {
-            if last.pfn_end() == pfn && last.pte_end() == pte && last.flags == flags {
+            if last.pfn_end() == pfn
+                && last.pte_end() == pte
+                && pte % 4096 != 0
+                && last.flags == flags
+            {
                 last.len += 1;
                 return Ok(());
             }
         }
+        self.add_run(pfn, pte, flags)
+    }
+
+    /// [`add`](Self::add), always as a new run.
+    pub(crate) fn add_run(&mut self, pfn: u64, pte: u64, flags: u64) -> Result<(), Full> {
         self.runs
             .push(RoRun {
                 pfn,
@@ -117,19 +128,29 @@ impl RoRuns {
             .count()
     }
 
-    /// Forgets the mappings of frames `[lo, hi)`.
+    /// Forgets the mappings of frames `[lo, hi)`. `Err` if a run to split found no room (its
+    /// part past `hi` is then forgotten too: check [`splits_for_pfns`](Self::splits_for_pfns)
+    /// first).
     pub(crate) fn remove_pfns(&mut self, lo: u64, hi: u64) -> Result<(), Full> {
-        self.remove_by(|r| {
+        let cut = self.remove_by(|r| {
             (
                 r.clip_pfns(r.pfn, lo.max(r.pfn)),
                 r.clip_pfns(hi.min(r.pfn_end()), r.pfn_end()),
                 r.pfn < hi && lo < r.pfn_end(),
             )
-        })
+        });
+        if cut {
+            Err(Full)
+        } else {
+            Ok(())
+        }
     }
 
-    /// Forgets the mappings held by entries at machine addresses `[lo, hi)`.
-    pub(crate) fn remove_ptes(&mut self, lo: u64, hi: u64) -> Result<(), Full> {
+    /// Forgets the mappings held by entries at machine addresses `[lo, hi)`. A run that
+    /// would split in two with no room for the second part keeps only the part before `lo`:
+    /// the entries past `hi` are forgotten too. Returns whether that happened
+    /// ([`splits_for_ptes`](Self::splits_for_ptes) says beforehand whether it can).
+    pub(crate) fn remove_ptes(&mut self, lo: u64, hi: u64) -> bool {
         self.remove_by(|r| {
             (
                 r.clip_ptes(r.pte, lo.max(r.pte)),
@@ -139,11 +160,10 @@ impl RoRuns {
         })
     }
 
-    /// `f(run)` = (part left before, part left after, whether the run is affected).
-    fn remove_by(
-        &mut self,
-        f: impl Fn(&RoRun) -> (Option<RoRun>, Option<RoRun>, bool),
-    ) -> Result<(), Full> {
+    /// `f(run)` = (part left before, part left after, whether the run is affected). A part
+    /// after that finds no room is dropped; returns whether one was.
+    fn remove_by(&mut self, f: impl Fn(&RoRun) -> (Option<RoRun>, Option<RoRun>, bool)) -> bool {
+        let mut cut = false;
         let mut i = 0;
         while i < self.runs.len() {
             let (before, after, hit) = f(&self.runs[i]);
@@ -154,7 +174,7 @@ impl RoRuns {
             match (before, after) {
                 (Some(b), Some(a)) => {
                     self.runs[i] = b;
-                    self.runs.push(a).map_err(|_| Full)?;
+                    cut |= self.runs.push(a).is_err();
                     i += 1;
                 }
                 (Some(one), None) | (None, Some(one)) => {
@@ -166,7 +186,7 @@ impl RoRuns {
                 }
             }
         }
-        Ok(())
+        cut
     }
 }
 
@@ -310,7 +330,7 @@ mod tests {
         assert_eq!(r.len(), 3);
         let total: u64 = (0..r.len()).map(|i| r.get(i).unwrap().len).sum();
         assert_eq!(total, 9);
-        r.remove_ptes(0x5000, 0x5000 + 8 * 2).unwrap();
+        assert!(!r.remove_ptes(0x5000, 0x5000 + 8 * 2));
         let total: u64 = (0..r.len()).map(|i| r.get(i).unwrap().len).sum();
         assert_eq!(total, 7);
         r.remove_pfns(0, 1000).unwrap();
@@ -397,7 +417,7 @@ mod tests {
                 .collect();
             let splits = r.splits_for_ptes(lo, hi);
             let before = r.len();
-            r.remove_ptes(lo, hi).unwrap();
+            assert!(!r.remove_ptes(lo, hi));
             assert_eq!(expand(&r), want, "ptes [{lo:#x}, {hi:#x})");
             assert!(r.len() <= before + splits, "[{lo:#x}, {hi:#x})");
         }
@@ -452,13 +472,74 @@ mod tests {
             r2.add(5000 + k, 0x80_0000 + 8 * k, 1).unwrap();
         }
         assert_eq!(r2.room(), 0);
-        assert_eq!(r2.remove_ptes(0x80_0008, 0x80_0010), Err(Full));
+        // No room for the part after: the run keeps its part before, the rest is forgotten
+        // (the other runs untouched).
+        let others: BTreeSet<_> = expand(&r2)
+            .into_iter()
+            .filter(|&(_, pte, _)| pte < 0x80_0000)
+            .collect();
+        assert!(r2.remove_ptes(0x80_0008, 0x80_0010));
+        let mut want = others;
+        want.insert((5000, 0x80_0000, 1));
+        assert_eq!(expand(&r2), want);
+        // By frame, the same; and the removal says so.
+        let mut r4 = RoRuns::new();
+        for k in 0..MAX_RO_RUNS as u64 - 1 {
+            r4.add(2 * k, 0x10_0000 + 16 * k, 1).unwrap();
+        }
+        for k in 0..3 {
+            r4.add(5000 + k, 0x80_0000 + 8 * k, 1).unwrap();
+        }
+        assert_eq!(r4.remove_pfns(5001, 5002), Err(Full));
+        assert_eq!(expand(&r4), want);
         let mut r3 = RoRuns::new();
         for k in 0..MAX_RO_RUNS as u64 {
             r3.add(2 * k, 0x10_0000 + 16 * k, 1).unwrap();
         }
         r3.remove_pfns(0, 2).unwrap();
         assert_eq!(r3.len(), MAX_RO_RUNS - 1);
+    }
+
+    #[test]
+    fn a_run_never_crosses_a_page_of_entries() {
+        let mut r = RoRuns::new();
+        // Entries 510 and 511 of the table at 0x7000 and entries 0 and 1 of the one at
+        // 0x8000, for consecutive frames: two runs, one per table.
+        for (k, pte) in [0x7ff0, 0x7ff8, 0x8000, 0x8008].into_iter().enumerate() {
+            r.add(40 + k as u64, pte, 1).unwrap();
+        }
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r.get(0).unwrap(),
+            RoRun {
+                pfn: 40,
+                pte: 0x7ff0,
+                len: 2,
+                flags: 1
+            }
+        );
+        assert_eq!(
+            r.get(1).unwrap(),
+            RoRun {
+                pfn: 42,
+                pte: 0x8000,
+                len: 2,
+                flags: 1
+            }
+        );
+        // So forgetting a whole table never splits a run, full or not.
+        assert_eq!(r.splits_for_ptes(0x8000, 0x9000), 0);
+        let mut f = RoRuns::new();
+        for k in 0..MAX_RO_RUNS as u64 - 3 {
+            f.add(2 * k, 0x10_0000 + 16 * k, 1).unwrap();
+        }
+        for k in 0..3 * 512 {
+            f.add(10_000 + k, 0x20_0000 + 8 * k, 1).unwrap();
+        }
+        assert_eq!(f.room(), 0, "one run per table: 3 tables");
+        assert!(!f.remove_ptes(0x20_1000, 0x20_2000));
+        let left: u64 = (0..f.len()).map(|i| f.get(i).unwrap().len).sum();
+        assert_eq!(left, MAX_RO_RUNS as u64 - 3 + 2 * 512);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod backend;
 mod common;
 mod direct_map;
+mod full_records;
 mod mapper;
 mod refusals;
 mod report;
