@@ -545,7 +545,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         let op = Op::Write;
         let end = usize::from(first) + entries.len();
         if end > 512 {
-            return Err(err(op, Cause::Unsupported(Unsupported::Index(end as u16))));
+            return Err(err(op, Cause::Unsupported(Unsupported::Index(end as u64))));
         }
         let base = (self.mfn(table.as_u64(), op)? << 12) + 8 * u64::from(first);
         // Check everything before queuing anything.
@@ -623,7 +623,7 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
         let op = Op::Write;
         let end = usize::from(first) + usize::from(run.count);
         if end > 512 {
-            return Err(err(op, Cause::Unsupported(Unsupported::Index(end as u16))));
+            return Err(err(op, Cause::Unsupported(Unsupported::Index(end as u64))));
         }
         if run.count == 0 {
             return Ok(());
@@ -764,7 +764,10 @@ unsafe impl<H: PvPlatform> RawMmu for XenPv<'_, H> {
     ) -> Result<Pte, XenPvError> {
         let op = Op::Read;
         if index >= 512 {
-            return Err(err(op, Cause::Unsupported(Unsupported::Index(index))));
+            return Err(err(
+                op,
+                Cause::Unsupported(Unsupported::Index(u64::from(index))),
+            ));
         }
         if level == TableLevel::L4 && XEN_SLOTS.contains(&index) {
             return Err(err(op, Cause::Unsupported(Unsupported::XenSlot(index))));

@@ -139,8 +139,9 @@ pub enum Unsupported {
     NonZeroNotPresent(u16),
     /// A slot of the root that Xen owns (256..272).
     XenSlot(u16),
-    /// A slot index of 512 or more, or a write running past slot 511.
-    Index(u16),
+    /// A slot index of 512 or more, or a write running past slot 511 (the slot it would end
+    /// before).
+    Index(u64),
     /// A window that is not page aligned or wraps around.
     Window(u64),
     /// The operation is not allowed on the current root.

@@ -248,3 +248,57 @@ fn the_total_is_the_sum_of_every_phase_and_kind() {
         "the model's own count"
     );
 }
+
+#[test]
+fn a_slot_index_past_the_table_is_reported_as_it_was_given() {
+    let mut g = super::common::boot_queued(DomainConfig::mib(16));
+    let t = spare(&g, 2);
+    let raw = g.mmu.raw_mut();
+    // SAFETY: a model frame no one else uses, no table, not mapped by Rust.
+    unsafe { raw.protect(range(t, t + 1)) }.unwrap();
+    let before = g.xen().stats();
+    let raw = g.mmu.raw_mut();
+    let index = |r: Result<(), crate::XenPvError>| match r.unwrap_err() {
+        crate::XenPvError {
+            op: Op::Write,
+            cause: Cause::Unsupported(Unsupported::Index(end)),
+            ..
+        } => end,
+        e => panic!("{e:?}"),
+    };
+    // Ends past slot 511, below and above 65,536 (where a 16-bit field would wrap).
+    let entries = std::vec![Pte::EMPTY; 70_000];
+    for (first, len, end) in [
+        (500u16, 13usize, 513u64),
+        (511, 70_000, 70_511),
+        (0, 65_536, 65_536),
+    ] {
+        // SAFETY: refused before anything is queued: the end is past the table.
+        let r = unsafe { raw.write(pfn(t), TableLevel::L1, first, &entries[..len]) };
+        assert_eq!(index(r), end, "write at {first}, {len} entries");
+    }
+    for (first, count, end) in [
+        (400u16, 113u16, 513u64),
+        (60_000, 10_000, 70_000),
+        (u16::MAX, u16::MAX, 131_070),
+    ] {
+        let run = hal_core::backend::EntryRun::empty(count);
+        // SAFETY: as above (and the table is fresh: protected, never hooked).
+        let r = unsafe { raw.fill_fresh(pfn(t), TableLevel::L1, first, &run) };
+        assert_eq!(index(r), end, "fill_fresh at {first}, {count} entries");
+    }
+    for slot in [512u16, u16::MAX] {
+        let e = raw.read(pfn(t), TableLevel::L1, slot).unwrap_err();
+        assert_eq!(
+            e.cause,
+            Cause::Unsupported(Unsupported::Index(u64::from(slot)))
+        );
+        assert_eq!(e.op, Op::Read);
+    }
+    // SAFETY: as above.
+    let e = unsafe { raw.write(pfn(t), TableLevel::L1, 511, &entries) }.unwrap_err();
+    assert!(std::format!("{e}").contains("slot index 70511 "), "{e}");
+    assert_eq!(raw.queued(), 0, "nothing queued");
+    raw.flush().unwrap();
+    assert_eq!(g.xen().stats(), before, "nothing submitted");
+}
