@@ -42,15 +42,6 @@ impl RoRun {
             flags: self.flags,
         })
     }
-
-    /// The part of the run whose entries lie in `[lo, hi)` (machine addresses, 8-aligned).
-    fn clip_ptes(&self, lo: u64, hi: u64) -> Option<RoRun> {
-        let s = self.pte.max(lo);
-        let e = self.pte_end().min(hi);
-        (s < e)
-            .then(|| self.clip_pfns(self.pfn + (s - self.pte) / 8, self.pfn + (e - self.pte) / 8))
-            .flatten()
-    }
 }
 
 /// The read-only mappings to restore, as runs.
@@ -132,14 +123,7 @@ impl RoRuns {
     /// part past `hi` is then forgotten too: check [`splits_for_pfns`](Self::splits_for_pfns)
     /// first).
     pub(crate) fn remove_pfns(&mut self, lo: u64, hi: u64) -> Result<(), Full> {
-        let cut = self.remove_by(|r| {
-            (
-                r.clip_pfns(r.pfn, lo.max(r.pfn)),
-                r.clip_pfns(hi.min(r.pfn_end()), r.pfn_end()),
-                r.pfn < hi && lo < r.pfn_end(),
-            )
-        });
-        if cut {
+        if self.remove_by(lo, hi, false) {
             Err(Full)
         } else {
             Ok(())
@@ -151,40 +135,43 @@ impl RoRuns {
     /// the entries past `hi` are forgotten too. Returns whether that happened
     /// ([`splits_for_ptes`](Self::splits_for_ptes) says beforehand whether it can).
     pub(crate) fn remove_ptes(&mut self, lo: u64, hi: u64) -> bool {
-        self.remove_by(|r| {
-            (
-                r.clip_ptes(r.pte, lo.max(r.pte)),
-                r.clip_ptes(hi.min(r.pte_end()), r.pte_end()),
-                r.pte < hi && lo < r.pte_end(),
-            )
-        })
+        self.remove_by(lo, hi, true)
     }
 
-    /// `f(run)` = (part left before, part left after, whether the run is affected). A part
-    /// after that finds no room is dropped; returns whether one was.
-    fn remove_by(&mut self, f: impl Fn(&RoRun) -> (Option<RoRun>, Option<RoRun>, bool)) -> bool {
+    /// Removes `[lo, hi)` from every run, in frames or (`by_pte`) in entry addresses. A
+    /// run's part after the range that finds no room is dropped; returns whether one was.
+    fn remove_by(&mut self, lo: u64, hi: u64, by_pte: bool) -> bool {
         let mut cut = false;
         let mut i = 0;
-        while i < self.runs.len() {
-            let (before, after, hit) = f(&self.runs[i]);
-            if !hit {
+        while let Some(&r) = self.runs.get(i) {
+            let (start, unit) = if by_pte { (r.pte, 8) } else { (r.pfn, 1) };
+            let end = start + unit * r.len;
+            if hi <= start || end <= lo {
                 i += 1;
                 continue;
             }
-            match (before, after) {
-                (Some(b), Some(a)) => {
-                    self.runs[i] = b;
-                    cut |= self.runs.push(a).is_err();
-                    i += 1;
+            // Entries `[0, a)` stay before the range, `[b, len)` after it.
+            let a = (lo.max(start) - start) / unit;
+            let b = (hi.min(end) - start) / unit;
+            let part = |from: u64, to: u64| RoRun {
+                pfn: r.pfn + from,
+                pte: r.pte + 8 * from,
+                len: to - from,
+                flags: r.flags,
+            };
+            match (a > 0, b < r.len) {
+                (true, true) => {
+                    self.runs[i] = part(0, a);
+                    cut |= self.runs.push(part(b, r.len)).is_err();
                 }
-                (Some(one), None) | (None, Some(one)) => {
-                    self.runs[i] = one;
-                    i += 1;
-                }
-                (None, None) => {
+                (true, false) => self.runs[i] = part(0, a),
+                (false, true) => self.runs[i] = part(b, r.len),
+                (false, false) => {
                     self.runs.swap_remove(i);
+                    continue;
                 }
             }
+            i += 1;
         }
         cut
     }
