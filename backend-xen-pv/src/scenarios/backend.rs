@@ -288,7 +288,9 @@ fn a_slot_index_past_the_table_is_reported_as_it_was_given() {
         assert_eq!(index(r), end, "fill_fresh at {first}, {count} entries");
     }
     for slot in [512u16, u16::MAX] {
-        let e = raw.read(pfn(t), TableLevel::L1, slot).unwrap_err();
+        // SAFETY: `t` is the test's L1 table (written above), in the model's memory; the
+        // index is refused before any load.
+        let e = unsafe { raw.read(pfn(t), TableLevel::L1, slot) }.unwrap_err();
         assert_eq!(
             e.cause,
             Cause::Unsupported(Unsupported::Index(u64::from(slot)))

@@ -154,8 +154,10 @@ fn release_and_check(s: Setup, pinned: &[u64], tables: &[(u64, Vec<(u16, u64)>)]
 fn direct_map_l2(g: &mut Guest) -> u64 {
     let root = g.live.pfn();
     let raw = g.mmu.raw_mut();
-    let l3 = raw.read(root, TableLevel::L4, TableLevel::L4.index_of(BASE));
-    let l2 = raw.read(l3.unwrap().pfn(), TableLevel::L3, 0).unwrap();
+    // SAFETY: the live root, a table the backend maintains (in the model's memory).
+    let l3 = unsafe { raw.read(root, TableLevel::L4, TableLevel::L4.index_of(BASE)) };
+    // SAFETY: the live root's present non-leaf entry for the direct map: its L3 table.
+    let l2 = unsafe { raw.read(l3.unwrap().pfn(), TableLevel::L3, 0) }.unwrap();
     l2.pfn().as_u64()
 }
 
