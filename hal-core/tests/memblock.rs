@@ -20,14 +20,13 @@ macro_rules! check {
     };
 }
 
-/// RAM of a firmware map, trimmed inward to pages and merged: the definition.
+/// RAM of a firmware map, touching RAM entries joined, trimmed inward to pages and merged: the
+/// definition.
 fn ram_oracle(map: &[MemRegion]) -> Vec<(u64, u64)> {
-    let mut v: Vec<(u64, u64)> = map
-        .iter()
-        .filter(|e| e.kind == RegionKind::Ram)
-        .filter_map(|e| {
-            let s = e.start.div_ceil(4096) * 4096;
-            let t = (e.start + e.len) & !4095;
+    let mut v: Vec<(u64, u64)> = gen::ram_spans(map)
+        .into_iter()
+        .filter_map(|(s, t)| {
+            let (s, t) = (s.div_ceil(4096) * 4096, t & !4095);
             (t > s).then_some((s, t))
         })
         .collect();

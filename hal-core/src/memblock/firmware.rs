@@ -8,11 +8,13 @@ use crate::memmap::{MemRegion, RegionKind};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct MapReport {
-    /// RAM entries taken.
+    /// RAM entries taken, whole or in part: those with at least one byte in a kept page (an
+    /// entry whose bytes were all trimmed or unaddressable is not counted).
     pub ram_entries: usize,
     /// Bytes of RAM taken (whole pages).
     pub ram_bytes: u64,
-    /// Bytes of RAM dropped because they were partial pages at an entry's edges.
+    /// Bytes of RAM dropped because they were partial pages at the edges of a span of
+    /// touching RAM entries.
     pub trimmed_bytes: u64,
     /// Bytes of RAM (whole pages) dropped because they lie at or above
     /// [`MAX_PFN`]: no frame number, so no page-table entry, can name
@@ -25,10 +27,17 @@ impl<const N: usize> Memblock<N> {
     ///
     /// The map must be sorted by start address, with no zero-length, overflowing (running
     /// past 2^64; ending at 2^64 exactly is fine) or overlapping entries (of any type);
-    /// otherwise the index of the first bad entry is reported. RAM entries are trimmed
-    /// *inward* to whole pages (firmware maps have RAM edges such as 0x9fc00; a partial page
-    /// is not usable RAM), and RAM at or above [`MAX_PFN`] is dropped (nothing can map it):
-    /// the report says how much of each was cut.
+    /// otherwise the index of the first bad entry is reported. RAM entries that touch (one
+    /// starts where the one before it ends) are joined first, as Linux joins its e820 map:
+    /// firmware and hypervisors split RAM at edges that are no page boundary. Each joined
+    /// span is then trimmed *inward* to whole pages (a firmware map has RAM edges such as
+    /// 0x9fc00; a partial page is not usable RAM), and RAM at or above [`MAX_PFN`] is dropped
+    /// (nothing can map it). So a page is kept exactly when every byte of it is RAM in the
+    /// map and it lies below [`MAX_PFN`]; the report says how much was cut. A span's region
+    /// is added by the entry that completes the span's first kept page (and grown by the
+    /// span's later entries, which need no room), so [`MapError::TooMany`] names that entry.
+    /// On any error no memblock is returned: a bad entry after RAM was added refuses the
+    /// whole map.
     ///
     /// # Safety
     /// As [`add_memory`](Memblock::add_memory) for every RAM entry: the map describes this
@@ -67,6 +76,11 @@ impl<const N: usize> Memblock<N> {
         // The last byte of the previous entry: an entry may end at 2^64 exactly (its `end`
         // is no u64), so entries are compared by their last bytes.
         let mut prev_last: Option<u64> = None;
+        // The span of touching RAM entries: where an entry must start to join it (0 after an
+        // entry that is no RAM: no entry but the first can start at 0, and joining the empty
+        // span at 0 is starting a new one), its first whole page, and its first entry not yet
+        // counted as taken (they are counted when a page they are in is kept).
+        let (mut join_at, mut span_first, mut untaken) = (0, 0, 0);
         for (index, e) in map.iter().enumerate() {
             if e.len == 0 {
                 return Err(MapError::ZeroLength { index });
@@ -87,19 +101,33 @@ impl<const N: usize> Memblock<N> {
             }
             prev_last = Some(last);
             if e.kind != RegionKind::Ram {
+                join_at = 0;
                 continue;
             }
-            // Whole pages inside the entry, as frame numbers `[first, end)`: neither overflows
+            if e.start != join_at {
+                span_first = e.start.div_ceil(PAGE_SIZE);
+                untaken = index;
+            }
+            // 0 for an entry ending at 2^64, which no entry can follow.
+            join_at = last.wrapping_add(1);
+            // The span's whole pages that end in this entry, as frame numbers `[first, end)`
             // (`end` is `(last + 1) / 4096`, at most 2^52).
-            let first = e.start.div_ceil(PAGE_SIZE);
+            let first = span_first.max(e.start >> PAGE_SHIFT);
             let end = (last >> PAGE_SHIFT) + u64::from(last % PAGE_SIZE == PAGE_SIZE - 1);
+            // Modulo 2^64: the true figure is below 2^64 when the map ends (the RAM bytes sum
+            // to at most 2^64, and all of them are whole pages if so), and the sums on the way
+            // may reach it (`[0, 1)` then `[1, 2^64)`).
+            report.trimmed_bytes = report.trimmed_bytes.wrapping_add(e.len);
             if first >= end {
-                report.trimmed_bytes += e.len;
+                if last >> PAGE_SHIFT < span_first {
+                    // Only in the span's partial first page: in no page that can be kept.
+                    untaken = index + 1;
+                }
                 continue;
             }
-            // At most `e.len`, which is below 2^64: the pages lie inside the entry.
+            // 2^64 (as 0) only for all of `[0, 2^64)`, which passes `MAX_PFN`.
             let whole = (end - first) << PAGE_SHIFT;
-            report.trimmed_bytes += e.len - whole;
+            report.trimmed_bytes = report.trimmed_bytes.wrapping_sub(whole);
             let addressable = end.min(MAX_PFN);
             if addressable <= first {
                 report.unaddressable_bytes += whole;
@@ -107,15 +135,14 @@ impl<const N: usize> Memblock<N> {
             }
             report.unaddressable_bytes += (end - addressable) << PAGE_SHIFT;
             let (s, t) = (first << PAGE_SHIFT, addressable << PAGE_SHIFT);
+            // Only `Capacity` can happen: the map is valid so far and the memblock was new.
             // SAFETY: the caller claims the map's RAM for this memblock (this fn's contract).
-            match unsafe { mb.add_memory(s, t) } {
-                Ok(()) => {}
-                Err(MemblockError::Capacity) => return Err(MapError::TooMany { index }),
-                Err(MemblockError::Overlap { .. }) => return Err(MapError::Overlap { index }),
-                Err(MemblockError::Overflow) => return Err(MapError::Overflow { index }),
-                Err(error) => return Err(MapError::Memblock { index, error }),
-            }
-            report.ram_entries += 1;
+            unsafe { mb.add_memory(s, t) }.map_err(|error| match error {
+                MemblockError::Capacity => MapError::TooMany { index },
+                error => MapError::Memblock { index, error },
+            })?;
+            report.ram_entries += index + 1 - untaken;
+            untaken = index + 1;
             report.ram_bytes += t - s;
         }
         if report.ram_bytes == 0 {

@@ -165,15 +165,28 @@ pub fn firmware_map(n: usize) -> impl Strategy<Value = Vec<MemRegion>> {
         .prop_map(|(start, segs)| layout(start, &segs))
 }
 
-/// Bytes of whole pages of RAM in the map (each entry trimmed inward).
+/// The map's RAM as spans `[start, end)`: touching RAM entries (one starting where the one
+/// before it ends) joined, in map order (the map is sorted).
+pub fn ram_spans(map: &[MemRegion]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut prev_ram = false;
+    for e in map {
+        let ram = e.kind == RegionKind::Ram;
+        match out.last_mut() {
+            Some(last) if ram && prev_ram && last.1 == e.start => last.1 = e.start + e.len,
+            _ if ram => out.push((e.start, e.start + e.len)),
+            _ => {}
+        }
+        prev_ram = ram;
+    }
+    out
+}
+
+/// Bytes of whole pages of RAM in the map (each span of touching RAM entries trimmed inward).
 pub fn ram_bytes(map: &[MemRegion]) -> u64 {
-    map.iter()
-        .filter(|e| e.kind == RegionKind::Ram)
-        .map(|e| {
-            let s = e.start.div_ceil(4096) * 4096;
-            let t = (e.start + e.len) & !4095;
-            t.saturating_sub(s)
-        })
+    ram_spans(map)
+        .into_iter()
+        .map(|(s, t)| (t & !4095).saturating_sub(s.div_ceil(4096) * 4096))
         .sum()
 }
 
