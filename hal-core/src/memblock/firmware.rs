@@ -114,26 +114,19 @@ impl<const N: usize> Memblock<N> {
             // (`end` is `(last + 1) / 4096`, at most 2^52).
             let first = span_first.max(e.start >> PAGE_SHIFT);
             let end = (last >> PAGE_SHIFT) + u64::from(last % PAGE_SIZE == PAGE_SIZE - 1);
-            // Modulo 2^64: the true figure is below 2^64 when the map ends (the RAM bytes sum
-            // to at most 2^64, and all of them are whole pages if so), and the sums on the way
-            // may reach it (`[0, 1)` then `[1, 2^64)`).
+            // All the RAM bytes for now (the trimmed ones are what is left of them at the end).
             report.trimmed_bytes = report.trimmed_bytes.wrapping_add(e.len);
-            if first >= end {
-                if last >> PAGE_SHIFT < span_first {
-                    // Only in the span's partial first page: in no page that can be kept.
-                    untaken = index + 1;
-                }
+            if last >> PAGE_SHIFT < span_first {
+                // Only in the span's partial first page: in no page that can be kept.
+                untaken = index + 1;
+            }
+            // Pages `[first, addressable)` are kept, `[addressable, end)` are not addressable
+            // (none if `end <= first`: the entry completes no page).
+            let addressable = end.min(MAX_PFN).max(first);
+            report.unaddressable_bytes += end.saturating_sub(addressable) << PAGE_SHIFT;
+            if addressable == first {
                 continue;
             }
-            // 2^64 (as 0) only for all of `[0, 2^64)`, which passes `MAX_PFN`.
-            let whole = (end - first) << PAGE_SHIFT;
-            report.trimmed_bytes = report.trimmed_bytes.wrapping_sub(whole);
-            let addressable = end.min(MAX_PFN);
-            if addressable <= first {
-                report.unaddressable_bytes += whole;
-                continue;
-            }
-            report.unaddressable_bytes += (end - addressable) << PAGE_SHIFT;
             let (s, t) = (first << PAGE_SHIFT, addressable << PAGE_SHIFT);
             // Only `Capacity` can happen: the map is valid so far and the memblock was new.
             // SAFETY: the caller claims the map's RAM for this memblock (this fn's contract).
@@ -148,6 +141,12 @@ impl<const N: usize> Memblock<N> {
         if report.ram_bytes == 0 {
             return Err(MapError::NoRam);
         }
+        // Modulo 2^64: the RAM bytes sum to at most 2^64 (as 0 then), and all of them are
+        // whole pages if so, so the trimmed bytes are below 2^64.
+        report.trimmed_bytes = report
+            .trimmed_bytes
+            .wrapping_sub(report.ram_bytes)
+            .wrapping_sub(report.unaddressable_bytes);
         Ok(report)
     }
 }
